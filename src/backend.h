@@ -1,0 +1,67 @@
+/* backend.h: the Redis connection (hiredis async API on our libuv loop).
+ *
+ * Fail-open contract: the rest of the core never waits on a dead Redis.
+ *  - backend_cmd() returns -1 at once when Redis is not connected; the caller
+ *    goes on without it (fetch from the origin, skip the store).
+ *  - A queued command gets exactly one callback: with the reply, or with NULL
+ *    when the command failed, the connection dropped, or no reply came within
+ *    the backend timeout (then the connection is dropped and re-made, since a
+ *    reply that late means the link is unusable).
+ *  - Reconnects run by themselves with exponential backoff (100 ms .. 5 s).
+ *    Each outage is logged once when it starts and once when it ends.
+ * hiredis 0.14 has no timeouts of its own, so a loop timer enforces them. */
+#ifndef LC_BACKEND_H
+#define LC_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hiredis/hiredis.h>
+#include <uv.h>
+
+/* A parsed --redis URL. Fixed-size fields keep the parser allocation-free.
+ *   redis://[[user]:password@]host[:port][/db][?opts]   (IPv6 host in brackets)
+ *   unix:/path/to/socket[?opts]   unix:///path/to/socket[?opts]
+ * opts: db=N, password=P, user=U (for unix sockets, which have no userinfo).
+ * Userinfo and option values are %-decoded, so a password may hold @ : / ?.
+ * As in redis-cli, "redis://secret@host" means password "secret". */
+typedef struct backend_url {
+    bool is_unix;
+    char host[256]; /* TCP: name or IP literal, IPv6 without brackets */
+    int port;       /* TCP: default 6379 */
+    char path[108]; /* unix: socket path (sizeof sun_path on Linux) */
+    int db;         /* SELECT after connecting when not 0 */
+    char user[128]; /* ACL user for AUTH user pass; "" for AUTH pass */
+    char pass[512]; /* "" for no AUTH */
+} backend_url_t;
+
+/* 0 on success; -1 with "--redis: ..." in err. The text never echoes a
+ * password. Pure: no I/O, no allocation. */
+int backend_parse_url(const char *url, backend_url_t *out, char *err, size_t errlen);
+
+typedef struct backend_conf {
+    const char *url; /* redis://[:pass@]host[:port][/db] or unix:/path[?db=N] */
+    long timeout_ms; /* per command and for connecting */
+} backend_conf_t;
+
+/* reply is NULL on any failure; it is freed by hiredis after the callback. */
+typedef void (*backend_cb)(void *priv, redisReply *reply);
+
+/* Parse the URL now (error text into err, -1) and start connecting. A Redis
+ * that is down is not an error: the backend keeps retrying. Call it from
+ * top-level code, not from inside a backend callback. */
+int backend_init(uv_loop_t *loop, const backend_conf_t *conf, char *err, size_t errlen);
+void backend_close(void); /* pending callbacks get NULL */
+
+bool backend_up(void);
+uint64_t backend_errors_total(void); /* failed/timed-out commands + failed connects */
+uint64_t backend_outages_total(void);
+
+/* 0: queued, cb will run exactly once later. -1: not connected, cb never runs.
+ * Replies are matched to commands in order, so no SUBSCRIBE/MONITOR here. A
+ * Redis error reply (-ERR ...) reaches cb as a reply, not as NULL. */
+int backend_cmd(backend_cb cb, void *priv, const char *fmt, ...);
+int backend_cmd_argv(backend_cb cb, void *priv, int argc, const char **argv, const size_t *lens);
+
+#endif

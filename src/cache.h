@@ -1,0 +1,43 @@
+/* cache.h: the read-through cache (SPEC §3-§6): look an entry up in Redis,
+ * decide fresh / stale / miss, fill misses through the policy's fetch with
+ * one fetch per key in flight (coalescing), store, and answer every waiter.
+ * All answers go into reply slots, so callers never wait synchronously. */
+#ifndef LC_CACHE_H
+#define LC_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "policy.h"
+#include "server.h"
+
+typedef enum cache_op { CACHE_GET, CACHE_REFRESH, CACHE_PEEK, CACHE_TTL, CACHE_PTTL } cache_op_t;
+
+typedef struct cache_key {
+    ns_t *ns;
+    const char *id; /* points into the command's argument */
+    size_t idlen;
+} cache_key_t;
+
+void cache_init(uv_loop_t *loop);
+void cache_close(void);
+size_t cache_fills_in_flight(void);
+
+/* Split "NS:ID" and find the namespace. On failure writes the error reply
+ * (SPEC §2 texts) into err and returns -1. */
+int cache_key_parse(const char *key, size_t len, cache_key_t *out, buf_t *err);
+
+/* Run op for each key; answer one reply (as_array false, nkeys == 1) or an
+ * array of per-key replies (MGET) into slot, then finish the slot. */
+void cache_read(slot_t *slot, cache_op_t op, const cache_key_t *keys, long nkeys, bool as_array);
+
+/* SET: store value as fresh for ttl_ms (< 0: the policy's TTL with jitter). */
+void cache_set(slot_t *slot, const cache_key_t *key, const char *value, size_t vlen,
+               long long ttl_ms);
+
+/* DEL: invalidate exact keys; answers how many existed in Redis. */
+void cache_del(slot_t *slot, const cache_key_t *keys, long nkeys);
+
+#endif

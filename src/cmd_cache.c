@@ -1,0 +1,115 @@
+/* cmd_cache.c: the cache commands (SPEC §3): argument checks, then cache.c.
+ * Every key of a command is validated before any work starts, so a bad key
+ * fails the whole command with one clear error. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache.h"
+#include "commands.h"
+#include "config.h"
+#include "reply.h"
+#include "util.h"
+
+/* Parse arguments first..first+n-1 as keys; replies the error on failure. */
+static cache_key_t *parse_keys_or_reply(client_t *c, long first, long n)
+{
+    cache_key_t *keys = xmalloc((size_t)n * sizeof(*keys));
+    for (long i = 0; i < n; i++) {
+        size_t len;
+        const char *k = client_arg(c, first + i, &len);
+        buf_t err = {0};
+        if (cache_key_parse(k, len, &keys[i], &err) != 0) {
+            buf_append(client_reply_buf(c), err.data, err.len);
+            buf_free(&err);
+            free(keys);
+            return NULL;
+        }
+    }
+    return keys;
+}
+
+static void read_keys(client_t *c, cache_op_t op, long first, long n, bool as_array)
+{
+    cache_key_t *keys = parse_keys_or_reply(c, first, n);
+    if (!keys) return;
+    cache_read(client_defer(c), op, keys, n, as_array);
+    free(keys);
+}
+
+void cmd_get(client_t *c)
+{
+    read_keys(c, CACHE_GET, 1, 1, false);
+}
+
+void cmd_mget(client_t *c)
+{
+    read_keys(c, CACHE_GET, 1, client_argc(c) - 1, true);
+}
+
+void cmd_peek(client_t *c)
+{
+    read_keys(c, CACHE_PEEK, 1, 1, false);
+}
+
+void cmd_ttl(client_t *c)
+{
+    read_keys(c, CACHE_TTL, 1, 1, false);
+}
+
+void cmd_pttl(client_t *c)
+{
+    read_keys(c, CACHE_PTTL, 1, 1, false);
+}
+
+void cmd_refresh(client_t *c)
+{
+    read_keys(c, CACHE_REFRESH, 1, 1, false);
+}
+
+/* SET key value [EX seconds | PX milliseconds] */
+void cmd_set(client_t *c)
+{
+    long argc = client_argc(c);
+    long long ttl_ms = -1;
+    buf_t *b;
+    if (argc != 3 && argc != 5) {
+        reply_error(client_reply_buf(c), "syntax error");
+        return;
+    }
+    if (argc == 5) {
+        size_t olen, vlen;
+        const char *opt = client_arg(c, 3, &olen);
+        const char *v = client_arg(c, 4, &vlen);
+        long long n;
+        bool ex = eq_nocase(opt, olen, "ex"), px = eq_nocase(opt, olen, "px");
+        if (!ex && !px) {
+            reply_error(client_reply_buf(c), "syntax error");
+            return;
+        }
+        if (parse_ll(v, vlen, &n) != 0 || n <= 0 || n > (ex ? 315360000000LL : 315360000000000LL)) {
+            reply_error(client_reply_buf(c), "invalid expire time in 'set' command");
+            return;
+        }
+        ttl_ms = ex ? n * 1000 : n;
+    }
+    size_t vlen;
+    const char *value = client_arg(c, 2, &vlen);
+    if (vlen > cfg.max_value) {
+        b = client_reply_buf(c);
+        reply_error(b, "value of %zu bytes exceeds --max-value (%zu)", vlen, cfg.max_value);
+        return;
+    }
+    cache_key_t *key = parse_keys_or_reply(c, 1, 1);
+    if (!key) return;
+    cache_set(client_defer(c), key, value, vlen, ttl_ms);
+    free(key);
+}
+
+void cmd_del(client_t *c)
+{
+    long n = client_argc(c) - 1;
+    cache_key_t *keys = parse_keys_or_reply(c, 1, n);
+    if (!keys) return;
+    cache_del(client_defer(c), keys, n);
+    free(keys);
+}

@@ -1,0 +1,105 @@
+/* commands.c: the one command table and dispatch. Arity and authentication
+ * are checked here, once, before any handler runs; names are looked up
+ * case-insensitively in a hash built from the table at start. */
+#include "commands.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+#include "dict.h"
+#include "reply.h"
+#include "util.h"
+
+static const command_t command_table[] = {
+    /* connection */
+    {"ping", -1, CMD_READONLY, cmd_ping},
+    {"echo", 2, CMD_READONLY, cmd_echo},
+    {"quit", -1, CMD_NOAUTH, cmd_quit},
+    {"auth", -2, CMD_NOAUTH, cmd_auth},
+    {"hello", -1, CMD_NOAUTH, cmd_hello},
+    {"select", 2, CMD_READONLY, cmd_select},
+    {"command", -1, CMD_READONLY, cmd_command},
+    {"client", -2, CMD_READONLY, cmd_client},
+    /* cache */
+    {"get", 2, CMD_READONLY, cmd_get},
+    {"mget", -2, CMD_READONLY, cmd_mget},
+    {"set", -3, CMD_WRITE, cmd_set},
+    {"del", -2, CMD_WRITE, cmd_del},
+    {"ttl", 2, CMD_READONLY, cmd_ttl},
+    {"pttl", 2, CMD_READONLY, cmd_pttl},
+    {"peek", 2, CMD_READONLY, cmd_peek},
+    {"refresh", 2, CMD_WRITE, cmd_refresh},
+    /* administration */
+    {"policies", 1, CMD_ADMIN, cmd_policies},
+    {"reload", -1, CMD_ADMIN, cmd_reload},
+    {"info", -1, CMD_ADMIN, cmd_info},
+    {"stats", -1, CMD_ADMIN, cmd_info},
+};
+
+static dict_t by_name;
+
+const command_t *commands_table(size_t *n)
+{
+    *n = LC_ARRAY_LEN(command_table);
+    return command_table;
+}
+
+void commands_init(void)
+{
+    dict_init(&by_name);
+    for (size_t i = 0; i < LC_ARRAY_LEN(command_table); i++)
+        dict_set(&by_name, command_table[i].name, strlen(command_table[i].name),
+                 (void *)&command_table[i]);
+}
+
+void commands_free(void)
+{
+    dict_free(&by_name);
+}
+
+static const command_t *lookup(const char *name, size_t len)
+{
+    char lower[32];
+    if (len >= sizeof(lower)) return NULL;
+    for (size_t i = 0; i < len; i++) lower[i] = (char)tolower((unsigned char)name[i]);
+    return dict_get(&by_name, lower, len);
+}
+
+/* Redis's text: "unknown command 'x', with args beginning with: 'a' 'b' ". */
+static void reply_unknown(client_t *c, const char *name, size_t len)
+{
+    buf_t msg = {0};
+    buf_printf(&msg, "unknown command '%.*s', with args beginning with: ",
+               (int)(len > 128 ? 128 : len), name);
+    for (long i = 1; i < client_argc(c) && msg.len < 512; i++) {
+        size_t alen;
+        const char *a = client_arg(c, i, &alen);
+        buf_printf(&msg, "'%.*s' ", (int)(alen > 128 ? 128 : alen), a);
+    }
+    buf_append(&msg, "", 1);
+    reply_error(client_reply_buf(c), "%s", msg.data);
+    buf_free(&msg);
+}
+
+void commands_dispatch(client_t *c)
+{
+    size_t len;
+    const char *name = client_arg(c, 0, &len);
+    const command_t *cmd = lookup(name, len);
+    if (!c->authed && !(cmd && (cmd->flags & CMD_NOAUTH))) {
+        reply_error_code(client_reply_buf(c), "NOAUTH", "Authentication required.");
+        return;
+    }
+    if (!cmd) {
+        reply_unknown(c, name, len);
+        return;
+    }
+    long argc = client_argc(c);
+    if ((cmd->arity > 0 && argc != cmd->arity) || (cmd->arity < 0 && argc < -cmd->arity)) {
+        reply_error(client_reply_buf(c), "wrong number of arguments for '%s' command", cmd->name);
+        return;
+    }
+    cmd->fn(c);
+}

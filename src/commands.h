@@ -1,0 +1,51 @@
+/* commands.h: the one command table and dispatch. */
+#ifndef LC_COMMANDS_H
+#define LC_COMMANDS_H
+
+#include "server.h"
+
+enum cmd_flags {
+    CMD_NOAUTH = 1 << 0,  /* allowed before AUTH */
+    CMD_WRITE = 1 << 1,   /* changes the cache (for COMMAND's flag list) */
+    CMD_READONLY = 1 << 2,
+    CMD_ADMIN = 1 << 3,
+};
+
+typedef void (*cmd_fn)(client_t *c);
+
+typedef struct command {
+    const char *name; /* lower case */
+    int arity;        /* argc including the name; negative: at least -arity */
+    int flags;
+    cmd_fn fn;
+} command_t;
+
+void commands_init(void);
+void commands_free(void);
+void commands_dispatch(client_t *c);
+
+/* For COMMAND: the table itself. */
+const command_t *commands_table(size_t *n);
+
+/* Handlers (cmd_*.c). */
+void cmd_ping(client_t *c);
+void cmd_echo(client_t *c);
+void cmd_quit(client_t *c);
+void cmd_auth(client_t *c);
+void cmd_hello(client_t *c);
+void cmd_select(client_t *c);
+void cmd_command(client_t *c);
+void cmd_client(client_t *c);
+void cmd_get(client_t *c);
+void cmd_mget(client_t *c);
+void cmd_set(client_t *c);
+void cmd_del(client_t *c);
+void cmd_ttl(client_t *c);
+void cmd_pttl(client_t *c);
+void cmd_peek(client_t *c);
+void cmd_refresh(client_t *c);
+void cmd_policies(client_t *c);
+void cmd_reload(client_t *c);
+void cmd_info(client_t *c);
+
+#endif

@@ -1,0 +1,44 @@
+/* config.h: the server's settings, from the command line (SPEC §1). */
+#ifndef LC_CONFIG_H
+#define LC_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct config {
+    const char *bind;
+    int port;
+    const char *redis_url;
+    const char *policies_dir;
+    const char *prefix;
+    int metrics_port;
+    const char *lua_path; /* NULL: <dir of binary>/lua */
+    const char *requirepass;
+    const char *log_level;
+    bool check;
+    /* limits (SPEC §8) */
+    long maxclients;
+    long timeout_s;          /* idle clients are closed after this; 0 = never */
+    size_t max_inline;       /* bytes of one inline request */
+    size_t max_bulk;         /* bytes of one bulk argument (and so of a SET value) */
+    long max_args;           /* arguments in one command */
+    size_t max_value;        /* largest value stored from a fetch */
+    size_t output_limit;     /* a slow reader's pending output before it is dropped */
+    long max_pending;        /* commands awaiting replies per client before reading pauses */
+    long backend_timeout_ms; /* Redis command/connect timeout */
+    size_t lua_memory;       /* bytes per policy Lua state */
+    uint64_t lua_budget;     /* VM instructions per call into a policy */
+    long shutdown_grace_ms;  /* how long in-flight requests may finish on SIGTERM */
+} config_t;
+
+#define LUACACHED_VERSION "0.1.0"
+
+extern config_t cfg;
+extern uint64_t lc_start_mono_ms; /* when the process started (mono_ms) */
+
+/* Parse argv into cfg. Returns 0 to run, 1 when --help/--version printed,
+ * -1 on a usage error (message printed). */
+int config_parse(int argc, char **argv);
+
+#endif

@@ -1,0 +1,101 @@
+/* entry.c: the stored entry format and TTL math (see entry.h). Pure code. */
+#include "entry.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void entry_encode(buf_t *out, const entry_t *e)
+{
+    buf_printf(out, ENTRY_MAGIC "%c %lld %lld %lld %lld %lld %lld %lld\n", (char)e->kind,
+               e->version, e->gen, (long long)e->fresh_until, (long long)e->stale_until,
+               (long long)e->error_until, (long long)e->fetch_ms, (long long)e->stored_at);
+    buf_append(out, e->value, e->len);
+}
+
+/* Read one space- or newline-terminated integer; advances *p. */
+static int read_ll(const char **p, const char *end, long long *out)
+{
+    const char *s = *p;
+    int neg = 0;
+    if (s < end && *s == '-') {
+        neg = 1;
+        s++;
+    }
+    if (s >= end || *s < '0' || *s > '9') return -1;
+    long long v = 0;
+    while (s < end && *s >= '0' && *s <= '9') {
+        if (v > (INT64_MAX - 9) / 10) return -1;
+        v = v * 10 + (*s - '0');
+        s++;
+    }
+    if (s >= end || (*s != ' ' && *s != '\n')) return -1;
+    *out = neg ? -v : v;
+    *p = s + 1;
+    return 0;
+}
+
+int entry_decode(const char *data, size_t len, entry_t *e)
+{
+    const char *end = data + len;
+    /* The header is short; never scan past the first 256 bytes for it. */
+    size_t hlen = len < 256 ? len : 256;
+    const char *nl = memchr(data, '\n', hlen);
+    if (!nl || len < 7 || memcmp(data, ENTRY_MAGIC, 4) != 0) return -1;
+    char kind = data[4];
+    if ((kind != 'v' && kind != 'n' && kind != 'e') || data[5] != ' ') return -1;
+    const char *p = data + 6;
+    long long f[7];
+    for (int i = 0; i < 7; i++)
+        if (read_ll(&p, nl + 1, &f[i]) != 0) return -1;
+    if (p != nl + 1) return -1;
+    e->kind = (entry_kind_t)kind;
+    e->version = f[0];
+    e->gen = f[1];
+    e->fresh_until = f[2];
+    e->stale_until = f[3];
+    e->error_until = f[4];
+    e->fetch_ms = f[5];
+    e->stored_at = f[6];
+    e->value = p;
+    e->len = (size_t)(end - p);
+    return 0;
+}
+
+entry_state_t entry_state(const entry_t *e, int64_t now)
+{
+    if (now < e->fresh_until) return STATE_FRESH;
+    if (now < e->stale_until) return STATE_STALE;
+    if (now < e->error_until) return STATE_STALE_ERR;
+    return STATE_EXPIRED;
+}
+
+int64_t entry_redis_ttl_ms(const entry_t *e, int64_t now)
+{
+    int64_t until = e->fresh_until;
+    if (e->stale_until > until) until = e->stale_until;
+    if (e->error_until > until) until = e->error_until;
+    return until - now > 0 ? until - now : 1;
+}
+
+int64_t ttl_jittered_ms(double ttl_s, double jitter, double u)
+{
+    if (!(ttl_s > 0)) return 0;
+    if (jitter < 0) jitter = 0;
+    if (jitter > 1) jitter = 1;
+    double factor = 1.0 + jitter * (2.0 * u - 1.0);
+    double ms = ttl_s * 1000.0 * factor;
+    if (ms < 0) ms = 0;
+    if (ms > 1e15) ms = 1e15; /* clamp absurd TTLs far below int64 overflow */
+    return (int64_t)llround(ms);
+}
+
+int xfetch_should_refresh(int64_t now, int64_t fresh_until, int64_t fetch_ms, double beta,
+                          double u)
+{
+    if (!(beta > 0) || fetch_ms <= 0) return 0;
+    if (u <= 0) u = 1e-12;
+    if (u > 1) u = 1;
+    double head_start = -(double)fetch_ms * beta * log(u);
+    return (double)now + head_start >= (double)fresh_until;
+}

@@ -1,0 +1,162 @@
+/* main.c: start-up, signals and graceful shutdown of luacached. */
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <uv.h>
+
+#include "backend.h"
+#include "cache.h"
+#include "commands.h"
+#include "config.h"
+#include "http_client.h"
+#include "log.h"
+#include "policy.h"
+#include "server.h"
+#include "util.h"
+
+static uv_loop_t *loop;
+static uv_signal_t sig_term, sig_int, sig_hup;
+static uv_timer_t shutdown_timer;
+static bool shutting_down;
+static uint64_t shutdown_started;
+static bool aborted_fetches;
+
+static bool is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The shipped lua/ helpers live next to the binary (build/lua), or in
+ * ../share/luacached/lua for an installed binary. */
+static const char *default_lua_path(void)
+{
+    static char path[PATH_MAX + 32];
+    char exe[PATH_MAX];
+    size_t len = sizeof(exe);
+    if (uv_exepath(exe, &len) != 0) return "./lua";
+    char *dir = dirname(exe);
+    snprintf(path, sizeof(path), "%s/lua", dir);
+    if (is_dir(path)) return path;
+    snprintf(path, sizeof(path), "%s/../share/luacached/lua", dir);
+    if (is_dir(path)) return path;
+    return "./lua";
+}
+
+static void close_everything(void)
+{
+    uv_timer_stop(&shutdown_timer);
+    uv_close((uv_handle_t *)&shutdown_timer, NULL);
+    uv_close((uv_handle_t *)&sig_term, NULL);
+    uv_close((uv_handle_t *)&sig_int, NULL);
+    uv_close((uv_handle_t *)&sig_hup, NULL);
+    server_close_clients();
+    backend_close();
+    engine_close();
+    http_client_close();
+}
+
+/* Graceful shutdown: stop accepting, let in-flight requests finish for up
+ * to --shutdown-grace, then fail what is left ("shutting down") so every
+ * waiting client still gets an answer, then close. */
+static void on_shutdown_tick(uv_timer_t *t)
+{
+    LC_UNUSED(t);
+    bool idle = fetches_in_flight() == 0 && server_pending_replies() == 0;
+    if (idle) {
+        log_info("shutdown complete");
+        close_everything();
+        return;
+    }
+    if (!aborted_fetches && mono_ms() - shutdown_started >= (uint64_t)cfg.shutdown_grace_ms) {
+        log_warn("shutdown grace over: failing %zu fetches still in flight", fetches_in_flight());
+        aborted_fetches = true;
+        fetch_abort_all();
+    } else if (aborted_fetches && mono_ms() - shutdown_started >=
+                                      (uint64_t)cfg.shutdown_grace_ms + 2 * cfg.backend_timeout_ms) {
+        log_warn("shutdown: %ld replies still pending, closing anyway", server_pending_replies());
+        close_everything();
+    }
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    if (signum == SIGHUP) {
+        log_info("SIGHUP: reloading policies");
+        for (size_t i = 0; i < ns_count(); i++) engine_reload(ns_at(i));
+        return;
+    }
+    if (shutting_down) return;
+    shutting_down = true;
+    log_info("%s: shutting down (waiting up to %ld ms for in-flight requests)",
+             signum == SIGINT ? "SIGINT" : "SIGTERM", cfg.shutdown_grace_ms);
+    LC_UNUSED(h);
+    server_stop_listening();
+    shutdown_started = mono_ms();
+    uv_timer_start(&shutdown_timer, on_shutdown_tick, 0, 20);
+}
+
+int main(int argc, char **argv)
+{
+    lc_start_mono_ms = mono_ms();
+    int rc = config_parse(argc, argv);
+    if (rc != 0) return rc > 0 ? 0 : 2;
+    enum log_level lvl;
+    if (log_level_parse(cfg.log_level, &lvl) != 0) {
+        fprintf(stderr, "luacached: --log-level wants debug, info, warn or error, got '%s'\n",
+                cfg.log_level);
+        return 2;
+    }
+    log_min_level = lvl;
+    engine_conf_t econf = {
+        .policies_dir = cfg.policies_dir,
+        .lua_path = cfg.lua_path ? cfg.lua_path : default_lua_path(),
+        .mem_limit = cfg.lua_memory,
+        .instr_budget = cfg.lua_budget,
+    };
+    if (cfg.check) return engine_check_dir(&econf) == 0 ? 0 : 1;
+
+    signal(SIGPIPE, SIG_IGN);
+    loop = uv_default_loop();
+    char err[512];
+    if (engine_init(loop, &econf, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        return 1;
+    }
+    if (http_client_init(loop) != 0) return 1;
+    int failed = engine_load_all();
+    log_info("loaded %zu namespaces from %s (%d failed)", ns_count(), cfg.policies_dir, failed);
+    backend_conf_t bconf = {.url = cfg.redis_url, .timeout_ms = cfg.backend_timeout_ms};
+    if (backend_init(loop, &bconf, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        return 2;
+    }
+    cache_init(loop);
+    commands_init();
+    if (server_start(loop, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        return 1;
+    }
+    uv_timer_init(loop, &shutdown_timer);
+    uv_signal_init(loop, &sig_term);
+    uv_signal_init(loop, &sig_int);
+    uv_signal_init(loop, &sig_hup);
+    uv_signal_start(&sig_term, on_signal, SIGTERM);
+    uv_signal_start(&sig_int, on_signal, SIGINT);
+    uv_signal_start(&sig_hup, on_signal, SIGHUP);
+    log_info("luacached %s listening on %s:%d, redis %s", LUACACHED_VERSION, cfg.bind, cfg.port,
+             cfg.redis_url);
+
+    uv_run(loop, UV_RUN_DEFAULT);
+
+    cache_close();
+    commands_free();
+    int close_rc = uv_loop_close(loop);
+    if (close_rc != 0) log_warn("event loop closed with handles still open");
+    return 0;
+}

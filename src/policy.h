@@ -1,0 +1,124 @@
+/* policy.h: namespaces and their Lua policies (SPEC §4).
+ *
+ * Isolation: every loaded version of a namespace's policy is its own
+ * lua_State, created with our allocator (memory cap per state) and run with
+ * a count hook (instruction budget per call into Lua; once tripped it keeps
+ * firing so pcall cannot swallow it). A policy version is reference-counted:
+ * a reload swaps ns->cur while fetches in flight keep the version they
+ * started on until they finish. */
+#ifndef LC_POLICY_H
+#define LC_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "stats.h"
+
+typedef struct lua_State lua_State;
+
+/* The validated fields of a policy, as numbers C reads without Lua. */
+typedef struct policy_conf {
+    double ttl;      /* seconds fresh (when ttl_is_fn is false); default 300 */
+    bool ttl_is_fn;  /* ttl = function(id, value) -> seconds */
+    double ttl_jitter;     /* fraction, 0..1; default 0 */
+    double negative_ttl;   /* seconds; default 0 (not-found not cached) */
+    double stale_ttl;      /* default 0 */
+    double stale_if_error; /* default 0 */
+    double error_ttl;      /* default 0 */
+    double early_refresh;  /* XFetch beta; default 0 (off) */
+    double fetch_timeout;  /* default 5 */
+    double lock_timeout;   /* default 10 */
+    double l1_ttl;         /* default 0 (off) */
+    double warm_every;     /* default 0 (off) */
+    long long version;     /* default 1 */
+    bool has_on_event, has_warm;
+} policy_conf_t;
+
+typedef struct ns ns_t;
+
+typedef struct policy {
+    int refs;
+    ns_t *ns;
+    lua_State *L;
+    policy_conf_t conf;
+    char sha1[41]; /* of the file's bytes */
+    size_t mem_used, mem_limit;
+    void *engine_private; /* owned by policy.c */
+} policy_t;
+
+struct ns {
+    char *name;
+    char *path;          /* policies/NAME.lua */
+    policy_t *cur;       /* NULL when no load ever succeeded */
+    char *last_error;    /* "" after a successful load; else "file:line: message" */
+    char sha1[41];       /* of the last file attempted ("" if unreadable) */
+    ns_stats_t stats;
+};
+
+typedef struct engine_conf {
+    const char *policies_dir;
+    const char *lua_path;       /* folder of the shipped lua/ modules */
+    size_t mem_limit;           /* bytes per Lua state */
+    uint64_t instr_budget;      /* VM instructions per call into Lua */
+} engine_conf_t;
+
+/* Read the shipped lua/ modules into memory (require never touches disk
+ * afterwards) and remember the configuration. -1 with err filled on failure. */
+int engine_init(uv_loop_t *loop, const engine_conf_t *conf, char *err, size_t errlen);
+void engine_close(void); /* aborts fetches (see fetch_abort_all), closes all states */
+
+/* Load every *.lua in the policies folder. Returns the number that failed
+ * (each logged, kept in ns->last_error). A namespace whose load failed still
+ * exists (so it can answer "failed to load"). */
+int engine_load_all(void);
+/* Reload one namespace from disk: 0 ok, -1 failed (old version stays; error
+ * in ns->last_error). Used by RELOAD and hot reload. */
+int engine_reload(ns_t *ns);
+
+ns_t *ns_find(const char *name, size_t len);
+size_t ns_count(void);
+ns_t *ns_at(size_t i); /* sorted by name */
+
+void policy_ref(policy_t *p);
+void policy_unref(policy_t *p);
+
+/* --check: load and validate every policy in dir, print each error as
+ * "file:line: message" on stderr; returns the number of failures. */
+int engine_check_dir(const engine_conf_t *conf);
+
+/* Seconds of freshness for a value stored by SET when the policy's ttl is a
+ * function (calls it with the budget); else conf.ttl. On error: conf default
+ * 300 and *err set. */
+double policy_ttl_for(policy_t *p, const char *id, size_t idlen, const char *value, size_t vlen,
+                      const char **err);
+
+/* ---- fetch: running a policy's fetch(id, ctx) as a coroutine ---- */
+
+typedef enum fetch_kind { FETCH_OK, FETCH_NOT_FOUND, FETCH_ERROR, FETCH_TIMEOUT } fetch_kind_t;
+
+typedef struct fetch_result {
+    fetch_kind_t kind;
+    const char *value; /* FETCH_OK: bytes to store (strings as-is, tables as JSON) */
+    size_t len;
+    double ttl; /* OK: seconds fresh before jitter (opts.ttl, else ttl(id,value), else conf.ttl)
+                   NOT_FOUND: conf.negative_ttl */
+    const char *const *tags; /* OK: opts.tags */
+    size_t ntags;
+    const char *error;  /* ERROR/TIMEOUT: message for "-ERR fetch failed: <message>" */
+    double duration;    /* seconds the fetch took */
+} fetch_result_t;
+
+/* r and everything it points to are valid only during the callback. */
+typedef void (*fetch_cb)(void *priv, const fetch_result_t *r);
+
+/* Run fetch(id, ctx) of policy p. cb runs exactly once: with the result, the
+ * error, FETCH_TIMEOUT after conf.fetch_timeout, or FETCH_ERROR "shutting
+ * down" from fetch_abort_all(). cb may run before fetch_start returns (a
+ * fetch that needs no I/O). Holds a reference on p until cb has run. */
+void fetch_start(policy_t *p, const char *id, size_t idlen, fetch_cb cb, void *priv);
+void fetch_abort_all(void);
+size_t fetches_in_flight(void);
+
+#endif

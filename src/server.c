@@ -1,0 +1,456 @@
+/* server.c: TCP listener, client lifecycle, reading, ordered replies and
+ * writing (see server.h). Model: Redis networking.c and libuv stream.c. */
+#include "server.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "config.h"
+#include "log.h"
+#include "reply.h"
+#include "util.h"
+
+/* Bytes one client may have parsed per loop iteration before it yields the
+ * loop to others (libuv itself would read up to 32 times per wake-up). */
+#define READ_BUDGET_PER_ITERATION (64 * 1024)
+#define READ_CHUNK (64 * 1024)
+
+static struct {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    bool listening;
+    uv_check_t flusher;
+    uv_timer_t idle_timer;
+    client_t *clients;
+    size_t nclients;
+    client_t *flush_list;
+    uint64_t next_id;
+    uint64_t total_connections;
+    uint64_t total_commands;
+    char readbuf[READ_CHUNK];
+    bool readbuf_busy;
+} srv;
+
+static void client_close(client_t *c);
+static void queue_flush(client_t *c);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
+
+size_t server_clients(void)
+{
+    return srv.nclients;
+}
+
+uint64_t server_total_connections(void)
+{
+    return srv.total_connections;
+}
+
+uint64_t server_total_commands(void)
+{
+    return srv.total_commands;
+}
+
+long client_argc(const client_t *c)
+{
+    return c->parser.argc;
+}
+
+const char *client_arg(const client_t *c, long i, size_t *len)
+{
+    return resp_arg(&c->parser, i, len);
+}
+
+/* ---------------------------------------------------------------------------
+ * Replies and slots
+ * ------------------------------------------------------------------------- */
+
+static slot_t *slot_new(client_t *c, bool done)
+{
+    slot_t *s = xcalloc(1, sizeof(*s));
+    s->c = c;
+    s->done = done;
+    if (c->tail) c->tail->next = s;
+    else c->head = s;
+    c->tail = s;
+    return s;
+}
+
+buf_t *client_reply_buf(client_t *c)
+{
+    if (!c->head) {
+        queue_flush(c);
+        return &c->out;
+    }
+    /* Earlier replies are still pending: queue behind them. */
+    return &slot_new(c, true)->buf;
+}
+
+slot_t *client_defer(client_t *c)
+{
+    c->pending++;
+    return slot_new(c, false);
+}
+
+/* Move finished slots at the head of the queue into the output buffer. */
+static void drain_slots(client_t *c)
+{
+    while (c->head && c->head->done) {
+        slot_t *s = c->head;
+        c->head = s->next;
+        if (!c->head) c->tail = NULL;
+        if (c->out.len == 0 && s->buf.len > 4096) {
+            /* Large reply: hand over the memory instead of copying it. */
+            buf_t tmp = c->out;
+            c->out = s->buf;
+            s->buf = tmp;
+        } else {
+            buf_append(&c->out, s->buf.data, s->buf.len);
+        }
+        buf_free(&s->buf);
+        free(s);
+    }
+    queue_flush(c);
+}
+
+void slot_finish(slot_t *s)
+{
+    client_t *c = s->c;
+    if (!c) { /* client gone: nobody will read this */
+        buf_free(&s->buf);
+        free(s);
+        return;
+    }
+    s->done = true;
+    c->pending--;
+    if (s == c->head) drain_slots(c);
+}
+
+void client_close_after_reply(client_t *c)
+{
+    c->close_after_reply = true;
+    queue_flush(c);
+}
+
+/* ---------------------------------------------------------------------------
+ * Writing
+ * ------------------------------------------------------------------------- */
+
+static void queue_flush(client_t *c)
+{
+    if (c->flush_queued || c->closing) return;
+    c->flush_queued = true;
+    c->flush_next = srv.flush_list;
+    srv.flush_list = c;
+}
+
+static void flush(client_t *c);
+
+static void on_write(uv_write_t *req, int status)
+{
+    client_t *c = req->data;
+    c->writing = false;
+    buf_reset(&c->wbuf);
+    if (status < 0) {
+        if (status != UV_ECANCELED) log_debug("client %llu: write failed: %s",
+                                              (unsigned long long)c->id, uv_strerror(status));
+        client_close(c);
+        return;
+    }
+    flush(c);
+}
+
+static void flush(client_t *c)
+{
+    if (c->closing || c->writing) return;
+    if (c->out.len + c->wbuf.len > cfg.output_limit) {
+        log_warn("client %llu: output buffer over --output-limit (%zu bytes), closing",
+                 (unsigned long long)c->id, cfg.output_limit);
+        client_close(c);
+        return;
+    }
+    if (c->out.len > 0) {
+        uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+        int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        if (n < 0 && n != UV_EAGAIN) {
+            client_close(c);
+            return;
+        }
+        if (n > 0) buf_consume(&c->out, (size_t)n);
+    }
+    if (c->out.len > 0) {
+        /* The socket is full: hand the rest to libuv and keep collecting. */
+        buf_t tmp = c->wbuf;
+        c->wbuf = c->out;
+        c->out = tmp;
+        c->writing = true;
+        c->wreq.data = c;
+        uv_buf_t b = uv_buf_init(c->wbuf.data, (unsigned)c->wbuf.len);
+        int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+        if (rc < 0) {
+            c->writing = false;
+            client_close(c);
+        }
+        return;
+    }
+    if (c->out.cap > 1024 * 1024) buf_free(&c->out); /* don't keep a big buffer idle */
+    if (c->close_after_reply && c->pending == 0 && !c->head) client_close(c);
+}
+
+/* ---------------------------------------------------------------------------
+ * Reading and dispatch
+ * ------------------------------------------------------------------------- */
+
+static void pause_reading(client_t *c)
+{
+    if (!c->paused) {
+        c->paused = true;
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    }
+}
+
+/* Parse and run commands from data; what cannot be run now (client paused)
+ * is kept in c->inbuf. */
+static void process_input(client_t *c, const char *data, size_t len)
+{
+    while (len > 0 && !c->closing && !c->close_after_reply) {
+        if (c->pending >= cfg.max_pending) {
+            pause_reading(c);
+            buf_append(&c->inbuf, data, len);
+            return;
+        }
+        size_t used = 0;
+        int st = resp_feed(&c->parser, data, len, &used);
+        data += used;
+        len -= used;
+        if (st == RESP_ERROR) {
+            reply_error(client_reply_buf(c), "%s", c->parser.errmsg);
+            client_close_after_reply(c);
+            return;
+        }
+        if (st == RESP_DONE) {
+            srv.total_commands++;
+            commands_dispatch(c);
+            resp_next_command(&c->parser);
+        }
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+    LC_UNUSED(h);
+    LC_UNUSED(suggested);
+    /* One shared buffer: every read is parsed before the next one starts. */
+    *b = uv_buf_init(srv.readbuf, sizeof(srv.readbuf));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+{
+    client_t *c = s->data;
+    if (nread < 0) {
+        client_close(c);
+        return;
+    }
+    if (nread == 0) return;
+    c->last_active_ms = uv_now(srv.loop);
+    process_input(c, b->base, (size_t)nread);
+    /* Fairness: a client that filled our whole buffer yields to the others
+     * until the next loop iteration. */
+    if (!c->closing && !c->paused && (size_t)nread >= READ_BUDGET_PER_ITERATION) {
+        pause_reading(c);
+        queue_flush(c);
+    }
+}
+
+/* Resume a paused client once its backlog has drained. Runs from the check
+ * phase, never from inside another callback, so commands run from a clean
+ * stack. */
+static void maybe_resume(client_t *c)
+{
+    if (!c->paused || c->closing || c->pending >= cfg.max_pending) return;
+    if (c->inbuf.len > 0) {
+        buf_t in = c->inbuf;
+        c->inbuf = (buf_t){0};
+        c->paused = false; /* process_input re-pauses if needed */
+        process_input(c, in.data, in.len);
+        buf_free(&in);
+        if (c->paused || c->closing) return;
+        c->paused = true;
+    }
+    c->paused = false;
+    if (!c->close_after_reply) uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+static void on_check(uv_check_t *h)
+{
+    LC_UNUSED(h);
+    /* Resuming may run commands that queue more flushes: loop until quiet,
+     * but visit each paused client once per iteration. */
+    for (client_t *c = srv.clients; c; c = c->next)
+        if (c->paused) maybe_resume(c);
+    while (srv.flush_list) {
+        client_t *list = srv.flush_list;
+        srv.flush_list = NULL;
+        while (list) {
+            client_t *c = list;
+            list = c->flush_next;
+            c->flush_queued = false;
+            flush(c);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------
+ * Connections
+ * ------------------------------------------------------------------------- */
+
+static void on_close(uv_handle_t *h)
+{
+    client_t *c = h->data;
+    resp_parser_free(&c->parser);
+    buf_free(&c->out);
+    buf_free(&c->wbuf);
+    buf_free(&c->inbuf);
+    free(c->name);
+    free(c);
+}
+
+static void client_close(client_t *c)
+{
+    if (c->closing) return;
+    c->closing = true;
+    /* Orphan unfinished slots (their owners free them); free finished ones. */
+    slot_t *s = c->head;
+    while (s) {
+        slot_t *next = s->next;
+        if (s->done) {
+            buf_free(&s->buf);
+            free(s);
+        } else {
+            s->c = NULL;
+        }
+        s = next;
+    }
+    c->head = c->tail = NULL;
+    if (c->prev) c->prev->next = c->next;
+    else srv.clients = c->next;
+    if (c->next) c->next->prev = c->prev;
+    /* Unlink from the flush list. */
+    if (c->flush_queued) {
+        client_t **pp = &srv.flush_list;
+        while (*pp && *pp != c) pp = &(*pp)->flush_next;
+        if (*pp) *pp = c->flush_next;
+        c->flush_queued = false;
+    }
+    srv.nclients--;
+    uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+static void reject_client(uv_stream_t *listener)
+{
+    uv_tcp_t *t = xmalloc(sizeof(*t));
+    uv_tcp_init(srv.loop, t);
+    if (uv_accept(listener, (uv_stream_t *)t) == 0) {
+        static const char msg[] = "-ERR max number of clients reached\r\n";
+        uv_buf_t b = uv_buf_init((char *)msg, sizeof(msg) - 1);
+        uv_try_write((uv_stream_t *)t, &b, 1);
+    }
+    uv_close((uv_handle_t *)t, (uv_close_cb)free);
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    if (status < 0) {
+        log_warn("accept failed: %s", uv_strerror(status));
+        return;
+    }
+    if ((long)srv.nclients >= cfg.maxclients) {
+        reject_client(listener);
+        return;
+    }
+    client_t *c = xcalloc(1, sizeof(*c));
+    uv_tcp_init(srv.loop, &c->tcp);
+    c->tcp.data = c;
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+        uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    resp_limits_t lim = {cfg.max_inline, cfg.max_bulk, cfg.max_args};
+    resp_parser_init(&c->parser, &lim);
+    c->id = ++srv.next_id;
+    c->authed = cfg.requirepass == NULL;
+    c->last_active_ms = uv_now(srv.loop);
+    c->next = srv.clients;
+    if (srv.clients) srv.clients->prev = c;
+    srv.clients = c;
+    srv.nclients++;
+    srv.total_connections++;
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+static void on_idle_timer(uv_timer_t *t)
+{
+    LC_UNUSED(t);
+    if (cfg.timeout_s <= 0) return;
+    uint64_t now = uv_now(srv.loop);
+    uint64_t limit = (uint64_t)cfg.timeout_s * 1000;
+    client_t *c = srv.clients;
+    while (c) {
+        client_t *next = c->next;
+        /* A client waiting on its own replies is not idle. */
+        if (c->pending == 0 && now - c->last_active_ms > limit) client_close(c);
+        c = next;
+    }
+}
+
+int server_start(uv_loop_t *loop, char *err, size_t errlen)
+{
+    srv.loop = loop;
+    struct sockaddr_storage addr;
+    int rc = uv_ip4_addr(cfg.bind, cfg.port, (struct sockaddr_in *)&addr);
+    if (rc != 0) rc = uv_ip6_addr(cfg.bind, cfg.port, (struct sockaddr_in6 *)&addr);
+    if (rc != 0) {
+        snprintf(err, errlen, "--bind '%s' is not an IPv4 or IPv6 address", cfg.bind);
+        return -1;
+    }
+    uv_tcp_init(loop, &srv.listener);
+    srv.listening = true;
+    rc = uv_tcp_bind(&srv.listener, (const struct sockaddr *)&addr, 0);
+    if (rc == 0) rc = uv_listen((uv_stream_t *)&srv.listener, 511, on_connection);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg.bind, cfg.port, uv_strerror(rc));
+        server_stop_listening();
+        return -1;
+    }
+    uv_check_init(loop, &srv.flusher);
+    uv_check_start(&srv.flusher, on_check);
+    uv_unref((uv_handle_t *)&srv.flusher);
+    uv_timer_init(loop, &srv.idle_timer);
+    uv_timer_start(&srv.idle_timer, on_idle_timer, 1000, 1000);
+    uv_unref((uv_handle_t *)&srv.idle_timer);
+    return 0;
+}
+
+void server_stop_listening(void)
+{
+    if (!srv.listening) return;
+    srv.listening = false;
+    uv_close((uv_handle_t *)&srv.listener, NULL);
+}
+
+void server_close_clients(void)
+{
+    while (srv.clients) client_close(srv.clients);
+    if (uv_is_active((uv_handle_t *)&srv.flusher) || !uv_is_closing((uv_handle_t *)&srv.flusher)) {
+        if (srv.flusher.loop) uv_close((uv_handle_t *)&srv.flusher, NULL);
+    }
+    if (srv.idle_timer.loop) uv_close((uv_handle_t *)&srv.idle_timer, NULL);
+}
+
+long server_pending_replies(void)
+{
+    long n = 0;
+    for (client_t *c = srv.clients; c; c = c->next) n += c->pending;
+    return n;
+}

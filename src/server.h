@@ -1,0 +1,74 @@
+/* server.h: the TCP listener and clients.
+ *
+ * Replies leave in request order. A command that answers at once writes to
+ * client_reply_buf(); a command that must wait takes a slot with
+ * client_defer(), fills slot->buf later and calls slot_finish(). Slots queue
+ * in request order; finished slots at the head move to the output buffer.
+ * If the client goes away first, its unfinished slots are orphaned
+ * (slot->c == NULL) and slot_finish() frees them. Output is flushed once per
+ * loop iteration (uv_check), so a burst of completions costs one write. */
+#ifndef LC_SERVER_H
+#define LC_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "resp.h"
+
+typedef struct client client_t;
+
+typedef struct slot {
+    struct slot *next;
+    client_t *c; /* NULL once the client has gone */
+    buf_t buf;
+    bool done;
+} slot_t;
+
+struct client {
+    uv_tcp_t tcp;
+    uint64_t id;
+    resp_parser_t parser;
+    buf_t out;       /* ordered bytes not yet handed to the socket */
+    buf_t wbuf;      /* bytes of the write in flight */
+    uv_write_t wreq;
+    bool writing;
+    slot_t *head, *tail;
+    long pending;    /* slots not yet finished */
+    buf_t inbuf;     /* input held back while reading is paused */
+    bool paused;     /* reading stopped: too many replies pending */
+    bool close_after_reply;
+    bool closing;
+    bool authed;
+    bool flush_queued;
+    char *name;      /* CLIENT SETNAME */
+    uint64_t last_active_ms;
+    struct client *prev, *next;         /* all clients */
+    struct client *flush_next;          /* clients with output to flush */
+};
+
+int server_start(uv_loop_t *loop, char *err, size_t errlen);
+/* Stop accepting new connections (graceful shutdown, first step). */
+void server_stop_listening(void);
+/* Close every client (last step of shutdown). */
+void server_close_clients(void);
+size_t server_clients(void);
+/* Replies still being worked on, over all clients (for graceful shutdown). */
+long server_pending_replies(void);
+uint64_t server_total_connections(void);
+uint64_t server_total_commands(void);
+
+/* Arguments of the command being dispatched. */
+long client_argc(const client_t *c);
+const char *client_arg(const client_t *c, long i, size_t *len);
+
+buf_t *client_reply_buf(client_t *c);
+slot_t *client_defer(client_t *c);
+void slot_finish(slot_t *s);
+
+/* Protocol error: reply, then close once the reply is flushed (as Redis). */
+void client_close_after_reply(client_t *c);
+
+#endif
