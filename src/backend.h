@@ -60,7 +60,8 @@ uint64_t backend_outages_total(void);
 
 /* 0: queued, cb will run exactly once later. -1: not connected, cb never runs.
  * Replies are matched to commands in order, so no SUBSCRIBE/MONITOR here. A
- * Redis error reply (-ERR ...) reaches cb as a reply, not as NULL. */
+ * Redis error reply (-ERR ...) reaches cb as a reply, not as NULL. cb may be
+ * NULL to fire and forget. */
 int backend_cmd(backend_cb cb, void *priv, const char *fmt, ...);
 int backend_cmd_argv(backend_cb cb, void *priv, int argc, const char **argv, const size_t *lens);
 

@@ -1,0 +1,970 @@
+/* backend.c: the Redis connection, hiredis async on our libuv loop.
+ *
+ * hiredis 0.14 gives us a context that dies on the first error and has no
+ * timeouts. This file wraps it in a *link* that stays alive: it connects,
+ * authenticates and selects the db before calling itself up, tracks every
+ * command it sent in its own FIFO (Redis answers in order, so the head is
+ * always the oldest), enforces the timeout with one loop timer, and when the
+ * context dies it reconnects with exponential backoff while the rest of the
+ * core fails open (backend_cmd() returns -1 at once).
+ *
+ * hiredis rules this code relies on (0.14 async.c):
+ *  - Every command callback runs exactly once; at teardown with a NULL reply.
+ *    A NULL reply therefore always means the context is going away.
+ *  - redisAsyncFree() from inside a command callback is deferred until that
+ *    callback returns (REDIS_IN_CALLBACK); from the connect/disconnect
+ *    callbacks it is NOT (they run outside that flag, and hiredis frees the
+ *    context itself right after them). So we free only from our timer, from
+ *    backend_close(), or from a command callback.
+ *  - Teardown order: pending callbacks (NULL), event cleanup (our libuv
+ *    adapter uv_close()s its poll handle and frees itself in the close
+ *    callback), onDisconnect (only if the socket had connected), free.
+ *  - A failed connect calls onConnect(REDIS_ERR), then frees the context.
+ *
+ * The link knows nothing about the public API; a second one (a pub/sub
+ * subscriber) can reuse connect, handshake, backoff and outage logging. */
+#include "backend.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <limits.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <hiredis/async.h>
+
+#include "log.h"
+#include "util.h"
+
+#define BACKOFF_MIN_MS     100
+#define BACKOFF_MAX_MS     5000
+#define DEFAULT_TIMEOUT_MS 1000
+#define DEFAULT_PORT       6379
+
+static_assert(sizeof(((backend_url_t *)0)->path) == sizeof(((struct sockaddr_un *)0)->sun_path),
+              "backend_url_t.path must match sun_path");
+
+/* ------------------------------------------------------------------------ */
+/* URL parsing                                                              */
+/* ------------------------------------------------------------------------ */
+
+static int url_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int url_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err && errlen) {
+        int n = snprintf(err, errlen, "--redis: ");
+        if (n >= 0 && (size_t)n < errlen) {
+            va_list ap;
+            va_start(ap, fmt);
+            vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+            va_end(ap);
+        }
+    }
+    return -1;
+}
+
+static bool has_prefix_nocase(const char *s, const char *prefix)
+{
+    return strncasecmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* %-decode s[0..len) into dst. Fails on a bad escape, an embedded NUL (it
+ * would silently truncate a password) or when dst is too small. */
+static int pct_decode(const char *s, size_t len, char *dst, size_t dstsize, const char *what,
+                      char *err, size_t errlen)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        int c = (unsigned char)s[i];
+        if (c == '%') {
+            int hi = i + 1 < len ? hexval(s[i + 1]) : -1;
+            int lo = i + 2 < len ? hexval(s[i + 2]) : -1;
+            if (hi < 0 || lo < 0) return url_err(err, errlen, "bad %%-escape in the %s", what);
+            c = hi * 16 + lo;
+            if (c == 0) return url_err(err, errlen, "%%00 is not allowed in the %s", what);
+            i += 2;
+        }
+        if (o + 1 >= dstsize)
+            return url_err(err, errlen, "%s too long (max %zu bytes)", what, dstsize - 1);
+        dst[o++] = (char)c;
+    }
+    dst[o] = '\0';
+    return 0;
+}
+
+/* A whole run of ASCII digits, at most max. Signs and spaces are refused. */
+static int parse_uint(const char *s, size_t len, long max, long *out)
+{
+    if (len == 0 || len > 10) return -1;
+    long v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v > max) return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_db(const char *s, size_t len, backend_url_t *out, char *err, size_t errlen)
+{
+    long v;
+    if (parse_uint(s, len, INT_MAX, &v) != 0)
+        return url_err(err, errlen, "bad db number '%.*s' (want 0 or more)", (int)len, s);
+    out->db = (int)v;
+    return 0;
+}
+
+/* "k=v&k=v" after the '?'. Each option may be given once, and not also in
+ * the path or userinfo: a URL that says two things is a mistake. */
+static int parse_query(const char *q, backend_url_t *out, bool have_db, char *err, size_t errlen)
+{
+    bool have_user = out->user[0] != '\0', have_pass = out->pass[0] != '\0';
+    while (*q) {
+        size_t len = strcspn(q, "&");
+        const char *eq = memchr(q, '=', len);
+        if (!eq) return url_err(err, errlen, "option '%.*s' needs a value", (int)len, q);
+        size_t klen = (size_t)(eq - q), vlen = len - klen - 1;
+        const char *v = eq + 1;
+        if (klen == 2 && strncasecmp(q, "db", 2) == 0) {
+            if (have_db) return url_err(err, errlen, "db given twice");
+            if (parse_db(v, vlen, out, err, errlen) != 0) return -1;
+            have_db = true;
+        } else if (klen == 8 && strncasecmp(q, "password", 8) == 0) {
+            if (have_pass) return url_err(err, errlen, "password given twice");
+            if (pct_decode(v, vlen, out->pass, sizeof(out->pass), "password", err, errlen) != 0)
+                return -1;
+            have_pass = true;
+        } else if (klen == 4 && strncasecmp(q, "user", 4) == 0) {
+            if (have_user) return url_err(err, errlen, "user given twice");
+            if (pct_decode(v, vlen, out->user, sizeof(out->user), "user", err, errlen) != 0)
+                return -1;
+            have_user = true;
+        } else {
+            return url_err(err, errlen, "unknown option '%.*s' (want db, user or password)",
+                           (int)klen, q);
+        }
+        q += len;
+        if (*q == '&') q++;
+    }
+    return 0;
+}
+
+static bool host_char_ok(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '-' || c == '_';
+}
+
+/* s points after "redis://". */
+static int parse_tcp_url(const char *s, backend_url_t *out, char *err, size_t errlen)
+{
+    size_t alen = strcspn(s, "/?"); /* authority: [userinfo@]host[:port] */
+
+    /* The last '@' ends the userinfo, so an unescaped '@' in a password works. */
+    const char *at = memrchr(s, '@', alen);
+    const char *host = s;
+    if (at) {
+        size_t ulen = (size_t)(at - s);
+        const char *colon = memchr(s, ':', ulen);
+        if (colon) {
+            if (pct_decode(s, (size_t)(colon - s), out->user, sizeof(out->user), "user", err,
+                           errlen) != 0)
+                return -1;
+            if (pct_decode(colon + 1, (size_t)(at - colon - 1), out->pass, sizeof(out->pass),
+                           "password", err, errlen) != 0)
+                return -1;
+        } else if (pct_decode(s, ulen, out->pass, sizeof(out->pass), "password", err, errlen) !=
+                   0) {
+            return -1;
+        }
+        host = at + 1;
+    }
+    size_t hlen = (size_t)(s + alen - host);
+
+    const char *port = NULL;
+    size_t portlen = 0;
+    if (hlen > 0 && host[0] == '[') {
+        const char *close = memchr(host, ']', hlen);
+        if (!close) return url_err(err, errlen, "missing ']' after the IPv6 address");
+        size_t ilen = (size_t)(close - host - 1);
+        char tmp[INET6_ADDRSTRLEN];
+        struct in6_addr a6;
+        if (ilen == 0 || ilen >= sizeof(tmp))
+            return url_err(err, errlen, "bad IPv6 address '%.*s'", (int)ilen, host + 1);
+        memcpy(tmp, host + 1, ilen);
+        tmp[ilen] = '\0';
+        if (inet_pton(AF_INET6, tmp, &a6) != 1)
+            return url_err(err, errlen, "bad IPv6 address '%s'", tmp);
+        memcpy(out->host, tmp, ilen + 1);
+        const char *after = close + 1;
+        size_t rest = hlen - (size_t)(after - host);
+        if (rest > 0) {
+            if (*after != ':')
+                return url_err(err, errlen, "unexpected '%.*s' after the IPv6 address", (int)rest,
+                               after);
+            port = after + 1;
+            portlen = rest - 1;
+        }
+    } else {
+        const char *colon = memchr(host, ':', hlen);
+        size_t namelen = colon ? (size_t)(colon - host) : hlen;
+        if (colon) {
+            port = colon + 1;
+            portlen = hlen - namelen - 1;
+            if (memchr(port, ':', portlen))
+                return url_err(err, errlen, "put an IPv6 address in brackets: redis://[::1]:6379");
+        }
+        if (namelen == 0) return url_err(err, errlen, "missing host in redis:// URL");
+        if (namelen >= sizeof(out->host))
+            return url_err(err, errlen, "host name too long (max %zu)", sizeof(out->host) - 1);
+        for (size_t i = 0; i < namelen; i++)
+            if (!host_char_ok(host[i]))
+                return url_err(err, errlen, "bad character in host '%.*s'", (int)namelen, host);
+        memcpy(out->host, host, namelen);
+        out->host[namelen] = '\0';
+    }
+    if (port) {
+        long p;
+        if (parse_uint(port, portlen, 65535, &p) != 0 || p == 0)
+            return url_err(err, errlen, "bad port '%.*s' (want 1-65535)", (int)portlen, port);
+        out->port = (int)p;
+    }
+
+    s += alen;
+    bool have_db = false;
+    if (*s == '/') {
+        s++;
+        size_t dlen = strcspn(s, "?");
+        if (dlen > 0) {
+            if (parse_db(s, dlen, out, err, errlen) != 0) return -1;
+            have_db = true;
+        }
+        s += dlen;
+    }
+    if (*s == '?' && parse_query(s + 1, out, have_db, err, errlen) != 0) return -1;
+    return 0;
+}
+
+/* s points after "unix:". */
+static int parse_unix_url(const char *s, backend_url_t *out, char *err, size_t errlen)
+{
+    out->is_unix = true;
+    out->port = 0;
+    if (s[0] == '/' && s[1] == '/') {
+        /* unix://host/path would be a URL with an authority; we have none. */
+        if (s[2] != '/')
+            return url_err(err, errlen, "unix:// takes an absolute path: unix:///path/to/socket");
+        s += 2;
+    }
+    size_t plen = strcspn(s, "?");
+    if (plen == 0) return url_err(err, errlen, "missing socket path after unix:");
+    if (plen >= sizeof(out->path))
+        return url_err(err, errlen, "unix socket path too long (max %zu bytes)",
+                       sizeof(out->path) - 1);
+    memcpy(out->path, s, plen);
+    out->path[plen] = '\0';
+    s += plen;
+    if (*s == '?' && parse_query(s + 1, out, false, err, errlen) != 0) return -1;
+    return 0;
+}
+
+int backend_parse_url(const char *url, backend_url_t *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    out->port = DEFAULT_PORT;
+    if (err && errlen) err[0] = '\0';
+    int rc;
+    if (!url || !url[0]) {
+        rc = url_err(err, errlen, "empty URL");
+    } else if (has_prefix_nocase(url, "rediss://")) {
+        rc = url_err(err, errlen, "TLS (rediss://) is not supported");
+    } else if (has_prefix_nocase(url, "redis://")) {
+        rc = parse_tcp_url(url + 8, out, err, errlen);
+    } else if (has_prefix_nocase(url, "unix:")) {
+        rc = parse_unix_url(url + 5, out, err, errlen);
+    } else {
+        rc = url_err(err, errlen,
+                     "want redis://[[user]:password@]host[:port][/db] or unix:/path/to/socket");
+    }
+    if (rc == 0 && out->user[0] && !out->pass[0])
+        rc = url_err(err, errlen, "user '%s' given without a password", out->user);
+    if (rc != 0) {
+        /* Leave no half-parsed secret behind in the caller's struct. */
+        memset(out, 0, sizeof(*out));
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* libuv adapter                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* Our own copy of hiredis/adapters/libuv.h, for one fix. On POLLERR libuv
+ * stops the poll handle and reports status UV_EBADF; the 0.14 adapter
+ * returns on any status != 0, so hiredis never learns that a connect was
+ * refused or that an idle connection was reset: the link would look alive
+ * until a command timed out. Like later hiredis releases, we let hiredis do
+ * the read/write it asked for, which fails and reports the real error.
+ * Also unlike 0.14's, a failed attach leaks nothing and leaves no hooks. */
+struct link_poll {
+    redisAsyncContext *ac; /* NULL once hiredis cleaned up */
+    uv_poll_t handle;
+    int events;
+};
+
+static void poll_cb(uv_poll_t *handle, int status, int events)
+{
+    struct link_poll *p = handle->data;
+    int ev = status < 0 ? p->events : events;
+    /* Each call may free the context (p->ac turns NULL); p lives until the
+     * close callback. */
+    if (p->ac && (ev & UV_READABLE)) redisAsyncHandleRead(p->ac);
+    if (p->ac && (ev & UV_WRITABLE)) redisAsyncHandleWrite(p->ac);
+}
+
+static void poll_update(struct link_poll *p, int events)
+{
+    p->events = events;
+    if (events)
+        uv_poll_start(&p->handle, events, poll_cb);
+    else
+        uv_poll_stop(&p->handle);
+}
+
+static void poll_add_read(void *priv)
+{
+    struct link_poll *p = priv;
+    poll_update(p, p->events | UV_READABLE);
+}
+
+static void poll_del_read(void *priv)
+{
+    struct link_poll *p = priv;
+    poll_update(p, p->events & ~UV_READABLE);
+}
+
+static void poll_add_write(void *priv)
+{
+    struct link_poll *p = priv;
+    poll_update(p, p->events | UV_WRITABLE);
+}
+
+static void poll_del_write(void *priv)
+{
+    struct link_poll *p = priv;
+    poll_update(p, p->events & ~UV_WRITABLE);
+}
+
+static void poll_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void poll_cleanup(void *priv)
+{
+    struct link_poll *p = priv;
+    p->ac = NULL;
+    uv_close((uv_handle_t *)&p->handle, poll_closed);
+}
+
+static int poll_attach(redisAsyncContext *ac, uv_loop_t *loop)
+{
+    if (ac->ev.data) return -1;
+    struct link_poll *p = xcalloc(1, sizeof(*p));
+    if (uv_poll_init_socket(loop, &p->handle, ac->c.fd) != 0) {
+        free(p);
+        return -1;
+    }
+    p->handle.data = p;
+    p->ac = ac;
+    ac->ev.data = p;
+    ac->ev.addRead = poll_add_read;
+    ac->ev.delRead = poll_del_read;
+    ac->ev.addWrite = poll_add_write;
+    ac->ev.delWrite = poll_del_write;
+    ac->ev.cleanup = poll_cleanup;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The link: one hiredis context at a time, re-made for as long as we run   */
+/* ------------------------------------------------------------------------ */
+
+enum link_state {
+    LINK_OFF,        /* never started */
+    LINK_WAIT,       /* down; the timer is the backoff before the next try */
+    LINK_RESOLVING,  /* uv_getaddrinfo in flight; the timer is its deadline */
+    LINK_CONNECTING, /* socket connect in progress; handshake already queued */
+    LINK_HANDSHAKE,  /* socket up; AUTH/SELECT/PING replies not all in yet */
+    LINK_UP,         /* commands accepted */
+    LINK_CLOSED,     /* closed for good */
+};
+
+struct redis_link;
+
+/* One command we sent and still owe exactly one callback for. */
+struct link_req {
+    struct link_req *prev, *next;
+    struct redis_link *link;
+    uint64_t sent_ms; /* uv_now() when queued */
+    const char *step; /* handshake step ("AUTH", ...); NULL for a caller's command */
+    backend_cb cb;
+    void *priv;
+};
+
+/* Heap-allocated: a getaddrinfo cannot be stopped once the thread pool runs
+ * it, so it may finish after we gave up on it (or closed the link). */
+struct link_resolve {
+    uv_getaddrinfo_t req; /* first member: the callback casts back */
+    struct redis_link *link;
+};
+
+struct redis_link {
+    const char *name; /* "redis" in log lines */
+    uv_loop_t *loop;
+    backend_url_t url;
+    char where[300]; /* host:port or socket path, for logs; never the password */
+    long timeout_ms;
+    enum link_state state;
+    redisAsyncContext *ac; /* NULL whenever the link is not connecting or up */
+    uv_timer_t *timer;     /* heap: outlives link_close() until its close callback */
+    struct link_req *head, *tail;
+    unsigned handshake_left;
+    struct link_resolve *resolving; /* the lookup we still wait for, if any */
+    unsigned addr_turn;             /* rotates through resolved addresses on failure */
+    uint64_t backoff_ms;
+    uint64_t rand_state;
+
+    bool in_outage;
+    uint64_t outage_started_ms;
+    uint64_t outage_no;
+    char last_err[200];
+
+    uint64_t errors_total;
+    uint64_t outages_total;
+};
+
+static void link_connect(struct redis_link *link);
+static void link_timer_cb(uv_timer_t *t);
+
+static void free_handle_cb(uv_handle_t *h)
+{
+    free(h);
+}
+
+static bool link_live(const struct redis_link *link)
+{
+    return link->state != LINK_OFF && link->state != LINK_CLOSED;
+}
+
+static const char *ac_errstr(const redisAsyncContext *ac)
+{
+    return ac->c.errstr[0] ? ac->c.errstr : "connection lost";
+}
+
+/* xorshift64, for backoff jitter only. */
+static uint64_t link_rand(struct redis_link *link)
+{
+    uint64_t x = link->rand_state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return link->rand_state = x;
+}
+
+static void fifo_push(struct redis_link *link, struct link_req *req)
+{
+    req->prev = link->tail;
+    req->next = NULL;
+    if (link->tail)
+        link->tail->next = req;
+    else
+        link->head = req;
+    link->tail = req;
+}
+
+static void fifo_unlink(struct redis_link *link, struct link_req *req)
+{
+    if (req->prev)
+        req->prev->next = req->next;
+    else
+        link->head = req->next;
+    if (req->next)
+        req->next->prev = req->prev;
+    else
+        link->tail = req->prev;
+}
+
+/* Why a context is given up, which decides who frees it and how loud the
+ * log is. */
+enum link_loss {
+    LOSS_SEEN,    /* nothing for us to free: hiredis is freeing it, or there is none */
+    LOSS_DROP,    /* we drop it (timeout, ...): free it */
+    LOSS_REFUSED, /* Redis answered but refused AUTH/SELECT/PING: free it */
+};
+
+/* The context is gone or must go. Mark the link down *first*, so callbacks
+ * run by the teardown see backend_up() false and cannot queue on a dying
+ * context; then count, log and schedule the next attempt. */
+static void link_lost(struct redis_link *link, const char *why, enum link_loss loss)
+{
+    redisAsyncContext *ac = link->ac;
+    bool was_up = link->state == LINK_UP;
+
+    link->ac = NULL;
+    link->handshake_left = 0;
+    link->state = LINK_WAIT;
+    if (!was_up) {
+        link->errors_total++; /* a connect attempt that failed */
+        link->addr_turn++;    /* a host with several addresses: try the next one */
+    }
+
+    uint64_t delay = link->backoff_ms;
+    link->backoff_ms = delay * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : delay * 2;
+    /* Up to 25% jitter: instances that lost the same Redis together should
+     * not all come back in the same millisecond. */
+    delay -= link_rand(link) % (delay / 4 + 1);
+
+    if (!link->in_outage) {
+        link->in_outage = true;
+        link->outage_no = ++link->outages_total;
+        link->outage_started_ms = uv_now(link->loop);
+        log_warn("%s unreachable at %s: %s; serving without it (outage #%llu)", link->name,
+                 link->where, why, (unsigned long long)link->outage_no);
+    } else if (loss == LOSS_REFUSED && strcmp(why, link->last_err) != 0) {
+        /* One line per outage, except this: Redis is back but will not take
+         * us (say, a new password). Retries cannot fix that; a person must. */
+        log_warn("%s at %s refuses us: %s (outage #%llu)", link->name, link->where, why,
+                 (unsigned long long)link->outage_no);
+    } else {
+        log_debug("%s: connecting to %s failed: %s; next try in %llu ms", link->name, link->where,
+                  why, (unsigned long long)delay);
+    }
+    snprintf(link->last_err, sizeof(link->last_err), "%s", why);
+
+    uv_timer_start(link->timer, link_timer_cb, delay, 0);
+    /* Last: the NULL callbacks this runs may call anything, even close. */
+    if (loss != LOSS_SEEN && ac) redisAsyncFree(ac);
+}
+
+static void link_up(struct redis_link *link)
+{
+    link->state = LINK_UP;
+    link->backoff_ms = BACKOFF_MIN_MS;
+    link->last_err[0] = '\0';
+    if (link->in_outage) {
+        link->in_outage = false;
+        /* warn, like the line that opened the outage, so both show at any level. */
+        log_warn("%s back after %llu ms (outage #%llu)", link->name,
+                 (unsigned long long)(uv_now(link->loop) - link->outage_started_ms),
+                 (unsigned long long)link->outage_no);
+    } else {
+        log_info("%s connected at %s", link->name, link->where);
+    }
+}
+
+/* The timer watches only the head, the oldest command. It is lazy: armed
+ * when idle, and when it fires for a head that has since been answered it
+ * re-arms for the new head. So a busy link costs one timer operation per
+ * timeout period, not one per command. */
+static void link_arm(struct redis_link *link)
+{
+    if (!link->head || uv_is_active((uv_handle_t *)link->timer)) return;
+    uint64_t due = link->head->sent_ms + (uint64_t)link->timeout_ms;
+    uint64_t now = uv_now(link->loop);
+    uv_timer_start(link->timer, link_timer_cb, due > now ? due - now : 0, 0);
+}
+
+static void link_handshake_reply(struct redis_link *link, redisAsyncContext *ac, const char *step,
+                                 redisReply *reply)
+{
+    if (!reply || ac != link->ac) return; /* the teardown already took the link down */
+    if (reply->type == REDIS_REPLY_ERROR) {
+        char why[256];
+        snprintf(why, sizeof(why), "%s failed: %.*s", step,
+                 (int)(reply->len > 200 ? 200 : reply->len), reply->str);
+        link_lost(link, why, LOSS_REFUSED); /* in a hiredis callback: it defers the free */
+        return;
+    }
+    if (--link->handshake_left == 0) link_up(link);
+}
+
+/* The one callback hiredis knows: it settles our FIFO entry and calls the
+ * owner exactly once. */
+static void link_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct link_req *req = privdata;
+    struct redis_link *link = req->link;
+    redisReply *reply = r;
+    const char *step = req->step;
+    backend_cb cb = req->cb;
+    void *priv = req->priv;
+
+    fifo_unlink(link, req);
+    free(req);
+    /* NULL only comes from a teardown. If it is not one we started, this is
+     * the first we hear of it (onDisconnect comes after these callbacks). */
+    if (!reply && ac == link->ac) link_lost(link, ac_errstr(ac), LOSS_SEEN);
+    if (step) {
+        link_handshake_reply(link, ac, step, reply);
+        return;
+    }
+    if (!reply && link->state != LINK_CLOSED) link->errors_total++;
+    if (cb) cb(priv, reply);
+}
+
+static void link_on_connect(const redisAsyncContext *ac, int status)
+{
+    struct redis_link *link = ac->data;
+    if (ac != link->ac) return;
+    if (status != REDIS_OK) {
+        link_lost(link, ac_errstr(ac), LOSS_SEEN); /* hiredis frees ac after we return */
+        return;
+    }
+    link->state = LINK_HANDSHAKE;
+}
+
+static void link_on_disconnect(const redisAsyncContext *ac, int status)
+{
+    struct redis_link *link = ac->data;
+    if (ac != link->ac) return; /* we dropped it ourselves and know already */
+    link_lost(link, status == REDIS_OK ? "connection closed" : ac_errstr(ac), LOSS_SEEN);
+}
+
+static void link_track(struct redis_link *link, struct link_req *req)
+{
+    req->sent_ms = uv_now(link->loop);
+    fifo_push(link, req);
+    link_arm(link);
+}
+
+static struct link_req *req_new(struct redis_link *link, const char *step, backend_cb cb,
+                                void *priv)
+{
+    struct link_req *req = xmalloc(sizeof(*req));
+    *req = (struct link_req){.link = link, .step = step, .cb = cb, .priv = priv};
+    return req;
+}
+
+static int link_send_argv(struct redis_link *link, const char *step, backend_cb cb, void *priv,
+                          int argc, const char **argv, const size_t *lens)
+{
+    struct link_req *req = req_new(link, step, cb, priv);
+    if (redisAsyncCommandArgv(link->ac, link_reply_cb, req, argc, argv, lens) != REDIS_OK) {
+        free(req);
+        return -1;
+    }
+    link_track(link, req);
+    return 0;
+}
+
+static int link_sendv(struct redis_link *link, backend_cb cb, void *priv, const char *fmt,
+                      va_list ap)
+{
+    struct link_req *req = req_new(link, NULL, cb, priv);
+    if (redisvAsyncCommand(link->ac, link_reply_cb, req, fmt, ap) != REDIS_OK) {
+        free(req);
+        return -1;
+    }
+    link_track(link, req);
+    return 0;
+}
+
+/* Queued before the socket even connects, so the whole handshake is one
+ * write and one round trip. PING goes last even when AUTH/SELECT went
+ * before it: it proves Redis serves commands (not -LOADING, not -NOAUTH)
+ * before we call the link up, and its deadline doubles as the connect
+ * timeout. */
+static int link_handshake(struct redis_link *link)
+{
+    const backend_url_t *u = &link->url;
+    link->handshake_left = 0;
+    if (u->pass[0]) {
+        const char *argv[3] = {"AUTH", u->user, u->pass};
+        size_t lens[3] = {4, strlen(u->user), strlen(u->pass)};
+        int argc = 3;
+        if (!u->user[0]) { /* Redis < 6 style: AUTH password */
+            argv[1] = u->pass;
+            lens[1] = lens[2];
+            argc = 2;
+        }
+        if (link_send_argv(link, "AUTH", NULL, NULL, argc, argv, lens) != 0) return -1;
+        link->handshake_left++;
+    }
+    if (u->db) {
+        char db[16];
+        int n = snprintf(db, sizeof(db), "%d", u->db);
+        const char *argv[2] = {"SELECT", db};
+        size_t lens[2] = {6, (size_t)n};
+        if (link_send_argv(link, "SELECT", NULL, NULL, 2, argv, lens) != 0) return -1;
+        link->handshake_left++;
+    }
+    const char *argv[1] = {"PING"};
+    size_t lens[1] = {4};
+    if (link_send_argv(link, "PING", NULL, NULL, 1, argv, lens) != 0) return -1;
+    link->handshake_left++;
+    return 0;
+}
+
+/* Adopt a fresh context from redisAsyncConnect*(). */
+static void link_start(struct redis_link *link, redisAsyncContext *ac)
+{
+    if (!ac) {
+        link_lost(link, "out of memory", LOSS_SEEN);
+        return;
+    }
+    if (ac->err) { /* refused at once, typically: a missing unix socket */
+        char why[sizeof(ac->c.errstr)];
+        snprintf(why, sizeof(why), "%s", ac_errstr(ac));
+        redisAsyncFree(ac);
+        link_lost(link, why, LOSS_SEEN);
+        return;
+    }
+    ac->data = link;
+    if (poll_attach(ac, link->loop) != 0) {
+        redisAsyncFree(ac);
+        link_lost(link, "cannot watch the socket", LOSS_SEEN);
+        return;
+    }
+    redisAsyncSetConnectCallback(ac, link_on_connect);
+    redisAsyncSetDisconnectCallback(ac, link_on_disconnect);
+    link->ac = ac;
+    link->state = LINK_CONNECTING;
+    log_debug("%s: connecting to %s", link->name, link->where);
+    if (link_handshake(link) != 0) link_lost(link, "cannot queue the handshake", LOSS_DROP);
+}
+
+static void link_resolved_cb(uv_getaddrinfo_t *greq, int status, struct addrinfo *res)
+{
+    struct link_resolve *r = (struct link_resolve *)greq;
+    struct redis_link *link = r->link;
+    bool wanted = link->resolving == r;
+    free(r);
+    if (!wanted) { /* timed out or closed meanwhile */
+        uv_freeaddrinfo(res);
+        return;
+    }
+    link->resolving = NULL;
+    uv_timer_stop(link->timer);
+
+    char why[sizeof(link->url.host) + 64];
+    if (status != 0) {
+        snprintf(why, sizeof(why), "cannot resolve %s: %s", link->url.host, uv_strerror(status));
+        link_lost(link, why, LOSS_SEEN);
+        return;
+    }
+    unsigned n = 0;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
+        if (ai->ai_family == AF_INET || ai->ai_family == AF_INET6) n++;
+    char ip[INET6_ADDRSTRLEN] = "";
+    unsigned want = n ? link->addr_turn % n : 0;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
+        if (want-- > 0) continue;
+        if (ai->ai_family == AF_INET)
+            uv_ip4_name((const struct sockaddr_in *)ai->ai_addr, ip, sizeof(ip));
+        else
+            uv_ip6_name((const struct sockaddr_in6 *)ai->ai_addr, ip, sizeof(ip));
+        break;
+    }
+    uv_freeaddrinfo(res);
+    if (!ip[0]) {
+        snprintf(why, sizeof(why), "%s has no IP address", link->url.host);
+        link_lost(link, why, LOSS_SEEN);
+        return;
+    }
+    link_start(link, redisAsyncConnect(ip, link->url.port));
+}
+
+/* hiredis resolves names with a blocking getaddrinfo(); a slow DNS server
+ * would stall the whole loop on every reconnect. So names are resolved on
+ * the thread pool and hiredis only ever sees an IP literal. */
+static void link_resolve(struct redis_link *link)
+{
+    struct link_resolve *r = xmalloc(sizeof(*r));
+    r->link = link;
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG};
+    int rc = uv_getaddrinfo(link->loop, &r->req, link_resolved_cb, link->url.host, NULL, &hints);
+    if (rc != 0) {
+        free(r);
+        char why[sizeof(link->url.host) + 64];
+        snprintf(why, sizeof(why), "cannot resolve %s: %s", link->url.host, uv_strerror(rc));
+        link_lost(link, why, LOSS_SEEN);
+        return;
+    }
+    link->resolving = r;
+    link->state = LINK_RESOLVING;
+    uv_timer_start(link->timer, link_timer_cb, (uint64_t)link->timeout_ms, 0);
+}
+
+static void link_connect(struct redis_link *link)
+{
+    const backend_url_t *u = &link->url;
+    if (u->is_unix) {
+        link_start(link, redisAsyncConnectUnix(u->path));
+        return;
+    }
+    unsigned char addr[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, u->host, addr) == 1 || inet_pton(AF_INET6, u->host, addr) == 1)
+        link_start(link, redisAsyncConnect(u->host, u->port));
+    else
+        link_resolve(link);
+}
+
+static void link_timer_cb(uv_timer_t *t)
+{
+    struct redis_link *link = t->data;
+    char why[128];
+
+    switch (link->state) {
+    case LINK_WAIT:
+        link_connect(link);
+        return;
+    case LINK_RESOLVING:
+        uv_cancel((uv_req_t *)&link->resolving->req); /* fails harmlessly once running */
+        link->resolving = NULL;
+        snprintf(why, sizeof(why), "resolving the host took over %ld ms", link->timeout_ms);
+        link_lost(link, why, LOSS_SEEN);
+        return;
+    case LINK_CONNECTING:
+    case LINK_HANDSHAKE:
+    case LINK_UP:
+        break;
+    default:
+        return;
+    }
+
+    struct link_req *head = link->head;
+    if (!head) return;
+    uint64_t due = head->sent_ms + (uint64_t)link->timeout_ms;
+    uint64_t now = uv_now(link->loop);
+    if (now < due) {
+        uv_timer_start(t, link_timer_cb, due - now, 0);
+        return;
+    }
+    /* A reply this late means the link is unusable (or Redis is stuck):
+     * drop it, which fails every pending command, and start over. */
+    if (link->state == LINK_CONNECTING)
+        snprintf(why, sizeof(why), "connect timed out after %ld ms", link->timeout_ms);
+    else if (head->step)
+        snprintf(why, sizeof(why), "no reply to %s within %ld ms", head->step, link->timeout_ms);
+    else
+        snprintf(why, sizeof(why), "no reply within %ld ms", link->timeout_ms);
+    link_lost(link, why, LOSS_DROP);
+}
+
+static void link_init(struct redis_link *link, const char *name, uv_loop_t *loop,
+                      const backend_url_t *url, long timeout_ms)
+{
+    memset(link, 0, sizeof(*link));
+    link->name = name;
+    link->loop = loop;
+    link->url = *url;
+    link->timeout_ms = timeout_ms;
+    link->backoff_ms = BACKOFF_MIN_MS;
+    link->rand_state = (uv_hrtime() ^ ((uint64_t)getpid() << 32)) | 1;
+    if (url->is_unix)
+        snprintf(link->where, sizeof(link->where), "%s", url->path);
+    else if (strchr(url->host, ':'))
+        snprintf(link->where, sizeof(link->where), "[%s]:%d", url->host, url->port);
+    else
+        snprintf(link->where, sizeof(link->where), "%s:%d", url->host, url->port);
+    link->timer = xmalloc(sizeof(*link->timer));
+    uv_timer_init(loop, link->timer);
+    link->timer->data = link;
+    link->state = LINK_WAIT;
+}
+
+/* Pending commands get their NULL callback here, or (when called from inside
+ * a hiredis callback) as soon as that callback returns. */
+static void link_close(struct redis_link *link)
+{
+    if (!link_live(link)) return;
+    redisAsyncContext *ac = link->ac;
+    link->state = LINK_CLOSED;
+    link->ac = NULL;
+    if (link->resolving) {
+        uv_cancel((uv_req_t *)&link->resolving->req);
+        link->resolving = NULL;
+    }
+    uv_timer_stop(link->timer);
+    uv_close((uv_handle_t *)link->timer, free_handle_cb);
+    link->timer = NULL;
+    if (ac) redisAsyncFree(ac);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Public API: the one data link                                            */
+/* ------------------------------------------------------------------------ */
+
+static struct redis_link data_link;
+
+int backend_init(uv_loop_t *loop, const backend_conf_t *conf, char *err, size_t errlen)
+{
+    backend_url_t url;
+    if (link_live(&data_link) || data_link.head) {
+        snprintf(err, errlen, "backend: already running (backend_close() first)");
+        return -1;
+    }
+    if (backend_parse_url(conf->url, &url, err, errlen) != 0) return -1;
+    long timeout = conf->timeout_ms > 0 ? conf->timeout_ms : DEFAULT_TIMEOUT_MS;
+    link_init(&data_link, "redis", loop, &url, timeout);
+    link_connect(&data_link);
+    return 0;
+}
+
+void backend_close(void)
+{
+    link_close(&data_link);
+}
+
+bool backend_up(void)
+{
+    return data_link.state == LINK_UP;
+}
+
+uint64_t backend_errors_total(void)
+{
+    return data_link.errors_total;
+}
+
+uint64_t backend_outages_total(void)
+{
+    return data_link.outages_total;
+}
+
+int backend_cmd(backend_cb cb, void *priv, const char *fmt, ...)
+{
+    if (data_link.state != LINK_UP) return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = link_sendv(&data_link, cb, priv, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int backend_cmd_argv(backend_cb cb, void *priv, int argc, const char **argv, const size_t *lens)
+{
+    if (data_link.state != LINK_UP) return -1;
+    return link_send_argv(&data_link, NULL, cb, priv, argc, argv, lens);
+}
