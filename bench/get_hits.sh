@@ -45,8 +45,8 @@ redis-cli -p $LPORT <"$TMP/warm.txt" >/dev/null
 redis-cli -p $RPORT <"$TMP/warm.txt" >/dev/null
 
 run() { # port clients pipeline -> "rps p50 p99"
-    redis-benchmark -p "$1" -c "$2" -P "$3" -n "$N" -r $KEYS --csv GET 'bench:__rand_int__' |
-        awk -F'","' 'NR==2 { gsub(/"/, ""); print $2, $5, $7 }'
+    redis-benchmark -p "$1" -c "$2" -P "$3" -n "$N" -r $KEYS --csv GET 'bench:__rand_int__' 2>/dev/null |
+        awk -F, 'NR==2 { gsub(/"/, ""); print $2, $5, $7 }'
 }
 
 median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }

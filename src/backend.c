@@ -21,8 +21,9 @@
  *    callback), onDisconnect (only if the socket had connected), free.
  *  - A failed connect calls onConnect(REDIS_ERR), then frees the context.
  *
- * The link knows nothing about the public API; a second one (a pub/sub
- * subscriber) can reuse connect, handshake, backoff and outage logging. */
+ * The link knows nothing about the public API. A second one, the pub/sub
+ * subscriber, reuses connect, handshake, backoff and outage logging through
+ * two hooks (on_ready, on_idle); see "The subscriber" below. */
 #include "backend.h"
 
 #include <arpa/inet.h>
@@ -461,6 +462,15 @@ struct redis_link {
 
     uint64_t errors_total;
     uint64_t outages_total;
+
+    /* Hooks for a link that does more than commands (the subscriber), NULL
+     * for the command link. on_ready runs instead of link_up() once the
+     * handshake is answered (the hook calls link_up() when it is satisfied);
+     * on_idle runs when the timer fires in LINK_HANDSHAKE or LINK_UP with no
+     * command pending, and owns the timer then. */
+    void (*on_ready)(struct redis_link *link);
+    void (*on_idle)(struct redis_link *link);
+    const char *down_note; /* what an outage means, for its log line */
 };
 
 static void link_connect(struct redis_link *link);
@@ -548,8 +558,9 @@ static void link_lost(struct redis_link *link, const char *why, enum link_loss l
         link->in_outage = true;
         link->outage_no = ++link->outages_total;
         link->outage_started_ms = uv_now(link->loop);
-        log_warn("%s unreachable at %s: %s; serving without it (outage #%llu)", link->name,
-                 link->where, why, (unsigned long long)link->outage_no);
+        log_warn("%s unreachable at %s: %s; %s (outage #%llu)", link->name, link->where, why,
+                 link->down_note ? link->down_note : "serving without it",
+                 (unsigned long long)link->outage_no);
     } else if (loss == LOSS_REFUSED && strcmp(why, link->last_err) != 0) {
         /* One line per outage, except this: Redis is back but will not take
          * us (say, a new password). Retries cannot fix that; a person must. */
@@ -605,7 +616,11 @@ static void link_handshake_reply(struct redis_link *link, redisAsyncContext *ac,
         link_lost(link, why, LOSS_REFUSED); /* in a hiredis callback: it defers the free */
         return;
     }
-    if (--link->handshake_left == 0) link_up(link);
+    if (--link->handshake_left > 0) return;
+    if (link->on_ready)
+        link->on_ready(link);
+    else
+        link_up(link);
 }
 
 /* The one callback hiredis knows: it settles our FIFO entry and calls the
@@ -855,7 +870,10 @@ static void link_timer_cb(uv_timer_t *t)
     }
 
     struct link_req *head = link->head;
-    if (!head) return;
+    if (!head) {
+        if (link->on_idle && link->state != LINK_CONNECTING) link->on_idle(link);
+        return;
+    }
     uint64_t due = head->sent_ms + (uint64_t)link->timeout_ms;
     uint64_t now = uv_now(link->loop);
     if (now < due) {
@@ -914,7 +932,125 @@ static void link_close(struct redis_link *link)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Public API: the one data link                                            */
+/* The subscriber: a second link that stays SUBSCRIBEd to one channel       */
+/* ------------------------------------------------------------------------ */
+
+/* hiredis 0.14 and pub/sub, as this code relies on it:
+ *  - SUBSCRIBE does not go through the reply queue: redisAsyncCommand()
+ *    files the callback under the channel name and calls it for every
+ *    ["subscribe", ch, n] and ["message", ch, payload] on that channel, and
+ *    once with NULL at teardown. A second SUBSCRIBE of the same channel
+ *    replaces the entry (same callback) and gets its own confirmation.
+ *  - Commands queued before SUBSCRIBE (our AUTH/SELECT/PING handshake) are
+ *    answered through the normal queue first, so the handshake runs as on
+ *    the command link and SUBSCRIBE is sent only once it is answered.
+ *  - Other commands on a subscribed context are NOT usable: a PING's
+ *    ["pong", ""] reply is routed as if it were a pattern message and its
+ *    callback only ever runs at teardown. Hence the liveness probe is a
+ *    repeated SUBSCRIBE, whose confirmation hiredis routes to us properly.
+ *  - An error reply to SUBSCRIBE (say -NOPERM from an ACL) makes hiredis
+ *    drop the connection with the error text in errstr: an outage, retried.
+ *
+ * States: the link is LINK_HANDSHAKE from the socket connect until Redis
+ * confirms the SUBSCRIBE, and only then LINK_UP (so a Redis that takes AUTH
+ * but refuses the subscription is one outage, not a flapping link). The
+ * timer then belongs to the probe: one SUBSCRIBE in flight at most, sent
+ * after SUB_PROBE_MS without any traffic, due within the backend timeout. */
+
+#define SUB_PROBE_MS 1000
+
+static struct redis_link sub_link;
+
+static struct {
+    char *channel; /* NULL when there is no subscription */
+    size_t channel_len;
+    backend_msg_cb on_msg;
+    backend_resync_cb on_resync;
+    bool probe_out;         /* a SUBSCRIBE awaits its confirmation */
+    uint64_t probe_sent_ms; /* uv_now() when it was sent */
+    uint64_t last_seen_ms;  /* uv_now() of the last reply or message */
+} sub;
+
+static void sub_reply_cb(redisAsyncContext *ac, void *r, void *privdata);
+
+static void sub_send(struct redis_link *link)
+{
+    const char *argv[2] = {"SUBSCRIBE", sub.channel};
+    size_t lens[2] = {9, sub.channel_len};
+    if (redisAsyncCommandArgv(link->ac, sub_reply_cb, link, 2, argv, lens) != REDIS_OK) {
+        link_lost(link, "cannot queue SUBSCRIBE", LOSS_DROP);
+        return;
+    }
+    sub.probe_out = true;
+    sub.probe_sent_ms = uv_now(link->loop);
+    uv_timer_start(link->timer, link_timer_cb, (uint64_t)link->timeout_ms, 0);
+}
+
+/* The handshake is answered: subscribe. Runs inside a hiredis callback. */
+static void sub_on_ready(struct redis_link *link)
+{
+    sub.probe_out = false;
+    sub_send(link);
+}
+
+static void sub_on_idle(struct redis_link *link)
+{
+    uint64_t now = uv_now(link->loop);
+    if (sub.probe_out) {
+        uint64_t due = sub.probe_sent_ms + (uint64_t)link->timeout_ms;
+        if (now < due) {
+            uv_timer_start(link->timer, link_timer_cb, due - now, 0);
+            return;
+        }
+        char why[128];
+        snprintf(why, sizeof(why), "no reply to SUBSCRIBE within %ld ms", link->timeout_ms);
+        link_lost(link, why, LOSS_DROP);
+        return;
+    }
+    if (link->state != LINK_UP) return; /* cannot happen: not up means a probe is out */
+    uint64_t due = sub.last_seen_ms + SUB_PROBE_MS;
+    if (now < due) {
+        uv_timer_start(link->timer, link_timer_cb, due - now, 0);
+        return;
+    }
+    sub_send(link);
+}
+
+/* Every confirmation and message of our channel, and NULL at teardown. The
+ * user's callbacks run last and may do anything, even backend_close(). */
+static void sub_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct redis_link *link = privdata;
+    redisReply *reply = r;
+    if (ac != link->ac) return; /* a context we have already given up */
+    if (!reply) {               /* a teardown we did not start */
+        link_lost(link, ac_errstr(ac), LOSS_SEEN);
+        return;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
+        reply->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    sub.last_seen_ms = uv_now(link->loop);
+    const redisReply *kind = reply->element[0];
+    if (kind->len == 7 && strncasecmp(kind->str, "message", 7) == 0) {
+        const redisReply *payload = reply->element[2];
+        if (payload->type == REDIS_REPLY_STRING && sub.on_msg)
+            sub.on_msg(payload->str, payload->len);
+        return;
+    }
+    if (kind->len == 9 && strncasecmp(kind->str, "subscribe", 9) == 0) {
+        sub.probe_out = false;
+        if (link->state == LINK_UP) return; /* a liveness probe answered */
+        link_up(link);
+        log_debug("%s: subscribed to '%.*s'", link->name, (int)sub.channel_len, sub.channel);
+        /* The timer ran the SUBSCRIBE deadline; now it waits for silence. */
+        uv_timer_start(link->timer, link_timer_cb, SUB_PROBE_MS, 0);
+        if (sub.on_resync) sub.on_resync();
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Public API: the data link and the subscriber                             */
 /* ------------------------------------------------------------------------ */
 
 static struct redis_link data_link;
@@ -935,6 +1071,9 @@ int backend_init(uv_loop_t *loop, const backend_conf_t *conf, char *err, size_t 
 
 void backend_close(void)
 {
+    link_close(&sub_link);
+    free(sub.channel);
+    memset(&sub, 0, sizeof(sub));
     link_close(&data_link);
 }
 
@@ -967,4 +1106,38 @@ int backend_cmd_argv(backend_cb cb, void *priv, int argc, const char **argv, con
 {
     if (data_link.state != LINK_UP) return -1;
     return link_send_argv(&data_link, NULL, cb, priv, argc, argv, lens);
+}
+
+int backend_subscribe(const char *channel, backend_msg_cb on_msg, backend_resync_cb on_resync)
+{
+    if (!link_live(&data_link) || link_live(&sub_link) || !channel || !channel[0]) return -1;
+    sub.channel_len = strlen(channel);
+    sub.channel = xmemdup(channel, sub.channel_len);
+    sub.on_msg = on_msg;
+    sub.on_resync = on_resync;
+    sub.probe_out = false;
+    link_init(&sub_link, "redis subscriber", data_link.loop, &data_link.url, data_link.timeout_ms);
+    sub_link.on_ready = sub_on_ready;
+    sub_link.on_idle = sub_on_idle;
+    sub_link.down_note = "messages on its channel are missed until it is back";
+    link_connect(&sub_link);
+    return 0;
+}
+
+bool backend_subscribed(void)
+{
+    return sub_link.state == LINK_UP;
+}
+
+uint64_t backend_subscriber_outages_total(void)
+{
+    return sub_link.outages_total;
+}
+
+int backend_publish(const char *channel, const char *msg, size_t len)
+{
+    if (data_link.state != LINK_UP) return -1;
+    const char *argv[3] = {"PUBLISH", channel, msg};
+    size_t lens[3] = {7, strlen(channel), len};
+    return link_send_argv(&data_link, NULL, NULL, NULL, 3, argv, lens);
 }

@@ -65,4 +65,41 @@ uint64_t backend_outages_total(void);
 int backend_cmd(backend_cb cb, void *priv, const char *fmt, ...);
 int backend_cmd_argv(backend_cb cb, void *priv, int argc, const char **argv, const size_t *lens);
 
+/* ---- Pub/sub: one subscribed channel on a second connection ------------
+ *
+ * The subscriber is a link of its own (same URL, same AUTH/SELECT/PING
+ * handshake, same backoff and once-per-outage logging, as "redis subscriber"
+ * in the log), so a long command queue never delays a message and a
+ * subscription never sits in the command FIFO or under its timeout.
+ * Liveness: a dropped socket is seen at once; a Redis that stops answering
+ * (hung, paused, a silently dead TCP path) is seen by re-sending SUBSCRIBE
+ * for the same channel after 1 s without any traffic: Redis answers it with
+ * a subscribe confirmation (a no-op for an existing subscription), and no
+ * answer within the backend timeout drops and re-makes the link.
+ * Messages published while the subscription is down are lost (Redis pub/sub
+ * keeps nothing), which is what the resync callback is for. */
+
+/* A message on the subscribed channel: the payload, binary-safe, valid only
+ * during the call. Called on the loop thread. */
+typedef void (*backend_msg_cb)(const char *msg, size_t len);
+/* Called each time the subscription is (re)established, the first time
+ * included: messages published while it was down were missed, so callers
+ * re-check what they wait on. */
+typedef void (*backend_resync_cb)(void);
+
+/* Open the subscriber connection for channel (a C string, copied) and keep
+ * it subscribed across reconnects. Call after backend_init(), once per
+ * backend_init(); backend_close() ends it too. 0 ok; -1 when the backend is
+ * not running, a subscription already exists, or channel is empty. Either
+ * callback may be NULL. Callbacks may call any backend function, even
+ * backend_close(). */
+int backend_subscribe(const char *channel, backend_msg_cb on_msg, backend_resync_cb on_resync);
+/* True while the SUBSCRIBE is confirmed on a live connection. */
+bool backend_subscribed(void);
+uint64_t backend_subscriber_outages_total(void);
+
+/* PUBLISH on the command connection, fire and forget: 0 queued, -1 when
+ * Redis is down (the message is dropped; nothing is retried). */
+int backend_publish(const char *channel, const char *msg, size_t len);
+
 #endif

@@ -9,8 +9,6 @@
 #include "reply.h"
 #include "util.h"
 
-
-
 void cmd_ping(client_t *c)
 {
     buf_t *b = client_reply_buf(c);
@@ -43,7 +41,8 @@ static int secret_equal(const char *a, size_t alen, const char *b)
 {
     size_t blen = strlen(b);
     unsigned char diff = (unsigned char)(alen != blen);
-    for (size_t i = 0; i < alen; i++) diff |= (unsigned char)(a[i] ^ b[i % (blen ? blen : 1)]);
+    for (size_t i = 0; i < alen; i++)
+        diff |= (unsigned char)(a[i] ^ b[i % (blen ? blen : 1)]);
     return diff == 0;
 }
 
@@ -59,8 +58,7 @@ static int check_auth(client_t *c, long user_arg, long pass_arg, buf_t *b)
     const char *user = user_arg > 0 ? client_arg(c, user_arg, &ulen) : NULL;
     const char *pass = client_arg(c, pass_arg, &plen);
     if ((user && !eq_nocase(user, ulen, "default")) || !secret_equal(pass, plen, cfg.requirepass)) {
-        reply_error_code(b, "WRONGPASS",
-                         "invalid username-password pair or user is disabled.");
+        reply_error_code(b, "WRONGPASS", "invalid username-password pair or user is disabled.");
         return -1;
     }
     c->authed = true;
@@ -106,17 +104,18 @@ void cmd_hello(client_t *c)
             size_t nlen;
             const char *name = client_arg(c, ++i, &nlen);
             free(c->name);
-            c->name = xmemdup(name, nlen);
+            c->name = nlen ? xmemdup(name, nlen) : NULL;
         } else {
             reply_error(b, "syntax error in HELLO option '%.*s'", (int)(len > 64 ? 64 : len), opt);
             return;
         }
     }
     if (!c->authed) {
-        reply_error_code(b, "NOAUTH", "HELLO must be called with the client already "
-                                      "authenticated, otherwise the HELLO <proto> AUTH <user> "
-                                      "<pass> option can be used to authenticate the client and "
-                                      "select the RESP protocol version at the same time");
+        reply_error_code(b, "NOAUTH",
+                         "HELLO must be called with the client already "
+                         "authenticated, otherwise the HELLO <proto> AUTH <user> "
+                         "<pass> option can be used to authenticate the client and "
+                         "select the RESP protocol version at the same time");
         return;
     }
     reply_array(b, 14);
@@ -143,9 +142,12 @@ void cmd_select(client_t *c)
     const char *db = client_arg(c, 1, &len);
     long long n;
     buf_t *b = client_reply_buf(c);
-    if (parse_ll(db, len, &n) != 0) reply_error(b, "value is not an integer or out of range");
-    else if (n != 0) reply_error(b, "DB index is out of range");
-    else reply_ok(b);
+    if (parse_ll(db, len, &n) != 0)
+        reply_error(b, "value is not an integer or out of range");
+    else if (n != 0)
+        reply_error(b, "DB index is out of range");
+    else
+        reply_ok(b);
 }
 
 static void reply_command_info(buf_t *b, const command_t *cmd)
@@ -177,13 +179,15 @@ void cmd_command(client_t *c)
     const command_t *table = commands_table(&n);
     buf_t *b = client_reply_buf(c);
     long argc = client_argc(c);
-    if (argc == 1) {
+    size_t len = 0;
+    const char *sub = argc > 1 ? client_arg(c, 1, &len) : NULL;
+    /* COMMAND and COMMAND INFO without names: every command, as in Redis */
+    if (argc == 1 || (argc == 2 && eq_nocase(sub, len, "info"))) {
         reply_array(b, (long)n);
-        for (size_t i = 0; i < n; i++) reply_command_info(b, &table[i]);
+        for (size_t i = 0; i < n; i++)
+            reply_command_info(b, &table[i]);
         return;
     }
-    size_t len;
-    const char *sub = client_arg(c, 1, &len);
     if (eq_nocase(sub, len, "count")) {
         reply_int(b, (long long)n);
     } else if (eq_nocase(sub, len, "docs")) {
@@ -196,8 +200,10 @@ void cmd_command(client_t *c)
             const command_t *found = NULL;
             for (size_t j = 0; j < n && !found; j++)
                 if (eq_nocase(name, nlen, table[j].name)) found = &table[j];
-            if (found) reply_command_info(b, found);
-            else reply_nil(b);
+            if (found)
+                reply_command_info(b, found);
+            else
+                reply_nil(b);
         }
     } else {
         reply_error(b, "unknown subcommand '%.*s'. Try COMMAND HELP.", (int)(len > 64 ? 64 : len),
@@ -223,18 +229,21 @@ void cmd_client(client_t *c)
             }
         }
         free(c->name);
-        c->name = xmemdup(name, nlen);
+        c->name = nlen ? xmemdup(name, nlen) : NULL; /* "" removes the name, as in Redis */
         reply_ok(b);
     } else if (eq_nocase(sub, len, "getname") && argc == 2) {
-        if (c->name) reply_bulk_str(b, c->name);
-        else reply_nil(b);
+        if (c->name)
+            reply_bulk_str(b, c->name);
+        else
+            reply_nil(b);
     } else if (eq_nocase(sub, len, "setinfo") && argc == 4) {
         reply_ok(b); /* lib-name / lib-ver: accepted, not needed */
     } else if (eq_nocase(sub, len, "id") && argc == 2) {
         reply_int(b, (long long)c->id);
     } else {
-        reply_error(b, "unknown subcommand or wrong number of arguments for '%.*s'. Try CLIENT "
-                       "HELP.",
+        reply_error(b,
+                    "unknown subcommand or wrong number of arguments for '%.*s'. Try CLIENT "
+                    "HELP.",
                     (int)(len > 64 ? 64 : len), sub);
     }
 }

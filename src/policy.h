@@ -61,7 +61,10 @@ typedef struct engine_conf {
     const char *policies_dir;
     const char *lua_path;       /* folder of the shipped lua/ modules */
     size_t mem_limit;           /* bytes per Lua state */
-    uint64_t instr_budget;      /* VM instructions per call into Lua */
+    uint64_t instr_budget;      /* VM instructions per call into Lua; 0: 100M */
+    uint64_t time_limit_ms;     /* and wall-clock ms per call into Lua; 0: 1000 (instructions
+                                   that call C, e.g. string.format, run ~10x slower than a
+                                   tight loop, so the count alone does not bound the time) */
 } engine_conf_t;
 
 /* Read the shipped lua/ modules into memory (require never touches disk

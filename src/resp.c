@@ -113,6 +113,13 @@ static void reset_command(resp_parser_t *p)
 
 /* ------------------------------------------------------------ line input */
 
+/* Whether the line gathered so far (p->line, then in[0..take)) ends in '\r'. */
+static int ends_in_cr(const resp_parser_t *p, const char *in, size_t take)
+{
+    if (take) return in[take - 1] == '\r';
+    return p->line.len && p->line.data[p->line.len - 1] == '\r';
+}
+
 /* Gather one line ending in "\n" (a preceding "\r" is optional and
  * stripped, as memcached tolerates). Returns STEP_MORE having consumed all
  * of in if no newline is there yet, STEP_DONE with the line in *s and *slen
@@ -124,7 +131,11 @@ static int get_line(resp_parser_t *p, const char *in, size_t len, size_t *n, con
 {
     const char *nl = memchr(in, '\n', len);
     size_t take = nl ? (size_t)(nl - in) : len;
-    if (p->line.len + take > p->lim.max_inline) return fail(p, toobig);
+    size_t total = p->line.len + take;
+    /* The cap is on the line's content: the one byte over it may only be
+     * the '\r' of a "\r\n", so "\n" and "\r\n" endings get the same cap. */
+    if (total > p->lim.max_inline && !(total == p->lim.max_inline + 1 && ends_in_cr(p, in, take)))
+        return fail(p, toobig);
     if (!nl) {
         buf_append(&p->line, in, len);
         *n = len;

@@ -14,7 +14,7 @@
 /* Bytes one client may have parsed per loop iteration before it yields the
  * loop to others (libuv itself would read up to 32 times per wake-up). */
 #define READ_BUDGET_PER_ITERATION (64 * 1024)
-#define READ_CHUNK (64 * 1024)
+#define READ_CHUNK                (64 * 1024)
 
 static struct {
     uv_loop_t *loop;
@@ -70,8 +70,10 @@ static slot_t *slot_new(client_t *c, bool done)
     slot_t *s = xcalloc(1, sizeof(*s));
     s->c = c;
     s->done = done;
-    if (c->tail) c->tail->next = s;
-    else c->head = s;
+    if (c->tail)
+        c->tail->next = s;
+    else
+        c->head = s;
     c->tail = s;
     return s;
 }
@@ -152,8 +154,9 @@ static void on_write(uv_write_t *req, int status)
     c->writing = false;
     buf_reset(&c->wbuf);
     if (status < 0) {
-        if (status != UV_ECANCELED) log_debug("client %llu: write failed: %s",
-                                              (unsigned long long)c->id, uv_strerror(status));
+        if (status != UV_ECANCELED)
+            log_debug("client %llu: write failed: %s", (unsigned long long)c->id,
+                      uv_strerror(status));
         client_close(c);
         return;
     }
@@ -162,13 +165,16 @@ static void on_write(uv_write_t *req, int status)
 
 static void flush(client_t *c)
 {
-    if (c->closing || c->writing) return;
+    if (c->closing) return;
+    /* Checked before the write-in-flight test: a client that does not read
+     * keeps its write in flight forever while its replies pile up in out. */
     if (c->out.len + c->wbuf.len > cfg.output_limit) {
         log_warn("client %llu: output buffer over --output-limit (%zu bytes), closing",
                  (unsigned long long)c->id, cfg.output_limit);
         client_close(c);
         return;
     }
+    if (c->writing) return;
     if (c->out.len > 0) {
         uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
         int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
@@ -332,13 +338,16 @@ static void client_close(client_t *c)
         s = next;
     }
     c->head = c->tail = NULL;
-    if (c->prev) c->prev->next = c->next;
-    else srv.clients = c->next;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv.clients = c->next;
     if (c->next) c->next->prev = c->prev;
     /* Unlink from the flush list. */
     if (c->flush_queued) {
         client_t **pp = &srv.flush_list;
-        while (*pp && *pp != c) pp = &(*pp)->flush_next;
+        while (*pp && *pp != c)
+            pp = &(*pp)->flush_next;
         if (*pp) *pp = c->flush_next;
         c->flush_queued = false;
     }
@@ -441,7 +450,8 @@ void server_stop_listening(void)
 
 void server_close_clients(void)
 {
-    while (srv.clients) client_close(srv.clients);
+    while (srv.clients)
+        client_close(srv.clients);
     if (uv_is_active((uv_handle_t *)&srv.flusher) || !uv_is_closing((uv_handle_t *)&srv.flusher)) {
         if (srv.flusher.loop) uv_close((uv_handle_t *)&srv.flusher, NULL);
     }
@@ -451,6 +461,7 @@ void server_close_clients(void)
 long server_pending_replies(void)
 {
     long n = 0;
-    for (client_t *c = srv.clients; c; c = c->next) n += c->pending;
+    for (client_t *c = srv.clients; c; c = c->next)
+        n += c->pending;
     return n;
 }

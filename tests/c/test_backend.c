@@ -794,6 +794,541 @@ static void test_resolve_and_close(void)
     CHECK(loop_end() == 0);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Pub/sub                                                                  */
+/* ------------------------------------------------------------------------ */
+
+#define MSG_CAP 512
+
+/* What the subscriber callbacks saw. */
+static struct {
+    int n; /* messages, including any beyond MSG_CAP */
+    char *v[MSG_CAP];
+    size_t len[MSG_CAP];
+    uint64_t last_at_ms;
+    int resyncs;
+    bool subscribed_in_resync; /* backend_subscribed() inside on_resync */
+    bool close_in_msg;         /* backend_close() from inside on_msg ... */
+    bool close_in_resync;      /* ... or on_resync */
+} msgs;
+
+static void msgs_reset(void)
+{
+    for (int i = 0; i < MSG_CAP; i++)
+        free(msgs.v[i]);
+    memset(&msgs, 0, sizeof(msgs));
+}
+
+static void msg_cb(const char *m, size_t len)
+{
+    if (msgs.n < MSG_CAP) {
+        msgs.v[msgs.n] = xmemdup(m, len);
+        msgs.len[msgs.n] = len;
+    }
+    msgs.n++;
+    msgs.last_at_ms = mono_ms();
+    if (msgs.close_in_msg) backend_close();
+}
+
+static void resync_cb(void)
+{
+    msgs.resyncs++;
+    msgs.subscribed_in_resync = backend_subscribed();
+    if (msgs.close_in_resync) backend_close();
+}
+
+static bool msgs_at_least(const void *arg)
+{
+    return msgs.n >= *(const int *)arg;
+}
+
+static bool is_subscribed(const void *arg)
+{
+    LC_UNUSED(arg);
+    return backend_subscribed();
+}
+
+static bool is_unsubscribed(const void *arg)
+{
+    LC_UNUSED(arg);
+    return !backend_subscribed();
+}
+
+static bool is_up_and_subscribed(const void *arg)
+{
+    LC_UNUSED(arg);
+    return backend_up() && backend_subscribed();
+}
+
+/* Message i: a text tag, then NUL, CR LF, and i bytes that run through
+ * every byte value; so lengths and contents differ and nothing is a C
+ * string. */
+static size_t make_payload(int i, char *buf, size_t cap)
+{
+    int n = snprintf(buf, cap, "msg-%03d", i);
+    size_t len = (size_t)n;
+    buf[len++] = '\0';
+    buf[len++] = '\r';
+    buf[len++] = '\n';
+    for (int k = 0; k < i && len < cap; k++)
+        buf[len++] = (char)(unsigned char)(i * 7 + k * 13);
+    return len;
+}
+
+static bool msg_is(int idx, const char *want, size_t len)
+{
+    return idx < msgs.n && idx < MSG_CAP && msgs.len[idx] == len &&
+           memcmp(msgs.v[idx], want, len) == 0;
+}
+
+/* A plain client of our own, as another instance would be. */
+static redisContext *ext_connect(int port, const char *pass)
+{
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    if (!c || c->err) {
+        fprintf(stderr, "  ext_connect: %s\n", c ? c->errstr : "oom");
+        if (c) redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tv);
+    if (pass) {
+        redisReply *r = redisCommand(c, "AUTH %s", pass);
+        if (r) freeReplyObject(r);
+    }
+    return c;
+}
+
+/* An integer command on the plain client; -1 on any failure. */
+static long long ext_int(redisContext *c, const char *fmt, const char *a1, const char *a2,
+                         size_t a2len)
+{
+    if (!c) return -1;
+    redisReply *r = a2 ? redisCommand(c, fmt, a1, a2, a2len) : redisCommand(c, fmt, a1);
+    long long v = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    if (r && r->type == REDIS_REPLY_ERROR) fprintf(stderr, "  ext: %s\n", r->str);
+    if (r) freeReplyObject(r);
+    return v;
+}
+
+/* A command that answers +OK. */
+static bool ext_ok(redisContext *c, const char *cmd)
+{
+    if (!c) return false;
+    redisReply *r = redisCommand(c, cmd);
+    bool ok = r && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "OK") == 0;
+    if (r) freeReplyObject(r);
+    return ok;
+}
+
+/* PUBSUB NUMSUB channel: how many connections are subscribed to it. */
+static long long ext_numsub(redisContext *c, const char *channel)
+{
+    if (!c) return -1;
+    redisReply *r = redisCommand(c, "PUBSUB NUMSUB %s", channel);
+    long long v = -1;
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[1]->type == REDIS_REPLY_INTEGER)
+        v = r->element[1]->integer;
+    if (r) freeReplyObject(r);
+    return v;
+}
+
+/* calls=N of one command in INFO commandstats; -1 when absent. */
+static long long ext_cmd_calls(redisContext *c, const char *cmd)
+{
+    if (!c) return -1;
+    redisReply *r = redisCommand(c, "INFO commandstats");
+    long long v = -1;
+    char key[64];
+    snprintf(key, sizeof(key), "cmdstat_%s:calls=", cmd);
+    if (r && r->type == REDIS_REPLY_STRING) {
+        const char *p = strstr(r->str, key);
+        if (p) v = strtoll(p + strlen(key), NULL, 10);
+    }
+    if (r) freeReplyObject(r);
+    return v;
+}
+
+#define CHAN "lc:test:inv"
+
+/* 100 messages through backend_publish arrive once each, in order, with
+ * their exact bytes; resync runs once, for the first subscribe. */
+static void test_pubsub_basic(void)
+{
+    enum { N = 100 };
+    char url[128], buf[256];
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", main_port);
+    msgs_reset();
+    loop_begin();
+    CHECK(backend_subscribe(CHAN, msg_cb, resync_cb) == -1); /* before backend_init */
+    CHECK(start_backend(url, 1000) == 0);
+    CHECK(backend_subscribe("", msg_cb, resync_cb) == -1);
+    CHECK(backend_subscribe(CHAN, msg_cb, resync_cb) == 0);
+    CHECK(backend_subscribe(CHAN, msg_cb, resync_cb) == -1); /* one subscription */
+    CHECK(!backend_subscribed());
+    CHECK(backend_publish(CHAN, "x", 1) == -1); /* not connected yet */
+    CHECK(msgs.resyncs == 0);
+    CHECK(wait_until(is_up_and_subscribed, NULL, 3000));
+    CHECK(msgs.resyncs == 1 && msgs.subscribed_in_resync);
+
+    uint64_t t0 = mono_ms();
+    int queued = 0;
+    for (int i = 0; i < N; i++) {
+        size_t len = make_payload(i, buf, sizeof(buf));
+        queued += backend_publish(CHAN, buf, len) == 0;
+    }
+    CHECK(queued == N);
+    int want = N;
+    CHECK(wait_until(msgs_at_least, &want, 3000));
+    CHECK(msgs.last_at_ms - t0 < 1000);
+    run_for(100); /* a duplicate would show up now */
+    CHECK(msgs.n == N);
+    int exact = 0;
+    for (int i = 0; i < N; i++) {
+        size_t len = make_payload(i, buf, sizeof(buf));
+        exact += msg_is(i, buf, len);
+    }
+    CHECK(exact == N);
+    CHECK(msgs.resyncs == 1);
+    CHECK(backend_subscriber_outages_total() == 0);
+    CHECK(backend_subscribed());
+    CHECK(loop_end() == 0); /* closes with the subscription active */
+    CHECK(!backend_subscribed());
+    CHECK(backend_publish(CHAN, "x", 1) == -1);
+    msgs_reset();
+}
+
+/* Messages from another client arrive (a 256 KiB one too), other channels'
+ * do not; the idle probes re-SUBSCRIBE without duplicating the subscription,
+ * delivering anything twice or calling resync again. */
+static void test_pubsub_external(void)
+{
+    char url[128], buf[256];
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", main_port);
+    msgs_reset();
+    loop_begin();
+    CHECK(start_backend(url, 1000) == 0);
+    CHECK(backend_subscribe(CHAN, msg_cb, resync_cb) == 0);
+    CHECK(wait_until(is_subscribed, NULL, 3000));
+    CHECK(msgs.resyncs == 1);
+
+    redisContext *c = ext_connect(main_port, NULL);
+    CHECK(c != NULL);
+    CHECK(ext_numsub(c, CHAN) == 1);
+    CHECK(ext_int(c, "PUBLISH %s %b", "lc:test:other", "nope", 4) == 0);
+    size_t biglen = 256 * 1024;
+    char *big = xmalloc(biglen);
+    for (size_t i = 0; i < biglen; i++)
+        big[i] = (char)(i * 31 + (i >> 8));
+    int receivers = 0;
+    for (int i = 0; i < 10; i++) {
+        size_t len = make_payload(i, buf, sizeof(buf));
+        receivers += ext_int(c, "PUBLISH %s %b", CHAN, buf, len) == 1;
+    }
+    receivers += ext_int(c, "PUBLISH %s %b", CHAN, big, biglen) == 1;
+    CHECK(receivers == 11);
+    int want = 11;
+    CHECK(wait_until(msgs_at_least, &want, 3000));
+    run_for(100);
+    CHECK(msgs.n == 11);
+    int exact = 0;
+    for (int i = 0; i < 10; i++) {
+        size_t len = make_payload(i, buf, sizeof(buf));
+        exact += msg_is(i, buf, len);
+    }
+    CHECK(exact == 10);
+    CHECK(msg_is(10, big, biglen));
+
+    /* Idle for 2.5 s: two or more probes go out and are answered. */
+    CHECK(ext_ok(c, "CONFIG RESETSTAT"));
+    run_for(2500);
+    long long probes = ext_cmd_calls(c, "subscribe");
+    if (probes < 2) fprintf(stderr, "  probes: %lld\n", probes);
+    CHECK(probes >= 2 && probes <= 3);
+    CHECK(backend_subscribed());
+    CHECK(ext_numsub(c, CHAN) == 1);
+    CHECK(msgs.n == 11 && msgs.resyncs == 1);
+    CHECK(ext_int(c, "PUBLISH %s %b", CHAN, "after", 5) == 1);
+    want = 12;
+    CHECK(wait_until(msgs_at_least, &want, 3000));
+    run_for(50);
+    CHECK(msgs.n == 12 && msg_is(11, "after", 5));
+    CHECK(msgs.resyncs == 1);
+    CHECK(backend_subscriber_outages_total() == 0);
+    free(big);
+    if (c) redisFree(c);
+    CHECK(loop_end() == 0);
+    msgs_reset();
+}
+
+/* SIGKILL Redis: the subscription is down at once (one outage, however many
+ * retries), back after a restart on the same port with a second resync,
+ * and messages published after the restart arrive, from us and others. */
+static void test_pubsub_kill_restart(void)
+{
+    char url[128], buf[256];
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", main_port);
+    msgs_reset();
+    loop_begin();
+    CHECK(start_backend(url, 1000) == 0);
+    CHECK(backend_subscribe(CHAN, msg_cb, resync_cb) == 0);
+    CHECK(wait_until(is_up_and_subscribed, NULL, 3000));
+    CHECK(msgs.resyncs == 1);
+    CHECK(backend_publish(CHAN, "before", 6) == 0);
+    int want = 1;
+    CHECK(wait_until(msgs_at_least, &want, 3000));
+
+    redis_kill(main_pid);
+    main_pid = 0;
+    uint64_t t0 = mono_ms();
+    CHECK(wait_until(is_unsubscribed, NULL, 1000));
+    CHECK(mono_ms() - t0 < 500);
+    CHECK(backend_subscriber_outages_total() == 1);
+    run_for(600); /* several failed reconnects */
+    CHECK(!backend_subscribed());
+    CHECK(backend_subscriber_outages_total() == 1);
+    CHECK(msgs.resyncs == 1);
+    CHECK(backend_publish(CHAN, "lost", 4) == -1);
+
+    main_pid = redis_start(main_port, NULL, NULL);
+    CHECK(wait_until(is_up_and_subscribed, NULL, 8000));
+    CHECK(msgs.resyncs == 2 && msgs.subscribed_in_resync);
+    CHECK(backend_subscriber_outages_total() == 1);
+    CHECK(msgs.n == 1);
+
+    for (int i = 0; i < 5; i++) {
+        size_t len = make_payload(i, buf, sizeof(buf));
+        CHECK(backend_publish(CHAN, buf, len) == 0);
+    }
+    want = 6;
+    CHECK(wait_until(msgs_at_least, &want, 3000));
+    redisContext *c = ext_connect(main_port, NULL);
+    CHECK(c != NULL);
+    int receivers = 0;
+    for (int i = 5; i < 10; i++) {
+        size_t len = make_payload(i, buf, sizeof(buf));
+        receivers += ext_int(c, "PUBLISH %s %b", CHAN, buf, len) == 1;
+    }
+    CHECK(receivers == 5);
+    want = 11;
+    CHECK(wait_until(msgs_at_least, &want, 3000));
+    run_for(100);
+    CHECK(msgs.n == 11);
+    CHECK(msg_is(0, "before", 6));
+    int exact = 0;
+    for (int i = 0; i < 10; i++) {
+        size_t len = make_payload(i, buf, sizeof(buf));
+        exact += msg_is(i + 1, buf, len);
+    }
+    CHECK(exact == 10);
+    CHECK(msgs.resyncs == 2);
+    if (c) redisFree(c);
+    CHECK(loop_end() == 0);
+    msgs_reset();
+}
+
+/* A Redis that stops answering without closing the socket (SIGSTOP): the
+ * idle probe finds out within about a second plus the timeout, while the
+ * idle command link cannot; back after SIGCONT, with a resync. */
+static void test_pubsub_stall(void)
+{
+    char url[128];
+    int port = free_port();
+    pid_t pid = redis_start(port, NULL, NULL);
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+    msgs_reset();
+    loop_begin();
+    CHECK(start_backend(url, 300) == 0);
+    CHECK(backend_subscribe(CHAN, msg_cb, resync_cb) == 0);
+    CHECK(wait_until(is_up_and_subscribed, NULL, 3000));
+    CHECK(msgs.resyncs == 1);
+
+    kill(pid, SIGSTOP);
+    uint64_t t0 = mono_ms();
+    CHECK(wait_until(is_unsubscribed, NULL, 4000));
+    uint64_t took = mono_ms() - t0;
+    if (took < 300 || took >= 2000)
+        fprintf(stderr, "  down after %llu ms\n", (unsigned long long)took);
+    CHECK(took >= 300 && took < 2000); /* probe after 1 s idle, 300 ms deadline */
+    CHECK(backend_subscriber_outages_total() == 1);
+    run_for(800); /* handshakes time out meanwhile: still one outage */
+    CHECK(!backend_subscribed());
+    CHECK(backend_subscriber_outages_total() == 1);
+    CHECK(msgs.resyncs == 1);
+
+    kill(pid, SIGCONT);
+    CHECK(wait_until(is_up_and_subscribed, NULL, 6000));
+    CHECK(msgs.resyncs == 2);
+    CHECK(backend_subscriber_outages_total() == 1);
+    CHECK(backend_publish(CHAN, "resumed", 7) == 0);
+    int want = 1;
+    CHECK(wait_until(msgs_at_least, &want, 3000));
+    run_for(50);
+    CHECK(msgs.n == 1 && msg_is(0, "resumed", 7));
+    redisContext *c = ext_connect(port, NULL);
+    CHECK(ext_numsub(c, CHAN) == 1); /* the stalled connections are gone */
+    if (c) redisFree(c);
+    CHECK(loop_end() == 0);
+    msgs_reset();
+    redis_kill(pid);
+}
+
+/* The subscriber makes the same AUTH/SELECT handshake; a wrong password or
+ * a SUBSCRIBE that an ACL refuses is one outage, retried, and harmless to
+ * the command link. */
+static void test_pubsub_auth(void)
+{
+    char sock[128], url[256];
+    int port = free_port();
+    snprintf(sock, sizeof(sock), "%s/ps.sock", tmpdir);
+    pid_t pid = redis_start(port, sock, "s3cret");
+    redisContext *c = ext_connect(port, "s3cret");
+    CHECK(c != NULL);
+    if (c) {
+        CHECK(ext_ok(c, "ACL SETUSER lim on >pw ~* resetchannels &ok:* +@all"));
+    }
+
+    /* unix socket, password, db 2 */
+    msgs_reset();
+    snprintf(url, sizeof(url), "unix:%s?password=s3cret&db=2", sock);
+    loop_begin();
+    CHECK(start_backend(url, 1000) == 0);
+    CHECK(backend_subscribe(CHAN, msg_cb, resync_cb) == 0);
+    CHECK(wait_until(is_up_and_subscribed, NULL, 3000));
+    CHECK(ext_int(c, "PUBLISH %s %b", CHAN, "auth\0ok", 7) == 1);
+    int want = 1;
+    CHECK(wait_until(msgs_at_least, &want, 3000));
+    CHECK(msgs.n == 1 && msg_is(0, "auth\0ok", 7) && msgs.resyncs == 1);
+    CHECK(loop_end() == 0);
+
+    /* wrong password: neither link comes up */
+    msgs_reset();
+    snprintf(url, sizeof(url), "redis://:wrong@127.0.0.1:%d", port);
+    loop_begin();
+    CHECK(start_backend(url, 1000) == 0);
+    CHECK(backend_subscribe(CHAN, msg_cb, resync_cb) == 0);
+    CHECK(!wait_until(is_subscribed, NULL, 400));
+    CHECK(backend_subscriber_outages_total() == 1);
+    CHECK(msgs.resyncs == 0);
+    CHECK(loop_end() == 0);
+
+    /* ACL user without the channel: SUBSCRIBE gets -NOPERM */
+    msgs_reset();
+    snprintf(url, sizeof(url), "redis://lim:pw@127.0.0.1:%d", port);
+    loop_begin();
+    CHECK(start_backend(url, 1000) == 0);
+    CHECK(backend_subscribe("no:chan", msg_cb, resync_cb) == 0);
+    CHECK(wait_until(is_up, NULL, 3000));
+    CHECK(!wait_until(is_subscribed, NULL, 500));
+    CHECK(backend_subscriber_outages_total() == 1);
+    CHECK(msgs.resyncs == 0);
+    CHECK(backend_up());
+    struct rec r;
+    CHECK(roundtrip(&r, "PING", NULL, NULL));
+    CHECK(r.calls == 1 && r.type == REDIS_REPLY_STATUS);
+    CHECK(loop_end() == 0);
+
+    /* the same user on a channel it may use */
+    msgs_reset();
+    loop_begin();
+    CHECK(start_backend(url, 1000) == 0);
+    CHECK(backend_subscribe("ok:chan", msg_cb, resync_cb) == 0);
+    CHECK(wait_until(is_up_and_subscribed, NULL, 3000));
+    CHECK(backend_publish("ok:chan", "fine", 4) == 0);
+    CHECK(wait_until(msgs_at_least, &want, 3000));
+    CHECK(msgs.n == 1 && msg_is(0, "fine", 4));
+    CHECK(loop_end() == 0);
+    msgs_reset();
+
+    if (c) redisFree(c);
+    redis_kill(pid);
+    unlink(sock);
+}
+
+/* backend_close() from inside on_msg (the rest of the batch is dropped) and
+ * on_resync, and while the subscriber connects or backs off: no handle
+ * left, nothing delivered after the close. */
+static void test_pubsub_close(void)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", main_port);
+
+    msgs_reset(); /* close inside on_msg, three messages in one read */
+    loop_begin();
+    CHECK(start_backend(url, 1000) == 0);
+    CHECK(backend_subscribe(CHAN, msg_cb, resync_cb) == 0);
+    CHECK(wait_until(is_up_and_subscribed, NULL, 3000));
+    msgs.close_in_msg = true;
+    redisContext *c = ext_connect(main_port, NULL);
+    CHECK(c != NULL);
+    if (c) {
+        CHECK(redisAppendCommand(c, "MULTI") == REDIS_OK);
+        for (int i = 0; i < 3; i++)
+            CHECK(redisAppendCommand(c, "PUBLISH %s m%d", CHAN, i) == REDIS_OK);
+        CHECK(redisAppendCommand(c, "EXEC") == REDIS_OK);
+        for (int i = 0; i < 5; i++) {
+            redisReply *r = NULL;
+            CHECK(redisGetReply(c, (void **)&r) == REDIS_OK);
+            if (r) freeReplyObject(r);
+        }
+    }
+    int want = 1;
+    CHECK(wait_until(msgs_at_least, &want, 3000));
+    run_for(100);
+    CHECK(msgs.n == 1 && msg_is(0, "m0", 2));
+    CHECK(!backend_subscribed() && !backend_up());
+    CHECK(backend_publish(CHAN, "x", 1) == -1);
+    CHECK(loop_end() == 0);
+    CHECK(ext_numsub(c, CHAN) == 0);
+    if (c) redisFree(c);
+
+    msgs_reset(); /* close inside on_resync */
+    msgs.close_in_resync = true;
+    loop_begin();
+    CHECK(start_backend(url, 1000) == 0);
+    CHECK(backend_subscribe(CHAN, msg_cb, resync_cb) == 0);
+    CHECK(!backend_subscribed());
+    uint64_t end = mono_ms() + 3000;
+    while (msgs.resyncs == 0 && mono_ms() < end)
+        uv_run(&loop, UV_RUN_ONCE);
+    CHECK(msgs.resyncs == 1 && msgs.subscribed_in_resync);
+    CHECK(!backend_subscribed() && !backend_up());
+    CHECK(loop_end() == 0);
+
+    msgs_reset(); /* close while connecting */
+    loop_begin();
+    CHECK(start_backend(url, 1000) == 0);
+    CHECK(backend_subscribe(CHAN, msg_cb, resync_cb) == 0);
+    CHECK(loop_end() == 0);
+
+    msgs_reset(); /* close while the subscription is being confirmed */
+    loop_begin();
+    CHECK(start_backend(url, 1000) == 0);
+    CHECK(backend_subscribe(CHAN, msg_cb, resync_cb) == 0);
+    CHECK(wait_until(is_up, NULL, 3000)); /* the subscriber is about as far */
+    CHECK(loop_end() == 0);
+
+    msgs_reset(); /* close while backing off; a new backend_init may subscribe again */
+    char bad[128];
+    snprintf(bad, sizeof(bad), "unix:%s/nonexistent.sock", tmpdir);
+    loop_begin();
+    CHECK(start_backend(bad, 1000) == 0);
+    CHECK(backend_subscribe(CHAN, msg_cb, resync_cb) == 0);
+    CHECK(backend_subscriber_outages_total() == 1);
+    run_for(150);
+    CHECK(backend_subscriber_outages_total() == 1);
+    CHECK(loop_end() == 0);
+    loop_begin();
+    CHECK(start_backend(url, 1000) == 0);
+    CHECK(backend_subscribe(CHAN, msg_cb, resync_cb) == 0);
+    CHECK(wait_until(is_subscribed, NULL, 3000));
+    CHECK(backend_subscriber_outages_total() == 0);
+    CHECK(loop_end() == 0);
+    CHECK(msgs.n == 0 && msgs.resyncs == 1);
+    msgs_reset();
+}
+
 static const struct {
     const char *name;
     void (*fn)(void);
@@ -810,6 +1345,12 @@ static const struct {
     {"close_inflight", test_close_inflight},
     {"close_in_callback", test_close_in_callback},
     {"resolve_and_close", test_resolve_and_close},
+    {"pubsub_basic", test_pubsub_basic},
+    {"pubsub_external", test_pubsub_external},
+    {"pubsub_kill_restart", test_pubsub_kill_restart},
+    {"pubsub_stall", test_pubsub_stall},
+    {"pubsub_auth", test_pubsub_auth},
+    {"pubsub_close", test_pubsub_close},
 };
 
 int main(int argc, char **argv)

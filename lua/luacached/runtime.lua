@@ -1,0 +1,264 @@
+-- luacached.runtime: one loaded policy version as the C engine drives it.
+--
+-- load(host) builds the sandbox, runs the policy file in it, validates the
+-- result and returns what C keeps registry references to:
+--   conf            the validated numbers (validate.lua)
+--   fetch(h, id)    the body of each fetch coroutine: builds ctx, calls the
+--                   policy's fetch(id, ctx) and normalises its result
+--   ttl_for(id, v)  the TTL of a value stored by SET
+--
+-- The C primitives behind ctx are injected as host.prims:
+--   http(h, method, url, body|nil, timeout|nil, "Name: value"...)
+--        -> {status, body, headers} or nil, "http GET url: message"
+--        (yields the fetch coroutine until the response is in)
+--   sleep(h, seconds)      (yields likewise)
+--   now() -> wall-clock milliseconds (integer)
+--   log(level, msg)        level is "debug", "info", "warn" or "error"
+-- h is the fetch's handle: the C side refuses it once the fetch finished.
+-- Tests pass plain Lua functions instead.
+local type, error, pairs, tostring, select, pcall = type, error, pairs, tostring, select, pcall
+local unpack, fmt, huge = table.unpack, string.format, math.huge
+local find = string.find
+
+local M = {}
+
+M.MAX_TAGS = 1000
+M.MAX_HEADERS = 200
+
+local LEVELS = { debug = true, info = true, warn = true, error = true }
+local REQUEST_FIELDS = { method = true, url = true, headers = true, body = true, timeout = true }
+local GET_OPTIONS = { headers = true, timeout = true }
+
+local function got(v)
+    if v ~= v then return "(got nan)" end
+    if type(v) == "number" then return "(got " .. tostring(v) .. ")" end
+    return "(got " .. type(v) .. ")"
+end
+
+local function nonneg(v)
+    return type(v) == "number" and v == v and v >= 0 and v ~= huge
+end
+
+-- Validates a request table and flattens its headers to "Name: value"
+-- strings. level is where errors point (the policy's call).
+local function check_request(req, level)
+    if type(req) ~= "table" then
+        error("ctx.http.request expects a table {method=, url=, headers=, body=, timeout=} "
+            .. got(req), level)
+    end
+    for k in pairs(req) do
+        if not REQUEST_FIELDS[k] then
+            error("ctx.http.request: unknown field '" .. tostring(k) .. "'", level)
+        end
+    end
+    local method = req.method or "GET"
+    if type(method) ~= "string" or not find(method, "^[%w_-]+$") then
+        error("ctx.http: method must be a token such as \"GET\" " .. got(method), level)
+    end
+    local url = req.url
+    if type(url) ~= "string" then error("ctx.http: url must be a string " .. got(url), level) end
+    local body = req.body
+    if body ~= nil and type(body) ~= "string" then
+        error("ctx.http: body must be a string " .. got(body), level)
+    end
+    local timeout = req.timeout
+    if timeout ~= nil and not (nonneg(timeout) and timeout > 0) then
+        error("ctx.http: timeout must be a number of seconds > 0 " .. got(timeout), level)
+    end
+    local hdrs, n = {}, 0
+    if req.headers ~= nil then
+        if type(req.headers) ~= "table" then
+            error("ctx.http: headers must be a table {Name = value} " .. got(req.headers), level)
+        end
+        for name, value in pairs(req.headers) do
+            if type(name) ~= "string" or not find(name, "^[%w!#$%%&'*+.^_`|~-]+$") then
+                error("ctx.http: bad header name " .. tostring(name), level)
+            end
+            if type(value) == "number" then value = tostring(value) end
+            if type(value) ~= "string" or find(value, "[\r\n%z]") then
+                error("ctx.http: header " .. name .. " must have a one-line string value", level)
+            end
+            n = n + 1
+            if n > M.MAX_HEADERS then error("ctx.http: too many headers", level) end
+            hdrs[n] = name .. ": " .. value
+        end
+    end
+    return method, url, body, timeout, hdrs, n
+end
+
+-- o: {policy, conf, ns, prims, encode}
+function M.new(o)
+    local policy, conf, ns, prims, encode = o.policy, o.conf, o.ns, o.prims, o.encode
+    local fetch_fn = policy.fetch
+    local ttl_fn = type(policy.ttl) == "function" and policy.ttl or nil
+    local rt = {}
+
+    function rt.make_ctx(h, id)
+        local phttp = prims.http
+        -- Levels: 1 is request(), 2 the ctx.http function, 3 the policy.
+        local function request(req)
+            local method, url, body, timeout, hdrs, n = check_request(req, 4)
+            local res, err = phttp(h, method, url, body, timeout, unpack(hdrs, 1, n))
+            if res == nil then error(err, 3) end
+            return res
+        end
+        local http = {}
+        http.request = function(req)
+            local res = request(req)
+            return res
+        end
+        http.get = function(url, opts)
+            if type(url) ~= "string" then
+                error("bad argument #1 to 'ctx.http.get' (url string expected, got " .. type(url)
+                    .. ")", 2)
+            end
+            local req = { method = "GET", url = url }
+            if opts ~= nil then
+                if type(opts) ~= "table" then
+                    error("bad argument #2 to 'ctx.http.get' (table expected, got " .. type(opts)
+                        .. ")", 2)
+                end
+                for k, v in pairs(opts) do
+                    if not GET_OPTIONS[k] then
+                        error("ctx.http.get: unknown option '" .. tostring(k)
+                            .. "' (options are headers and timeout)", 2)
+                    end
+                    req[k] = v
+                end
+            end
+            local res = request(req)
+            return res
+        end
+        local psleep, plog = prims.sleep, prims.log
+        return {
+            ns = ns,
+            id = id,
+            key = ns .. ":" .. id,
+            http = http,
+            sleep = function(seconds)
+                if not nonneg(seconds) then
+                    error("ctx.sleep expects a number of seconds >= 0 " .. got(seconds), 2)
+                end
+                psleep(h, seconds)
+            end,
+            now = prims.now,
+            log = function(level, msg, ...)
+                if not LEVELS[level] then
+                    error("ctx.log: level must be \"debug\", \"info\", \"warn\" or \"error\" "
+                        .. got(level), 2)
+                end
+                if select("#", ...) > 0 then
+                    msg = fmt(msg, ...)
+                elseif type(msg) ~= "string" then
+                    msg = tostring(msg)
+                end
+                plog(level, msg)
+            end,
+        }
+    end
+
+    -- Returns value, ttl, tag... ; value nil means not found (ttl is then
+    -- the negative TTL). Raises with the reason when the result is invalid.
+    local function finish(id, v, opts)
+        local ttl, tags
+        if opts ~= nil then
+            if type(opts) ~= "table" then
+                error("fetch's second result must be an options table {ttl=, tags=} "
+                    .. got(opts), 0)
+            end
+            for k in pairs(opts) do
+                if k ~= "ttl" and k ~= "tags" then
+                    error("fetch returned an unknown option '" .. tostring(k)
+                        .. "' (options are ttl and tags)", 0)
+                end
+            end
+            ttl = opts.ttl
+            if ttl ~= nil and not nonneg(ttl) then
+                error("fetch option ttl must be a number >= 0 " .. got(ttl), 0)
+            end
+            tags = opts.tags
+            if tags ~= nil then
+                if type(tags) ~= "table" then
+                    error("fetch option tags must be an array of strings " .. got(tags), 0)
+                end
+                if #tags > M.MAX_TAGS then
+                    error(fmt("fetch option tags: too many tags (%d, at most %d)", #tags,
+                        M.MAX_TAGS), 0)
+                end
+                for i = 1, #tags do
+                    if type(tags[i]) ~= "string" then
+                        error(fmt("fetch option tags[%d] must be a string %s", i, got(tags[i])), 0)
+                    end
+                end
+            end
+        end
+        if v == nil then return nil, ttl or conf.negative_ttl end
+        local tv = type(v)
+        if tv == "table" then
+            local ok, s = pcall(encode, v)
+            if not ok then
+                error("fetch returned a table that cannot be encoded as JSON: " .. tostring(s), 0)
+            end
+            v = s
+        elseif tv ~= "string" then
+            error("fetch must return a string, a table or nil (got " .. tv .. ")", 0)
+        end
+        if ttl == nil then
+            if ttl_fn then
+                ttl = ttl_fn(id, v)
+                if not nonneg(ttl) then
+                    error("ttl(id, value) must return a number >= 0 " .. got(ttl), 0)
+                end
+            else
+                ttl = conf.ttl
+            end
+        end
+        if tags then return v, ttl, unpack(tags, 1, #tags) end
+        return v, ttl
+    end
+
+    function rt.fetch(h, id)
+        local ctx = rt.make_ctx(h, id)
+        return finish(id, fetch_fn(id, ctx))
+    end
+
+    -- TTL of a value stored by SET; the policy's ttl(id, value) sees the
+    -- stored bytes, as it does for fetched values (a table result is passed
+    -- as its JSON text).
+    function rt.ttl_for(id, value)
+        if not ttl_fn then return conf.ttl end
+        local ttl = ttl_fn(id, value)
+        if not nonneg(ttl) then error("ttl(id, value) must return a number >= 0 " .. got(ttl), 0) end
+        return ttl
+    end
+
+    return rt
+end
+
+-- The engine's entry point for one policy version. host:
+--   libs = {json=, sandbox=, validate=}  (the host state has no require)
+--   cjson (the raw C module), find_module, log, io_sentinel, prims,
+--   ns, path (for messages and chunkname), source (the file's text)
+function M.load(host)
+    local libs = host.libs
+    local json = libs.json.wrap(host.cjson)
+    local sb = libs.sandbox.new {
+        find_module = host.find_module,
+        cjson = json,
+        cjson_safe = libs.json.safe(json),
+        log = host.log,
+        io_sentinel = host.io_sentinel,
+    }
+    local chunk, err = sb.load(host.source, "@" .. host.path)
+    if not chunk then error(err, 0) end
+    local policy = chunk(host.ns)
+    sb.seal()
+    local conf, verr = libs.validate.check(policy, host.source, host.path)
+    if not conf then error(verr, 0) end
+    local rt = M.new {
+        policy = policy, conf = conf, ns = host.ns, prims = host.prims, encode = json.encode,
+    }
+    return conf, rt.fetch, rt.ttl_for
+end
+
+return M

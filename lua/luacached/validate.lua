@@ -1,0 +1,196 @@
+-- luacached.validate: checks the table a policy file returns (SPEC §4) and
+-- turns it into the numbers the C core reads (policy_conf_t in policy.h).
+--
+-- Every message names the file and a line, as compilers do:
+--   policies/user.lua:3: ttl must be a number >= 0 or a function (got string)
+-- A field's line is found by scanning the source for `name =` at the start
+-- of a line; when that fails (the field came from a variable, a metatable
+-- or a computed key) the line of the file's final `return` is used. Unknown
+-- fields are errors, so a typo such as `tll = 60` cannot silently fall back
+-- to the default.
+local type, pairs, ipairs, tostring, tointeger = type, pairs, ipairs, tostring, math.tointeger
+local huge, fmt, sort = math.huge, string.format, table.sort
+
+local M = {}
+
+-- Defaults of every optional field; policy.h documents the same values.
+M.DEFAULTS = {
+    ttl = 300, ttl_jitter = 0, negative_ttl = 0, stale_ttl = 0, stale_if_error = 0,
+    error_ttl = 0, early_refresh = 0, fetch_timeout = 5, lock_timeout = 10, l1_ttl = 0,
+    warm_every = 0, version = 1,
+}
+
+local function finite(v)
+    return type(v) == "number" and v == v and v ~= huge and v ~= -huge
+end
+
+-- "(got string)" for a wrong type, "(got -1)" for a number out of range.
+local function got(v)
+    if v ~= v then return "(got nan)" end
+    if type(v) == "number" then return "(got " .. tostring(v) .. ")" end
+    return "(got " .. type(v) .. ")"
+end
+
+local function nonneg(what)
+    return function(v)
+        if not (finite(v) and v >= 0) then return what .. " must be a number >= 0 " .. got(v) end
+    end
+end
+
+local function positive(what)
+    return function(v)
+        if not (finite(v) and v > 0) then return what .. " must be a number > 0 " .. got(v) end
+    end
+end
+
+local function func(what)
+    return function(v)
+        if type(v) ~= "function" then return what .. " must be a function (got " .. type(v) .. ")" end
+    end
+end
+
+M.RULES = {
+    fetch = func("fetch"),
+    ttl = function(v)
+        if type(v) == "function" then return nil end
+        if not (finite(v) and v >= 0) then
+            return "ttl must be a number >= 0 or a function " .. got(v)
+        end
+    end,
+    ttl_jitter = function(v)
+        if not (finite(v) and v >= 0 and v <= 1) then
+            return "ttl_jitter must be a number between 0 and 1 " .. got(v)
+        end
+    end,
+    negative_ttl = nonneg("negative_ttl"),
+    stale_ttl = nonneg("stale_ttl"),
+    stale_if_error = nonneg("stale_if_error"),
+    error_ttl = nonneg("error_ttl"),
+    early_refresh = nonneg("early_refresh"),
+    fetch_timeout = positive("fetch_timeout"),
+    lock_timeout = positive("lock_timeout"),
+    l1_ttl = nonneg("l1_ttl"),
+    warm_every = nonneg("warm_every"),
+    version = function(v)
+        if not (finite(v) and tointeger(v)) then return "version must be an integer " .. got(v) end
+    end,
+    on_event = func("on_event"),
+    warm = func("warm"),
+}
+
+local NAMES = {}
+for k in pairs(M.RULES) do NAMES[#NAMES + 1] = k end
+sort(NAMES)
+
+local function lines_of(source)
+    local t = {}
+    for line in (source .. "\n"):gmatch("([^\n]*)\n") do t[#t + 1] = line end
+    return t
+end
+
+-- Line of the file's final top-level `return`: the last unindented one,
+-- else the last one at all, else the last line.
+function M.return_line(lines)
+    local any, top
+    for i, line in ipairs(lines) do
+        if line:find("^return%f[^%w_]") then top = i end
+        if line:find("^%s*return%f[^%w_]") then any = i end
+    end
+    return top or any or #lines
+end
+
+function M.field_line(lines, name)
+    if type(name) ~= "string" or not name:find("^[%a_][%w_]*$") then return nil end
+    for i, line in ipairs(lines) do
+        local rest = line:match("^%s*" .. name .. "%s*=(.?)")
+        if rest and rest ~= "=" then return i end
+    end
+    return nil
+end
+
+-- Levenshtein distance, for "did you mean".
+local function distance(a, b)
+    local prev = {}
+    for j = 0, #b do prev[j] = j end
+    for i = 1, #a do
+        local cur = { [0] = i }
+        for j = 1, #b do
+            local cost = a:byte(i) == b:byte(j) and 0 or 1
+            local d = prev[j] + 1
+            if cur[j - 1] + 1 < d then d = cur[j - 1] + 1 end
+            if prev[j - 1] + cost < d then d = prev[j - 1] + cost end
+            cur[j] = d
+        end
+        prev = cur
+    end
+    return prev[#b]
+end
+
+function M.suggest(name)
+    if type(name) ~= "string" then return nil end
+    local best, bestd = nil, 3
+    for _, k in ipairs(NAMES) do
+        local d = distance(name, k)
+        if d < bestd then best, bestd = k, d end
+    end
+    return best
+end
+
+-- check(policy, source, path) -> conf  or  nil, "path:line: message"
+-- conf has every field of M.DEFAULTS (ttl is 0 when it is a function) plus
+-- ttl_is_fn, has_on_event and has_warm.
+function M.check(p, source, path)
+    local lines = lines_of(source or "")
+    local function fail(line, msg)
+        return nil, fmt("%s:%d: %s", path, line, msg)
+    end
+    if type(p) ~= "table" then
+        return fail(M.return_line(lines), "policy must return a table " .. got(p))
+    end
+
+    local errs = {}
+    local function add(name, msg)
+        errs[#errs + 1] = { line = M.field_line(lines, name) or M.return_line(lines), msg = msg }
+    end
+    for k in pairs(p) do
+        if M.RULES[k] == nil then
+            local shown = type(k) == "string" and ("'" .. k .. "'") or ("[" .. tostring(k) .. "]")
+            local msg = "unknown field " .. shown
+            local s = M.suggest(k)
+            if s then msg = msg .. " (did you mean '" .. s .. "'?)" end
+            add(k, msg)
+        end
+    end
+    for _, k in ipairs(NAMES) do
+        local v = p[k]
+        if v ~= nil then
+            local msg = M.RULES[k](v)
+            if msg then add(k, msg) end
+        elseif k == "fetch" then
+            add(k, "fetch is required: a function(id, ctx) returning the value")
+        end
+    end
+    if #errs > 0 then
+        -- Report the first problem in file order, like a compiler.
+        sort(errs, function(a, b)
+            if a.line ~= b.line then return a.line < b.line end
+            return a.msg < b.msg
+        end)
+        return fail(errs[1].line, errs[1].msg)
+    end
+
+    local conf = {}
+    for k, d in pairs(M.DEFAULTS) do
+        local v = p[k]
+        if v == nil then v = d end
+        conf[k] = v
+    end
+    conf.ttl_is_fn = type(p.ttl) == "function"
+    if conf.ttl_is_fn then conf.ttl = M.DEFAULTS.ttl end
+    conf.version = tointeger(conf.version)
+    conf.has_on_event = p.on_event ~= nil
+    conf.has_warm = p.warm ~= nil
+    return conf
+end
+
+return M

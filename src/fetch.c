@@ -1,0 +1,587 @@
+/* fetch.c: a policy's fetch(id, ctx) as a coroutine on the event loop.
+ *
+ * Each fetch is a Lua thread (lua_newthread, anchored by a registry ref and
+ * released exactly once) running runtime.lua's fetch(h, id). The ctx I/O
+ * primitives park it the OpenResty way: start the operation, note on the
+ * fetch what it waits for, and `return lua_yieldk(L, 1, 0, k)` with
+ * fetch_io_sentinel as the yielded value. The event handler (timer, HTTP
+ * completion) resumes the thread through the one run function,
+ * fetch_resume(); the continuation k then builds the primitive's results
+ * from what the handler left on the fetch, inside the resumed thread (so in
+ * protected mode), or raises the abort message. A thread parked on I/O is
+ * always resumed exactly once: with its result, or at fetch timeout and
+ * fetch_abort_all() with an error it cannot get past (the budget is spent
+ * before such clean-up runs).
+ *
+ * A yield that is not an I/O park (coroutine.yield at the top of fetch) ends
+ * the fetch with an error; coroutines the policy creates itself work as
+ * usual, and ctx I/O inside them is forwarded by sandbox.lua's resume.
+ *
+ * The policy is told about its fetch through a handle userdata (the `h` of
+ * runtime.lua). The handle outlives the fetch if the policy keeps ctx
+ * around; its pointer is cleared at release, so a late call raises. */
+#include <lauxlib.h>
+#include <lua.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http_client.h"
+#include "log.h"
+#include "policy.h"
+#include "policy_int.h"
+#include "util.h"
+
+#define HANDLE_MT "luacached.fetch"
+
+const char fetch_io_sentinel = 0;
+
+typedef enum wait_kind { WAIT_NONE, WAIT_SLEEP, WAIT_HTTP } wait_kind_t;
+
+typedef struct fetch fetch_t;
+
+typedef struct fetch_handle {
+    fetch_t *f; /* NULL once the fetch is released */
+} fetch_handle_t;
+
+struct fetch {
+    fetch_t *prev, *next; /* in flight (until finalised), oldest first */
+    uint64_t seq;
+    policy_t *p;
+    lua_State *co; /* the fetch's thread; NULL if setup failed */
+    int co_ref;
+    fetch_handle_t *h;
+    fetch_cb cb;
+    void *priv;
+    uint64_t start_ns;
+    uint64_t deadline_ms; /* mono_ms() at which fetch_timeout fires */
+
+    uv_timer_t timeout; /* conf.fetch_timeout */
+    uv_timer_t sleep;   /* ctx.sleep */
+    int open_handles;   /* freed when both timers are closed */
+
+    wait_kind_t wait;   /* what the parked thread waits for */
+    http_call_t *call;  /* WAIT_HTTP */
+    bool io_ready;      /* the handler left a result for k */
+    const char *io_err; /* HTTP transport error, valid during the resume */
+    http_response_t *io_resp;
+
+    bool running;       /* inside lua_resume */
+    bool finalised;     /* cb has run (or is running) */
+    bool released;      /* thread and policy let go */
+    char abort_msg[96]; /* non-empty: k raises it */
+};
+
+static struct {
+    fetch_t *head, *tail;
+    size_t inflight;
+    uint64_t seq;
+    fetch_t *running; /* whose thread is in lua_resume now */
+} F;
+
+static void fetch_resume(fetch_t *f, int nargs);
+
+/* ------------------------------------------------------------------------ */
+/* Lifetime                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static void list_unlink(fetch_t *f)
+{
+    if (f->prev)
+        f->prev->next = f->next;
+    else
+        F.head = f->next;
+    if (f->next)
+        f->next->prev = f->prev;
+    else
+        F.tail = f->prev;
+    f->prev = f->next = NULL;
+    F.inflight--;
+}
+
+/* Deliver the one callback. Everything r points to must stay anchored
+ * until this returns. (The caller, cache.c, counts fetch results in the
+ * namespace's stats.) */
+static void finalise(fetch_t *f, fetch_result_t *r)
+{
+    if (f->finalised) return;
+    f->finalised = true;
+    list_unlink(f);
+    r->duration = (double)(uv_hrtime() - f->start_ns) / 1e9;
+    f->cb(f->priv, r);
+}
+
+static void finalise_error(fetch_t *f, fetch_kind_t kind, const char *msg)
+{
+    fetch_result_t r = {.kind = kind, .error = msg};
+    finalise(f, &r);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    fetch_t *f = h->data;
+    if (--f->open_handles == 0) free(f);
+}
+
+/* Let go of the thread and the policy once the thread will not run again.
+ * The memory is freed when libuv has closed both timers. */
+static void release(fetch_t *f, bool memerr)
+{
+    if (f->released) return;
+    f->released = true;
+    if (f->call) {
+        http_cancel(f->call);
+        f->call = NULL;
+    }
+    if (f->h) f->h->f = NULL;
+    policy_t *p = f->p;
+    if (f->co) {
+        lua_State *L = p->L;
+        policy_budget_exhaust(f->co, p); /* __close handlers cannot loop */
+        lua_resetthread(f->co);
+        luaL_unref(L, LUA_REGISTRYINDEX, f->co_ref);
+        f->co = NULL;
+        if (memerr) {
+            /* The memory the failed fetch held is garbage now; free it
+             * before the next fetch of this state needs it. */
+            policy_budget_start(L, p);
+            lua_gc(L, LUA_GCCOLLECT);
+        }
+    }
+    policy_unref(p);
+    f->p = NULL;
+    uv_close((uv_handle_t *)&f->timeout, on_handle_closed);
+    uv_close((uv_handle_t *)&f->sleep, on_handle_closed);
+}
+
+/* Finalise with kind/msg. A parked thread is resumed once so it unwinds
+ * (k raises msg), then released; a running one is released by
+ * fetch_resume when lua_resume returns. */
+static void fetch_abort(fetch_t *f, fetch_kind_t kind, const char *msg)
+{
+    if (f->finalised) return;
+    snprintf(f->abort_msg, sizeof(f->abort_msg), "%s", msg);
+    uv_timer_stop(&f->timeout);
+    uv_timer_stop(&f->sleep);
+    if (f->call) {
+        http_cancel(f->call);
+        f->call = NULL;
+    }
+    bool parked = f->wait != WAIT_NONE && !f->running;
+    f->wait = WAIT_NONE;
+    finalise_error(f, kind, f->abort_msg);
+    if (parked) {
+        f->io_ready = true;
+        fetch_resume(f, 0);
+    } else if (!f->running) {
+        release(f, false);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* The run loop                                                              */
+/* ------------------------------------------------------------------------ */
+
+static bool is_memerr(int status, const char *msg)
+{
+    return status == LUA_ERRMEM || (msg && strstr(msg, "not enough memory"));
+}
+
+/* Results of runtime.fetch on the thread's stack: value|nil, ttl, tag... */
+static void deliver_result(fetch_t *f, int nres)
+{
+    lua_State *co = f->co;
+    int base = lua_gettop(co) - nres + 1;
+    fetch_result_t r = {0};
+    if (nres < 2 || lua_type(co, base + 1) != LUA_TNUMBER) {
+        finalise_error(f, FETCH_ERROR, "internal error: bad result from the fetch runner");
+        return;
+    }
+    r.ttl = lua_tonumber(co, base + 1);
+    if (lua_isnil(co, base)) {
+        r.kind = FETCH_NOT_FOUND;
+        finalise(f, &r);
+        return;
+    }
+    if (lua_type(co, base) != LUA_TSTRING) {
+        finalise_error(f, FETCH_ERROR, "internal error: fetch runner returned a non-string");
+        return;
+    }
+    r.kind = FETCH_OK;
+    r.value = lua_tolstring(co, base, &r.len);
+    size_t ntags = (size_t)(nres - 2);
+    const char **tags = ntags ? xmalloc(ntags * sizeof(*tags)) : NULL;
+    for (size_t i = 0; i < ntags; i++) {
+        int idx = base + 2 + (int)i;
+        /* runtime.lua checked them; never let lua_tostring convert in place */
+        tags[i] = lua_type(co, idx) == LUA_TSTRING ? lua_tostring(co, idx) : "";
+    }
+    r.tags = tags;
+    r.ntags = ntags;
+    finalise(f, &r); /* values stay anchored on co's stack meanwhile */
+    free(tags);
+}
+
+/* The error on top of the thread, for the callback. */
+static const char *error_message(lua_State *co, int status, char *buf, size_t buflen, size_t limit)
+{
+    int t = lua_type(co, -1);
+    if (status == LUA_ERRMEM) {
+        snprintf(buf, buflen, "not enough memory (a policy's Lua state may use %zu MiB)",
+                 limit >> 20);
+        return buf;
+    }
+    if (t == LUA_TSTRING) return lua_tostring(co, -1);
+    if (t == LUA_TNUMBER) {
+        snprintf(buf, buflen, "%.14g", lua_tonumber(co, -1));
+        return buf;
+    }
+    snprintf(buf, buflen, "(error object is a %s value)", lua_typename(co, t));
+    return buf;
+}
+
+/* Resume the fetch's thread with nargs values on its stack and act on how
+ * it stopped: parked on I/O, finished, failed, or yielded out of turn. */
+static void fetch_resume(fetch_t *f, int nargs)
+{
+    policy_t *p = f->p;
+    lua_State *co = f->co;
+    fetch_t *prev = F.running;
+    F.running = f;
+    f->running = true;
+    if (f->finalised)
+        policy_budget_exhaust(co, p); /* unwinding only */
+    else
+        policy_budget_start(co, p);
+    int nres = 0;
+    int st = lua_resume(co, p->L, nargs, &nres);
+    F.running = prev;
+    f->running = false;
+
+    if (st == LUA_YIELD) {
+        bool io = nres == 1 && lua_touserdata(co, -1) == (void *)&fetch_io_sentinel;
+        lua_pop(co, nres);
+        if (io && f->wait != WAIT_NONE && !f->finalised) return; /* parked */
+        if (!f->finalised)
+            finalise_error(f, FETCH_ERROR,
+                           "fetch yielded outside ctx I/O (coroutine.yield at the top level "
+                           "of fetch)");
+        release(f, false);
+        return;
+    }
+    bool memerr = false;
+    if (st == LUA_OK) {
+        if (!f->finalised) deliver_result(f, nres);
+    } else {
+        char buf[160];
+        const char *msg = error_message(co, st, buf, sizeof(buf), p->mem_limit);
+        memerr = is_memerr(st, msg);
+        if (!f->finalised) finalise_error(f, FETCH_ERROR, msg);
+    }
+    release(f, memerr);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Event handlers                                                            */
+/* ------------------------------------------------------------------------ */
+
+static void on_timeout(uv_timer_t *t)
+{
+    fetch_t *f = t->data;
+    char msg[64];
+    snprintf(msg, sizeof(msg), "fetch timed out after %gs", f->p->conf.fetch_timeout);
+    fetch_abort(f, FETCH_TIMEOUT, msg);
+}
+
+static void on_sleep(uv_timer_t *t)
+{
+    fetch_t *f = t->data;
+    if (f->wait != WAIT_SLEEP) return;
+    f->wait = WAIT_NONE;
+    f->io_ready = true;
+    fetch_resume(f, 0);
+}
+
+static void on_http(void *priv, const char *err, http_response_t *resp)
+{
+    fetch_t *f = priv;
+    f->call = NULL;
+    if (f->wait != WAIT_HTTP) return;
+    f->wait = WAIT_NONE;
+    f->io_ready = true;
+    f->io_err = err ? err : (resp ? NULL : "no response");
+    f->io_resp = resp; /* owned by the client; valid while we resume */
+    fetch_resume(f, 0);
+    f->io_err = NULL;
+    f->io_resp = NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* ctx primitives (runtime.lua wraps them; see its header comment)           */
+/* ------------------------------------------------------------------------ */
+
+/* The fetch whose handle is argument 1, if it may start I/O now. */
+static fetch_t *check_fetch(lua_State *L)
+{
+    fetch_handle_t *h = luaL_checkudata(L, 1, HANDLE_MT);
+    fetch_t *f = h->f;
+    if (!f || f->finalised)
+        luaL_error(L, "ctx used after its fetch finished (returned, timed out or was aborted)");
+    if (f != F.running) luaL_error(L, "ctx I/O used outside the fetch it belongs to");
+    if (f->wait != WAIT_NONE) luaL_error(L, "fetch is already waiting on ctx I/O");
+    return f;
+}
+
+/* In k: the fetch, after checking for an abort. */
+static fetch_t *io_resumed(lua_State *L)
+{
+    fetch_handle_t *h = lua_touserdata(L, 1);
+    fetch_t *f = h ? h->f : NULL;
+    if (!f) luaL_error(L, "fetch finished");
+    if (f->abort_msg[0]) luaL_error(L, "%s", f->abort_msg);
+    if (!f->io_ready) luaL_error(L, "internal error: ctx I/O resumed without a result");
+    f->io_ready = false;
+    return f;
+}
+
+static int park(lua_State *L, fetch_t *f, wait_kind_t w, lua_KFunction k)
+{
+    f->wait = w;
+    lua_pushlightuserdata(L, (void *)&fetch_io_sentinel);
+    return lua_yieldk(L, 1, 0, k);
+}
+
+static int sleep_k(lua_State *L, int status, lua_KContext kctx)
+{
+    LC_UNUSED(status);
+    LC_UNUSED(kctx);
+    io_resumed(L);
+    return 0;
+}
+
+/* sleep(h, seconds) */
+static int prim_sleep(lua_State *L)
+{
+    fetch_t *f = check_fetch(L);
+    double s = luaL_checknumber(L, 2);
+    luaL_argcheck(L, s >= 0, 2, "seconds must be >= 0");
+    double ms = ceil(s * 1000.0);
+    if (ms > 1e12) ms = 1e12; /* the fetch timeout ends it long before */
+    uv_timer_start(&f->sleep, on_sleep, (uint64_t)ms, 0);
+    return park(L, f, WAIT_SLEEP, sleep_k);
+}
+
+/* Response table: {status=, body=, headers={lowercased name = value}};
+ * repeated headers are joined with ", ". [] -> [res] */
+static void push_response(lua_State *L, const http_response_t *resp)
+{
+    luaL_checkstack(L, 8, "http response");
+    lua_createtable(L, 0, 3); /* [res] */
+    lua_pushinteger(L, resp->status);
+    lua_setfield(L, -2, "status");
+    lua_pushlstring(L, resp->body.data ? resp->body.data : "", resp->body.len);
+    lua_setfield(L, -2, "body");
+    lua_createtable(L, 0, (int)(resp->nheaders < 64 ? resp->nheaders : 64)); /* [res, hdrs] */
+    for (size_t i = 0; i < resp->nheaders; i++) {
+        const char *name = resp->headers[i].name, *value = resp->headers[i].value;
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        for (const char *c = name; *c; c++)
+            luaL_addchar(&b, (char)((*c >= 'A' && *c <= 'Z') ? *c + 32 : *c));
+        luaL_pushresult(&b);  /* [res, hdrs, name] */
+        lua_pushvalue(L, -1); /* [res, hdrs, name, name] */
+        lua_rawget(L, -3);    /* [res, hdrs, name, old] */
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            lua_pushliteral(L, ", ");
+            lua_pushstring(L, value ? value : "");
+            lua_concat(L, 3); /* [res, hdrs, name, old..", "..value] */
+        } else {
+            lua_pop(L, 1);
+            lua_pushstring(L, value ? value : ""); /* [res, hdrs, name, value] */
+        }
+        lua_rawset(L, -3); /* [res, hdrs] */
+    }
+    lua_setfield(L, -2, "headers"); /* [res] */
+}
+
+static int http_k(lua_State *L, int status, lua_KContext kctx)
+{
+    LC_UNUSED(status);
+    LC_UNUSED(kctx);
+    fetch_t *f = io_resumed(L);
+    if (f->io_err || !f->io_resp) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "http %s %s: %s", lua_tostring(L, 2), lua_tostring(L, 3),
+                        f->io_err ? f->io_err : "no response");
+        return 2;
+    }
+    push_response(L, f->io_resp);
+    return 1;
+}
+
+/* http(h, method, url, body|nil, timeout|nil, "Name: value"...)
+ * -> response table, or nil, message (transport failure; runtime.lua raises) */
+static int prim_http(lua_State *L)
+{
+    fetch_t *f = check_fetch(L);
+    const char *method = luaL_checkstring(L, 2);
+    const char *url = luaL_checkstring(L, 3);
+    size_t blen = 0;
+    const char *body = luaL_optlstring(L, 4, NULL, &blen);
+    double timeout = luaL_optnumber(L, 5, 0);
+    int nh = lua_gettop(L) > 5 ? lua_gettop(L) - 5 : 0;
+    const char **hdrs = NULL;
+    if (nh) {
+        /* anchored on this frame, which stays on the stack while parked */
+        hdrs = lua_newuserdatauv(L, (size_t)nh * sizeof(*hdrs), 0); /* [.., hdrs] */
+        for (int i = 0; i < nh; i++)
+            hdrs[i] = luaL_checkstring(L, 6 + i);
+    }
+    /* The request may not outlive the fetch: min(remaining, timeout). */
+    uint64_t now = mono_ms();
+    long ms = f->deadline_ms > now ? (long)(f->deadline_ms - now) : 1;
+    if (timeout > 0 && timeout * 1000.0 < (double)ms) ms = (long)ceil(timeout * 1000.0);
+    if (ms < 1) ms = 1;
+    http_request_t req = {
+        .method = method,
+        .url = url,
+        .headers = hdrs,
+        .nheaders = (size_t)nh,
+        .body = body,
+        .body_len = blen,
+        .timeout_ms = ms,
+    };
+    const char *err = NULL;
+    http_call_t *call = http_start(&req, on_http, f, &err);
+    if (!call) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "http %s %s: %s", method, url, err ? err : "invalid request");
+        return 2;
+    }
+    f->call = call;
+    return park(L, f, WAIT_HTTP, http_k);
+}
+
+static int prim_now(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)now_ms());
+    return 1;
+}
+
+/* log(level, msg), the ns name as upvalue 1 */
+static int prim_log(lua_State *L)
+{
+    static const char *const names[] = {"debug", "info", "warn", "error", NULL};
+    static const enum log_level levels[] = {LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR};
+    enum log_level lvl = levels[luaL_checkoption(L, 1, "info", names)];
+    const char *msg = luaL_checkstring(L, 2);
+    if (lvl >= log_min_level) log_msg(lvl, "[%s] %s", lua_tostring(L, lua_upvalueindex(1)), msg);
+    return 0;
+}
+
+void fetch_push_prims(lua_State *L, const char *ns)
+{
+    luaL_checkstack(L, 4, "prims");
+    if (luaL_newmetatable(L, HANDLE_MT)) { /* [mt] */
+        lua_pushboolean(L, 0);
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_pop(L, 1);            /* [] */
+    lua_createtable(L, 0, 4); /* [prims] */
+    lua_pushcfunction(L, prim_http);
+    lua_setfield(L, -2, "http");
+    lua_pushcfunction(L, prim_sleep);
+    lua_setfield(L, -2, "sleep");
+    lua_pushcfunction(L, prim_now);
+    lua_setfield(L, -2, "now");
+    lua_pushstring(L, ns);            /* [prims, ns] */
+    lua_pushcclosure(L, prim_log, 1); /* [prims, log] */
+    lua_setfield(L, -2, "log");       /* [prims] */
+}
+
+/* ------------------------------------------------------------------------ */
+/* Starting and aborting                                                     */
+/* ------------------------------------------------------------------------ */
+
+typedef struct start_job {
+    fetch_t *f;
+    const char *id;
+    size_t idlen;
+} start_job_t;
+
+/* In protected mode on the main thread: the fetch's thread with
+ * [runtime.fetch, h, id] on its stack, anchored in the registry. */
+static int fetch_setup(lua_State *L)
+{
+    start_job_t *j = lua_touserdata(L, 1);
+    fetch_t *f = j->f;
+    pstate_t *ps = f->p->engine_private;
+    lua_State *co = lua_newthread(L);                        /* [job, co] */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ps->fetch_ref);        /* [job, co, run] */
+    fetch_handle_t *h = lua_newuserdatauv(L, sizeof(*h), 0); /* [job, co, run, h] */
+    h->f = NULL;
+    luaL_setmetatable(L, HANDLE_MT);
+    lua_pushlstring(L, j->id, j->idlen);        /* [job, co, run, h, id] */
+    lua_xmove(L, co, 3);                        /* [job, co]; co: [run, h, id] */
+    f->co_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* [job] */
+    f->co = co;
+    f->h = h;
+    h->f = f;
+    return 0;
+}
+
+void fetch_start(policy_t *p, const char *id, size_t idlen, fetch_cb cb, void *priv)
+{
+    fetch_t *f = xcalloc(1, sizeof(*f));
+    f->seq = ++F.seq;
+    f->p = p;
+    policy_ref(p);
+    f->cb = cb;
+    f->priv = priv;
+    f->co_ref = LUA_NOREF;
+    f->start_ns = uv_hrtime();
+    double tmo_ms = ceil(p->conf.fetch_timeout * 1000.0);
+    if (!(tmo_ms >= 1)) tmo_ms = 1;
+    if (tmo_ms > 1e12) tmo_ms = 1e12;
+    f->deadline_ms = mono_ms() + (uint64_t)tmo_ms;
+    uv_timer_init(engine_loop(), &f->timeout);
+    uv_timer_init(engine_loop(), &f->sleep);
+    f->timeout.data = f->sleep.data = f;
+    f->open_handles = 2;
+
+    f->prev = F.tail;
+    if (F.tail)
+        F.tail->next = f;
+    else
+        F.head = f;
+    F.tail = f;
+    F.inflight++;
+
+    lua_State *L = p->L;
+    start_job_t job = {f, id, idlen};
+    lua_pushcfunction(L, fetch_setup); /* [fn] */
+    lua_pushlightuserdata(L, &job);    /* [fn, job] */
+    int st = lua_pcall(L, 1, 0, 0);    /* [] or [err] */
+    if (st != LUA_OK) {
+        lua_pop(L, 1);
+        finalise_error(f, FETCH_ERROR, "not enough memory to start the fetch");
+        release(f, true);
+        return;
+    }
+    uv_timer_start(&f->timeout, on_timeout, (uint64_t)tmo_ms, 0);
+    fetch_resume(f, 2);
+}
+
+void fetch_abort_all(void)
+{
+    /* Fetches a callback starts meanwhile are not ours to abort. */
+    uint64_t upto = F.seq;
+    while (F.head && F.head->seq <= upto)
+        fetch_abort(F.head, FETCH_ERROR, "shutting down");
+}
+
+size_t fetches_in_flight(void)
+{
+    return F.inflight;
+}

@@ -1,0 +1,908 @@
+/* policy.c: namespaces and their sandboxed Lua policies (SPEC §2, §4).
+ *
+ * Every successfully loaded version of a policy file is its own lua_State:
+ *  - created by lua_newstate with lc_alloc, which refuses to grow the state
+ *    past engine_conf.mem_limit (Lua then raises "not enough memory" in the
+ *    call that asked, and the state stays usable);
+ *  - watched by a count hook: every call into Lua (a lua_pcall, each
+ *    lua_resume of a fetch) gets instr_budget VM instructions and
+ *    time_limit_ms of wall clock, whichever runs out first; once over, the
+ *    hook re-arms itself to fire on every instruction and raises each time,
+ *    so pcall cannot swallow the kill (the Redis script_lua.c watchdog);
+ *  - opened with base, table, string, math, utf8, coroutine and a trimmed os
+ *    only (no io, debug or package), string.dump removed; cjson is opened
+ *    privately and handed to the sandbox, whose require is the only way in.
+ *
+ * The shipped lua/ modules are read into memory by engine_init; the bootstrap
+ * (json, sandbox, validate, runtime) runs in each new state from those
+ * copies, and a policy's require compiles them from memory too, so no Lua
+ * code ever touches the disk after start-up (policy files are read on
+ * (re)load only).
+ *
+ * Rule for Lua calls from C here and in fetch.c: anything that may allocate
+ * runs inside lua_pcall (of a small C function when needed), because a memory
+ * error outside protected mode would reach the panic handler and abort. */
+#include "policy.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <math.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "policy_int.h"
+#include "util.h"
+
+/* Debian's liblua5.4-cjson ships no header. */
+int luaopen_cjson(lua_State *L);
+
+#define BUDGET_STEP          1000         /* instructions between two hook calls */
+#define DEFAULT_INSTR_BUDGET 100000000ULL /* ~0.4 s of `while true do end` on the dev box */
+#define DEFAULT_TIME_LIMIT   1000         /* ms */
+#define DEFAULT_MEM_LIMIT    ((size_t)64 * 1024 * 1024)
+#define MAX_POLICY_FILE      ((size_t)4 * 1024 * 1024)
+#define MAX_MODULE_DEPTH     8
+#define MAX_ERR              1024
+
+typedef struct module {
+    char *name;      /* "luacached.sandbox" */
+    char *chunkname; /* "@<lua_path>/luacached/sandbox.lua" */
+    char *src;
+    size_t len;
+} module_t;
+
+static struct engine {
+    bool inited;
+    uv_loop_t *loop;
+    char *policies_dir;
+    char *lua_path;
+    size_t mem_limit;
+    uint64_t budget;
+    uint64_t time_limit_ns;
+    module_t *mods; /* sorted by name */
+    size_t nmods, modcap;
+    ns_t **ns; /* sorted by name */
+    size_t nns, nscap;
+} E;
+
+/* The modules the bootstrap runs in every state. */
+static const char *const boot_modules[] = {"luacached.json", "luacached.sandbox",
+                                           "luacached.validate", "luacached.runtime"};
+
+uv_loop_t *engine_loop(void)
+{
+    return E.loop;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Memory cap, panic, instruction budget                                     */
+/* ------------------------------------------------------------------------ */
+
+/* The allocator of every policy state. Growing past the cap returns NULL,
+ * which Lua turns into a "not enough memory" error (after one emergency
+ * full GC). Shrinking never fails: Lua relies on that. */
+static void *lc_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    policy_t *p = ud;
+    size_t old = ptr ? osize : 0; /* without ptr, osize is a type tag */
+    if (nsize == 0) {
+        free(ptr);
+        p->mem_used -= old;
+        return NULL;
+    }
+    if (nsize > old && p->mem_limit && p->mem_used + (nsize - old) > p->mem_limit) return NULL;
+    void *q = realloc(ptr, nsize);
+    if (!q) return nsize <= old ? ptr : NULL;
+    p->mem_used = p->mem_used - old + nsize;
+    return q;
+}
+
+static int lc_panic(lua_State *L)
+{
+    const char *msg = lua_tostring(L, -1);
+    log_error("Lua panic in a policy state: %s", msg ? msg : "(no message)");
+    abort(); /* every call that can fail is protected; this is a bug */
+}
+
+static void budget_hook(lua_State *L, lua_Debug *ar)
+{
+    LC_UNUSED(ar);
+    policy_t *p = *(policy_t **)lua_getextraspace(L);
+    pstate_t *ps = p->engine_private;
+    if (!ps->tripped) {
+        ps->instr += (uint64_t)lua_gethookcount(L);
+        /* The clock is read once per BUDGET_STEP instructions: ~20 ns per
+         * few microseconds of Lua, as Redis's script watchdog does. */
+        bool over_count = ps->instr > E.budget;
+        if (!over_count && uv_hrtime() <= ps->deadline_ns) return;
+        ps->tripped = true;
+        ps->over_time = !over_count;
+    }
+    /* Keep firing on every instruction of whichever thread runs, so an
+     * enclosing pcall that catches this has no room to do anything else. */
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+    /* Level 0 is the Lua function running (a count hook has no frame of
+     * its own), so the message names the policy's line. */
+    luaL_where(L, 0);
+    if (ps->over_time)
+        lua_pushfstring(L, "time budget exceeded (%I ms per call into Lua)",
+                        (lua_Integer)(E.time_limit_ns / 1000000));
+    else
+        lua_pushliteral(L, "instruction budget exceeded");
+    lua_concat(L, 2);
+    lua_error(L);
+}
+
+void policy_budget_start(lua_State *L, policy_t *p)
+{
+    pstate_t *ps = p->engine_private;
+    ps->instr = 0;
+    ps->tripped = ps->over_time = false;
+    ps->deadline_ns = uv_hrtime() + E.time_limit_ns;
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, BUDGET_STEP);
+}
+
+void policy_budget_exhaust(lua_State *L, policy_t *p)
+{
+    pstate_t *ps = p->engine_private;
+    ps->instr = E.budget;
+    ps->tripped = true;
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, BUDGET_STEP);
+}
+
+/* A fresh state: capped allocator, panic handler, the policy in its extra
+ * space (the hook finds its budget there; threads copy it), count hook
+ * (threads inherit it from the thread that creates them). */
+static lua_State *state_new(policy_t *p)
+{
+    lua_State *L = lua_newstate(lc_alloc, p);
+    if (!L) return NULL;
+    lua_atpanic(L, lc_panic);
+    *(policy_t **)lua_getextraspace(L) = p;
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, BUDGET_STEP);
+    return L;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The shipped lua/ modules, in memory                                       */
+/* ------------------------------------------------------------------------ */
+
+static int read_file(const char *path, size_t max, char **out, size_t *outlen, char *err,
+                     size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            snprintf(err, errlen, "%s: file not found", path);
+        else
+            snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s: not a regular file", path);
+        close(fd);
+        return -1;
+    }
+    if ((size_t)st.st_size > max) {
+        snprintf(err, errlen, "%s: file too large (%lld bytes, at most %zu)", path,
+                 (long long)st.st_size, max);
+        close(fd);
+        return -1;
+    }
+    size_t cap = (size_t)st.st_size + 1, len = 0;
+    char *buf = xmalloc(cap);
+    for (;;) {
+        if (len + 1 > cap) {
+            snprintf(err, errlen, "%s: file grew while being read", path);
+            goto err;
+        }
+        ssize_t n = read(fd, buf + len, cap - len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            snprintf(err, errlen, "%s: read error: %s", path, strerror(errno));
+            goto err;
+        }
+        if (n == 0) break;
+        len += (size_t)n;
+    }
+    close(fd);
+    buf[len] = '\0';
+    *out = buf;
+    *outlen = len;
+    return 0;
+err:
+    close(fd);
+    free(buf);
+    return -1;
+}
+
+static int mod_cmp(const void *a, const void *b)
+{
+    return strcmp(((const module_t *)a)->name, ((const module_t *)b)->name);
+}
+
+static const module_t *mods_find(const char *name)
+{
+    module_t key = {.name = (char *)name};
+    return bsearch(&key, E.mods, E.nmods, sizeof(module_t), mod_cmp);
+}
+
+static void mods_free(void)
+{
+    for (size_t i = 0; i < E.nmods; i++) {
+        free(E.mods[i].name);
+        free(E.mods[i].chunkname);
+        free(E.mods[i].src);
+    }
+    free(E.mods);
+    E.mods = NULL;
+    E.nmods = E.modcap = 0;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n > m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* Read every *.lua under root/rel (rel "" at the top) into E.mods. */
+static int mods_scan(const char *root, const char *rel, int depth, char *err, size_t errlen)
+{
+    char dir[PATH_MAX];
+    int n = snprintf(dir, sizeof(dir), "%s%s%s", root, *rel ? "/" : "", rel);
+    if (n < 0 || (size_t)n >= sizeof(dir)) return 0; /* path too long: skip */
+    DIR *d = opendir(dir);
+    if (!d) {
+        snprintf(err, errlen, "cannot open Lua module folder %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    int rc = 0;
+    struct dirent *de;
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.') continue; /* ., .., hidden and editor files */
+        char relpath[PATH_MAX], full[PATH_MAX];
+        int n1 = snprintf(relpath, sizeof(relpath), "%s%s%s", rel, *rel ? "/" : "", de->d_name);
+        int n2 = snprintf(full, sizeof(full), "%s/%s", root, relpath);
+        if (n1 < 0 || n2 < 0 || (size_t)n1 >= sizeof(relpath) || (size_t)n2 >= sizeof(full))
+            continue; /* path too long */
+        struct stat st;
+        if (stat(full, &st) != 0) continue;
+        if (S_ISDIR(st.st_mode)) {
+            if (depth < MAX_MODULE_DEPTH) rc = mods_scan(root, relpath, depth + 1, err, errlen);
+            continue;
+        }
+        if (!S_ISREG(st.st_mode) || !ends_with(de->d_name, ".lua")) continue;
+        module_t m = {0};
+        if (read_file(full, MAX_POLICY_FILE, &m.src, &m.len, err, errlen) != 0) {
+            rc = -1;
+            break;
+        }
+        m.name = xmemdup(relpath, strlen(relpath) - 4); /* minus ".lua" */
+        for (char *c = m.name; *c; c++)
+            if (*c == '/') *c = '.';
+        size_t cl = strlen(full) + 2;
+        m.chunkname = xmalloc(cl);
+        snprintf(m.chunkname, cl, "@%s", full);
+        if (E.nmods == E.modcap) {
+            E.modcap = E.modcap ? E.modcap * 2 : 16;
+            E.mods = xrealloc(E.mods, E.modcap * sizeof(module_t));
+        }
+        E.mods[E.nmods++] = m;
+    }
+    closedir(d);
+    return rc;
+}
+
+static int mods_load(const char *lua_path, char *err, size_t errlen)
+{
+    if (!lua_path || !*lua_path) {
+        snprintf(err, errlen, "no Lua module folder given (--lua-path)");
+        return -1;
+    }
+    if (mods_scan(lua_path, "", 0, err, errlen) != 0) goto err;
+    qsort(E.mods, E.nmods, sizeof(module_t), mod_cmp);
+    for (size_t i = 0; i < LC_ARRAY_LEN(boot_modules); i++) {
+        if (!mods_find(boot_modules[i])) {
+            snprintf(err, errlen, "Lua module %s not found under %s (is --lua-path right?)",
+                     boot_modules[i], lua_path);
+            goto err;
+        }
+    }
+    return 0;
+err:
+    mods_free();
+    return -1;
+}
+
+/* host.find_module(name) -> source, chunkname | nil: require's view of lua/. */
+static int l_find_module(lua_State *L)
+{
+    const module_t *m = mods_find(luaL_checkstring(L, 1));
+    if (!m) return 0;
+    lua_pushlstring(L, m->src, m->len); /* [name, src] */
+    lua_pushstring(L, m->chunkname);    /* [name, src, chunkname] */
+    return 2;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Loading one policy version                                                */
+/* ------------------------------------------------------------------------ */
+
+typedef struct load_job {
+    policy_t *p;
+    const char *ns, *path;
+    const char *src;
+    size_t len;
+} load_job_t;
+
+/* Run one bootstrap module from memory in the host environment.
+ * [] -> [module] */
+static void boot_module(lua_State *L, const char *name)
+{
+    const module_t *m = mods_find(name);
+    if (!m) luaL_error(L, "Lua module %s is missing", name);
+    if (luaL_loadbufferx(L, m->src, m->len, m->chunkname, "t") != LUA_OK) lua_error(L);
+    lua_call(L, 0, 1); /* [module] */
+}
+
+static double conf_number(lua_State *L, int t, const char *k)
+{
+    lua_getfield(L, t, k); /* [.., v] */
+    double v = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+static bool conf_bool(lua_State *L, int t, const char *k)
+{
+    lua_getfield(L, t, k); /* [.., v] */
+    bool v = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+static void read_conf(lua_State *L, int t, policy_conf_t *c)
+{
+    t = lua_absindex(L, t);
+    c->ttl = conf_number(L, t, "ttl");
+    c->ttl_is_fn = conf_bool(L, t, "ttl_is_fn");
+    c->ttl_jitter = conf_number(L, t, "ttl_jitter");
+    c->negative_ttl = conf_number(L, t, "negative_ttl");
+    c->stale_ttl = conf_number(L, t, "stale_ttl");
+    c->stale_if_error = conf_number(L, t, "stale_if_error");
+    c->error_ttl = conf_number(L, t, "error_ttl");
+    c->early_refresh = conf_number(L, t, "early_refresh");
+    c->fetch_timeout = conf_number(L, t, "fetch_timeout");
+    c->lock_timeout = conf_number(L, t, "lock_timeout");
+    c->l1_ttl = conf_number(L, t, "l1_ttl");
+    c->warm_every = conf_number(L, t, "warm_every");
+    lua_getfield(L, t, "version"); /* [.., version] */
+    c->version = (long long)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    c->has_on_event = conf_bool(L, t, "has_on_event");
+    c->has_warm = conf_bool(L, t, "has_warm");
+}
+
+/* The whole load of one policy, in protected mode under one budget:
+ * libraries, bootstrap, then runtime.load(host) compiles and runs the file
+ * in the sandbox and validates what it returns (see lua/luacached/). */
+static int load_protected(lua_State *L)
+{
+    static const luaL_Reg libs[] = {
+        {LUA_GNAME, luaopen_base},        {LUA_TABLIBNAME, luaopen_table},
+        {LUA_STRLIBNAME, luaopen_string}, {LUA_MATHLIBNAME, luaopen_math},
+        {LUA_UTF8LIBNAME, luaopen_utf8},  {LUA_COLIBNAME, luaopen_coroutine},
+        {LUA_OSLIBNAME, luaopen_os},
+    };
+    static const char *const os_keep[] = {"time", "clock", "date", "difftime"};
+    static const char *const base_drop[] = {"dofile", "loadfile", "collectgarbage"};
+    load_job_t *job = lua_touserdata(L, 1);
+    pstate_t *ps = job->p->engine_private;
+    lua_settop(L, 0);
+    luaL_checkstack(L, 12, "policy load");
+
+    for (size_t i = 0; i < LC_ARRAY_LEN(libs); i++) {
+        luaL_requiref(L, libs[i].name, libs[i].func, 1); /* [lib] */
+        lua_pop(L, 1);                                   /* [] */
+    }
+    /* The host environment only runs our bootstrap, and policies never see
+     * it; still, leave nothing in it a policy must not have. */
+    lua_createtable(L, 0, 4); /* [os'] */
+    lua_getglobal(L, "os");   /* [os', os] */
+    for (size_t i = 0; i < LC_ARRAY_LEN(os_keep); i++) {
+        lua_getfield(L, -1, os_keep[i]); /* [os', os, fn] */
+        lua_setfield(L, -3, os_keep[i]); /* [os', os] */
+    }
+    lua_pop(L, 1);              /* [os'] */
+    lua_setglobal(L, "os");     /* [] */
+    lua_getglobal(L, "string"); /* [string] */
+    lua_pushnil(L);
+    lua_setfield(L, -2, "dump"); /* [string] */
+    lua_pop(L, 1);               /* [] */
+    for (size_t i = 0; i < LC_ARRAY_LEN(base_drop); i++) {
+        lua_pushnil(L);
+        lua_setglobal(L, base_drop[i]);
+    }
+
+    lua_createtable(L, 0, 10);                   /* [host] */
+    luaL_requiref(L, "cjson", luaopen_cjson, 0); /* [host, cjson]: private */
+    lua_setfield(L, -2, "cjson");                /* [host] */
+    lua_createtable(L, 0, 3);                    /* [host, libs] */
+    boot_module(L, "luacached.json");            /* [host, libs, json] */
+    lua_setfield(L, -2, "json");                 /* [host, libs] */
+    boot_module(L, "luacached.sandbox");
+    lua_setfield(L, -2, "sandbox");
+    boot_module(L, "luacached.validate");
+    lua_setfield(L, -2, "validate");
+    lua_setfield(L, -2, "libs"); /* [host] */
+    lua_pushcfunction(L, l_find_module);
+    lua_setfield(L, -2, "find_module");
+    lua_pushlightuserdata(L, (void *)&fetch_io_sentinel);
+    lua_setfield(L, -2, "io_sentinel");
+    fetch_push_prims(L, job->ns); /* [host, prims] */
+    lua_getfield(L, -1, "log");   /* [host, prims, log] */
+    lua_setfield(L, -3, "log");   /* [host, prims] */
+    lua_setfield(L, -2, "prims"); /* [host] */
+    lua_pushstring(L, job->ns);
+    lua_setfield(L, -2, "ns");
+    lua_pushstring(L, job->path);
+    lua_setfield(L, -2, "path");
+    lua_pushlstring(L, job->src, job->len);
+    lua_setfield(L, -2, "source"); /* [host] */
+
+    boot_module(L, "luacached.runtime");            /* [host, runtime] */
+    lua_getfield(L, -1, "load");                    /* [host, runtime, load] */
+    lua_pushvalue(L, 1);                            /* [host, runtime, load, host] */
+    lua_call(L, 1, 3);                              /* [host, runtime, conf, fetch, ttl_for] */
+    ps->ttl_ref = luaL_ref(L, LUA_REGISTRYINDEX);   /* [host, runtime, conf, fetch] */
+    ps->fetch_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* [host, runtime, conf] */
+    read_conf(L, -1, &job->p->conf);
+    lua_settop(L, 0);
+    return 0;
+}
+
+/* "file:line: message" from a failed load; messages that do not name the
+ * file (a memory error, a bug in a shipped module) get "file: " in front. */
+static void load_error(lua_State *L, int status, const char *path, char *err, size_t errlen)
+{
+    const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    if (status == LUA_ERRMEM || !msg) msg = status == LUA_ERRMEM ? "not enough memory" : NULL;
+    if (!msg) {
+        snprintf(err, errlen, "%s: error object is a %s value", path, luaL_typename(L, -1));
+        return;
+    }
+    size_t pl = strlen(path);
+    if (strncmp(msg, path, pl) == 0 && msg[pl] == ':')
+        snprintf(err, errlen, "%s", msg);
+    else
+        snprintf(err, errlen, "%s: %s", path, msg);
+}
+
+static void sha1_hex(const char *data, size_t len, char out[41])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    if (EVP_Digest(data, len, md, &mdlen, EVP_sha1(), NULL) != 1 || mdlen != 20) {
+        out[0] = '\0';
+        return;
+    }
+    for (unsigned i = 0; i < 20; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+/* Read, compile, run and validate one policy file into a new state.
+ * NULL with err "file:line: message" on failure. sha gets the file's SHA-1
+ * ("" when unreadable). */
+static policy_t *policy_load(ns_t *ns, const char *name, const char *path, char sha[41], char *err,
+                             size_t errlen)
+{
+    char *src = NULL;
+    size_t len = 0;
+    sha[0] = '\0';
+    if (read_file(path, MAX_POLICY_FILE, &src, &len, err, errlen) != 0) return NULL;
+    sha1_hex(src, len, sha);
+
+    policy_t *p = xcalloc(1, sizeof(*p));
+    pstate_t *ps = xcalloc(1, sizeof(*ps));
+    ps->fetch_ref = ps->ttl_ref = LUA_NOREF;
+    p->engine_private = ps;
+    p->refs = 1;
+    p->ns = ns;
+    p->mem_limit = E.mem_limit;
+    memcpy(p->sha1, sha, sizeof(p->sha1));
+    p->L = state_new(p);
+    if (!p->L) {
+        snprintf(err, errlen, "%s: not enough memory for a Lua state", path);
+        goto err;
+    }
+    lua_State *L = p->L;
+    load_job_t job = {p, name, path, src, len};
+    lua_pushcfunction(L, load_protected); /* [fn]: light C functions do not allocate */
+    lua_pushlightuserdata(L, &job);       /* [fn, job] */
+    policy_budget_start(L, p);
+    int st = lua_pcall(L, 1, 0, 0); /* [] or [err] */
+    if (st != LUA_OK) {
+        load_error(L, st, path, err, errlen);
+        goto err;
+    }
+    lua_gc(L, LUA_GCCOLLECT); /* the bootstrap's garbage */
+    free(src);
+    return p;
+err:
+    if (p->L) {
+        policy_budget_exhaust(p->L, p); /* finalizers of the failed policy */
+        lua_close(p->L);
+    }
+    free(ps);
+    free(p);
+    free(src);
+    return NULL;
+}
+
+void policy_ref(policy_t *p)
+{
+    p->refs++;
+}
+
+void policy_unref(policy_t *p)
+{
+    if (!p || --p->refs > 0) return;
+    if (p->L) {
+        /* __gc finalizers run under a fresh budget */
+        policy_budget_start(p->L, p);
+        lua_close(p->L);
+    }
+    free(p->engine_private);
+    free(p);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Namespaces                                                                */
+/* ------------------------------------------------------------------------ */
+
+static int ns_name_ok(const char *s, size_t len)
+{
+    if (len == 0) return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+static int name_cmp(const char *a, size_t alen, const char *b)
+{
+    size_t blen = strlen(b);
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    if (c) return c;
+    return alen < blen ? -1 : alen > blen;
+}
+
+/* Binary search: index of name, or where it would go (*found = 0). */
+static size_t ns_search(const char *name, size_t len, int *found)
+{
+    size_t lo = 0, hi = E.nns;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = name_cmp(name, len, E.ns[mid]->name);
+        if (c == 0) {
+            *found = 1;
+            return mid;
+        }
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    *found = 0;
+    return lo;
+}
+
+ns_t *ns_find(const char *name, size_t len)
+{
+    int found;
+    size_t i = ns_search(name, len, &found);
+    return found ? E.ns[i] : NULL;
+}
+
+size_t ns_count(void)
+{
+    return E.nns;
+}
+
+ns_t *ns_at(size_t i)
+{
+    return i < E.nns ? E.ns[i] : NULL;
+}
+
+static char *policy_path(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 6;
+    char *path = xmalloc(n);
+    snprintf(path, n, "%s/%s.lua", dir, name);
+    return path;
+}
+
+static ns_t *ns_add(const char *name)
+{
+    int found;
+    size_t len = strlen(name);
+    size_t i = ns_search(name, len, &found);
+    if (found) return E.ns[i];
+    ns_t *ns = xcalloc(1, sizeof(*ns));
+    ns->name = xstrdup(name);
+    ns->path = policy_path(E.policies_dir, name);
+    ns->last_error = xstrdup("");
+    if (E.nns == E.nscap) {
+        E.nscap = E.nscap ? E.nscap * 2 : 16;
+        E.ns = xrealloc(E.ns, E.nscap * sizeof(ns_t *));
+    }
+    memmove(E.ns + i + 1, E.ns + i, (E.nns - i) * sizeof(ns_t *));
+    E.ns[i] = ns;
+    E.nns++;
+    return ns;
+}
+
+static void ns_free(ns_t *ns)
+{
+    policy_unref(ns->cur);
+    free(ns->name);
+    free(ns->path);
+    free(ns->last_error);
+    free(ns);
+}
+
+int engine_reload(ns_t *ns)
+{
+    char err[MAX_ERR], sha[41];
+    policy_t *p = policy_load(ns, ns->name, ns->path, sha, err, sizeof(err));
+    memcpy(ns->sha1, sha, sizeof(ns->sha1));
+    if (!p) {
+        free(ns->last_error);
+        ns->last_error = xstrdup(err);
+        ns->stats.reloads_error++;
+        log_error("policy '%s' failed to load%s: %s", ns->name,
+                  ns->cur ? " (previous version stays active)" : "", err);
+        return -1;
+    }
+    policy_t *old = ns->cur;
+    ns->cur = p;
+    policy_unref(old); /* fetches in flight keep their own reference */
+    free(ns->last_error);
+    ns->last_error = xstrdup("");
+    ns->stats.reloads_ok++;
+    log_info("policy '%s' loaded (sha1 %.12s)", ns->name, ns->sha1);
+    return 0;
+}
+
+/* A policy file: "NAME.lua", not hidden (editors' temporary files). */
+static int policy_file_filter(const struct dirent *de)
+{
+    return de->d_name[0] != '.' && ends_with(de->d_name, ".lua");
+}
+
+static int dirent_cmp(const struct dirent **a, const struct dirent **b)
+{
+    return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+/* Calls fn(name, path, arg) for each policy file of dir, sorted; reports
+ * and counts files with bad names. Returns failures (fn's plus those). */
+typedef int (*policy_file_fn)(const char *name, const char *path, void *arg);
+
+static int for_each_policy(const char *dir, policy_file_fn fn, void *arg, bool to_stderr)
+{
+    struct dirent **list = NULL;
+    int n = scandir(dir, &list, policy_file_filter, dirent_cmp);
+    if (n < 0) {
+        if (to_stderr)
+            fprintf(stderr, "%s: cannot open policies folder: %s\n", dir, strerror(errno));
+        else
+            log_error("cannot open policies folder %s: %s", dir, strerror(errno));
+        return 1;
+    }
+    int failures = 0;
+    for (int i = 0; i < n; i++) {
+        const char *fname = list[i]->d_name;
+        size_t len = strlen(fname) - 4;
+        char *name = xmemdup(fname, len);
+        char *path = policy_path(dir, name);
+        struct stat st;
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+            /* a folder named x.lua is not a policy */
+        } else if (!ns_name_ok(name, len)) {
+            if (to_stderr)
+                fprintf(stderr, "%s: namespace name must match [A-Za-z0-9_.-]+; file skipped\n",
+                        path);
+            else
+                log_error("%s: namespace name must match [A-Za-z0-9_.-]+; file skipped", path);
+            failures++;
+        } else {
+            failures += fn(name, path, arg) != 0;
+        }
+        free(name);
+        free(path);
+        free(list[i]);
+    }
+    free(list);
+    return failures;
+}
+
+static int load_one(const char *name, const char *path, void *arg)
+{
+    LC_UNUSED(path);
+    LC_UNUSED(arg);
+    return engine_reload(ns_add(name));
+}
+
+int engine_load_all(void)
+{
+    return for_each_policy(E.policies_dir, load_one, NULL, false);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Engine                                                                    */
+/* ------------------------------------------------------------------------ */
+
+static void engine_set_conf(const engine_conf_t *conf)
+{
+    E.policies_dir = xstrdup(conf->policies_dir ? conf->policies_dir : "./policies");
+    E.lua_path = xstrdup(conf->lua_path ? conf->lua_path : "");
+    E.mem_limit = conf->mem_limit ? conf->mem_limit : DEFAULT_MEM_LIMIT;
+    E.budget = conf->instr_budget ? conf->instr_budget : DEFAULT_INSTR_BUDGET;
+    E.time_limit_ns = (conf->time_limit_ms ? conf->time_limit_ms : DEFAULT_TIME_LIMIT) * 1000000;
+}
+
+static void engine_clear_conf(void)
+{
+    free(E.policies_dir);
+    free(E.lua_path);
+    E.policies_dir = E.lua_path = NULL;
+}
+
+int engine_init(uv_loop_t *loop, const engine_conf_t *conf, char *err, size_t errlen)
+{
+    if (E.inited) {
+        snprintf(err, errlen, "policy engine already initialised");
+        return -1;
+    }
+    engine_set_conf(conf);
+    if (mods_load(E.lua_path, err, errlen) != 0) {
+        engine_clear_conf();
+        return -1;
+    }
+    E.loop = loop;
+    E.inited = true;
+    log_debug("policy engine: %zu Lua modules from %s, %zu MiB and %llu instructions per call",
+              E.nmods, E.lua_path, E.mem_limit >> 20, (unsigned long long)E.budget);
+    return 0;
+}
+
+void engine_close(void)
+{
+    if (!E.inited) return;
+    fetch_abort_all();
+    for (size_t i = 0; i < E.nns; i++)
+        ns_free(E.ns[i]);
+    free(E.ns);
+    E.ns = NULL;
+    E.nns = E.nscap = 0;
+    mods_free();
+    engine_clear_conf();
+    E.loop = NULL;
+    E.inited = false;
+}
+
+typedef struct check_ctx {
+    size_t ok;
+} check_ctx_t;
+
+static int check_one(const char *name, const char *path, void *arg)
+{
+    check_ctx_t *c = arg;
+    char err[MAX_ERR], sha[41];
+    policy_t *p = policy_load(NULL, name, path, sha, err, sizeof(err));
+    if (!p) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    policy_unref(p);
+    c->ok++;
+    return 0;
+}
+
+int engine_check_dir(const engine_conf_t *conf)
+{
+    /* Usable without engine_init (luacached --check); then the modules are
+     * read for the check only. */
+    bool temp = !E.inited;
+    struct engine saved = E;
+    if (temp) {
+        char err[MAX_ERR];
+        engine_set_conf(conf);
+        if (mods_load(E.lua_path, err, sizeof(err)) != 0) {
+            fprintf(stderr, "%s\n", err);
+            engine_clear_conf();
+            E = saved;
+            return 1;
+        }
+    } else {
+        /* same modules, the caller's folder and limits */
+        E.policies_dir = xstrdup(conf->policies_dir ? conf->policies_dir : E.policies_dir);
+        E.mem_limit = conf->mem_limit ? conf->mem_limit : E.mem_limit;
+        E.budget = conf->instr_budget ? conf->instr_budget : E.budget;
+        if (conf->time_limit_ms) E.time_limit_ns = conf->time_limit_ms * 1000000;
+    }
+    check_ctx_t c = {0};
+    int failures = for_each_policy(E.policies_dir, check_one, &c, true);
+    if (failures == 0) printf("policies OK: %zu namespaces\n", c.ok);
+    if (temp) {
+        mods_free();
+        engine_clear_conf();
+    } else {
+        free(E.policies_dir);
+    }
+    E.policies_dir = saved.policies_dir;
+    E.lua_path = saved.lua_path;
+    E.mem_limit = saved.mem_limit;
+    E.budget = saved.budget;
+    E.time_limit_ns = saved.time_limit_ns;
+    return failures;
+}
+
+/* ------------------------------------------------------------------------ */
+/* ttl(id, value) for SET                                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct ttl_job {
+    policy_t *p;
+    const char *id, *value;
+    size_t idlen, vlen;
+    double ttl;
+} ttl_job_t;
+
+static int ttl_protected(lua_State *L)
+{
+    ttl_job_t *j = lua_touserdata(L, 1);
+    pstate_t *ps = j->p->engine_private;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ps->ttl_ref); /* [job, ttl_for] */
+    lua_pushlstring(L, j->id, j->idlen);            /* [job, ttl_for, id] */
+    lua_pushlstring(L, j->value, j->vlen);          /* [job, ttl_for, id, value] */
+    lua_call(L, 2, 1);                              /* [job, ttl] */
+    j->ttl = lua_tonumber(L, -1);
+    return 0;
+}
+
+double policy_ttl_for(policy_t *p, const char *id, size_t idlen, const char *value, size_t vlen,
+                      const char **err)
+{
+    static char errbuf[512];
+    if (err) *err = NULL;
+    if (!p->conf.ttl_is_fn) return p->conf.ttl;
+    lua_State *L = p->L;
+    ttl_job_t job = {p, id, value, idlen, vlen, 0};
+    lua_pushcfunction(L, ttl_protected); /* [fn] */
+    lua_pushlightuserdata(L, &job);      /* [fn, job] */
+    policy_budget_start(L, p);
+    int st = lua_pcall(L, 1, 0, 0); /* [] or [err] */
+    if (st == LUA_OK) return job.ttl;
+    const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "error in ttl()";
+    if (st == LUA_ERRMEM) msg = "not enough memory";
+    snprintf(errbuf, sizeof(errbuf), "ttl(id, value): %s", msg);
+    lua_pop(L, 1);
+    if (st == LUA_ERRMEM) lua_gc(L, LUA_GCCOLLECT);
+    if (err) *err = errbuf;
+    return 300;
+}

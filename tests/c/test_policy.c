@@ -1,0 +1,883 @@
+/* test_policy.c: the policy engine on a real libuv loop (src/policy.c,
+ * src/fetch.c and the lua/luacached/ modules): loading and validation,
+ * fetch results, the sandbox, the instruction budget and memory cap,
+ * coroutine parking (sleep, HTTP), fetch timeouts and shutdown.
+ *
+ * Each test writes its policies into a fresh mkdtemp folder, starts fetches
+ * and runs the loop until every callback came or a deadline passed; every
+ * test checks exact callback counts. The lua/ folder is found from the
+ * LUACACHED_LUA_PATH environment variable, else ../lua or ./lua. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "http_client.h"
+#include "log.h"
+#include "policy.h"
+#include "util.h"
+
+/* ------------------------------------------------------------------------ */
+/* Harness                                                                   */
+/* ------------------------------------------------------------------------ */
+
+static uv_loop_t *loop;
+static char tmpdir[256];
+static char lua_path[512];
+static int checks_failed;
+static int http_port;
+static pid_t http_pid;
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "    %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);           \
+            checks_failed++;                                                                       \
+            return;                                                                                \
+        }                                                                                          \
+    } while (0)
+
+#define CHECK_STR_HAS(s, sub)                                                                      \
+    do {                                                                                           \
+        const char *s_ = (s);                                                                      \
+        if (!s_ || !strstr(s_, (sub))) {                                                           \
+            fprintf(stderr, "    %s:%d: expected \"%s\" in \"%s\"\n", __FILE__, __LINE__, (sub),   \
+                    s_ ? s_ : "(null)");                                                           \
+            checks_failed++;                                                                       \
+            return;                                                                                \
+        }                                                                                          \
+    } while (0)
+
+static double now_s(void)
+{
+    return (double)uv_hrtime() / 1e9;
+}
+
+static void write_file(const char *name, const char *fmt, ...)
+{
+    char path[600];
+    snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        perror(path);
+        exit(2);
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    fclose(f);
+}
+
+static void wipe_dir(void)
+{
+    uv_fs_t req;
+    uv_dirent_t de;
+    if (uv_fs_scandir(NULL, &req, tmpdir, 0, NULL) >= 0) {
+        while (uv_fs_scandir_next(&req, &de) != UV_EOF) {
+            char path[600];
+            snprintf(path, sizeof(path), "%s/%s", tmpdir, de.name);
+            unlink(path);
+        }
+    }
+    uv_fs_req_cleanup(&req);
+}
+
+static engine_conf_t base_conf(void)
+{
+    engine_conf_t c = {
+        .policies_dir = tmpdir,
+        .lua_path = lua_path,
+        .mem_limit = 32u << 20,
+        .instr_budget = 50000000, /* ~0.2 s of a tight loop; tests stay quick */
+    };
+    return c;
+}
+
+/* engine_init + engine_load_all over the current folder. */
+static int engine_up_conf(engine_conf_t c)
+{
+    char err[512];
+    if (engine_init(loop, &c, err, sizeof(err)) != 0) {
+        fprintf(stderr, "    engine_init: %s\n", err);
+        return -1;
+    }
+    return engine_load_all();
+}
+
+static int engine_up(void)
+{
+    return engine_up_conf(base_conf());
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+    LC_UNUSED(t);
+}
+
+/* Run the loop until *count reaches want or seconds pass. */
+static bool run_until(const int *count, int want, double seconds)
+{
+    uv_timer_t tick;
+    uv_timer_init(loop, &tick);
+    uv_timer_start(&tick, tick_cb, 5, 5); /* keeps uv_run(ONCE) from blocking forever */
+    double deadline = now_s() + seconds;
+    while (*count < want && now_s() < deadline)
+        uv_run(loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&tick, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+    return *count >= want;
+}
+
+/* engine_close, then let libuv close the fetch timers. */
+static void engine_down(void)
+{
+    engine_close();
+    for (int i = 0; i < 10; i++)
+        uv_run(loop, UV_RUN_NOWAIT);
+    wipe_dir();
+}
+
+typedef struct res {
+    int calls;
+    fetch_kind_t kind;
+    char *value;
+    size_t len;
+    double ttl;
+    char *error;
+    char *tags[8];
+    size_t ntags;
+    double duration;
+    double done_at;
+} res_t;
+
+static int total_calls;
+
+static void res_cb(void *priv, const fetch_result_t *r)
+{
+    res_t *x = priv;
+    x->calls++;
+    total_calls++;
+    x->kind = r->kind;
+    x->ttl = r->ttl;
+    x->duration = r->duration;
+    x->done_at = now_s();
+    free(x->value);
+    free(x->error);
+    x->value = r->value ? xmemdup(r->value, r->len) : NULL;
+    x->len = r->len;
+    x->error = r->error ? xstrdup(r->error) : NULL;
+    for (size_t i = 0; i < x->ntags; i++)
+        free(x->tags[i]);
+    x->ntags = r->ntags < 8 ? r->ntags : 8;
+    for (size_t i = 0; i < x->ntags; i++)
+        x->tags[i] = xstrdup(r->tags[i]);
+}
+
+static void res_free(res_t *x)
+{
+    free(x->value);
+    free(x->error);
+    for (size_t i = 0; i < x->ntags; i++)
+        free(x->tags[i]);
+    memset(x, 0, sizeof(*x));
+}
+
+/* Start one fetch of ns:id and wait for its callback. */
+static void fetch_wait(const char *ns, const char *id, res_t *x, double seconds)
+{
+    memset(x, 0, sizeof(*x));
+    ns_t *n = ns_find(ns, strlen(ns));
+    if (!n || !n->cur) {
+        x->error = xstrdup(n ? n->last_error : "no such namespace");
+        x->kind = FETCH_ERROR;
+        return;
+    }
+    fetch_start(n->cur, id, strlen(id), res_cb, x);
+    run_until(&x->calls, 1, seconds);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Tests                                                                     */
+/* ------------------------------------------------------------------------ */
+
+static void test_load_fields(void)
+{
+    write_file("widget.lua", "local json = require 'cjson'\n"
+                             "return {\n"
+                             "  ttl = 600, ttl_jitter = 0.1, negative_ttl = 30,\n"
+                             "  stale_ttl = 120, stale_if_error = 600, error_ttl = 2,\n"
+                             "  early_refresh = 1.0, fetch_timeout = 5, lock_timeout = 10,\n"
+                             "  l1_ttl = 1, version = 3, warm_every = 300,\n"
+                             "  fetch = function(id, ctx) return 'w' .. id end,\n"
+                             "  on_event = function() return {} end,\n"
+                             "  warm = function() return {'1'} end,\n"
+                             "}\n");
+    write_file("plain.lua", "return { fetch = function(id) return id end }\n");
+    CHECK(engine_up() == 0);
+    CHECK(ns_count() == 2);
+    CHECK(strcmp(ns_at(0)->name, "plain") == 0 && strcmp(ns_at(1)->name, "widget") == 0);
+    ns_t *ns = ns_find("widget:42", 6);
+    CHECK(ns && ns->cur);
+    CHECK(ns_find("widge", 5) == NULL && ns_find("widgets", 7) == NULL);
+    CHECK(strcmp(ns->last_error, "") == 0);
+    CHECK(strlen(ns->sha1) == 40 && strcmp(ns->sha1, ns->cur->sha1) == 0);
+    CHECK(ns->stats.reloads_ok == 1);
+    const policy_conf_t *c = &ns->cur->conf;
+    CHECK(c->ttl == 600 && !c->ttl_is_fn && c->ttl_jitter == 0.1 && c->negative_ttl == 30);
+    CHECK(c->stale_ttl == 120 && c->stale_if_error == 600 && c->error_ttl == 2);
+    CHECK(c->early_refresh == 1.0 && c->fetch_timeout == 5 && c->lock_timeout == 10);
+    CHECK(c->l1_ttl == 1 && c->version == 3 && c->warm_every == 300);
+    CHECK(c->has_on_event && c->has_warm);
+    const policy_conf_t *d = &ns_find("plain", 5)->cur->conf;
+    CHECK(d->ttl == 300 && d->ttl_jitter == 0 && d->negative_ttl == 0 && d->fetch_timeout == 5);
+    CHECK(d->lock_timeout == 10 && d->version == 1 && !d->has_on_event && !d->has_warm);
+    CHECK(ns->cur->mem_used > 0 && ns->cur->mem_used < ns->cur->mem_limit);
+}
+
+static void test_load_errors(void)
+{
+    write_file("syntax.lua", "return {\n  fetch = function(id) return id end\n  ttl = 5,\n}\n");
+    write_file("badfield.lua", "return {\n  fetch = function(id) return id end,\n"
+                               "  ttl = 'soon',\n}\n");
+    write_file("typo.lua", "return {\n  fetch = function(id) return id end,\n  tll = 60,\n}\n");
+    write_file("nofetch.lua", "local x = 1\nreturn {\n  ttl = 60,\n}\n");
+    write_file("runtime.lua", "local t = nil\nlocal y = t.x\nreturn {}\n");
+    write_file("bad name.lua", "return { fetch = function() end }\n");
+    write_file("good.lua", "return { fetch = function(id) return id end }\n");
+    int failed = engine_up();
+    CHECK(failed == 6);
+    char want[700];
+    ns_t *ns = ns_find("syntax", 6);
+    CHECK(ns && !ns->cur && ns->stats.reloads_error == 1);
+    snprintf(want, sizeof(want), "%s/syntax.lua:3:", tmpdir);
+    CHECK_STR_HAS(ns->last_error, want);
+    ns = ns_find("badfield", 8);
+    snprintf(want, sizeof(want),
+             "%s/badfield.lua:3: ttl must be a number >= 0 or a function (got string)", tmpdir);
+    CHECK(ns && strcmp(ns->last_error, want) == 0);
+    ns = ns_find("typo", 4);
+    snprintf(want, sizeof(want), "%s/typo.lua:3: unknown field 'tll'", tmpdir);
+    CHECK_STR_HAS(ns->last_error, want);
+    CHECK_STR_HAS(ns->last_error, "did you mean 'ttl'");
+    ns = ns_find("nofetch", 7);
+    snprintf(want, sizeof(want), "%s/nofetch.lua:2: fetch is required", tmpdir);
+    CHECK_STR_HAS(ns->last_error, want);
+    ns = ns_find("runtime", 7);
+    snprintf(want, sizeof(want), "%s/runtime.lua:2:", tmpdir);
+    CHECK_STR_HAS(ns->last_error, want);
+    CHECK(ns_find("bad name", 8) == NULL);
+    CHECK(ns_find("good", 4)->cur != NULL);
+
+    /* A failed reload keeps the previous version; fixing it swaps. */
+    ns = ns_find("good", 4);
+    policy_t *old = ns->cur;
+    char oldsha[41];
+    memcpy(oldsha, ns->sha1, 41);
+    write_file("good.lua", "return { fetch = function(id) return id end, ttl = -1 }\n");
+    CHECK(engine_reload(ns) == -1);
+    CHECK(ns->cur == old && ns->stats.reloads_error == 1);
+    CHECK_STR_HAS(ns->last_error, "good.lua:1: ttl must be a number >= 0");
+    CHECK(strcmp(ns->sha1, oldsha) != 0);
+    write_file("good.lua", "return { fetch = function(id) return 'v2' end }\n");
+    CHECK(engine_reload(ns) == 0);
+    CHECK(ns->cur != old && strcmp(ns->last_error, "") == 0 && ns->stats.reloads_ok == 2);
+    char path[600];
+    snprintf(path, sizeof(path), "%s/good.lua", tmpdir);
+    unlink(path);
+    CHECK(engine_reload(ns) == -1);
+    CHECK(ns->cur != NULL);
+    CHECK_STR_HAS(ns->last_error, "file not found");
+}
+
+static void test_fetch_results(void)
+{
+    write_file("s.lua",
+               "return { ttl = 60, negative_ttl = 7,\n"
+               "  fetch = function(id, ctx)\n"
+               "    if id == 'nil' then return nil end\n"
+               "    if id == 'neg' then return nil, { ttl = 3 } end\n"
+               "    if id == 'tbl' then\n"
+               "      return { n = 42, list = { 1, 2 } }, { ttl = 9, tags = { 'a', 'b:1' } }\n"
+               "    end\n"
+               "    if id == 'bool' then return true end\n"
+               "    if id == 'boom' then error('origin said 500') end\n"
+               "    if id == 'fn' then return { f = print } end\n"
+               "    return ctx.key .. '|' .. ctx.ns .. '|' .. ctx.id\n"
+               "  end }\n");
+    CHECK(engine_up() == 0);
+    res_t r;
+    fetch_wait("s", "42", &r, 2);
+    CHECK(r.calls == 1 && r.kind == FETCH_OK && r.ttl == 60);
+    CHECK(r.value && strcmp(r.value, "s:42|s|42") == 0);
+    res_free(&r);
+    fetch_wait("s", "tbl", &r, 2);
+    CHECK(r.calls == 1 && r.kind == FETCH_OK && r.ttl == 9 && r.ntags == 2);
+    CHECK(strcmp(r.tags[0], "a") == 0 && strcmp(r.tags[1], "b:1") == 0);
+    CHECK_STR_HAS(r.value, "\"n\":42");
+    CHECK_STR_HAS(r.value, "\"list\":[1,2]");
+    res_free(&r);
+    fetch_wait("s", "nil", &r, 2);
+    CHECK(r.calls == 1 && r.kind == FETCH_NOT_FOUND && r.ttl == 7);
+    res_free(&r);
+    fetch_wait("s", "neg", &r, 2);
+    CHECK(r.calls == 1 && r.kind == FETCH_NOT_FOUND && r.ttl == 3);
+    res_free(&r);
+    fetch_wait("s", "bool", &r, 2);
+    CHECK(r.calls == 1 && r.kind == FETCH_ERROR);
+    CHECK_STR_HAS(r.error, "fetch must return a string, a table or nil (got boolean)");
+    res_free(&r);
+    fetch_wait("s", "boom", &r, 2);
+    CHECK(r.calls == 1 && r.kind == FETCH_ERROR);
+    CHECK_STR_HAS(r.error, "s.lua:9: origin said 500");
+    res_free(&r);
+    fetch_wait("s", "fn", &r, 2);
+    CHECK(r.calls == 1 && r.kind == FETCH_ERROR);
+    CHECK_STR_HAS(r.error, "cannot be encoded as JSON");
+    res_free(&r);
+    CHECK(fetches_in_flight() == 0);
+}
+
+static void test_budget(void)
+{
+    write_file("loop.lua", "return { fetch = function(id)\n"
+                           "  if id == 'pcall' then\n"
+                           "    while true do pcall(function() while true do end end) end\n"
+                           "  end\n"
+                           "  while id ~= 'co' do end\n"
+                           "  coroutine.wrap(function() while true do end end)()\n"
+                           "end }\n");
+    write_file("other.lua", "return { fetch = function(id) return 'fine' end }\n");
+    CHECK(engine_up() == 0);
+    res_t r;
+    double t0 = now_s();
+    fetch_wait("loop", "1", &r, 5);
+    double took = now_s() - t0;
+    CHECK(r.calls == 1 && r.kind == FETCH_ERROR);
+    CHECK_STR_HAS(r.error, "instruction budget exceeded");
+    CHECK_STR_HAS(r.error, "loop.lua:5:");
+    CHECK(took < 1.5);
+    res_free(&r);
+    t0 = now_s();
+    fetch_wait("loop", "pcall", &r, 5);
+    CHECK(r.calls == 1 && r.kind == FETCH_ERROR);
+    CHECK_STR_HAS(r.error, "instruction budget exceeded");
+    CHECK(now_s() - t0 < 1.5);
+    res_free(&r);
+    /* coroutines the policy makes inherit the hook */
+    t0 = now_s();
+    fetch_wait("loop", "co", &r, 5);
+    CHECK(r.calls == 1 && r.kind == FETCH_ERROR);
+    CHECK_STR_HAS(r.error, "loop.lua:6: instruction budget exceeded");
+    CHECK(now_s() - t0 < 1.5);
+    res_free(&r);
+    fetch_wait("other", "1", &r, 2);
+    CHECK(r.calls == 1 && r.kind == FETCH_OK);
+    res_free(&r);
+    /* A runaway main chunk fails the load, with file and line. */
+    write_file("loop.lua", "local x = 0\nwhile true do x = x + 1 end\nreturn {}\n");
+    ns_t *ns = ns_find("loop", 4);
+    CHECK(engine_reload(ns) == -1);
+    CHECK_STR_HAS(ns->last_error, "loop.lua:2: instruction budget exceeded");
+}
+
+/* Instructions that call C run far slower than a tight loop: the wall
+ * clock bounds them. */
+static void test_time_limit(void)
+{
+    write_file("slowop.lua", "return { fetch = function(id)\n"
+                             "  while true do local s = string.format('%%d', 1) .. id end\n"
+                             "end }\n");
+    engine_conf_t c = base_conf();
+    c.instr_budget = 1000000000000ULL;
+    c.time_limit_ms = 200;
+    CHECK(engine_up_conf(c) == 0);
+    res_t r;
+    double t0 = now_s();
+    fetch_wait("slowop", "1", &r, 5);
+    double took = now_s() - t0;
+    CHECK(r.calls == 1 && r.kind == FETCH_ERROR);
+    CHECK_STR_HAS(r.error, "slowop.lua:2: time budget exceeded (200 ms per call into Lua)");
+    CHECK(took >= 0.19 && took < 0.5);
+    res_free(&r);
+}
+
+static void test_memory(void)
+{
+    write_file("mem.lua",
+               "return { fetch = function(id)\n"
+               "  if id == 'bomb' then\n"
+               "    local t = {} while true do t[#t + 1] = string.rep('x', 1e6) .. #t end\n"
+               "  end\n"
+               "  return string.rep('y', 1000)\n"
+               "end }\n");
+    CHECK(engine_up() == 0);
+    ns_t *ns = ns_find("mem", 3);
+    res_t r;
+    fetch_wait("mem", "bomb", &r, 5);
+    CHECK(r.calls == 1 && r.kind == FETCH_ERROR);
+    CHECK_STR_HAS(r.error, "not enough memory");
+    res_free(&r);
+    CHECK(ns->cur->mem_used < 8u << 20); /* collected */
+    for (int i = 0; i < 3; i++) {
+        fetch_wait("mem", "ok", &r, 2);
+        CHECK(r.calls == 1 && r.kind == FETCH_OK && r.len == 1000);
+        res_free(&r);
+    }
+    fetch_wait("mem", "bomb", &r, 5);
+    CHECK(r.calls == 1 && r.kind == FETCH_ERROR);
+    res_free(&r);
+    fetch_wait("mem", "ok", &r, 2);
+    CHECK(r.calls == 1 && r.kind == FETCH_OK);
+    res_free(&r);
+}
+
+static void test_sleep_concurrent(void)
+{
+    write_file("sl.lua",
+               "return { fetch = function(id, ctx)\n"
+               "  local t0 = ctx.now()\n"
+               "  ctx.sleep(0.05)\n"
+               "  local v = coroutine.wrap(function() ctx.sleep(0.01) return 'in' end)()\n"
+               "  assert(math.type(t0) == 'integer')\n"
+               "  return v .. ':' .. id .. ':' .. tostring(ctx.now() - t0 >= 50)\n"
+               "end }\n"
+               "\n");
+    write_file("sl2.lua", "return { fetch = function(id, ctx) ctx.sleep(0.05) return id end }\n");
+    CHECK(engine_up() == 0);
+    enum { N = 100 };
+    static res_t rs[N];
+    memset(rs, 0, sizeof(rs));
+    total_calls = 0;
+    double t0 = now_s();
+    for (int i = 0; i < N; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "%d", i);
+        const char *ns = i % 2 ? "sl" : "sl2";
+        fetch_start(ns_find(ns, strlen(ns))->cur, id, strlen(id), res_cb, &rs[i]);
+    }
+    CHECK(fetches_in_flight() == N);
+    CHECK(run_until(&total_calls, N, 3));
+    double took = now_s() - t0;
+    CHECK(took >= 0.05 && took < 0.5);
+    for (int i = 0; i < N; i++) {
+        char want[32];
+        if (i % 2)
+            snprintf(want, sizeof(want), "in:%d:true", i);
+        else
+            snprintf(want, sizeof(want), "%d", i);
+        CHECK(rs[i].calls == 1 && rs[i].kind == FETCH_OK);
+        CHECK(strcmp(rs[i].value, want) == 0);
+        res_free(&rs[i]);
+    }
+    CHECK(fetches_in_flight() == 0);
+}
+
+static void test_timeout(void)
+{
+    write_file("slow.lua", "return { fetch_timeout = 0.1, fetch = function(id, ctx)\n"
+                           "  if id == 'nested' then\n"
+                           "    return coroutine.wrap(function() ctx.sleep(10) return 'x' end)()\n"
+                           "  end\n"
+                           "  local ok, err = pcall(ctx.sleep, 10)\n"
+                           "  -- the abort raises again at any further ctx use\n"
+                           "  ctx.sleep(1)\n"
+                           "  return 'never'\n"
+                           "end }\n");
+    CHECK(engine_up() == 0);
+    res_t r;
+    double t0 = now_s();
+    fetch_wait("slow", "1", &r, 3);
+    double took = now_s() - t0;
+    CHECK(r.calls == 1 && r.kind == FETCH_TIMEOUT);
+    CHECK_STR_HAS(r.error, "fetch timed out after 0.1s");
+    CHECK(took >= 0.09 && took < 0.6);
+    /* no second callback, nothing left running */
+    int zero = 0;
+    run_until(&zero, 1, 0.2);
+    CHECK(r.calls == 1 && fetches_in_flight() == 0);
+    res_free(&r);
+    /* parked inside a coroutine of the policy's own */
+    fetch_wait("slow", "nested", &r, 3);
+    CHECK(r.calls == 1 && r.kind == FETCH_TIMEOUT);
+    run_until(&zero, 1, 0.2);
+    CHECK(r.calls == 1 && fetches_in_flight() == 0);
+    res_free(&r);
+}
+
+static void test_abort_all(void)
+{
+    write_file("park.lua", "return { fetch = function(id, ctx)\n"
+                           "  local ok = pcall(ctx.sleep, 30)\n"
+                           "  while true do end\n"
+                           "end }\n");
+    CHECK(engine_up() == 0);
+    enum { N = 20 };
+    static res_t rs[N];
+    memset(rs, 0, sizeof(rs));
+    policy_t *p = ns_find("park", 4)->cur;
+    for (int i = 0; i < N; i++)
+        fetch_start(p, "x", 1, res_cb, &rs[i]);
+    int zero = 0;
+    run_until(&zero, 1, 0.05);
+    CHECK(fetches_in_flight() == N);
+    double t0 = now_s();
+    fetch_abort_all();
+    CHECK(now_s() - t0 < 1.0); /* the unwinding cannot spin */
+    CHECK(fetches_in_flight() == 0);
+    for (int i = 0; i < N; i++) {
+        CHECK(rs[i].calls == 1 && rs[i].kind == FETCH_ERROR);
+        CHECK(strcmp(rs[i].error, "shutting down") == 0);
+    }
+    run_until(&zero, 1, 0.1);
+    for (int i = 0; i < N; i++) {
+        CHECK(rs[i].calls == 1);
+        res_free(&rs[i]);
+    }
+    /* and engine_close aborts what is still parked */
+    static res_t last;
+    memset(&last, 0, sizeof(last));
+    fetch_start(p, "y", 1, res_cb, &last);
+    engine_close();
+    CHECK(last.calls == 1 && strcmp(last.error, "shutting down") == 0);
+    res_free(&last);
+}
+
+static void test_sandbox(void)
+{
+    write_file("sb.lua",
+               "local cjson = require 'cjson'\n"
+               "local probes = {\n"
+               "  os_execute = function() return os.execute('true') end,\n"
+               "  io_open = function() return io.open('/etc/passwd') end,\n"
+               "  loadfile = function() return loadfile('/etc/passwd') end,\n"
+               "  dofile = function() return dofile('/etc/passwd') end,\n"
+               "  debug = function() return debug.getinfo(1) end,\n"
+               "  dump = function() return string.dump(print) end,\n"
+               "  require_io = function() return require 'io' end,\n"
+               "  binary = function() return assert(load('\\27Lua', 'x', 'b')) end,\n"
+               "  json = function() return 'widget:' .. cjson.decode('{\"id\":42}').id end,\n"
+               "  yield = function() coroutine.yield() end,\n"
+               "  global = function() leak = 1 end,\n"
+               "  pyield = function() pcall(coroutine.yield, 1) end,\n"
+               "}\n"
+               "local saved\n"
+               "probes.save = function(ctx) saved = ctx return 'saved' end\n"
+               "probes.stale = function() saved.sleep(0) end\n"
+               "return { fetch = function(id, ctx) return probes[id](ctx) end }\n");
+    CHECK(engine_up() == 0);
+    static const struct {
+        const char *id, *want;
+    } cases[] = {
+        {"os_execute", "attempt to call a nil value (field 'execute')"},
+        {"io_open", "undefined global 'io'"},
+        {"loadfile", "undefined global 'loadfile'"},
+        {"dofile", "undefined global 'dofile'"},
+        {"debug", "undefined global 'debug'"},
+        {"dump", "attempt to call a nil value (field 'dump')"},
+        {"require_io", "module 'io' not found"},
+        {"binary", "load: only text chunks are allowed"},
+        {"yield", "fetch yielded outside ctx I/O"},
+        {"global", "assignment to undeclared global 'leak'"},
+        {"pyield", "fetch yielded outside ctx I/O"},
+        {"save", NULL},
+        {"stale", "ctx used after its fetch finished"},
+    };
+    res_t r;
+    for (size_t i = 0; i < LC_ARRAY_LEN(cases); i++) {
+        fetch_wait("sb", cases[i].id, &r, 2);
+        if (!cases[i].want) {
+            CHECK(r.calls == 1 && r.kind == FETCH_OK);
+        } else {
+            CHECK(r.calls == 1 && r.kind == FETCH_ERROR);
+            CHECK_STR_HAS(r.error, cases[i].want);
+        }
+        res_free(&r);
+    }
+    fetch_wait("sb", "json", &r, 2);
+    CHECK(r.calls == 1 && r.kind == FETCH_OK && strcmp(r.value, "widget:42") == 0);
+    res_free(&r);
+}
+
+static void test_ttl_fn(void)
+{
+    write_file("t.lua",
+               "return {\n"
+               "  ttl = function(id, v) if id == 'bad' then return 'x' end return #v end,\n"
+               "  fetch = function(id) return id .. id end }\n");
+    CHECK(engine_up() == 0);
+    policy_t *p = ns_find("t", 1)->cur;
+    CHECK(p->conf.ttl_is_fn);
+    const char *err = "unset";
+    CHECK(policy_ttl_for(p, "a", 1, "12345", 5, &err) == 5 && err == NULL);
+    CHECK(policy_ttl_for(p, "bad", 3, "1", 1, &err) == 300);
+    CHECK_STR_HAS(err, "ttl(id, value) must return a number >= 0");
+    res_t r;
+    fetch_wait("t", "abc", &r, 2);
+    CHECK(r.calls == 1 && r.kind == FETCH_OK && r.ttl == 6);
+    res_free(&r);
+    fetch_wait("t", "bad", &r, 2);
+    CHECK(r.calls == 1 && r.kind == FETCH_ERROR);
+    res_free(&r);
+}
+
+/* A reload while fetches are parked: they finish on the old version. */
+static void test_reload_in_flight(void)
+{
+    write_file("v.lua", "return { fetch = function(id, ctx) ctx.sleep(0.05) return 'v1' end }\n");
+    CHECK(engine_up() == 0);
+    ns_t *ns = ns_find("v", 1);
+    res_t a = {0}, b = {0};
+    total_calls = 0;
+    fetch_start(ns->cur, "1", 1, res_cb, &a);
+    write_file("v.lua", "return { fetch = function(id, ctx) ctx.sleep(0.01) return 'v2' end }\n");
+    CHECK(engine_reload(ns) == 0);
+    fetch_start(ns->cur, "1", 1, res_cb, &b);
+    CHECK(run_until(&total_calls, 2, 2));
+    CHECK(a.calls == 1 && strcmp(a.value, "v1") == 0);
+    CHECK(b.calls == 1 && strcmp(b.value, "v2") == 0);
+    res_free(&a);
+    res_free(&b);
+}
+
+static void test_check_dir(void)
+{
+    write_file("ok.lua", "return { fetch = function(id) return id end }\n");
+    engine_conf_t c = base_conf();
+    /* stdout/stderr go to the test log; only the count is checked here */
+    CHECK(engine_check_dir(&c) == 0);
+    write_file("bad.lua", "return { fetch = 1 }\n");
+    CHECK(engine_check_dir(&c) == 1);
+}
+
+/* ---- HTTP, against a python3 http.server child ---- */
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static bool port_open(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    if (fd >= 0) close(fd);
+    return ok;
+}
+
+static char http_root[300];
+
+static bool http_server_start(void)
+{
+    snprintf(http_root, sizeof(http_root), "%s-www", tmpdir);
+    mkdir(http_root, 0700);
+    char path[400];
+    snprintf(path, sizeof(path), "%s/widget.json", http_root);
+    FILE *f = fopen(path, "w");
+    if (!f) return false;
+    fputs("{\"id\":42,\"owner_id\":5}", f);
+    fclose(f);
+    http_port = free_port();
+    if (http_port <= 0) return false;
+    http_pid = fork();
+    if (http_pid == 0) {
+        char port[16];
+        snprintf(port, sizeof(port), "%d", http_port);
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0) {
+            dup2(devnull, 1);
+            dup2(devnull, 2);
+        }
+        execlp("python3", "python3", "-m", "http.server", "--bind", "127.0.0.1", "--directory",
+               http_root, port, (char *)NULL);
+        _exit(127);
+    }
+    double deadline = now_s() + 10;
+    while (now_s() < deadline) {
+        if (port_open(http_port)) return true;
+        usleep(50000);
+    }
+    return false;
+}
+
+static void http_server_stop(void)
+{
+    if (http_pid > 0) {
+        kill(http_pid, SIGTERM);
+        waitpid(http_pid, NULL, 0);
+        http_pid = 0;
+    }
+    char path[400];
+    snprintf(path, sizeof(path), "%s/widget.json", http_root);
+    unlink(path);
+    rmdir(http_root);
+}
+
+static void test_http(void)
+{
+    if (!http_server_start()) {
+        fprintf(stderr, "    python3 http.server did not start\n");
+        checks_failed++;
+        return;
+    }
+    int dead = free_port();
+    /* a listener that never answers: curl connects and waits */
+    int hole = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in ha = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t halen = sizeof(ha);
+    CHECK(hole >= 0 && bind(hole, (struct sockaddr *)&ha, sizeof(ha)) == 0 &&
+          listen(hole, 64) == 0 && getsockname(hole, (struct sockaddr *)&ha, &halen) == 0);
+    write_file("hole.lua",
+               "return { fetch_timeout = 0.2, fetch = function(id, ctx)\n"
+               "  local res = ctx.http.get('http://127.0.0.1:%d/')\n"
+               "  return 'never'\n"
+               "end }\n",
+               ntohs(ha.sin_port));
+    write_file("h.lua",
+               "local json = require 'cjson'\n"
+               "return { fetch = function(id, ctx)\n"
+               "  if id == 'refused' then\n"
+               "    local ok, err = pcall(ctx.http.get, 'http://127.0.0.1:%d/')\n"
+               "    return 'caught:' .. tostring(err)\n"
+               "  end\n"
+               "  if id == 'raise' then ctx.http.get('http://127.0.0.1:%d/') end\n"
+               "  local res = ctx.http.request{ url = 'http://127.0.0.1:%d/' .. id,\n"
+               "                                headers = { Accept = 'application/json' } }\n"
+               "  if res.status == 404 then return nil end\n"
+               "  local w = json.decode(res.body)\n"
+               "  assert(type(res.headers['content-type']) == 'string')\n"
+               "  return res.body, { tags = { 'owner:' .. w.owner_id } }\n"
+               "end }\n",
+               dead, dead, http_port);
+    CHECK(engine_up() == 0);
+    res_t r;
+    fetch_wait("h", "widget.json", &r, 5);
+    CHECK(r.calls == 1 && r.kind == FETCH_OK);
+    CHECK(strcmp(r.value, "{\"id\":42,\"owner_id\":5}") == 0);
+    CHECK(r.ntags == 1 && strcmp(r.tags[0], "owner:5") == 0);
+    res_free(&r);
+    fetch_wait("h", "missing", &r, 5);
+    CHECK(r.calls == 1 && r.kind == FETCH_NOT_FOUND);
+    res_free(&r);
+    fetch_wait("h", "refused", &r, 5);
+    CHECK(r.calls == 1 && r.kind == FETCH_OK);
+    CHECK_STR_HAS(r.value, "caught:");
+    /* pcall called ctx.http.get directly: no Lua caller to name */
+    CHECK_STR_HAS(r.value, "caught:http GET http://127.0.0.1:");
+    CHECK_STR_HAS(r.value, "onnect"); /* curl's "Couldn't connect to server" */
+    res_free(&r);
+    fetch_wait("h", "raise", &r, 5);
+    CHECK(r.calls == 1 && r.kind == FETCH_ERROR);
+    CHECK_STR_HAS(r.error, "h.lua:7: http GET");
+    res_free(&r);
+    /* fetch_timeout cancels the HTTP call */
+    double t0 = now_s();
+    fetch_wait("hole", "1", &r, 3);
+    CHECK(r.calls == 1 && r.kind == FETCH_TIMEOUT);
+    CHECK(now_s() - t0 < 1.0);
+    CHECK(http_calls_in_flight() == 0);
+    res_free(&r);
+    /* and so does shutdown */
+    static res_t rs[5];
+    memset(rs, 0, sizeof(rs));
+    for (int i = 0; i < 5; i++)
+        fetch_start(ns_find("hole", 4)->cur, "x", 1, res_cb, &rs[i]);
+    int zero = 0;
+    run_until(&zero, 1, 0.05);
+    CHECK(http_calls_in_flight() == 5);
+    fetch_abort_all();
+    CHECK(http_calls_in_flight() == 0 && fetches_in_flight() == 0);
+    for (int i = 0; i < 5; i++) {
+        CHECK(rs[i].calls == 1 && strcmp(rs[i].error, "shutting down") == 0);
+        res_free(&rs[i]);
+    }
+    close(hole);
+}
+
+/* ------------------------------------------------------------------------ */
+
+typedef struct test {
+    const char *name;
+    void (*fn)(void);
+    bool needs_http;
+} test_t;
+
+static const test_t tests[] = {
+    {"load_fields", test_load_fields, false},
+    {"load_errors", test_load_errors, false},
+    {"fetch_results", test_fetch_results, false},
+    {"budget", test_budget, false},
+    {"time_limit", test_time_limit, false},
+    {"memory", test_memory, false},
+    {"sleep_concurrent", test_sleep_concurrent, false},
+    {"timeout", test_timeout, false},
+    {"abort_all", test_abort_all, false},
+    {"sandbox", test_sandbox, false},
+    {"ttl_fn", test_ttl_fn, false},
+    {"reload_in_flight", test_reload_in_flight, false},
+    {"check_dir", test_check_dir, false},
+    {"http", test_http, true},
+};
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const char *lp = getenv("LUACACHED_LUA_PATH");
+    if (!lp) {
+        struct stat st;
+        lp = stat("lua/luacached/runtime.lua", &st) == 0 ? "lua" : "../lua";
+    }
+    snprintf(lua_path, sizeof(lua_path), "%s", lp);
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/lc-policy-XXXXXX");
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        return 2;
+    }
+    if (!getenv("LC_TEST_VERBOSE")) log_min_level = LOG_ERROR + 1; /* quiet */
+    loop = uv_default_loop();
+    bool have_http = http_client_init(loop) == 0;
+
+    int passed = 0, failed = 0;
+    for (size_t i = 0; i < LC_ARRAY_LEN(tests); i++) {
+        if (argc > 1 && strcmp(argv[1], tests[i].name) != 0) continue;
+        if (tests[i].needs_http && !have_http) continue;
+        checks_failed = 0;
+        double t0 = now_s();
+        tests[i].fn();
+        engine_down();
+        if (tests[i].needs_http) http_server_stop();
+        bool ok = checks_failed == 0;
+        ok ? passed++ : failed++;
+        printf("%s %s (%.2fs)\n", ok ? "ok  " : "FAIL", tests[i].name, now_s() - t0);
+    }
+    if (have_http) http_client_close();
+    for (int i = 0; i < 10; i++)
+        uv_run(loop, UV_RUN_NOWAIT);
+    uv_loop_close(loop);
+    rmdir(tmpdir);
+    printf("policy: %d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,439 @@
+-- tests/integration/limits_spec.lua -- every input a client can send has a
+-- bound and a clear answer (SPEC §8), authentication, graceful shutdown and
+-- --check (SPEC §1), against the real binary, redis-server and the example
+-- origin. Run from the repo root:
+--   busted --lua=lua5.4 tests/integration/limits_spec.lua
+-- (LUACACHED_BIN=build-asan/luacached for the sanitizer build.)
+local socket = require "socket"
+local H = require "tests.helpers.harness"
+local resp = require "tests.helpers.resp"
+
+local function assert_err(text, v, kind)
+  assert.equal("error", kind, "expected error '" .. text .. "', got " .. tostring(kind) .. ": "
+    .. tostring(type(v) == "table" and (v.err or v.n) or v))
+  assert.equal(text, v.err)
+end
+
+local function assert_proto_error(c, text)
+  assert.equal("-ERR Protocol error: " .. text .. "\r\n", c:read_raw_reply(3))
+  assert.is_true(c:closed_within(3), "server did not close after a protocol error")
+end
+
+local function assert_clean_stop(srv)
+  local rc = srv:stop("TERM", 15)
+  local log = srv:log()
+  assert.equal(0, rc, "exit status; log tail:\n" .. H.tail(log))
+  assert.is_nil(log:find("ERROR: %a+Sanitizer"), "sanitizer report in log:\n" .. H.tail(log, 6000))
+  assert.is_nil(log:find("runtime error:", 1, true), "UBSan report in log:\n" .. H.tail(log, 6000))
+end
+
+local function info_field(srv_or_conn, name)
+  local info = srv_or_conn:call("INFO")
+  return tonumber(info:match("\n" .. name .. ":(%d+)"))
+end
+
+local function start(extra_args, fields)
+  local redis = H.start_redis()
+  local origin = H.start_origin()
+  local dir = H.write_policies{
+    widget = H.simple_policy(origin.url .. "/widgets/", fields or "ttl = 60"),
+    slow = H.simple_policy(origin.url .. "/slow/", "ttl = 60"),
+  }
+  local srv = H.start_server{ redis_port = redis.port, policies_dir = dir, extra_args = extra_args }
+  return redis, origin, srv, dir
+end
+
+---------------------------------------------------------------------------
+
+describe("request size limits", function()
+  local srv
+  setup(function()
+    _, _, srv = start{ "--max-inline", "1024", "--max-bulk", "4096", "--max-args", "16",
+                          "--max-value", "2048" }
+  end)
+  teardown(H.cleanup)
+
+  it("an inline request up to --max-inline is served", function()
+    local c = srv:client()
+    local arg = string.rep("i", 1024 - #"ECHO ")
+    assert.equal(arg, c:inline("ECHO " .. arg))
+  end)
+
+  it("an inline request over --max-inline is a protocol error", function()
+    local c = srv:client()
+    c:send_raw("ECHO " .. string.rep("x", 2000))            -- no newline yet
+    assert_proto_error(c, "too big inline request")
+    c = srv:client()
+    c:send_raw("ECHO " .. string.rep("x", 1100) .. "\r\n")   -- a whole line, too long
+    assert_proto_error(c, "too big inline request")
+    assert.equal("PONG", srv:call("PING"))
+  end)
+
+  it("a multibulk or bulk header line over the limit is a protocol error", function()
+    local c = srv:client()
+    c:send_raw("*" .. string.rep("1", 2000))
+    assert_proto_error(c, "too big mbulk count string")
+    c = srv:client()
+    c:send_raw("*1\r\n$" .. string.rep("1", 2000))
+    assert_proto_error(c, "too big bulk count string")
+    assert.equal("PONG", srv:call("PING"))
+  end)
+
+  it("a bulk up to --max-bulk is served, one byte more is a protocol error", function()
+    local c = srv:client()
+    local v = H.pattern_bytes(4096)
+    assert.equal(v, c:call("ECHO", v))
+    c:send_raw("*2\r\n$4\r\nECHO\r\n$4097\r\n")
+    assert_proto_error(c, "invalid bulk length")
+    -- refused at the header: the server does not wait for (or buffer) the body
+    c = srv:client()
+    c:send_raw("*2\r\n$4\r\nECHO\r\n$1073741824\r\nabc")
+    assert_proto_error(c, "invalid bulk length")
+    assert.equal("PONG", srv:call("PING"))
+  end)
+
+  it("up to --max-args arguments are served, more is a protocol error", function()
+    local c = srv:client()
+    local keys = {}
+    for i = 1, 15 do keys[i] = "widget:missing-" .. i end
+    local arr = c:call("MGET", table.unpack(keys))
+    assert.equal(15, arr.n)
+    c:send_raw("*17\r\n")
+    assert_proto_error(c, "invalid multibulk length")
+    c = srv:client()
+    c:send_raw("ECHO" .. string.rep(" a", 16) .. "\r\n")   -- 17 inline arguments
+    assert_proto_error(c, "invalid multibulk length")
+    c = srv:client()
+    c:send_raw("*1048577\r\n")
+    assert_proto_error(c, "invalid multibulk length")
+  end)
+
+  it("a SET value over --max-value is refused with a clear error", function()
+    local c = srv:client()
+    assert_err("ERR value of 3000 bytes exceeds --max-value (2048)",
+      c:call("SET", "widget:v", string.rep("v", 3000)))
+    assert.equal("OK", c:call("SET", "widget:v", string.rep("v", 2048)))
+    assert.equal(2048, #c:call("GET", "widget:v"))
+  end)
+
+  it("other clients are served while one sends a protocol error", function()
+    local other = srv:client()
+    assert.equal("PONG", other:call("PING"))
+    local bad = srv:client()
+    bad:send_raw("*1\r\nX\r\n")
+    assert_proto_error(bad, "expected '$', got 'X'")
+    assert.equal("PONG", other:call("PING"))
+    assert.equal("still here", other:call("ECHO", "still here"))
+  end)
+
+  it("leaves a clean log after a graceful stop", function()
+    assert_clean_stop(srv)
+  end)
+end)
+
+---------------------------------------------------------------------------
+
+describe("--maxclients", function()
+  local srv
+  setup(function() _, _, srv = start{ "--maxclients", "3" } end)
+  teardown(H.cleanup)
+
+  it("the N+1th connection gets -ERR max number of clients reached", function()
+    local c1 = srv:client()
+    -- the harness's readiness probe may not be counted off yet
+    H.wait_until(function() return info_field(c1, "connected_clients") == 1 end, 3,
+      "one connected client")
+    local c2, c3 = srv:client(), srv:client()
+    assert.equal("PONG", c2:call("PING"))
+    assert.equal("PONG", c3:call("PING"))
+    local c4 = srv:client()
+    assert.equal("-ERR max number of clients reached\r\n", c4:read_raw_reply(3))
+    assert.is_true(c4:closed_within(3))
+    assert.equal(3, info_field(c1, "connected_clients"))
+    -- many rejections in a row leave the count and the server intact
+    for _ = 1, 20 do
+      local r = srv:client()
+      assert.equal("-ERR max number of clients reached\r\n", r:read_raw_reply(3))
+      r:close()
+    end
+    assert.equal(3, info_field(c1, "connected_clients"))
+    -- a freed place is available again
+    c3:close()
+    H.wait_until(function()
+      local c = H.connect(srv.port, 2)
+      local v = c:call("PING")
+      c:close()
+      return v == "PONG"
+    end, 3, "a connection after one closed")
+    assert.equal("PONG", c1:call("PING"))
+    assert.equal("PONG", c2:call("PING"))
+  end)
+
+  it("leaves a clean log after a graceful stop", function()
+    assert_clean_stop(srv)
+  end)
+end)
+
+---------------------------------------------------------------------------
+
+describe("--timeout", function()
+  local srv
+  setup(function() _, _, srv = start{ "--timeout", "1" } end)
+  teardown(H.cleanup)
+
+  it("closes an idle client within ~2-3 s but not one that keeps sending", function()
+    local idle = srv:client()
+    assert.equal("PONG", idle:call("PING"))
+    local busy = srv:client()
+    local t0 = H.now()
+    local closed_at
+    while H.now() - t0 < 4 do
+      assert.equal("PONG", busy:call("PING"))
+      if not closed_at and idle:closed_within(0.3) then closed_at = H.now() - t0 end
+    end
+    assert.truthy(closed_at, "idle client was not closed within 4 s")
+    assert.is_true(closed_at >= 0.9 and closed_at <= 3.3, "idle client closed after " .. closed_at .. " s")
+    assert.equal("", idle:pending())
+    assert.equal("PONG", busy:call("PING"))
+  end)
+
+  it("a client waiting on its own slow reply is not idle", function()
+    local c = srv:client(10)
+    c:send("GET", "slow:5?delay=2.5")
+    local v, kind = c:read_reply()
+    assert.equal("bulk", kind)
+    assert.equal(5, H.json_decode(v).id)
+  end)
+
+  it("leaves a clean log after a graceful stop", function()
+    assert_clean_stop(srv)
+  end)
+end)
+
+---------------------------------------------------------------------------
+
+describe("--output-limit and a client that never reads", function()
+  local srv
+  setup(function() _, _, srv = start{ "--output-limit", "1048576" } end)
+  teardown(H.cleanup)
+
+  it("does not disturb others and is dropped over the limit", function()
+    local good = srv:client()
+    local big = H.pattern_bytes(512 * 1024)
+    assert.equal("OK", good:call("SET", "widget:big", big))
+    assert.equal(#big, #good:call("GET", "widget:big"))
+    local before = info_field(good, "connected_clients")
+
+    local hog = srv:client(2)
+    -- ~100 x 512 KiB of replies requested, none read. Sends may block once
+    -- the server stops reading; that is fine, so failures are tolerated.
+    local req = string.rep(resp.encode("GET", "widget:big"), 20)
+    for _ = 1, 5 do
+      if not pcall(hog.send_raw, hog, req) then break end
+    end
+    -- meanwhile, another client's PING stays fast
+    local worst = 0
+    local t_end = H.now() + 2
+    while H.now() < t_end do
+      local t0 = H.now()
+      assert.equal("PONG", good:call("PING"))
+      worst = math.max(worst, H.now() - t0)
+      socket.sleep(0.02)
+    end
+    assert.is_true(worst < 0.25, "PING took " .. worst .. " s while another client hogged output")
+    -- the hog is gone: the server closed it (what it had sent before is bounded)
+    H.wait_until(function() return info_field(good, "connected_clients") == before end, 5,
+      "hog disconnected by the server")
+    hog:settimeout(5)
+    local got = 0
+    local closed = false
+    local deadline = H.now() + 10
+    while H.now() < deadline do
+      local ok, err = pcall(hog.fill, hog, H.now() + 2)
+      if not ok then
+        closed = tostring(err):find("closed", 1, true) ~= nil
+        break
+      end
+      got = #hog.buf
+    end
+    assert.is_true(closed, "hog connection not closed")
+    assert.is_true(got < 40 * 1024 * 1024, "hog received " .. got .. " bytes")
+    assert.matches("output%-limit", srv:log())
+    assert.equal("PONG", good:call("PING"))
+    assert.equal(#big, #good:call("GET", "widget:big"))
+  end)
+
+  -- KNOWN FAILING (server bug, reported to the lead): finished replies that
+  -- wait behind an unfinished one (client_t.head) are not counted against
+  -- --output-limit, so one slow reply at the head of a pipeline lets the
+  -- server hold max_pending x value size bytes for that client (200 MB
+  -- observed for 400 x 512 KiB with a 1 MiB limit). The fix needs a byte
+  -- count per client in src/server.h, outside this test's remit.
+  it("finished replies queued behind a slow one count toward the limit", function()
+    local hog = srv:client(5)
+    hog:send_raw(resp.encode("GET", "slow:hol?delay=2") .. string.rep(resp.encode("GET", "widget:big"), 100))
+    local t0 = H.now()
+    assert.is_true(hog:closed_within(1.5), "client holding 50 MB of queued replies was not dropped")
+    assert.is_true(H.now() - t0 < 1.5)
+    assert.equal("", hog:pending())
+    assert.equal("PONG", srv:call("PING"))
+  end)
+
+  it("leaves a clean log after a graceful stop", function()
+    assert_clean_stop(srv)
+  end)
+end)
+
+---------------------------------------------------------------------------
+
+describe("--requirepass", function()
+  local srv, origin
+  setup(function() _, origin, srv = start{ "--requirepass", "s3cret" } end)
+  teardown(H.cleanup)
+
+  local NOAUTH = "NOAUTH Authentication required."
+  local WRONGPASS = "WRONGPASS invalid username-password pair or user is disabled."
+
+  it("nothing but AUTH, HELLO and QUIT is served before AUTH", function()
+    local c = srv:client()
+    assert_err(NOAUTH, c:call("PING"))
+    assert_err(NOAUTH, c:call("GET", "widget:1"))
+    assert_err(NOAUTH, c:call("SET", "widget:1", "x"))
+    assert_err(NOAUTH, c:call("COMMAND"))
+    assert_err(NOAUTH, c:call("INFO"))
+    assert_err(NOAUTH, c:call("POLICIES"))
+    assert_err(NOAUTH, c:call("CLIENT", "SETNAME", "x"))
+    assert_err(NOAUTH, c:call("SELECT", "0"))
+    assert_err(NOAUTH, c:call("FOO", "bar"))
+    assert_err(NOAUTH, c:call("GET"))
+    assert_err(NOAUTH, c:inline("PING"))
+    c:send_raw("PING\r\n")
+    assert.equal("-NOAUTH Authentication required.\r\n", c:read_raw_reply())
+    assert.equal(0, origin:count("/widgets/1"))
+    assert.equal("OK", c:call("QUIT"))
+    assert.is_true(c:closed_within(3))
+  end)
+
+  it("a wrong password is -WRONGPASS and does not authenticate", function()
+    local c = srv:client()
+    assert_err(WRONGPASS, c:call("AUTH", "nope"))
+    assert_err(WRONGPASS, c:call("AUTH", "s3cre"))
+    assert_err(WRONGPASS, c:call("AUTH", "s3cret!"))
+    assert_err(WRONGPASS, c:call("AUTH", ""))
+    assert_err(WRONGPASS, c:call("AUTH", "bob", "s3cret"))
+    assert_err(WRONGPASS, c:call("AUTH", "default", "nope"))
+    assert_err(NOAUTH, c:call("PING"))
+    assert_err("ERR wrong number of arguments for 'auth' command", c:call("AUTH"))
+    assert_err("ERR syntax error", c:call("AUTH", "a", "b", "c"))
+  end)
+
+  it("after AUTH pass, or AUTH default pass, commands work", function()
+    local c = srv:client()
+    assert.same({ "OK", "status" }, { c:call("AUTH", "s3cret") })
+    assert.equal("PONG", c:call("PING"))
+    local _, body = origin:get("/widgets/1")
+    assert.equal(body, c:call("GET", "widget:1"))
+    local c2 = srv:client()
+    assert.same({ "OK", "status" }, { c2:call("AUTH", "default", "s3cret") })
+    assert.equal("PONG", c2:call("PING"))
+    local c3 = srv:client()
+    assert.same({ "OK", "status" }, { c3:call("auth", "DEFAULT", "s3cret") })
+    assert.equal("PONG", c3:call("PING"))
+    -- a later wrong AUTH keeps the connection authenticated, as in Redis
+    assert_err(WRONGPASS, c:call("AUTH", "nope"))
+    assert.equal("PONG", c:call("PING"))
+  end)
+
+  it("HELLO needs auth first, or authenticates with its AUTH option", function()
+    local c = srv:client()
+    local v, kind = c:call("HELLO", "2")
+    assert.equal("error", kind)
+    assert.matches("^NOAUTH HELLO must be called with the client already authenticated", v.err)
+    assert_err(WRONGPASS, c:call("HELLO", "2", "AUTH", "default", "wrong"))
+    assert_err(NOAUTH, c:call("PING"))
+    local m
+    m, kind = c:call("HELLO", "2", "AUTH", "default", "s3cret")
+    assert.equal("array", kind)
+    assert.equal(14, m.n)
+    assert.equal("PONG", c:call("PING"))
+  end)
+
+  it("redis-cli with -a works", function()
+    assert.same({ 0, "PONG\n" }, { H.run({ "redis-cli", "-p", srv.port, "--no-auth-warning", "-a", "s3cret", "PING" }, 10) })
+    local rc, out = H.run({ "redis-cli", "-p", srv.port, "--no-raw", "PING" }, 10)
+    assert.equal(0, rc)
+    assert.equal("(error) NOAUTH Authentication required.\n", out)
+  end)
+
+  it("leaves a clean log after a graceful stop", function()
+    assert_clean_stop(srv)
+  end)
+end)
+
+---------------------------------------------------------------------------
+
+describe("SIGTERM", function()
+  local srv, origin
+  setup(function() _, origin, srv = start() end)
+  teardown(H.cleanup)
+
+  it("stops accepting, lets a slow fetch in flight answer, exits 0", function()
+    origin:reset()
+    local c = srv:client(10)
+    c:send("GET", "slow:9?delay=1.2")
+    H.wait_until(function() return origin:stats().inflight >= 1 end, 3, "fetch reached the origin")
+    local t0 = H.now()
+    srv:signal("TERM")
+    -- no new connections once shutdown began
+    H.wait_until(function() return resp.try_connect("127.0.0.1", srv.port, 0.5) == nil end, 1,
+      "listener closed")
+    local v, kind = c:read_reply()
+    assert.equal("bulk", kind)
+    assert.equal(9, H.json_decode(v).id)
+    local rc = srv:wait_exit(10)
+    assert.equal(0, rc)
+    assert.is_true(H.now() - t0 < 6, "shutdown took " .. (H.now() - t0) .. " s")
+    local log = srv:log()
+    assert.is_nil(log:find("ERROR: %a+Sanitizer"), H.tail(log, 6000))
+    assert.is_nil(log:find("runtime error:", 1, true), H.tail(log, 6000))
+    assert.equal(1, origin:count("/slow/9"))
+  end)
+
+  it("an idle server exits 0 at once", function()
+    local s = H.start_server{ redis_port = H.start_redis().port, policies_dir = srv.policies_dir }
+    local c = s:client()
+    assert.equal("PONG", c:call("PING"))
+    local t0 = H.now()
+    assert.equal(0, s:stop("TERM", 10))
+    assert.is_true(H.now() - t0 < 2, "took " .. (H.now() - t0) .. " s")
+    assert.is_true(c:closed_within(2))
+  end)
+end)
+
+---------------------------------------------------------------------------
+
+describe("--check", function()
+  teardown(H.cleanup)
+
+  it("exits 0 and prints OK for a good folder", function()
+    local dir = H.write_policies{
+      widget = H.simple_policy("http://127.0.0.1:1/widgets/", "ttl = 60"),
+      other = H.simple_policy("http://127.0.0.1:1/x/"),
+    }
+    local rc, out = H.run_luacached({ "--check", "--policies", dir }, 20)
+    assert.equal(0, rc, out)
+    assert.matches("OK", out)
+    assert.is_nil(out:find("ERROR: %a+Sanitizer"), out)
+  end)
+
+  it("exits non-zero with file:line: errors for a bad folder", function()
+    local dir = H.write_policies{
+      widget = H.simple_policy("http://127.0.0.1:1/widgets/", "ttl = 60"),
+      broken = "return {\n  ttl = 5,\n  fetch = function(id, ctx)\n",
+    }
+    local rc, out = H.run_luacached({ "--check", "--policies", dir }, 20)
+    assert.is_true(rc ~= 0 and rc ~= 124, "status " .. tostring(rc) .. ": " .. out)
+    assert.matches("broken%.lua:%d+:", out)
+    assert.is_nil(out:find("ERROR: %a+Sanitizer"), out)
+  end)
+end)
