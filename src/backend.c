@@ -1007,7 +1007,6 @@ static void sub_on_idle(struct redis_link *link)
         link_lost(link, why, LOSS_DROP);
         return;
     }
-    if (link->state != LINK_UP) return; /* cannot happen: not up means a probe is out */
     uint64_t due = sub.last_seen_ms + SUB_PROBE_MS;
     if (now < due) {
         uv_timer_start(link->timer, link_timer_cb, due - now, 0);

@@ -2,11 +2,11 @@
  *
  * A command becomes a request (one reply slot) holding one op per key. An
  * op looks its key up in Redis (one round trip, no Lua) and either answers
- * from the entry or joins the key's fill. A fill runs the policy's fetch
- * once for every op waiting on that key in this process, stores the result
- * (unless an invalidation landed meanwhile) and answers all waiters. */
-#include "cache.h"
-
+ * from the entry or waits on the key's fill (fill.c), which fetches once
+ * across all instances. Invalidations here (SET, DEL) delete the key's fill
+ * lock too, so a fill they overtook cannot store, and are broadcast so
+ * other instances drop what they hold of the key. */
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,26 +14,11 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "cache_int.h"
 #include "config.h"
-#include "dict.h"
-#include "entry.h"
 #include "log.h"
 #include "reply.h"
 #include "util.h"
-
-typedef struct request request_t;
-typedef struct fill fill_t;
-
-typedef struct op {
-    request_t *req;
-    long idx;
-    cache_op_t kind;
-    ns_t *ns;
-    buf_t rkey; /* Redis key: prefix:ns:id */
-    char *id;
-    size_t idlen;
-    struct op *next_waiter;
-} op_t;
 
 struct request {
     slot_t *slot;
@@ -44,53 +29,44 @@ struct request {
     op_t ops[];
 };
 
-/* A value kept from an expired entry, for stale-if-error. */
-typedef struct stale_copy {
-    bool present;
-    int64_t error_until;
-    char *value;
-    size_t len;
-} stale_copy_t;
-
-struct fill {
-    buf_t rkey;
-    ns_t *ns;
-    char *id;
-    size_t idlen;
-    op_t *waiters;
-    bool background;  /* stale-while-revalidate refresh: nobody waits */
-    bool invalidated; /* DEL/SET landed while fetching: do not store */
-    stale_copy_t stale;
-};
-
-static struct {
-    uv_loop_t *loop;
-    dict_t fills; /* rkey -> fill_t, the fills in flight */
-    uint64_t rng;
-} cache;
+uv_loop_t *cache_loop;
+const char *cache_instance_id;
+buf_t cache_channel;
+static char instance_id_buf[24];
+static uint64_t rng_state;
 
 /* ---------------------------------------------------------------------------
- * Helpers
+ * Keys and entries
  * ------------------------------------------------------------------------- */
 
 /* xorshift64*: fast, good enough for jitter and early-refresh draws. */
-static double rand_unit(void)
+double cache_rand(void)
 {
-    uint64_t x = cache.rng;
+    uint64_t x = rng_state;
     x ^= x >> 12;
     x ^= x << 25;
     x ^= x >> 27;
-    cache.rng = x;
+    rng_state = x;
     return (double)((x * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
 }
 
-static void redis_key(buf_t *out, const ns_t *ns, const char *id, size_t idlen)
+/* PREFIX:{NS:ID}: the braces are a Redis Cluster hash tag, so the entry and
+ * its lock (PREFIX:{NS:ID}:lock) share a slot and one script can check the
+ * lock and store the entry atomically (docs/STORAGE.md). */
+void cache_entry_key(buf_t *out, const ns_t *ns, const char *id, size_t idlen)
 {
     buf_append_str(out, cfg.prefix);
-    buf_append(out, ":", 1);
+    buf_append(out, ":{", 2);
     buf_append_str(out, ns->name);
     buf_append(out, ":", 1);
     buf_append(out, id, idlen);
+    buf_append(out, "}", 1);
+}
+
+void cache_lock_key(buf_t *out, const buf_t *entry_key)
+{
+    buf_append(out, entry_key->data, entry_key->len);
+    buf_append(out, ":lock", 5);
 }
 
 static bool valid_ns_char(char ch)
@@ -124,12 +100,10 @@ int cache_key_parse(const char *key, size_t len, cache_key_t *out, buf_t *err)
     return 0;
 }
 
-/* Decode a Redis reply into an entry usable under the namespace's current
- * policy. Entries of another policy version count as absent. */
-static bool usable_entry(const ns_t *ns, const redisReply *r, entry_t *e)
+/* An entry of another policy version counts as absent. */
+bool entry_usable(const ns_t *ns, const char *data, size_t len, entry_t *e)
 {
-    if (!r || r->type != REDIS_REPLY_STRING) return false;
-    if (entry_decode(r->str, r->len, e) != 0) return false;
+    if (entry_decode(data, len, e) != 0) return false;
     return ns->cur && e->version == ns->cur->conf.version;
 }
 
@@ -137,7 +111,7 @@ static bool usable_entry(const ns_t *ns, const redisReply *r, entry_t *e)
  * Requests: collecting per-key answers into one reply
  * ------------------------------------------------------------------------- */
 
-static buf_t *op_out(op_t *op)
+buf_t *op_out(op_t *op)
 {
     request_t *r = op->req;
     return r->as_array ? &r->parts[op->idx] : &r->slot->buf;
@@ -156,8 +130,7 @@ static void request_free(request_t *r)
     free(r);
 }
 
-/* One op has written its answer. */
-static void op_done(op_t *op)
+void op_done(op_t *op)
 {
     request_t *r = op->req;
     if (--r->remaining > 0) return;
@@ -170,182 +143,11 @@ static void op_done(op_t *op)
     request_free(r);
 }
 
-static void op_answer_entry_value(op_t *op, const entry_t *e)
+void op_answer_entry(op_t *op, const entry_t *e)
 {
     if (e->kind == ENTRY_VALUE) reply_bulk(op_out(op), e->value, e->len);
     else if (e->kind == ENTRY_NEGATIVE) reply_nil(op_out(op));
     else reply_error(op_out(op), "fetch failed: %.*s", (int)e->len, e->value);
-}
-
-/* ---------------------------------------------------------------------------
- * Fills: one fetch per key in flight
- * ------------------------------------------------------------------------- */
-
-static void on_stored(void *priv, redisReply *reply)
-{
-    ns_t *ns = priv;
-    if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        ns->stats.store_errors++;
-        if (reply) log_warn("storing in redis failed: %s", reply->str);
-    }
-}
-
-static void store_entry(fill_t *f, const entry_t *e)
-{
-    if (f->invalidated) {
-        f->ns->stats.invalidations_race++;
-        return;
-    }
-    buf_t val = {0};
-    entry_encode(&val, e);
-    long long px = (long long)entry_redis_ttl_ms(e, now_ms());
-    if (backend_cmd(on_stored, f->ns, "SET %b %b PX %lld", f->rkey.data, f->rkey.len, val.data,
-                    val.len, px) == 0)
-        f->ns->stats.stores++;
-    buf_free(&val);
-}
-
-/* Build the entry a fetch result should be stored as. */
-static void entry_from_fetch(const policy_conf_t *pc, const fetch_result_t *r, entry_t *e)
-{
-    int64_t now = now_ms();
-    memset(e, 0, sizeof(*e));
-    e->version = pc->version;
-    e->fetch_ms = (int64_t)llround(r->duration * 1000.0);
-    e->stored_at = now;
-    if (r->kind == FETCH_OK) {
-        e->kind = ENTRY_VALUE;
-        e->value = r->value;
-        e->len = r->len;
-        e->fresh_until = now + ttl_jittered_ms(r->ttl, pc->ttl_jitter, rand_unit());
-        e->stale_until = e->fresh_until + (int64_t)llround(pc->stale_ttl * 1000.0);
-        e->error_until = e->fresh_until + (int64_t)llround(pc->stale_if_error * 1000.0);
-    } else if (r->kind == FETCH_NOT_FOUND) {
-        e->kind = ENTRY_NEGATIVE;
-        e->fresh_until = now + ttl_jittered_ms(r->ttl, pc->ttl_jitter, rand_unit());
-        e->stale_until = e->error_until = e->fresh_until;
-    } else {
-        e->kind = ENTRY_ERROR;
-        e->value = r->error;
-        e->len = strlen(r->error);
-        e->fresh_until = now + (int64_t)llround(pc->error_ttl * 1000.0);
-        e->stale_until = e->error_until = e->fresh_until;
-    }
-}
-
-static void count_fetch(ns_stats_t *s, const fetch_result_t *r)
-{
-    switch (r->kind) {
-    case FETCH_OK: s->fetch_ok++; break;
-    case FETCH_NOT_FOUND: s->fetch_not_found++; break;
-    case FETCH_ERROR: s->fetch_error++; break;
-    case FETCH_TIMEOUT: s->fetch_timeout++; break;
-    }
-    ns_stats_observe_fetch(s, r->duration);
-}
-
-static void fill_free(fill_t *f)
-{
-    buf_free(&f->rkey);
-    free(f->id);
-    free(f->stale.value);
-    free(f);
-}
-
-static void on_fetched(void *priv, const fetch_result_t *r)
-{
-    fill_t *f = priv;
-    ns_t *ns = f->ns;
-    /* Out of the table first: requests from now on start a new fill. */
-    dict_del(&cache.fills, f->rkey.data, f->rkey.len);
-    count_fetch(&ns->stats, r);
-    fetch_result_t res = *r;
-    if (res.kind == FETCH_OK && res.len > cfg.max_value) {
-        res.kind = FETCH_ERROR;
-        res.error = "value exceeds --max-value";
-    }
-    const policy_conf_t *pc = ns->cur ? &ns->cur->conf : NULL;
-    entry_t e;
-    bool serve_stale = false;
-    if (pc) {
-        entry_from_fetch(pc, &res, &e);
-        if (res.kind == FETCH_OK || (res.kind == FETCH_NOT_FOUND && pc->negative_ttl > 0)) {
-            store_entry(f, &e);
-        } else if (res.kind == FETCH_ERROR || res.kind == FETCH_TIMEOUT) {
-            serve_stale = f->stale.present && now_ms() < f->stale.error_until;
-            if (!serve_stale && pc->error_ttl > 0) store_entry(f, &e);
-        }
-    }
-    op_t *w = f->waiters;
-    while (w) {
-        op_t *next = w->next_waiter;
-        buf_t *out = op_out(w);
-        if (res.kind == FETCH_OK) {
-            reply_bulk(out, res.value, res.len);
-        } else if (res.kind == FETCH_NOT_FOUND) {
-            reply_nil(out);
-        } else if (serve_stale) {
-            ns->stats.stale_error++;
-            reply_bulk(out, f->stale.value, f->stale.len);
-        } else {
-            reply_error(out, "fetch failed: %s", res.error ? res.error : "unknown error");
-        }
-        op_done(w);
-        w = next;
-    }
-    fill_free(f);
-}
-
-static fill_t *fill_start(ns_t *ns, const buf_t *rkey, const char *id, size_t idlen,
-                          const entry_t *stale, bool background)
-{
-    fill_t *f = xcalloc(1, sizeof(*f));
-    buf_append(&f->rkey, rkey->data, rkey->len);
-    f->ns = ns;
-    f->id = xmemdup(id, idlen);
-    f->idlen = idlen;
-    f->background = background;
-    if (stale && stale->kind == ENTRY_VALUE) {
-        f->stale.present = true;
-        f->stale.error_until = stale->error_until;
-        f->stale.value = xmemdup(stale->value, stale->len);
-        f->stale.len = stale->len;
-    }
-    dict_set(&cache.fills, f->rkey.data, f->rkey.len, f);
-    return f;
-}
-
-/* fetch_start may answer at once, freeing f: nothing may touch f after. */
-static void fill_run(fill_t *f)
-{
-    fetch_start(f->ns->cur, f->id, f->idlen, on_fetched, f);
-}
-
-static void fill_join(fill_t *f, op_t *op)
-{
-    op->next_waiter = f->waiters;
-    f->waiters = op;
-}
-
-/* A miss: wait for the key's fill, starting one if none is in flight. */
-static void op_fill(op_t *op, const entry_t *stale)
-{
-    fill_t *f = dict_get(&cache.fills, op->rkey.data, op->rkey.len);
-    if (f) {
-        op->ns->stats.coalesced++;
-        fill_join(f, op);
-        f->background = false;
-        return;
-    }
-    f = fill_start(op->ns, &op->rkey, op->id, op->idlen, stale, false);
-    fill_join(f, op);
-    fill_run(f);
-}
-
-static void background_refresh(op_t *op, const entry_t *stale)
-{
-    if (dict_get(&cache.fills, op->rkey.data, op->rkey.len)) return;
-    fill_run(fill_start(op->ns, &op->rkey, op->id, op->idlen, stale, true));
 }
 
 /* ---------------------------------------------------------------------------
@@ -355,23 +157,32 @@ static void background_refresh(op_t *op, const entry_t *stale)
 static void answer_get(op_t *op, const entry_t *e, bool have)
 {
     ns_stats_t *s = &op->ns->stats;
-    entry_state_t st = have ? entry_state(e, now_ms()) : STATE_EXPIRED;
+    int64_t now = now_ms();
+    entry_state_t st = have ? entry_state(e, now) : STATE_EXPIRED;
     if (st == STATE_FRESH) {
         if (e->kind == ENTRY_NEGATIVE) s->negative_hits++;
         else s->hits_redis++;
-        op_answer_entry_value(op, e);
+        op_answer_entry(op, e);
+        /* XFetch: refresh early, with a probability that rises toward
+         * expiry, so a hot key is renewed before anyone misses it. */
+        double beta = op->ns->cur->conf.early_refresh;
+        if (beta > 0 && e->kind == ENTRY_VALUE &&
+            xfetch_should_refresh(now, e->fresh_until, e->fetch_ms, beta, cache_rand())) {
+            s->early_refreshes++;
+            fill_background(op->ns, &op->rkey, op->id, op->idlen, e);
+        }
         op_done(op);
         return;
     }
     if (st == STATE_STALE && e->kind == ENTRY_VALUE) {
         s->stale_revalidate++;
         reply_bulk(op_out(op), e->value, e->len);
-        background_refresh(op, e);
+        fill_background(op->ns, &op->rkey, op->id, op->idlen, e);
         op_done(op);
         return;
     }
     s->misses++;
-    op_fill(op, have && st != STATE_EXPIRED ? e : NULL);
+    fill_wait(op, have && st != STATE_EXPIRED ? e : NULL);
 }
 
 static void answer_peek(op_t *op, const entry_t *e, bool have)
@@ -379,10 +190,10 @@ static void answer_peek(op_t *op, const entry_t *e, bool have)
     buf_t *out = op_out(op);
     int64_t now = now_ms();
     entry_state_t st = have ? entry_state(e, now) : STATE_EXPIRED;
-    if (!have || (st != STATE_FRESH && e->kind != ENTRY_VALUE)) {
+    if (!have || st == STATE_EXPIRED || (st != STATE_FRESH && e->kind != ENTRY_VALUE)) {
         reply_nil(out);
     } else {
-        const char *state = st != STATE_FRESH ? "stale"
+        const char *state = st != STATE_FRESH              ? "stale"
                             : e->kind == ENTRY_NEGATIVE ? "negative"
                             : e->kind == ENTRY_ERROR    ? "error"
                                                         : "fresh";
@@ -412,32 +223,28 @@ static void on_lookup(void *priv, redisReply *reply)
 {
     op_t *op = priv;
     entry_t e;
-    bool have = usable_entry(op->ns, reply, &e);
+    bool have = reply && reply->type == REDIS_REPLY_STRING &&
+                entry_usable(op->ns, reply->str, reply->len, &e);
     switch (op->kind) {
     case CACHE_GET: answer_get(op, &e, have); break;
     case CACHE_PEEK: answer_peek(op, &e, have); break;
     case CACHE_TTL:
     case CACHE_PTTL: answer_ttl(op, &e, have); break;
-    case CACHE_REFRESH: op_fill(op, NULL); break;
+    case CACHE_REFRESH: fill_wait(op, have ? &e : NULL); break;
     }
 }
 
 static void op_start(op_t *op)
 {
     if (op->kind == CACHE_REFRESH) {
-        op_fill(op, NULL);
+        fill_wait(op, NULL);
         return;
     }
-    if (op->kind == CACHE_GET) {
-        /* A fill that clients wait on is already under way: wait with them
-         * rather than ask Redis for what is known to be missing. */
-        fill_t *f = dict_get(&cache.fills, op->rkey.data, op->rkey.len);
-        if (f && !f->background) {
-            op->ns->stats.misses++;
-            op->ns->stats.coalesced++;
-            fill_join(f, op);
-            return;
-        }
+    /* A fill that clients wait on is under way here: wait with them rather
+     * than ask Redis for what is known to be missing. */
+    if (op->kind == CACHE_GET && fill_join_if_running(op)) {
+        op->ns->stats.misses++;
+        return;
     }
     if (backend_cmd(on_lookup, op, "GET %b", op->rkey.data, op->rkey.len) != 0)
         on_lookup(op, NULL); /* Redis down: fail open */
@@ -467,21 +274,32 @@ void cache_read(slot_t *slot, cache_op_t kind, const cache_key_t *keys, long nke
         op->ns = keys[i].ns;
         op->id = xmemdup(keys[i].id, keys[i].idlen);
         op->idlen = keys[i].idlen;
-        redis_key(&op->rkey, op->ns, op->id, op->idlen);
+        cache_entry_key(&op->rkey, op->ns, op->id, op->idlen);
         count_request(&op->ns->stats, kind, as_array);
     }
-    /* Ops may finish synchronously (and the last one frees r). */
+    /* Ops may finish synchronously and the last one frees r: the loop only
+     * reads r before starting op i, and op n-1 is the last thing it does. */
     for (long i = 0, n = nkeys; i < n; i++) op_start(&r->ops[i]);
 }
 
 /* ---------------------------------------------------------------------------
- * Writes: SET and DEL
+ * Invalidation: SET and DEL
  * ------------------------------------------------------------------------- */
 
-static void invalidate_fill(const buf_t *rkey)
+/* Drop the key's fill lock (a fill that overtook us then cannot store),
+ * stop a local fill from storing, and tell the other instances. */
+static void invalidate_key(const buf_t *rkey)
 {
-    fill_t *f = dict_get(&cache.fills, rkey->data, rkey->len);
-    if (f) f->invalidated = true;
+    fill_invalidate(rkey);
+    buf_t lkey = {0};
+    cache_lock_key(&lkey, rkey);
+    backend_cmd(NULL, NULL, "DEL %b", lkey.data, lkey.len);
+    buf_free(&lkey);
+    buf_t msg = {0};
+    buf_printf(&msg, "I %s ", cache_instance_id);
+    buf_append(&msg, rkey->data, rkey->len);
+    backend_publish(cache_channel.data, msg.data, msg.len);
+    buf_free(&msg);
 }
 
 static void on_set(void *priv, redisReply *reply)
@@ -500,13 +318,13 @@ void cache_set(slot_t *slot, const cache_key_t *key, const char *value, size_t v
     policy_t *p = ns->cur;
     ns->stats.requests_set++;
     buf_t rkey = {0};
-    redis_key(&rkey, ns, key->id, key->idlen);
+    cache_entry_key(&rkey, ns, key->id, key->idlen);
     if (ttl_ms < 0) {
         const char *err = NULL;
         double ttl = p->conf.ttl_is_fn ? policy_ttl_for(p, key->id, key->idlen, value, vlen, &err)
                                        : p->conf.ttl;
         if (err) log_warn("[%s] ttl function failed for SET: %s", ns->name, err);
-        ttl_ms = ttl_jittered_ms(ttl, p->conf.ttl_jitter, rand_unit());
+        ttl_ms = ttl_jittered_ms(ttl, p->conf.ttl_jitter, cache_rand());
     }
     int64_t now = now_ms();
     entry_t e = {.kind = ENTRY_VALUE, .version = p->conf.version, .value = value, .len = vlen};
@@ -516,12 +334,15 @@ void cache_set(slot_t *slot, const cache_key_t *key, const char *value, size_t v
     e.error_until = e.fresh_until + (int64_t)llround(p->conf.stale_if_error * 1000.0);
     buf_t val = {0};
     entry_encode(&val, &e);
-    invalidate_fill(&rkey); /* a fetch started before this SET must not overwrite it */
     long long px = (long long)entry_redis_ttl_ms(&e, now);
     if (backend_cmd(on_set, slot, "SET %b %b PX %lld", rkey.data, rkey.len, val.data, val.len,
                     px) != 0) {
         reply_error(&slot->buf, "backend unavailable, value not stored");
         slot_finish(slot);
+    } else {
+        /* After the SET on the same link: the lock goes after the value is
+         * in place, so a waiting instance re-reads the new value. */
+        invalidate_key(&rkey);
     }
     buf_free(&val);
     buf_free(&rkey);
@@ -558,20 +379,44 @@ void cache_del(slot_t *slot, const cache_key_t *keys, long nkeys)
     buf_t rkey = {0};
     for (long i = 0; i < nkeys; i++) {
         buf_reset(&rkey);
-        redis_key(&rkey, keys[i].ns, keys[i].id, keys[i].idlen);
+        cache_entry_key(&rkey, keys[i].ns, keys[i].id, keys[i].idlen);
         keys[i].ns->stats.requests_del++;
         keys[i].ns->stats.invalidations_del++;
-        invalidate_fill(&rkey);
-        /* One DEL per key: keys of a namespace may live in different
-         * cluster slots (SPEC §9). */
+        /* One DEL per key: keys of a namespace live in different cluster
+         * slots (SPEC §9). */
         d->remaining++;
         if (backend_cmd(on_del, d, "DEL %b", rkey.data, rkey.len) != 0) {
             d->remaining--;
             d->failed = true;
         }
+        invalidate_key(&rkey);
     }
     buf_free(&rkey);
     if (--d->remaining == 0) del_finish(d);
+}
+
+/* ---------------------------------------------------------------------------
+ * Broadcasts between instances: "F <instance> <rkey>" a fill landed,
+ * "I <instance> <rkey>" a key was invalidated.
+ * ------------------------------------------------------------------------- */
+
+static void on_broadcast(const char *msg, size_t len)
+{
+    if (len < 4 || msg[1] != ' ') return;
+    const char *inst = msg + 2;
+    const char *sp = memchr(inst, ' ', len - 2);
+    if (!sp) return;
+    size_t ilen = (size_t)(sp - inst);
+    if (ilen == strlen(cache_instance_id) && memcmp(inst, cache_instance_id, ilen) == 0)
+        return; /* our own: already applied */
+    const char *rkey = sp + 1;
+    size_t rlen = len - (size_t)(rkey - msg);
+    if (msg[0] == 'F') {
+        fill_remote_landed(rkey, rlen);
+    } else if (msg[0] == 'I') {
+        buf_t k = {.data = (char *)rkey, .len = rlen, .cap = rlen};
+        fill_invalidate(&k);
+    }
 }
 
 /* ---------------------------------------------------------------------------
@@ -580,19 +425,32 @@ void cache_del(slot_t *slot, const cache_key_t *keys, long nkeys)
 
 void cache_init(uv_loop_t *loop)
 {
-    cache.loop = loop;
-    dict_init(&cache.fills);
-    cache.rng = (uint64_t)now_ms() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ULL;
-    if (!cache.rng) cache.rng = 1;
+    cache_loop = loop;
+    rng_state = (uint64_t)now_ms() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ULL;
+    if (!rng_state) rng_state = 1;
+    snprintf(instance_id_buf, sizeof(instance_id_buf), "%016" PRIx64,
+             (uint64_t)(cache_rand() * 18446744073709551615.0));
+    cache_instance_id = instance_id_buf;
+    buf_printf(&cache_channel, "%s:#events", cfg.prefix);
+    buf_append(&cache_channel, "", 1);
+    cache_channel.len--; /* NUL-terminated for the backend */
+    fills_init();
+    if (backend_subscribe(cache_channel.data, on_broadcast, fills_resync) != 0)
+        log_warn("cannot subscribe to %s: other instances' fills will be polled", cache_channel.data);
 }
 
 size_t cache_fills_in_flight(void)
 {
-    return cache.fills.count;
+    return fills_in_flight();
+}
+
+void cache_shutdown(void)
+{
+    fills_shutdown();
 }
 
 void cache_close(void)
 {
-    /* Fills end through fetch_abort_all() before this; the table is empty. */
-    dict_free(&cache.fills);
+    fills_close();
+    buf_free(&cache_channel);
 }

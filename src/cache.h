@@ -22,6 +22,8 @@ typedef struct cache_key {
 } cache_key_t;
 
 void cache_init(uv_loop_t *loop);
+/* Shutdown grace over: fail what waits; start no new fetches. */
+void cache_shutdown(void);
 void cache_close(void);
 size_t cache_fills_in_flight(void);
 

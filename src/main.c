@@ -55,6 +55,7 @@ static void close_everything(void)
     uv_close((uv_handle_t *)&sig_term, NULL);
     uv_close((uv_handle_t *)&sig_int, NULL);
     uv_close((uv_handle_t *)&sig_hup, NULL);
+    cache_shutdown(); /* before backend_close: its NULL replies must not start fetches */
     server_close_clients();
     backend_close();
     engine_close();
@@ -76,6 +77,7 @@ static void on_shutdown_tick(uv_timer_t *t)
     if (!aborted_fetches && mono_ms() - shutdown_started >= (uint64_t)cfg.shutdown_grace_ms) {
         log_warn("shutdown grace over: failing %zu fetches still in flight", fetches_in_flight());
         aborted_fetches = true;
+        cache_shutdown();
         fetch_abort_all();
     } else if (aborted_fetches && mono_ms() - shutdown_started >=
                                       (uint64_t)cfg.shutdown_grace_ms + 2 * cfg.backend_timeout_ms) {

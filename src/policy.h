@@ -74,7 +74,8 @@ void engine_close(void); /* aborts fetches (see fetch_abort_all), closes all sta
 
 /* Load every *.lua in the policies folder. Returns the number that failed
  * (each logged, kept in ns->last_error). A namespace whose load failed still
- * exists (so it can answer "failed to load"). */
+ * exists (so it can answer "failed to load"). Calling it again rescans:
+ * new files become namespaces, known ones are reloaded. */
 int engine_load_all(void);
 /* Reload one namespace from disk: 0 ok, -1 failed (old version stays; error
  * in ns->last_error). Used by RELOAD and hot reload. */
@@ -106,7 +107,7 @@ typedef struct fetch_result {
     const char *value; /* FETCH_OK: bytes to store (strings as-is, tables as JSON) */
     size_t len;
     double ttl; /* OK: seconds fresh before jitter (opts.ttl, else ttl(id,value), else conf.ttl)
-                   NOT_FOUND: conf.negative_ttl */
+                   NOT_FOUND: opts.ttl of `return nil, {ttl=}`, else conf.negative_ttl */
     const char *const *tags; /* OK: opts.tags */
     size_t ntags;
     const char *error;  /* ERROR/TIMEOUT: message for "-ERR fetch failed: <message>" */

@@ -193,7 +193,7 @@ function M.new(o)
             end
         end
         if v == nil then return nil, ttl or conf.negative_ttl end
-        local tv = type(v)
+        local tv, value = type(v), v
         if tv == "table" then
             local ok, s = pcall(encode, v)
             if not ok then
@@ -205,7 +205,7 @@ function M.new(o)
         end
         if ttl == nil then
             if ttl_fn then
-                ttl = ttl_fn(id, v)
+                ttl = ttl_fn(id, value)
                 if not nonneg(ttl) then
                     error("ttl(id, value) must return a number >= 0 " .. got(ttl), 0)
                 end
@@ -222,9 +222,9 @@ function M.new(o)
         return finish(id, fetch_fn(id, ctx))
     end
 
-    -- TTL of a value stored by SET; the policy's ttl(id, value) sees the
-    -- stored bytes, as it does for fetched values (a table result is passed
-    -- as its JSON text).
+    -- TTL of a value stored by SET: ttl(id, value) gets the bytes as a
+    -- string. (After a fetch it gets what fetch returned, a table or a
+    -- string, so a policy that returns tables should accept both.)
     function rt.ttl_for(id, value)
         if not ttl_fn then return conf.ttl end
         local ttl = ttl_fn(id, value)

@@ -102,7 +102,7 @@ describe("fail-open", function()
     local before = origin:count("/widgets/up1")
     for _ = 1, 3 do timed_get(c, "widget:up1", 1) end
     assert.equal(before, origin:count("/widgets/up1"))
-    assert.is_string((redis:call("GET", "lc:widget:up1")))
+    assert.is_string((redis:call("GET", "lc:{widget:up1}")))
     assert_clean_exit(srv)
   end)
 

@@ -407,6 +407,11 @@ describe("SIGTERM", function()
     assert.equal(0, s:stop("TERM", 10))
     assert.is_true(H.now() - t0 < 2, "took " .. (H.now() - t0) .. " s")
     assert.is_true(c:closed_within(2))
+    -- SIGINT likewise
+    local s2 = H.start_server{ redis_port = H.start_redis().port, policies_dir = srv.policies_dir }
+    assert.equal("PONG", s2:call("PING"))
+    assert.equal(0, s2:stop("INT", 10))
+    assert.is_nil(s2:log():find("ERROR: %a+Sanitizer"), H.tail(s2:log(), 6000))
   end)
 end)
 

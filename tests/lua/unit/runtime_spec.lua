@@ -97,17 +97,18 @@ describe("luacached.runtime", function()
             assert.matches("too many tags", err)
         end)
 
-        it("asks ttl(id, value) with the stored bytes", function()
+        it("asks ttl(id, value) with what fetch returned", function()
             local seen
-            local policy = {
-                ttl = function(id, v)
-                    seen = { id, v }
-                    return #v
-                end,
-                fetch = function() return { a = 1 } end,
-            }
-            assert.are.same({ '{"a":1}', 7 }, { fetch(policy, "9") })
-            assert.are.same({ "9", '{"a":1}' }, seen)
+            local policy = { fetch = function() return { a = 1 } end }
+            policy.ttl = function(id, v)
+                seen = { id, v }
+                return v.a
+            end
+            assert.are.same({ '{"a":1}', 1 }, { fetch(policy, "9") })
+            assert.are.same({ "9", { a = 1 } }, seen)
+            policy.fetch = function() return "str" end
+            policy.ttl = function(_, v) return #v end
+            assert.are.same({ "str", 3 }, { fetch(policy, "9") })
         end)
 
         it("fails the fetch when ttl(id, value) fails or returns nonsense", function()

@@ -1,0 +1,600 @@
+/* fill.c: one origin fetch per missing key, across every instance that
+ * shares the Redis (SPEC §5).
+ *
+ * In this process, concurrent misses of a key join one fill. Across
+ * processes, a fill first takes the key's lock in Redis:
+ *
+ *     SET <key>:lock <token> NX PX <lock_timeout>   and, pipelined,   GET <key>
+ *
+ *  - lock taken, entry fresh: another instance's fill landed just before;
+ *    release the lock and answer from the entry.
+ *  - lock taken: fetch, then store only if we still hold the lock (one
+ *    script: compare token, SET entry, DEL lock) and PUBLISH "F" so
+ *    waiting instances re-read at once. An invalidation deletes the lock,
+ *    so a fill it overtook cannot store (SPEC §3).
+ *  - lock held elsewhere: wait for the "F" broadcast (or the subscription's
+ *    resync), then re-read. Nothing usable there (the other fetch failed or
+ *    was invalidated): try the lock again. After lock_timeout of waiting in
+ *    total, take the fill over and fetch without the lock (counted).
+ *  - Redis unreachable: fetch without a lock (fail open, SPEC §6).
+ * A background fill (stale-while-revalidate, early refresh) that finds the
+ * lock held just ends: someone else is already refreshing. */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "cache_int.h"
+#include "config.h"
+#include "dict.h"
+#include "log.h"
+#include "reply.h"
+#include "util.h"
+
+/* Store the entry only while holding the lock; then drop the lock. */
+static const char STORE_IF_LOCKED[] =
+    "if redis.call('get',KEYS[2])==ARGV[1] then "
+    "redis.call('set',KEYS[1],ARGV[2],'px',ARGV[3]) redis.call('del',KEYS[2]) return 1 end "
+    "return 0";
+/* Release a lock only if it is still ours. */
+static const char RELEASE_LOCK[] =
+    "if redis.call('get',KEYS[1])==ARGV[1] then return redis.call('del',KEYS[1]) end return 0";
+
+/* How often a remote wait re-reads the entry while the subscription that
+ * would tell it is down. */
+#define UNSUBSCRIBED_POLL_MS 100
+
+typedef enum fill_state {
+    FILL_LOCKING,  /* SET NX + GET sent */
+    FILL_WAITING,  /* lock held elsewhere; waiting for its broadcast */
+    FILL_CHECKING, /* re-reading the entry after a broadcast */
+    FILL_FETCHING, /* the policy's fetch runs here */
+    FILL_DONE,
+} fill_state_t;
+
+typedef enum lock_result { LOCK_NONE, LOCK_TAKEN, LOCK_HELD, LOCK_FAILED } lock_result_t;
+
+typedef struct fill {
+    fill_state_t state;
+    int refs; /* the table, each backend reply awaited, the fetch, the timer */
+    buf_t rkey, lkey;
+    ns_t *ns;
+    char *id;
+    size_t idlen;
+    op_t *waiters;
+    bool background;  /* nobody waits: stale-while-revalidate / early refresh */
+    bool force;       /* REFRESH: fetch even if the entry is fresh */
+    bool invalidated; /* an invalidation landed while in flight: do not store */
+    bool own_lock;
+    lock_result_t lock;
+    char token[48];
+    int64_t created_ms;
+    uint64_t wait_started; /* mono ms, 0 before the first wait */
+    uv_timer_t *timer;
+    struct {
+        bool present;
+        int64_t error_until;
+        char *value;
+        size_t len;
+    } stale;
+} fill_t;
+
+static dict_t fills; /* rkey -> fill in flight in this process */
+static uint64_t token_seq;
+static bool shutting_down;
+
+static void fill_lock(fill_t *f);
+static void fill_fetch(fill_t *f);
+
+/* ---------------------------------------------------------------------------
+ * Lifetime
+ * ------------------------------------------------------------------------- */
+
+static void fill_free(fill_t *f)
+{
+    buf_free(&f->rkey);
+    buf_free(&f->lkey);
+    free(f->id);
+    free(f->stale.value);
+    free(f);
+}
+
+static void fill_unref(fill_t *f)
+{
+    if (--f->refs == 0) fill_free(f);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    fill_t *f = h->data;
+    free(h);
+    fill_unref(f);
+}
+
+static void stop_timer(fill_t *f)
+{
+    if (!f->timer) return;
+    uv_close((uv_handle_t *)f->timer, on_timer_closed);
+    f->timer = NULL;
+}
+
+/* Leave the table: requests from now on start a new fill. */
+static void fill_finish(fill_t *f)
+{
+    if (f->state == FILL_DONE) return;
+    f->state = FILL_DONE;
+    if (dict_get(&fills, f->rkey.data, f->rkey.len) == f)
+        dict_del(&fills, f->rkey.data, f->rkey.len);
+    stop_timer(f);
+    fill_unref(f); /* the table's reference */
+}
+
+static fill_t *fill_new(ns_t *ns, const buf_t *rkey, const char *id, size_t idlen,
+                        const entry_t *stale)
+{
+    fill_t *f = xcalloc(1, sizeof(*f));
+    f->refs = 1;
+    buf_append(&f->rkey, rkey->data, rkey->len);
+    cache_lock_key(&f->lkey, rkey);
+    f->ns = ns;
+    f->id = xmemdup(id, idlen);
+    f->idlen = idlen;
+    f->created_ms = now_ms();
+    snprintf(f->token, sizeof(f->token), "%s-%" PRIu64, cache_instance_id, ++token_seq);
+    if (stale && stale->kind == ENTRY_VALUE) {
+        f->stale.present = true;
+        f->stale.error_until = stale->error_until;
+        f->stale.value = xmemdup(stale->value, stale->len);
+        f->stale.len = stale->len;
+    }
+    dict_set(&fills, f->rkey.data, f->rkey.len, f);
+    return f;
+}
+
+/* ---------------------------------------------------------------------------
+ * Answering waiters
+ * ------------------------------------------------------------------------- */
+
+static void answer_from_entry(fill_t *f, const entry_t *e)
+{
+    op_t *w = f->waiters;
+    f->waiters = NULL;
+    while (w) {
+        op_t *next = w->next_waiter;
+        op_answer_entry(w, e);
+        op_done(w);
+        w = next;
+    }
+}
+
+static void answer_from_fetch(fill_t *f, const fetch_result_t *r, bool serve_stale)
+{
+    op_t *w = f->waiters;
+    f->waiters = NULL;
+    while (w) {
+        op_t *next = w->next_waiter;
+        buf_t *out = op_out(w);
+        if (r->kind == FETCH_OK) {
+            reply_bulk(out, r->value, r->len);
+        } else if (r->kind == FETCH_NOT_FOUND) {
+            reply_nil(out);
+        } else if (serve_stale) {
+            f->ns->stats.stale_error++;
+            reply_bulk(out, f->stale.value, f->stale.len);
+        } else {
+            reply_error(out, "fetch failed: %s", r->error ? r->error : "unknown error");
+        }
+        op_done(w);
+        w = next;
+    }
+}
+
+/* ---------------------------------------------------------------------------
+ * Storing and broadcasting
+ * ------------------------------------------------------------------------- */
+
+static void on_stored(void *priv, redisReply *reply)
+{
+    ns_t *ns = priv;
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        ns->stats.store_errors++;
+        if (reply) log_warn("[%s] storing in redis failed: %s", ns->name, reply->str);
+    } else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0) {
+        /* Our lock was gone: an invalidation (or a lease that ran out)
+         * overtook this fill, so its result must not be stored. */
+        ns->stats.invalidations_race++;
+    }
+}
+
+static void publish_landed(const buf_t *rkey)
+{
+    buf_t msg = {0};
+    buf_printf(&msg, "F %s ", cache_instance_id);
+    buf_append(&msg, rkey->data, rkey->len);
+    backend_publish(cache_channel.data, msg.data, msg.len);
+    buf_free(&msg);
+}
+
+static void release_lock(fill_t *f)
+{
+    if (!f->own_lock) return;
+    f->own_lock = false;
+    backend_cmd(NULL, NULL, "EVAL %s 1 %b %s", RELEASE_LOCK, f->lkey.data, f->lkey.len, f->token);
+}
+
+static void store(fill_t *f, const entry_t *e)
+{
+    if (f->invalidated) {
+        f->ns->stats.invalidations_race++;
+        release_lock(f);
+        return;
+    }
+    buf_t val = {0};
+    entry_encode(&val, e);
+    long long px = (long long)entry_redis_ttl_ms(e, now_ms());
+    int rc;
+    if (f->own_lock) {
+        f->own_lock = false; /* the script drops it */
+        rc = backend_cmd(on_stored, f->ns, "EVAL %s 2 %b %b %s %b %lld", STORE_IF_LOCKED,
+                         f->rkey.data, f->rkey.len, f->lkey.data, f->lkey.len, f->token, val.data,
+                         val.len, px);
+    } else {
+        rc = backend_cmd(on_stored, f->ns, "SET %b %b PX %lld", f->rkey.data, f->rkey.len,
+                         val.data, val.len, px);
+    }
+    if (rc == 0) f->ns->stats.stores++;
+    buf_free(&val);
+}
+
+static void entry_from_fetch(const policy_conf_t *pc, const fetch_result_t *r, entry_t *e)
+{
+    int64_t now = now_ms();
+    memset(e, 0, sizeof(*e));
+    e->version = pc->version;
+    e->fetch_ms = (int64_t)llround(r->duration * 1000.0);
+    e->stored_at = now;
+    if (r->kind == FETCH_OK) {
+        e->kind = ENTRY_VALUE;
+        e->value = r->value;
+        e->len = r->len;
+        e->fresh_until = now + ttl_jittered_ms(r->ttl, pc->ttl_jitter, cache_rand());
+        e->stale_until = e->fresh_until + (int64_t)llround(pc->stale_ttl * 1000.0);
+        e->error_until = e->fresh_until + (int64_t)llround(pc->stale_if_error * 1000.0);
+    } else if (r->kind == FETCH_NOT_FOUND) {
+        e->kind = ENTRY_NEGATIVE;
+        e->fresh_until = now + ttl_jittered_ms(r->ttl, pc->ttl_jitter, cache_rand());
+        e->stale_until = e->error_until = e->fresh_until;
+    } else {
+        e->kind = ENTRY_ERROR;
+        e->value = r->error ? r->error : "unknown error";
+        e->len = strlen(e->value);
+        e->fresh_until = now + (int64_t)llround(pc->error_ttl * 1000.0);
+        e->stale_until = e->error_until = e->fresh_until;
+    }
+}
+
+static void count_fetch(ns_stats_t *s, const fetch_result_t *r)
+{
+    switch (r->kind) {
+    case FETCH_OK: s->fetch_ok++; break;
+    case FETCH_NOT_FOUND: s->fetch_not_found++; break;
+    case FETCH_ERROR: s->fetch_error++; break;
+    case FETCH_TIMEOUT: s->fetch_timeout++; break;
+    }
+    ns_stats_observe_fetch(s, r->duration);
+}
+
+/* ---------------------------------------------------------------------------
+ * Fetching
+ * ------------------------------------------------------------------------- */
+
+static void on_fetched(void *priv, const fetch_result_t *r)
+{
+    fill_t *f = priv;
+    ns_t *ns = f->ns;
+    count_fetch(&ns->stats, r);
+    fetch_result_t res = *r;
+    if (res.kind == FETCH_OK && res.len > cfg.max_value) {
+        res.kind = FETCH_ERROR;
+        res.error = "value exceeds --max-value";
+    }
+    bool serve_stale = false;
+    if (ns->cur) {
+        const policy_conf_t *pc = &ns->cur->conf;
+        entry_t e;
+        entry_from_fetch(pc, &res, &e);
+        if (res.kind == FETCH_OK || (res.kind == FETCH_NOT_FOUND && res.ttl > 0)) {
+            store(f, &e);
+        } else {
+            serve_stale = (res.kind == FETCH_ERROR || res.kind == FETCH_TIMEOUT) &&
+                          f->stale.present && now_ms() < f->stale.error_until;
+            if (res.kind != FETCH_NOT_FOUND && !serve_stale && pc->error_ttl > 0) store(f, &e);
+        }
+    }
+    release_lock(f);
+    /* Tell waiting instances to look, whatever happened: if nothing was
+     * stored they take the lock and try themselves. */
+    publish_landed(&f->rkey);
+    answer_from_fetch(f, &res, serve_stale);
+    fill_finish(f);
+    fill_unref(f); /* the fetch's reference */
+}
+
+static void fill_fetch(fill_t *f)
+{
+    stop_timer(f);
+    f->state = FILL_FETCHING;
+    if (shutting_down || !f->ns->cur) {
+        fetch_result_t r = {.kind = FETCH_ERROR, .error = "shutting down"};
+        f->refs++;
+        on_fetched(f, &r);
+        return;
+    }
+    f->refs++;
+    /* May call on_fetched before returning. */
+    fetch_start(f->ns->cur, f->id, f->idlen, on_fetched, f);
+}
+
+/* ---------------------------------------------------------------------------
+ * Waiting on another instance's fill
+ * ------------------------------------------------------------------------- */
+
+static uint64_t lock_timeout_ms(const fill_t *f)
+{
+    double s = f->ns->cur ? f->ns->cur->conf.lock_timeout : 10;
+    return (uint64_t)llround(s * 1000.0);
+}
+
+static void recheck(fill_t *f);
+
+static void on_wait_timer(uv_timer_t *t)
+{
+    fill_t *f = t->data;
+    uint64_t waited = mono_ms() - f->wait_started;
+    if (waited >= lock_timeout_ms(f)) {
+        /* The winner died or hangs: stop waiting and fetch here. */
+        f->ns->stats.lock_takeovers++;
+        log_debug("[%s] lock wait over after %llu ms: taking the fill over", f->ns->name,
+                  (unsigned long long)waited);
+        if (f->state == FILL_LOCKING && f->own_lock) release_lock(f);
+        fill_fetch(f);
+        return;
+    }
+    if (f->state == FILL_WAITING) recheck(f);
+}
+
+static void arm_timer(fill_t *f)
+{
+    if (!f->timer) {
+        f->timer = xmalloc(sizeof(*f->timer));
+        uv_timer_init(cache_loop, f->timer);
+        f->timer->data = f;
+        f->refs++;
+    }
+    uint64_t limit = lock_timeout_ms(f);
+    uint64_t waited = mono_ms() - f->wait_started;
+    uint64_t left = waited >= limit ? 0 : limit - waited;
+    /* Without a subscription no broadcast will come: poll instead. */
+    if (!backend_subscribed() && left > UNSUBSCRIBED_POLL_MS) left = UNSUBSCRIBED_POLL_MS;
+    uv_timer_start(f->timer, on_wait_timer, left, 0);
+}
+
+static void wait_remote(fill_t *f)
+{
+    f->state = FILL_WAITING;
+    if (!f->wait_started) {
+        f->wait_started = mono_ms();
+        f->ns->stats.lock_waits++;
+    }
+    arm_timer(f);
+}
+
+/* An entry another instance stored answers this fill if it is fresh and,
+ * for REFRESH, stored after the refresh was asked for. */
+static bool answers_fill(const fill_t *f, const entry_t *e)
+{
+    if (entry_state(e, now_ms()) != STATE_FRESH) return false;
+    return !f->force || e->stored_at >= f->created_ms;
+}
+
+static void on_recheck(void *priv, redisReply *reply)
+{
+    fill_t *f = priv;
+    if (f->state == FILL_CHECKING) {
+        entry_t e;
+        if (reply && reply->type == REDIS_REPLY_STRING &&
+            entry_usable(f->ns, reply->str, reply->len, &e) && answers_fill(f, &e)) {
+            answer_from_entry(f, &e);
+            fill_finish(f);
+        } else {
+            fill_lock(f); /* the other fill stored nothing: try ourselves */
+        }
+    }
+    fill_unref(f);
+}
+
+static void recheck(fill_t *f)
+{
+    f->state = FILL_CHECKING;
+    f->refs++;
+    if (backend_cmd(on_recheck, f, "GET %b", f->rkey.data, f->rkey.len) != 0) {
+        f->refs--;
+        fill_fetch(f); /* Redis gone: fail open */
+    }
+}
+
+/* ---------------------------------------------------------------------------
+ * Taking the lock
+ * ------------------------------------------------------------------------- */
+
+static void on_lock_set(void *priv, redisReply *reply)
+{
+    fill_t *f = priv;
+    if (!reply || reply->type == REDIS_REPLY_ERROR) f->lock = LOCK_FAILED;
+    else if (reply->type == REDIS_REPLY_STATUS) f->lock = LOCK_TAKEN;
+    else f->lock = LOCK_HELD; /* nil: NX refused */
+    if (f->lock == LOCK_TAKEN) f->own_lock = true;
+    fill_unref(f);
+}
+
+/* The GET pipelined after SET NX: its reply always comes second. */
+static void on_lock_get(void *priv, redisReply *reply)
+{
+    fill_t *f = priv;
+    if (f->state != FILL_LOCKING) { /* taken over meanwhile */
+        release_lock(f);
+        fill_unref(f);
+        return;
+    }
+    entry_t e;
+    bool fresh = reply && reply->type == REDIS_REPLY_STRING &&
+                 entry_usable(f->ns, reply->str, reply->len, &e) && answers_fill(f, &e);
+    if (fresh && !f->background && (f->lock != LOCK_TAKEN || !f->force)) {
+        /* Another instance's fill landed between our miss and our lock. */
+        release_lock(f);
+        answer_from_entry(f, &e);
+        fill_finish(f);
+    } else if (f->lock == LOCK_TAKEN || f->lock == LOCK_FAILED) {
+        fill_fetch(f);
+    } else if (f->background && !f->waiters) {
+        fill_finish(f); /* someone else is refreshing it */
+    } else {
+        wait_remote(f);
+    }
+    fill_unref(f);
+}
+
+static void fill_lock(fill_t *f)
+{
+    f->state = FILL_LOCKING;
+    f->lock = LOCK_NONE;
+    long long lease = (long long)lock_timeout_ms(f);
+    f->refs++;
+    if (backend_cmd(on_lock_set, f, "SET %b %s NX PX %lld", f->lkey.data, f->lkey.len, f->token,
+                    lease) != 0) {
+        f->refs--;
+        fill_fetch(f); /* Redis down: fail open, coalesced in this process only */
+        return;
+    }
+    f->refs++;
+    if (backend_cmd(on_lock_get, f, "GET %b", f->rkey.data, f->rkey.len) != 0) {
+        f->refs--;
+        /* The link dropped between the two: on_lock_set gets NULL; fetch. */
+        fill_fetch(f);
+        return;
+    }
+    if (f->wait_started) arm_timer(f); /* keep the total wait bounded */
+}
+
+/* ---------------------------------------------------------------------------
+ * Entry points
+ * ------------------------------------------------------------------------- */
+
+static void join(fill_t *f, op_t *op)
+{
+    op->next_waiter = f->waiters;
+    f->waiters = op;
+}
+
+bool fill_join_if_running(op_t *op)
+{
+    fill_t *f = dict_get(&fills, op->rkey.data, op->rkey.len);
+    if (!f || f->background) return false;
+    op->ns->stats.coalesced++;
+    join(f, op);
+    return true;
+}
+
+void fill_wait(op_t *op, const entry_t *stale)
+{
+    fill_t *f = dict_get(&fills, op->rkey.data, op->rkey.len);
+    if (f) {
+        op->ns->stats.coalesced++;
+        f->background = false; /* someone waits on it now */
+        join(f, op);
+        return;
+    }
+    f = fill_new(op->ns, &op->rkey, op->id, op->idlen, stale);
+    f->force = op->kind == CACHE_REFRESH;
+    join(f, op);
+    fill_lock(f);
+}
+
+void fill_background(ns_t *ns, const buf_t *rkey, const char *id, size_t idlen,
+                     const entry_t *stale)
+{
+    if (dict_get(&fills, rkey->data, rkey->len)) return;
+    fill_t *f = fill_new(ns, rkey, id, idlen, stale);
+    f->background = true;
+    f->force = true; /* the entry is known stale or due: a fresh one must be newer */
+    fill_lock(f);
+}
+
+void fill_invalidate(const buf_t *rkey)
+{
+    fill_t *f = dict_get(&fills, rkey->data, rkey->len);
+    if (f) f->invalidated = true;
+}
+
+void fill_remote_landed(const char *rkey, size_t len)
+{
+    fill_t *f = dict_get(&fills, rkey, len);
+    if (f && f->state == FILL_WAITING) recheck(f);
+}
+
+void fills_resync(void)
+{
+    /* Collect first: recheck may finish fills and change the table. */
+    size_t n = 0, i;
+    fill_t **list = xmalloc((fills.count + 1) * sizeof(*list));
+    for (dict_entry_t *e = dict_first(&fills, &i); e; e = dict_next(&fills, &i, e)) {
+        fill_t *f = e->value;
+        if (f->state == FILL_WAITING) {
+            f->refs++;
+            list[n++] = f;
+        }
+    }
+    for (size_t j = 0; j < n; j++) {
+        if (list[j]->state == FILL_WAITING) recheck(list[j]);
+        fill_unref(list[j]);
+    }
+    free(list);
+}
+
+void fills_init(void)
+{
+    dict_init(&fills);
+}
+
+size_t fills_in_flight(void)
+{
+    return fills.count;
+}
+
+void fills_shutdown(void)
+{
+    shutting_down = true;
+    /* Fills running a fetch end through fetch_abort_all(); the others
+     * (waiting on a lock or a Redis reply) are answered here. Their pending
+     * Redis replies find them done and only drop their reference. */
+    size_t i, n = 0;
+    fill_t **list = xmalloc((fills.count + 1) * sizeof(*list));
+    for (dict_entry_t *e = dict_first(&fills, &i); e; e = dict_next(&fills, &i, e)) {
+        fill_t *f = e->value;
+        if (f->state != FILL_FETCHING) list[n++] = f;
+    }
+    for (size_t j = 0; j < n; j++) {
+        fetch_result_t r = {.kind = FETCH_ERROR, .error = "shutting down"};
+        release_lock(list[j]);
+        answer_from_fetch(list[j], &r, false);
+        fill_finish(list[j]);
+    }
+    free(list);
+}
+
+void fills_close(void)
+{
+    dict_free(&fills);
+}
