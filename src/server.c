@@ -101,6 +101,7 @@ static void drain_slots(client_t *c)
         slot_t *s = c->head;
         c->head = s->next;
         if (!c->head) c->tail = NULL;
+        c->held_bytes -= s->held;
         if (c->out.len == 0 && s->buf.len > 4096) {
             /* Large reply: hand over the memory instead of copying it. */
             buf_t tmp = c->out;
@@ -125,7 +126,15 @@ void slot_finish(slot_t *s)
     }
     s->done = true;
     c->pending--;
-    if (s == c->head) drain_slots(c);
+    if (s == c->head) {
+        drain_slots(c);
+    } else {
+        /* Held until the slots ahead finish: it counts toward the output
+         * limit, checked when the client is next flushed. */
+        s->held = s->buf.len;
+        c->held_bytes += s->held;
+        queue_flush(c);
+    }
 }
 
 void client_close_after_reply(client_t *c)
@@ -168,7 +177,7 @@ static void flush(client_t *c)
     if (c->closing) return;
     /* Checked before the write-in-flight test: a client that does not read
      * keeps its write in flight forever while its replies pile up in out. */
-    if (c->out.len + c->wbuf.len > cfg.output_limit) {
+    if (c->out.len + c->wbuf.len + c->held_bytes > cfg.output_limit) {
         log_warn("client %llu: output buffer over --output-limit (%zu bytes), closing",
                  (unsigned long long)c->id, cfg.output_limit);
         client_close(c);

@@ -25,6 +25,7 @@ typedef struct slot {
     client_t *c; /* NULL once the client has gone */
     buf_t buf;
     bool done;
+    size_t held; /* bytes counted in c->held_bytes (finished, not at the head) */
 } slot_t;
 
 struct client {
@@ -37,6 +38,7 @@ struct client {
     bool writing;
     slot_t *head, *tail;
     long pending;    /* slots not yet finished */
+    size_t held_bytes; /* replies finished but queued behind an unfinished one */
     buf_t inbuf;     /* input held back while reading is paused */
     bool paused;     /* reading stopped: too many replies pending */
     bool close_after_reply;
