@@ -796,6 +796,9 @@ static void test_http(void)
     /* fetch_timeout cancels the HTTP call */
     double t0 = now_s();
     fetch_wait("hole", "1", &r, 3);
+    if (r.kind != FETCH_TIMEOUT)
+        fprintf(stderr, "hole: calls=%d kind=%d error=%s\n", r.calls, (int)r.kind,
+                r.error ? r.error : "(none)");
     CHECK(r.calls == 1 && r.kind == FETCH_TIMEOUT);
     CHECK(now_s() - t0 < 1.0);
     CHECK(http_calls_in_flight() == 0);
