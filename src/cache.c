@@ -16,6 +16,7 @@
 #include "backend.h"
 #include "cache_int.h"
 #include "config.h"
+#include "l1.h"
 #include "log.h"
 #include "reply.h"
 #include "util.h"
@@ -151,6 +152,67 @@ void op_answer_entry(op_t *op, const entry_t *e)
 }
 
 /* ---------------------------------------------------------------------------
+ * The in-process tier
+ * ------------------------------------------------------------------------- */
+
+void cache_l1_store(const ns_t *ns, const buf_t *rkey, const entry_t *e)
+{
+    double l1_ttl = ns->cur ? ns->cur->conf.l1_ttl : 0;
+    if (!(l1_ttl > 0) || e->kind == ENTRY_ERROR) return;
+    int64_t fresh_left = e->fresh_until - now_ms();
+    if (fresh_left <= 0) return;
+    /* While Redis is down the tier is all there is: keep the item for the
+     * entry's whole freshness (SPEC §6, "the in-process tier keeps
+     * serving"). */
+    int64_t life = backend_up() ? (int64_t)llround(l1_ttl * 1000.0) : fresh_left;
+    if (life > fresh_left) life = fresh_left;
+    l1_put(rkey->data, rkey->len, e, uv_now(cache_loop) + (uint64_t)life);
+}
+
+/* A fresh item of the tier, or false. */
+static bool l1_lookup(const ns_t *ns, const buf_t *rkey, entry_t *e)
+{
+    if (!(ns->cur && ns->cur->conf.l1_ttl > 0)) return false;
+    if (!l1_get(rkey->data, rkey->len, uv_now(cache_loop), !backend_up(), e)) return false;
+    if (e->version != ns->cur->conf.version || entry_state(e, now_ms()) != STATE_FRESH) {
+        l1_del(rkey->data, rkey->len);
+        return false;
+    }
+    return true;
+}
+
+/* XFetch: refresh early, with a probability that rises toward expiry, so
+ * a hot key is renewed before anyone misses it. */
+static void maybe_refresh_early(ns_t *ns, const buf_t *rkey, const char *id, size_t idlen,
+                                const entry_t *e, int64_t now)
+{
+    double beta = ns->cur->conf.early_refresh;
+    if (beta > 0 && e->kind == ENTRY_VALUE &&
+        xfetch_should_refresh(now, e->fresh_until, e->fetch_ms, beta, cache_rand()))
+        fill_background(ns, rkey, id, idlen, e); /* counts early_refreshes */
+}
+
+static buf_t l1_scratch; /* the fast path's key buffer, reused */
+
+bool cache_try_l1(client_t *c, const cache_key_t *key)
+{
+    ns_t *ns = key->ns;
+    if (!(ns->cur->conf.l1_ttl > 0)) return false;
+    buf_reset(&l1_scratch);
+    cache_entry_key(&l1_scratch, ns, key->id, key->idlen);
+    entry_t e;
+    if (!l1_lookup(ns, &l1_scratch, &e)) return false;
+    ns->stats.requests_get++;
+    if (e.kind == ENTRY_NEGATIVE) ns->stats.negative_hits++;
+    else ns->stats.hits_l1++;
+    buf_t *out = client_reply_buf(c);
+    if (e.kind == ENTRY_VALUE) reply_bulk(out, e.value, e.len);
+    else reply_nil(out);
+    maybe_refresh_early(ns, &l1_scratch, key->id, key->idlen, &e, now_ms());
+    return true;
+}
+
+/* ---------------------------------------------------------------------------
  * Reads
  * ------------------------------------------------------------------------- */
 
@@ -163,14 +225,8 @@ static void answer_get(op_t *op, const entry_t *e, bool have)
         if (e->kind == ENTRY_NEGATIVE) s->negative_hits++;
         else s->hits_redis++;
         op_answer_entry(op, e);
-        /* XFetch: refresh early, with a probability that rises toward
-         * expiry, so a hot key is renewed before anyone misses it. */
-        double beta = op->ns->cur->conf.early_refresh;
-        if (beta > 0 && e->kind == ENTRY_VALUE &&
-            xfetch_should_refresh(now, e->fresh_until, e->fetch_ms, beta, cache_rand())) {
-            s->early_refreshes++;
-            fill_background(op->ns, &op->rkey, op->id, op->idlen, e);
-        }
+        cache_l1_store(op->ns, &op->rkey, e);
+        maybe_refresh_early(op->ns, &op->rkey, op->id, op->idlen, e, now);
         op_done(op);
         return;
     }
@@ -240,11 +296,22 @@ static void op_start(op_t *op)
         fill_wait(op, NULL);
         return;
     }
-    /* A fill that clients wait on is under way here: wait with them rather
-     * than ask Redis for what is known to be missing. */
-    if (op->kind == CACHE_GET && fill_join_if_running(op)) {
-        op->ns->stats.misses++;
-        return;
+    if (op->kind == CACHE_GET) {
+        entry_t e;
+        if (l1_lookup(op->ns, &op->rkey, &e)) {
+            if (e.kind == ENTRY_NEGATIVE) op->ns->stats.negative_hits++;
+            else op->ns->stats.hits_l1++;
+            op_answer_entry(op, &e);
+            maybe_refresh_early(op->ns, &op->rkey, op->id, op->idlen, &e, now_ms());
+            op_done(op);
+            return;
+        }
+        /* A fill that clients wait on is under way here: wait with them
+         * rather than ask Redis for what is known to be missing. */
+        if (fill_join_if_running(op)) {
+            op->ns->stats.misses++;
+            return;
+        }
     }
     if (backend_cmd(on_lookup, op, "GET %b", op->rkey.data, op->rkey.len) != 0)
         on_lookup(op, NULL); /* Redis down: fail open */
@@ -291,6 +358,7 @@ void cache_read(slot_t *slot, cache_op_t kind, const cache_key_t *keys, long nke
 static void invalidate_key(const buf_t *rkey)
 {
     fill_invalidate(rkey);
+    l1_del(rkey->data, rkey->len);
     buf_t lkey = {0};
     cache_lock_key(&lkey, rkey);
     backend_cmd(NULL, NULL, "DEL %b", lkey.data, lkey.len);
@@ -411,6 +479,8 @@ static void on_broadcast(const char *msg, size_t len)
         return; /* our own: already applied */
     const char *rkey = sp + 1;
     size_t rlen = len - (size_t)(rkey - msg);
+    /* Either way what this process holds of the key is outdated. */
+    l1_del(rkey, rlen);
     if (msg[0] == 'F') {
         fill_remote_landed(rkey, rlen);
     } else if (msg[0] == 'I') {
@@ -435,6 +505,7 @@ void cache_init(uv_loop_t *loop)
     buf_append(&cache_channel, "", 1);
     cache_channel.len--; /* NUL-terminated for the backend */
     fills_init();
+    l1_init(cfg.l1_max_bytes);
     if (backend_subscribe(cache_channel.data, on_broadcast, fills_resync) != 0)
         log_warn("cannot subscribe to %s: other instances' fills will be polled", cache_channel.data);
 }
@@ -452,5 +523,7 @@ void cache_shutdown(void)
 void cache_close(void)
 {
     fills_close();
+    l1_close();
+    buf_free(&l1_scratch);
     buf_free(&cache_channel);
 }

@@ -35,6 +35,10 @@ int cache_key_parse(const char *key, size_t len, cache_key_t *out, buf_t *err);
  * array of per-key replies (MGET) into slot, then finish the slot. */
 void cache_read(slot_t *slot, cache_op_t op, const cache_key_t *keys, long nkeys, bool as_array);
 
+/* GET's fast path: answer from the in-process tier without a reply slot.
+ * false: not there (or l1 off); run cache_read. */
+bool cache_try_l1(client_t *c, const cache_key_t *key);
+
 /* SET: store value as fresh for ttl_ms (< 0: the policy's TTL with jitter). */
 void cache_set(slot_t *slot, const cache_key_t *key, const char *value, size_t vlen,
                long long ttl_ms);

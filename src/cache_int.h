@@ -34,6 +34,8 @@ void op_done(op_t *op);   /* op has written its answer (may free the request) */
 void op_answer_entry(op_t *op, const entry_t *e);
 bool entry_usable(const ns_t *ns, const char *data, size_t len, entry_t *e);
 double cache_rand(void); /* uniform in [0,1) */
+/* Keep a fresh entry in the in-process tier when its policy has l1_ttl. */
+void cache_l1_store(const ns_t *ns, const buf_t *rkey, const entry_t *e);
 void cache_entry_key(buf_t *out, const ns_t *ns, const char *id, size_t idlen);
 void cache_lock_key(buf_t *out, const buf_t *entry_key);
 extern const char *cache_instance_id; /* random, tags our own broadcasts */

@@ -60,7 +60,8 @@ static void ns_lines(buf_t *o, const ns_t *ns)
                "hits_l1=%llu,hits_redis=%llu,misses=%llu,negative_hits=%llu,"
                "stale_revalidate=%llu,stale_error=%llu,fetches_ok=%llu,fetches_not_found=%llu,"
                "fetches_error=%llu,fetches_timeout=%llu,coalesced=%llu,stores=%llu,"
-               "store_errors=%llu,invalidations_race=%llu\r\n",
+               "store_errors=%llu,invalidations_race=%llu,lock_waits=%llu,lock_takeovers=%llu,"
+               "early_refreshes=%llu\r\n",
                ns->name, ns->cur != NULL, ns->cur ? ns->cur->conf.version : 0,
                ns->cur ? ns->cur->sha1 : "", (unsigned long long)s->requests_get,
                (unsigned long long)s->requests_mget, (unsigned long long)s->hits_l1,
@@ -70,7 +71,8 @@ static void ns_lines(buf_t *o, const ns_t *ns)
                (unsigned long long)s->fetch_not_found, (unsigned long long)s->fetch_error,
                (unsigned long long)s->fetch_timeout, (unsigned long long)s->coalesced,
                (unsigned long long)s->stores, (unsigned long long)s->store_errors,
-               (unsigned long long)s->invalidations_race);
+               (unsigned long long)s->invalidations_race, (unsigned long long)s->lock_waits,
+               (unsigned long long)s->lock_takeovers, (unsigned long long)s->early_refreshes);
 }
 
 /* INFO / STATS [ns]: Redis-style "name:value" lines grouped in sections. */

@@ -38,7 +38,17 @@ static void read_keys(client_t *c, cache_op_t op, long first, long n, bool as_ar
 
 void cmd_get(client_t *c)
 {
-    read_keys(c, CACHE_GET, 1, 1, false);
+    size_t len;
+    const char *k = client_arg(c, 1, &len);
+    cache_key_t key;
+    buf_t err = {0};
+    if (cache_key_parse(k, len, &key, &err) != 0) {
+        buf_append(client_reply_buf(c), err.data, err.len);
+        buf_free(&err);
+        return;
+    }
+    if (cache_try_l1(c, &key)) return;
+    cache_read(client_defer(c), CACHE_GET, &key, 1, false);
 }
 
 void cmd_mget(client_t *c)

@@ -33,6 +33,7 @@ config_t cfg = {
     .max_pending = 1024,
     .backend_timeout_ms = 1000,
     .lua_memory = 64 * 1024 * 1024,
+    .l1_max_bytes = 64 * 1024 * 1024,
     .lua_budget = 100 * 1000 * 1000,
     .shutdown_grace_ms = 5000,
 };
@@ -59,6 +60,7 @@ static void usage(FILE *f)
             "  --output-limit BYTES   (268435456)  --max-pending N    (1024)\n"
             "  --backend-timeout MS   (1000)       --shutdown-grace MS (5000)\n"
             "  --lua-memory BYTES     per policy (67108864)\n"
+            "  --l1-max-bytes BYTES   in-process tier size (67108864)\n"
             "  --lua-budget N         VM instructions per policy call (100000000)\n"
             "  --version, --help\n");
 }
@@ -156,6 +158,9 @@ int config_parse(int argc, char **argv)
         } else if (strcmp(name, "--lua-memory") == 0) {
             if (want_ll(name, v, 1 << 20, 64LL << 30, &n)) return -1;
             cfg.lua_memory = (size_t)n;
+        } else if (strcmp(name, "--l1-max-bytes") == 0) {
+            if (want_ll(name, v, 0, 64LL << 30, &n)) return -1;
+            cfg.l1_max_bytes = (size_t)n;
         } else if (strcmp(name, "--lua-budget") == 0) {
             if (want_ll(name, v, 1000, 1LL << 40, &n)) return -1;
             cfg.lua_budget = (uint64_t)n;

@@ -28,6 +28,7 @@ typedef struct config {
     long max_pending;        /* commands awaiting replies per client before reading pauses */
     long backend_timeout_ms; /* Redis command/connect timeout */
     size_t lua_memory;       /* bytes per policy Lua state */
+    size_t l1_max_bytes;     /* in-process tier size */
     uint64_t lua_budget;     /* VM instructions per call into a policy */
     long shutdown_grace_ms;  /* how long in-flight requests may finish on SIGTERM */
 } config_t;

@@ -159,6 +159,7 @@ static fill_t *fill_new(ns_t *ns, const buf_t *rkey, const char *id, size_t idle
 
 static void answer_from_entry(fill_t *f, const entry_t *e)
 {
+    cache_l1_store(f->ns, &f->rkey, e);
     op_t *w = f->waiters;
     f->waiters = NULL;
     while (w) {
@@ -245,6 +246,7 @@ static void store(fill_t *f, const entry_t *e)
                          val.data, val.len, px);
     }
     if (rc == 0) f->ns->stats.stores++;
+    cache_l1_store(f->ns, &f->rkey, e); /* also while Redis is down: fail open */
     buf_free(&val);
 }
 
@@ -526,6 +528,9 @@ void fill_background(ns_t *ns, const buf_t *rkey, const char *id, size_t idlen,
                      const entry_t *stale)
 {
     if (dict_get(&fills, rkey->data, rkey->len)) return;
+    /* Refreshing an entry that is still fresh: an early refresh (XFetch).
+     * Counted here, so draws while one is already under way do not count. */
+    if (entry_state(stale, now_ms()) == STATE_FRESH) ns->stats.early_refreshes++;
     fill_t *f = fill_new(ns, rkey, id, idlen, stale);
     f->background = true;
     f->force = true; /* the entry is known stale or due: a fresh one must be newer */
@@ -534,8 +539,15 @@ void fill_background(ns_t *ns, const buf_t *rkey, const char *id, size_t idlen,
 
 void fill_invalidate(const buf_t *rkey)
 {
+    /* Only a fetch under way is overtaken: a fill still locking or waiting
+     * reads Redis, or fetches, after the invalidation. */
     fill_t *f = dict_get(&fills, rkey->data, rkey->len);
-    if (f) f->invalidated = true;
+    if (!f || f->state != FILL_FETCHING) return;
+    /* Its result answers the requests already waiting on it and is not
+     * stored; requests from now on start a new fill (fill_finish then
+     * leaves the table alone). */
+    f->invalidated = true;
+    dict_del(&fills, rkey->data, rkey->len);
 }
 
 void fill_remote_landed(const char *rkey, size_t len)

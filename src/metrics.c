@@ -1,0 +1,296 @@
+/* metrics.c: render the counters of stats.h and the process-wide gauges as
+ * Prometheus text exposition format 0.0.4 (SPEC §7; docs/METRICS.md).
+ *
+ * The per-namespace counter families are one declarative table: family
+ * name, help, an optional label and, per label value, the offset of the
+ * counter in ns_stats_t. Adding a counter to stats.h and a row here is all
+ * it takes to export it. Rendering is O(namespaces x families) and runs
+ * only when scraped. */
+#include "metrics.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "cache.h"
+#include "config.h"
+#include "l1.h"
+#include "policy.h"
+#include "server.h"
+#include "util.h"
+
+/* ------------------------------------------------------------------------
+ * Formatting helpers
+ * ---------------------------------------------------------------------- */
+
+void metrics_escape_label(buf_t *out, const char *s)
+{
+    const char *run = s; /* start of the bytes not yet copied */
+    for (; *s; s++) {
+        const char *esc = *s == '\\' ? "\\\\" : *s == '"' ? "\\\"" : *s == '\n' ? "\\n" : NULL;
+        if (!esc) continue;
+        buf_append(out, run, (size_t)(s - run));
+        buf_append(out, esc, 2);
+        run = s + 1;
+    }
+    buf_append(out, run, (size_t)(s - run));
+}
+
+void metrics_format_double(char *dst, size_t n, double v)
+{
+    if (isnan(v)) {
+        snprintf(dst, n, "NaN");
+        return;
+    }
+    if (isinf(v)) {
+        snprintf(dst, n, v > 0 ? "+Inf" : "-Inf");
+        return;
+    }
+    /* Shortest %g that reads back exactly, as Go's strconv 'g' -1 does:
+     * 0.005 stays "0.005", not "0.0050000000000000001". */
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(dst, n, "%.*g", prec, v);
+        if (strtod(dst, NULL) == v) return;
+    }
+}
+
+static void help_type(buf_t *o, const char *name, const char *help, const char *type)
+{
+    buf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* name{ns="NS"[,label="value"]} v */
+static void ns_sample(buf_t *o, const char *name, const char *ns, const char *label,
+                      const char *value, uint64_t v)
+{
+    buf_printf(o, "%s{ns=\"", name);
+    metrics_escape_label(o, ns);
+    buf_append_str(o, "\"");
+    if (label) buf_printf(o, ",%s=\"%s\"", label, value); /* our own literals: no escaping */
+    buf_printf(o, "} %llu\n", (unsigned long long)v);
+}
+
+/* ------------------------------------------------------------------------
+ * Per-namespace counter families
+ * ---------------------------------------------------------------------- */
+
+#define MAX_LABEL_VALUES 8
+#define FIELD(f) offsetof(ns_stats_t, f)
+
+typedef struct ns_counter_family {
+    const char *name;
+    const char *help;
+    const char *label; /* NULL: only ns */
+    struct {
+        const char *value; /* label value; NULL ends the list */
+        size_t off;        /* of a uint64_t in ns_stats_t */
+    } v[MAX_LABEL_VALUES + 1];
+} ns_counter_family_t;
+
+/* Families of SPEC §7 first (in its order), then the extras. */
+static const ns_counter_family_t spec_families[] = {
+    {"luacached_requests_total",
+     "Cache commands received, per namespace and command (ttl counts TTL and PTTL; "
+     "MGET counts once per key).",
+     "cmd",
+     {{"get", FIELD(requests_get)},
+      {"mget", FIELD(requests_mget)},
+      {"set", FIELD(requests_set)},
+      {"del", FIELD(requests_del)},
+      {"peek", FIELD(requests_peek)},
+      {"ttl", FIELD(requests_ttl)},
+      {"refresh", FIELD(requests_refresh)},
+      {"other", FIELD(requests_other)}}},
+    {"luacached_hits_total",
+     "Reads answered from a fresh cached value, per tier (l1: in-process, redis).",
+     "tier",
+     {{"l1", FIELD(hits_l1)}, {"redis", FIELD(hits_redis)}}},
+    {"luacached_misses_total", "Reads that found nothing usable and waited for a fetch.", NULL,
+     {{"", FIELD(misses)}}},
+    {"luacached_negative_hits_total", "Reads answered nil from a cached not-found.", NULL,
+     {{"", FIELD(negative_hits)}}},
+    {"luacached_stale_served_total",
+     "Reads answered with a stale value (revalidate: within stale_ttl while one background "
+     "refresh runs; error: within stale_if_error after a failed fetch).",
+     "reason",
+     {{"revalidate", FIELD(stale_revalidate)}, {"error", FIELD(stale_error)}}},
+    {"luacached_fetches_total", "Origin fetches run through the policy, by outcome.", "result",
+     {{"ok", FIELD(fetch_ok)},
+      {"not_found", FIELD(fetch_not_found)},
+      {"error", FIELD(fetch_error)},
+      {"timeout", FIELD(fetch_timeout)}}},
+};
+
+static const ns_counter_family_t spec_families_2[] = {
+    {"luacached_coalesced_total",
+     "Requests that joined a fetch already in flight instead of starting their own.", NULL,
+     {{"", FIELD(coalesced)}}},
+    {"luacached_invalidations_total",
+     "Cache entries invalidated, by kind (race: an in-flight fill not stored because an "
+     "invalidation overtook it).",
+     "kind",
+     {{"del", FIELD(invalidations_del)},
+      {"event", FIELD(invalidations_event)},
+      {"purge", FIELD(invalidations_purge)},
+      {"tag", FIELD(invalidations_tag)},
+      {"flush", FIELD(invalidations_flush)},
+      {"race", FIELD(invalidations_race)}}},
+    {"luacached_policy_reloads_total",
+     "Policy loads (the first one at start-up included), by result; on error the previous "
+     "version stays active.",
+     "result",
+     {{"ok", FIELD(reloads_ok)}, {"error", FIELD(reloads_error)}}},
+    {"luacached_lock_waits_total",
+     "Fills that waited on another instance's fill lock instead of fetching.", NULL,
+     {{"", FIELD(lock_waits)}}},
+    {"luacached_lock_takeovers_total",
+     "Fills that took over after waiting lock_timeout on another instance's fill.", NULL,
+     {{"", FIELD(lock_takeovers)}}},
+    {"luacached_early_refreshes_total",
+     "Background refreshes started before expiry by early_refresh (XFetch).", NULL,
+     {{"", FIELD(early_refreshes)}}},
+    {"luacached_stores_total", "Fetch results sent to Redis for storing (none while Redis is down).", NULL,
+     {{"", FIELD(stores)}}},
+    {"luacached_store_errors_total", "Stores that Redis rejected or never answered.", NULL, {{"", FIELD(store_errors)}}},
+};
+
+static uint64_t counter_at(const ns_stats_t *s, size_t off)
+{
+    uint64_t v;
+    memcpy(&v, (const char *)s + off, sizeof(v));
+    return v;
+}
+
+static void render_ns_counters(buf_t *o, const ns_counter_family_t *fams, size_t nfams,
+                               const metrics_ns_t *ns, size_t nns)
+{
+    for (size_t f = 0; f < nfams; f++) {
+        const ns_counter_family_t *fam = &fams[f];
+        help_type(o, fam->name, fam->help, "counter");
+        for (size_t i = 0; i < nns; i++)
+            for (size_t j = 0; fam->v[j].value; j++)
+                ns_sample(o, fam->name, ns[i].name, fam->label, fam->v[j].value,
+                          counter_at(ns[i].stats, fam->v[j].off));
+    }
+}
+
+/* The histogram is stored non-cumulative per bucket (stats.c); the
+ * exposition wants each le bucket to count everything at or below it. */
+static void render_fetch_histogram(buf_t *o, const metrics_ns_t *ns, size_t nns)
+{
+    static const char *name = "luacached_fetch_duration_seconds";
+    help_type(o, name, "Duration of origin fetches run through the policy, every outcome.",
+              "histogram");
+    char num[64];
+    for (size_t i = 0; i < nns; i++) {
+        const ns_stats_t *s = ns[i].stats;
+        uint64_t cum = 0;
+        for (int b = 0; b <= FETCH_HIST_BUCKETS; b++) {
+            cum += s->fetch_hist[b];
+            metrics_format_double(num, sizeof(num),
+                                  b < FETCH_HIST_BUCKETS ? fetch_hist_bounds[b] : INFINITY);
+            buf_printf(o, "%s_bucket{ns=\"", name);
+            metrics_escape_label(o, ns[i].name);
+            buf_printf(o, "\",le=\"%s\"} %llu\n", num, (unsigned long long)cum);
+        }
+        metrics_format_double(num, sizeof(num), s->fetch_seconds_sum);
+        buf_printf(o, "%s_sum{ns=\"", name);
+        metrics_escape_label(o, ns[i].name);
+        buf_printf(o, "\"} %s\n%s_count{ns=\"", num, name);
+        metrics_escape_label(o, ns[i].name);
+        buf_printf(o, "\"} %llu\n", (unsigned long long)cum);
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * Process-wide families
+ * ---------------------------------------------------------------------- */
+
+static void scalar(buf_t *o, const char *name, const char *type, const char *help, uint64_t v)
+{
+    help_type(o, name, help, type);
+    buf_printf(o, "%s %llu\n", name, (unsigned long long)v);
+}
+
+void metrics_render_from(buf_t *o, const metrics_ns_t *ns, size_t nns, const metrics_globals_t *g)
+{
+    render_ns_counters(o, spec_families, LC_ARRAY_LEN(spec_families), ns, nns);
+    render_fetch_histogram(o, ns, nns);
+    render_ns_counters(o, spec_families_2, LC_ARRAY_LEN(spec_families_2), ns, nns);
+
+    help_type(o, "luacached_policy_loaded",
+              "1 when the last load of the namespace's policy succeeded, else 0 (a failed "
+              "reload keeps the previous version serving).",
+              "gauge");
+    for (size_t i = 0; i < nns; i++) {
+        buf_append_str(o, "luacached_policy_loaded{ns=\"");
+        metrics_escape_label(o, ns[i].name);
+        buf_printf(o, "\"} %d\n", ns[i].loaded ? 1 : 0);
+    }
+
+    scalar(o, "luacached_backend_up", "gauge", "1 while the Redis connection is up, else 0.",
+           g->backend_up ? 1 : 0);
+    scalar(o, "luacached_backend_errors_total", "counter",
+           "Redis commands that failed or timed out, plus failed connects.",
+           g->backend_errors_total);
+    scalar(o, "luacached_backend_outages_total", "counter",
+           "Times the Redis connection was lost (or never made at start).",
+           g->backend_outages_total);
+    scalar(o, "luacached_connected_clients", "gauge", "Open RESP client connections.",
+           g->connected_clients);
+    scalar(o, "luacached_connections_total", "counter", "RESP client connections accepted.",
+           g->connections_total);
+    scalar(o, "luacached_commands_total", "counter", "RESP commands processed, every command.",
+           g->commands_total);
+    scalar(o, "luacached_l1_entries", "gauge", "Items in the in-process tier.", g->l1_entries);
+    scalar(o, "luacached_l1_bytes", "gauge", "Bytes held by the in-process tier.", g->l1_bytes);
+    scalar(o, "luacached_fills_in_flight", "gauge",
+           "Cache fills (coalesced fetch and store of one key) under way.", g->fills_in_flight);
+    scalar(o, "luacached_fetches_in_flight", "gauge", "Policy fetch coroutines running.",
+           g->fetches_in_flight);
+
+    char num[64];
+    metrics_format_double(num, sizeof(num), g->uptime_seconds);
+    help_type(o, "luacached_uptime_seconds", "Seconds since the process started.", "gauge");
+    buf_printf(o, "luacached_uptime_seconds %s\n", num);
+
+    help_type(o, "luacached_build_info", "Always 1; the version is in the label.", "gauge");
+    buf_append_str(o, "luacached_build_info{version=\"");
+    metrics_escape_label(o, g->version ? g->version : "");
+    buf_append_str(o, "\"} 1\n");
+}
+
+/* ------------------------------------------------------------------------
+ * Live values
+ * ---------------------------------------------------------------------- */
+
+void metrics_render(buf_t *out)
+{
+    size_t n = ns_count();
+    metrics_ns_t *views = xcalloc(n ? n : 1, sizeof(*views));
+    for (size_t i = 0; i < n; i++) {
+        const ns_t *ns = ns_at(i);
+        views[i].name = ns->name;
+        views[i].stats = &ns->stats;
+        views[i].loaded = ns->cur != NULL && ns->last_error && ns->last_error[0] == '\0';
+    }
+    metrics_globals_t g = {
+        .version = LUACACHED_VERSION,
+        .backend_up = backend_up(),
+        .backend_errors_total = backend_errors_total(),
+        .backend_outages_total = backend_outages_total(),
+        .connected_clients = server_clients(),
+        .connections_total = server_total_connections(),
+        .commands_total = server_total_commands(),
+        .l1_entries = l1_entries(),
+        .l1_bytes = l1_bytes(),
+        .fills_in_flight = cache_fills_in_flight(),
+        .fetches_in_flight = fetches_in_flight(),
+        .uptime_seconds = (double)(mono_ms() - lc_start_mono_ms) / 1000.0,
+    };
+    metrics_render_from(out, views, n, &g);
+    free(views);
+}

@@ -1,0 +1,130 @@
+/* test_l1.c: the in-process tier and the hash table under it. */
+#include <stdio.h>
+#include <string.h>
+
+#include "dict.h"
+#include "l1.h"
+
+static int passed, failed;
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
+            failed++;                                                                              \
+            return;                                                                                \
+        }                                                                                          \
+    } while (0)
+#define RUN(t)                                                                                     \
+    do {                                                                                           \
+        int before = failed;                                                                       \
+        t();                                                                                       \
+        if (failed == before) passed++;                                                            \
+    } while (0)
+
+static entry_t value_entry(const char *v)
+{
+    entry_t e = {.kind = ENTRY_VALUE, .version = 1, .fresh_until = 1000, .value = v,
+                 .len = strlen(v)};
+    return e;
+}
+
+/* "k", NUL, then the number: keys with an embedded NUL. */
+static int binkey(char *out, size_t size, int i)
+{
+    int n = snprintf(out + 2, size - 2, "%d", i);
+    out[0] = 'k';
+    out[1] = '\0';
+    return n + 2;
+}
+
+static void test_dict(void)
+{
+    dict_t d;
+    dict_init(&d);
+    static int vals[5000];
+    char key[32];
+    for (int i = 0; i < 5000; i++) {
+        int n = binkey(key, sizeof(key), i); /* binary keys */
+        CHECK(dict_set(&d, key, (size_t)n, &vals[i]) == NULL);
+    }
+    CHECK(d.count == 5000);
+    for (int i = 0; i < 5000; i++) {
+        int n = binkey(key, sizeof(key), i);
+        CHECK(dict_get(&d, key, (size_t)n) == &vals[i]);
+    }
+    CHECK(dict_get(&d, "k", 1) == NULL);
+    CHECK(dict_set(&d, "k\0" "7", 3, &vals[1]) == &vals[7]); /* replace returns old */
+    CHECK(dict_del(&d, "k\0" "7", 3) == &vals[1]);
+    CHECK(dict_del(&d, "k\0" "7", 3) == NULL);
+    size_t i, seen = 0;
+    for (dict_entry_t *e = dict_first(&d, &i); e; e = dict_next(&d, &i, e)) seen++;
+    CHECK(seen == 4999);
+    dict_free(&d);
+}
+
+static void test_get_put_expire(void)
+{
+    l1_init(1 << 20);
+    entry_t e = value_entry("hello"), out;
+    l1_put("ns:a", 4, &e, 100);
+    CHECK(l1_get("ns:a", 4, 99, false, &out));
+    CHECK(out.len == 5 && memcmp(out.value, "hello", 5) == 0 && out.fresh_until == 1000);
+    CHECK(l1_get("ns:a", 4, 150, true, &out)); /* Redis down: served past l1 expiry */
+    CHECK(!l1_get("ns:a", 4, 100, false, &out)); /* expired: dropped */
+    CHECK(l1_entries() == 0 && l1_bytes() == 0);
+    l1_put("ns:a", 4, &e, 100);
+    entry_t e2 = value_entry("world!");
+    l1_put("ns:a", 4, &e2, 200); /* replace */
+    CHECK(l1_entries() == 1);
+    CHECK(l1_get("ns:a", 4, 150, false, &out) && out.len == 6);
+    l1_del("ns:a", 4);
+    CHECK(!l1_get("ns:a", 4, 0, false, &out) && l1_entries() == 0);
+    l1_close();
+}
+
+static void test_eviction_oldest_first(void)
+{
+    l1_init(64 * 1024);
+    char big[2000];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    entry_t e = value_entry(big), out;
+    char key[16];
+    for (int i = 0; i < 100; i++) {
+        int n = snprintf(key, sizeof(key), "k%d", i);
+        l1_put(key, (size_t)n, &e, 1000);
+        CHECK(l1_bytes() <= 64 * 1024);
+    }
+    CHECK(l1_entries() < 100 && l1_entries() > 10);
+    CHECK(!l1_get("k0", 2, 0, false, &out));  /* oldest went first */
+    CHECK(l1_get("k99", 3, 0, false, &out));  /* newest stays */
+    /* an item over 1/8 of the tier is not cached at all */
+    static char huge[10000];
+    memset(huge, 'y', sizeof(huge) - 1);
+    entry_t h = value_entry(huge);
+    l1_put("huge", 4, &h, 1000);
+    CHECK(!l1_get("huge", 4, 0, false, &out));
+    l1_clear();
+    CHECK(l1_entries() == 0 && l1_bytes() == 0);
+    l1_close();
+}
+
+static void test_negative_entry(void)
+{
+    l1_init(1 << 20);
+    entry_t n = {.kind = ENTRY_NEGATIVE, .version = 3, .fresh_until = 50}, out;
+    l1_put("ns:missing", 10, &n, 40);
+    CHECK(l1_get("ns:missing", 10, 0, false, &out));
+    CHECK(out.kind == ENTRY_NEGATIVE && out.len == 0 && out.version == 3);
+    l1_close();
+}
+
+int main(void)
+{
+    RUN(test_dict);
+    RUN(test_get_put_expire);
+    RUN(test_eviction_oldest_first);
+    RUN(test_negative_entry);
+    printf("l1: %d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
