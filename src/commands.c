@@ -36,6 +36,7 @@ static const command_t command_table[] = {
     {"reload", -1, CMD_ADMIN, cmd_reload},
     {"info", -1, CMD_ADMIN, cmd_info},
     {"stats", -1, CMD_ADMIN, cmd_info},
+    {"metrics", 1, CMD_ADMIN, cmd_metrics},
 };
 
 static dict_t by_name;

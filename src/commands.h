@@ -47,5 +47,6 @@ void cmd_refresh(client_t *c);
 void cmd_policies(client_t *c);
 void cmd_reload(client_t *c);
 void cmd_info(client_t *c);
+void cmd_metrics(client_t *c);
 
 #endif

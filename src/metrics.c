@@ -49,12 +49,18 @@ void metrics_format_double(char *dst, size_t n, double v)
         snprintf(dst, n, v > 0 ? "+Inf" : "-Inf");
         return;
     }
-    /* Shortest %g that reads back exactly, as Go's strconv 'g' -1 does:
-     * 0.005 stays "0.005", not "0.0050000000000000001". */
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(dst, n, "%.*g", prec, v);
-        if (strtod(dst, NULL) == v) return;
+    /* The fewest digits that read back exactly, as Go's strconv 'g' -1 and
+     * so the Prometheus client libraries do: 0.005 is "0.005", not
+     * "0.0050000000000000001". Printing with at least 6 digits keeps %g off
+     * the exponent form for 10 and 30 ("10", not "1e+01"); %g drops the
+     * trailing zeros again. */
+    int prec = 1;
+    while (prec < 17) {
+        snprintf(dst, n, "%.*e", prec - 1, v);
+        if (strtod(dst, NULL) == v) break;
+        prec++;
     }
+    snprintf(dst, n, "%.*g", prec < 6 ? 6 : prec, v);
 }
 
 static void help_type(buf_t *o, const char *name, const char *help, const char *type)
@@ -78,7 +84,7 @@ static void ns_sample(buf_t *o, const char *name, const char *ns, const char *la
  * ---------------------------------------------------------------------- */
 
 #define MAX_LABEL_VALUES 8
-#define FIELD(f) offsetof(ns_stats_t, f)
+#define FIELD(f)         offsetof(ns_stats_t, f)
 
 typedef struct ns_counter_family {
     const char *name;
@@ -108,16 +114,22 @@ static const ns_counter_family_t spec_families[] = {
      "Reads answered from a fresh cached value, per tier (l1: in-process, redis).",
      "tier",
      {{"l1", FIELD(hits_l1)}, {"redis", FIELD(hits_redis)}}},
-    {"luacached_misses_total", "Reads that found nothing usable and waited for a fetch.", NULL,
+    {"luacached_misses_total",
+     "Reads that found nothing usable and waited for a fetch.",
+     NULL,
      {{"", FIELD(misses)}}},
-    {"luacached_negative_hits_total", "Reads answered nil from a cached not-found.", NULL,
+    {"luacached_negative_hits_total",
+     "Reads answered nil from a cached not-found.",
+     NULL,
      {{"", FIELD(negative_hits)}}},
     {"luacached_stale_served_total",
      "Reads answered with a stale value (revalidate: within stale_ttl while one background "
      "refresh runs; error: within stale_if_error after a failed fetch).",
      "reason",
      {{"revalidate", FIELD(stale_revalidate)}, {"error", FIELD(stale_error)}}},
-    {"luacached_fetches_total", "Origin fetches run through the policy, by outcome.", "result",
+    {"luacached_fetches_total",
+     "Origin fetches run through the policy, by outcome.",
+     "result",
      {{"ok", FIELD(fetch_ok)},
       {"not_found", FIELD(fetch_not_found)},
       {"error", FIELD(fetch_error)},
@@ -126,7 +138,8 @@ static const ns_counter_family_t spec_families[] = {
 
 static const ns_counter_family_t spec_families_2[] = {
     {"luacached_coalesced_total",
-     "Requests that joined a fetch already in flight instead of starting their own.", NULL,
+     "Requests that joined a fetch already in flight instead of starting their own.",
+     NULL,
      {{"", FIELD(coalesced)}}},
     {"luacached_invalidations_total",
      "Cache entries invalidated, by kind (race: an in-flight fill not stored because an "
@@ -144,17 +157,25 @@ static const ns_counter_family_t spec_families_2[] = {
      "result",
      {{"ok", FIELD(reloads_ok)}, {"error", FIELD(reloads_error)}}},
     {"luacached_lock_waits_total",
-     "Fills that waited on another instance's fill lock instead of fetching.", NULL,
+     "Fills that waited on another instance's fill lock instead of fetching.",
+     NULL,
      {{"", FIELD(lock_waits)}}},
     {"luacached_lock_takeovers_total",
-     "Fills that took over after waiting lock_timeout on another instance's fill.", NULL,
+     "Fills that took over after waiting lock_timeout on another instance's fill.",
+     NULL,
      {{"", FIELD(lock_takeovers)}}},
     {"luacached_early_refreshes_total",
-     "Background refreshes started before expiry by early_refresh (XFetch).", NULL,
+     "Background refreshes started before expiry by early_refresh (XFetch).",
+     NULL,
      {{"", FIELD(early_refreshes)}}},
-    {"luacached_stores_total", "Fetch results sent to Redis for storing (none while Redis is down).", NULL,
+    {"luacached_stores_total",
+     "Fetch results sent to Redis for storing (none while Redis is down).",
+     NULL,
      {{"", FIELD(stores)}}},
-    {"luacached_store_errors_total", "Stores that Redis rejected or never answered.", NULL, {{"", FIELD(store_errors)}}},
+    {"luacached_store_errors_total",
+     "Stores that Redis rejected or never answered.",
+     NULL,
+     {{"", FIELD(store_errors)}}},
 };
 
 static uint64_t counter_at(const ns_stats_t *s, size_t off)

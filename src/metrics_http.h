@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <uv.h>
 
-#define METRICS_HTTP_MAX_CONNS 64
+#define METRICS_HTTP_MAX_CONNS  64
 #define METRICS_HTTP_MAX_HEADER (16 * 1024)
 #define METRICS_HTTP_TIMEOUT_MS 10000
 
