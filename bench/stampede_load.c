@@ -35,6 +35,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -91,6 +92,7 @@ static struct {
     int ttl;
     double delay_ms;
     double gap_ms;
+    const char *dump; /* file: one line per measured request, and the answers seen */
 } opt = {.key = "hot:key",
          .origin_path = "/slow/key?delay=0.05",
          .clients = 200,
@@ -123,7 +125,8 @@ static void usage(void)
     fprintf(stderr,
             "usage: stampede_load [--aside] --target HOST:PORT [--target ...] --origin HOST:PORT\n"
             "         [--key K] [--origin-path P] [--clients N] [--duration S] [--warmup S]\n"
-            "         [--interval-us US] [--ttl S] [--delay-ms MS] [--gap-ms MS] [--drain S]\n");
+            "         [--interval-us US] [--ttl S] [--delay-ms MS] [--gap-ms MS] [--drain S]\n"
+            "         [--dump FILE]\n");
     exit(2);
 }
 
@@ -152,6 +155,7 @@ static void parse_args(int argc, char **argv)
         else if (strcmp(a, "--ttl") == 0) opt.ttl = atoi(v);
         else if (strcmp(a, "--delay-ms") == 0) opt.delay_ms = atof(v);
         else if (strcmp(a, "--gap-ms") == 0) opt.gap_ms = atof(v);
+        else if (strcmp(a, "--dump") == 0) opt.dump = v;
         else usage();
     }
     if (opt.ntargets == 0 || opt.origin.sin_port == 0 || opt.clients <= 0 || opt.duration <= 0 ||
@@ -413,16 +417,22 @@ static void seen_add(const char *v, size_t len)
     }
 }
 
-static uint64_t *lat; /* ns, requests due inside the window */
+static uint64_t *lat;     /* ns, requests due inside the window */
+static uint64_t *lat_due; /* --dump only: when each was due (mono ns) */
 static size_t nlat, latcap;
 
-static void lat_add(uint64_t ns)
+static void lat_add(uint64_t ns, uint64_t due)
 {
     if (nlat == latcap) {
         latcap = latcap ? latcap * 2 : 1 << 16;
         lat = realloc(lat, latcap * sizeof(*lat));
         if (!lat) die("out of memory");
+        if (opt.dump) {
+            lat_due = realloc(lat_due, latcap * sizeof(*lat_due));
+            if (!lat_due) die("out of memory");
+        }
     }
+    if (opt.dump) lat_due[nlat] = due;
     lat[nlat++] = ns;
 }
 
@@ -553,7 +563,7 @@ static void request_done(client_t *c, uint64_t now)
     st.done++;
     active--;
     if (c->due >= t_start && c->due < t_end) {
-        lat_add(now - c->due);
+        lat_add(now - c->due, c->due);
         st.measured++;
     }
     c->state = C_IDLE;
@@ -814,6 +824,15 @@ int main(int argc, char **argv)
     }
 
     /* Results. */
+    if (opt.dump) { /* before sorting: "r <ms due after window start> <latency ms>" */
+        FILE *f = fopen(opt.dump, "w");
+        if (!f) die("%s: %s", opt.dump, strerror(errno));
+        for (size_t i = 0; i < nlat; i++)
+            fprintf(f, "r %.3f %.3f\n", (double)(lat_due[i] - t_start) / 1e6, (double)lat[i] / 1e6);
+        for (size_t i = 0; i < SEEN_CAP; i++) /* "v <ms the origin answered, after window start>" */
+            if (seen[i]) fprintf(f, "v %lld\n", (long long)(seen[i] - wall_start));
+        fclose(f);
+    }
     qsort(lat, nlat, sizeof(*lat), cmp_u64);
     long long origin_total = -1, origin_maxconc = -1;
     if (ctl_state != 2 || origin_stats(&origin_total, &origin_maxconc) != 0) origin_total = -1;
@@ -839,18 +858,22 @@ int main(int argc, char **argv)
     free(vals);
 
     double secs = opt.duration;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double cpu_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                   (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
     printf("measured=%llu sent=%llu rps=%.0f errors=%llu nils=%llu conn_fails=%llu "
            "origin_fails=%llu hits=%llu misses=%llu unfinished=%zu "
            "p50=%.3f p90=%.3f p99=%.3f p999=%.3f max=%.3f "
            "origin_reqs=%lld origin_max_conc=%lld expiries=%zu worst_expiry=%zu "
-           "values_seen=%zu values_unparsed=%llu timed_out=%d",
+           "values_seen=%zu values_unparsed=%llu timed_out=%d load_cpu_s=%.2f",
            (unsigned long long)st.measured, (unsigned long long)st.sent,
            (double)st.measured / secs, (unsigned long long)st.errors,
            (unsigned long long)st.nils, (unsigned long long)st.conn_fails,
            (unsigned long long)st.origin_fails, (unsigned long long)st.hits,
            (unsigned long long)st.misses, active, pct_ms(0.50), pct_ms(0.90), pct_ms(0.99),
            pct_ms(0.999), nlat ? (double)lat[nlat - 1] / 1e6 : 0.0, origin_total, origin_maxconc,
-           episodes, worst, nseen, (unsigned long long)values_unparsed, timed_out);
+           episodes, worst, nseen, (unsigned long long)values_unparsed, timed_out, cpu_s);
     if (st.first_error[0]) {
         printf(" first_error=");
         for (const char *p = st.first_error; *p; p++) putchar(*p == ' ' || *p == '\r' || *p == '\n' ? '_' : *p);

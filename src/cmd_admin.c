@@ -10,6 +10,7 @@
 #include "http_client.h"
 #include "reply.h"
 #include "util.h"
+#include "watch.h"
 
 void cmd_policies(client_t *c)
 {
@@ -25,31 +26,34 @@ void cmd_policies(client_t *c)
     }
 }
 
-/* RELOAD [ns]: on error the old version stays active. */
+/* RELOAD [ns]: re-read the policies folder now, off the loop (watch.c),
+ * compile ns (or every namespace) afresh and answer once that is applied;
+ * on error the old version stays active. */
+static void on_reloaded(void *priv, const char *err)
+{
+    slot_t *slot = priv;
+    if (err) reply_error(&slot->buf, "%s", err);
+    else reply_ok(&slot->buf);
+    slot_finish(slot);
+}
+
 void cmd_reload(client_t *c)
 {
-    buf_t *b = client_reply_buf(c);
     if (client_argc(c) > 2) {
-        reply_error(b, "wrong number of arguments for 'reload' command");
+        reply_error(client_reply_buf(c), "wrong number of arguments for 'reload' command");
         return;
     }
+    const char *name = NULL;
+    size_t len = 0;
     if (client_argc(c) == 2) {
-        size_t len;
-        const char *name = client_arg(c, 1, &len);
-        ns_t *ns = ns_find(name, len);
-        if (!ns) {
-            reply_error(b, "unknown namespace '%.*s'", (int)(len > 128 ? 128 : len), name);
+        name = client_arg(c, 1, &len);
+        if (len > 128 || !ns_name_valid(name, len)) {
+            reply_error(client_reply_buf(c), "unknown namespace '%.*s'",
+                        (int)(len > 128 ? 128 : len), name);
             return;
         }
-        if (engine_reload(ns) != 0) reply_error(b, "policy '%s': %s", ns->name, ns->last_error);
-        else reply_ok(b);
-        return;
     }
-    ns_t *failed = NULL;
-    for (size_t i = 0; i < ns_count(); i++)
-        if (engine_reload(ns_at(i)) != 0 && !failed) failed = ns_at(i);
-    if (failed) reply_error(b, "policy '%s': %s", failed->name, failed->last_error);
-    else reply_ok(b);
+    watch_reload(name, len, on_reloaded, client_defer(c));
 }
 
 static void ns_lines(buf_t *o, const ns_t *ns)

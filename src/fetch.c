@@ -63,6 +63,7 @@ struct fetch {
 
     wait_kind_t wait;   /* what the parked thread waits for */
     http_call_t *call;  /* WAIT_HTTP */
+    bool call_at_deadline; /* the call's own timeout is the fetch's deadline */
     bool io_ready;      /* the handler left a result for k */
     const char *io_err; /* HTTP transport error, valid during the resume */
     http_response_t *io_resp;
@@ -109,6 +110,7 @@ static void finalise(fetch_t *f, fetch_result_t *r)
     f->finalised = true;
     list_unlink(f);
     r->duration = (double)(uv_hrtime() - f->start_ns) / 1e9;
+    r->policy = f->p; /* still referenced: release() comes after */
     f->cb(f->priv, r);
 }
 
@@ -308,6 +310,12 @@ static void on_http(void *priv, const char *err, http_response_t *resp)
     fetch_t *f = priv;
     f->call = NULL;
     if (f->wait != WAIT_HTTP) return;
+    /* curl's timer and ours end together; either way it is the fetch's
+     * timeout, and counts as one (SPEC §7 result="timeout"). */
+    if (err && strcmp(err, "timeout") == 0 && f->call_at_deadline) {
+        on_timeout(&f->timeout);
+        return;
+    }
     f->wait = WAIT_NONE;
     f->io_ready = true;
     f->io_err = err ? err : (resp ? NULL : "no response");
@@ -441,7 +449,11 @@ static int prim_http(lua_State *L)
     /* The request may not outlive the fetch: min(remaining, timeout). */
     uint64_t now = mono_ms();
     long ms = f->deadline_ms > now ? (long)(f->deadline_ms - now) : 1;
-    if (timeout > 0 && timeout * 1000.0 < (double)ms) ms = (long)ceil(timeout * 1000.0);
+    f->call_at_deadline = true;
+    if (timeout > 0 && timeout * 1000.0 < (double)ms) {
+        ms = (long)ceil(timeout * 1000.0);
+        f->call_at_deadline = false;
+    }
     if (ms < 1) ms = 1;
     http_request_t req = {
         .method = method,

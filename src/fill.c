@@ -68,6 +68,7 @@ typedef struct fill {
     bool force;       /* REFRESH: fetch even if the entry is fresh */
     bool invalidated; /* an invalidation landed while in flight: do not store */
     bool own_lock;
+    bool landed; /* an "F" came while the lock request was in flight */
     lock_result_t lock;
     char token[48];
     int64_t created_ms;
@@ -303,8 +304,11 @@ static void on_fetched(void *priv, const fetch_result_t *r)
         res.error = "value exceeds --max-value";
     }
     bool serve_stale = false;
-    if (ns->cur) {
-        const policy_conf_t *pc = &ns->cur->conf;
+    /* Stored by the version the fetch ran on: after a reload that bumped
+     * `version`, its result is not mistaken for the new version's. */
+    const policy_t *ran_on = r->policy ? r->policy : ns->cur;
+    if (ran_on) {
+        const policy_conf_t *pc = &ran_on->conf;
         entry_t e;
         entry_from_fetch(pc, &res, &e);
         if (res.kind == FETCH_OK || (res.kind == FETCH_NOT_FOUND && res.ttl > 0)) {
@@ -464,6 +468,9 @@ static void on_lock_get(void *priv, redisReply *reply)
         fill_finish(f); /* someone else is refreshing it */
     } else {
         wait_remote(f);
+        /* The holder's "F" can overtake these replies (another connection):
+         * then no broadcast is coming, look again now. */
+        if (f->landed) recheck(f);
     }
     fill_unref(f);
 }
@@ -472,6 +479,7 @@ static void fill_lock(fill_t *f)
 {
     f->state = FILL_LOCKING;
     f->lock = LOCK_NONE;
+    f->landed = false; /* what landed before is in the replies to come */
     long long lease = (long long)lock_timeout_ms(f);
     f->refs++;
     if (backend_cmd(on_lock_set, f, "SET %b %s NX PX %lld", f->lkey.data, f->lkey.len, f->token,
@@ -553,7 +561,9 @@ void fill_invalidate(const buf_t *rkey)
 void fill_remote_landed(const char *rkey, size_t len)
 {
     fill_t *f = dict_get(&fills, rkey, len);
-    if (f && f->state == FILL_WAITING) recheck(f);
+    if (!f) return;
+    if (f->state == FILL_WAITING) recheck(f);
+    else if (f->state == FILL_LOCKING) f->landed = true; /* see on_lock_get */
 }
 
 void fills_resync(void)
@@ -563,6 +573,7 @@ void fills_resync(void)
     fill_t **list = xmalloc((fills.count + 1) * sizeof(*list));
     for (dict_entry_t *e = dict_first(&fills, &i); e; e = dict_next(&fills, &i, e)) {
         fill_t *f = e->value;
+        if (f->state == FILL_LOCKING) f->landed = true; /* a broadcast may be lost */
         if (f->state == FILL_WAITING) {
             f->refs++;
             list[n++] = f;

@@ -15,9 +15,11 @@
 #include "config.h"
 #include "http_client.h"
 #include "log.h"
+#include "metrics_http.h"
 #include "policy.h"
 #include "server.h"
 #include "util.h"
+#include "watch.h"
 
 static uv_loop_t *loop;
 static uv_signal_t sig_term, sig_int, sig_hup;
@@ -57,7 +59,9 @@ static void close_everything(void)
     uv_close((uv_handle_t *)&sig_hup, NULL);
     cache_shutdown(); /* before backend_close: its NULL replies must not start fetches */
     server_close_clients();
+    metrics_http_stop();
     backend_close();
+    watch_stop(); /* hot reload: before the engine it feeds */
     engine_close();
     http_client_close();
 }
@@ -86,11 +90,21 @@ static void on_shutdown_tick(uv_timer_t *t)
     }
 }
 
+static void on_sighup_reloaded(void *priv, const char *err)
+{
+    LC_UNUSED(priv);
+    if (err)
+        log_warn("SIGHUP reload: %s", err);
+    else
+        log_info("SIGHUP reload: every policy loaded");
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     if (signum == SIGHUP) {
+        /* The same path as RELOAD: read off the loop, then apply. */
         log_info("SIGHUP: reloading policies");
-        for (size_t i = 0; i < ns_count(); i++) engine_reload(ns_at(i));
+        watch_reload(NULL, 0, on_sighup_reloaded, NULL);
         return;
     }
     if (shutting_down) return;
@@ -144,6 +158,13 @@ int main(int argc, char **argv)
         log_error("%s", err);
         return 1;
     }
+    /* The HTTP metrics endpoint (off with --metrics-port 0). */
+    if (metrics_http_start(loop, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        return 1;
+    }
+    /* Hot reload (SPEC §4): watch the policies folder. */
+    watch_start(loop, cfg.policies_dir);
     uv_timer_init(loop, &shutdown_timer);
     uv_signal_init(loop, &sig_term);
     uv_signal_init(loop, &sig_int);

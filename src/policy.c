@@ -16,8 +16,14 @@
  * The shipped lua/ modules are read into memory by engine_init; the bootstrap
  * (json, sandbox, validate, runtime) runs in each new state from those
  * copies, and a policy's require compiles them from memory too, so no Lua
- * code ever touches the disk after start-up (policy files are read on
- * (re)load only).
+ * code ever touches the disk after start-up. Policy files are read at
+ * start-up here, and afterwards by watch.c in the libuv threadpool (hot
+ * reload, RELOAD, SIGHUP), which hands their bytes to engine_apply.
+ *
+ * Namespaces are never freed before engine_close: requests in flight hold
+ * ns_t pointers. A namespace whose file is deleted moves to E.gone (not
+ * found, not listed) with its last version kept, and is reused if the file
+ * comes back.
  *
  * Rule for Lua calls from C here and in fetch.c: anything that may allocate
  * runs inside lua_pcall (of a small C function when needed), because a memory
@@ -70,8 +76,10 @@ static struct engine {
     uint64_t time_limit_ns;
     module_t *mods; /* sorted by name */
     size_t nmods, modcap;
-    ns_t **ns; /* sorted by name */
+    ns_t **ns; /* sorted by name; the namespaces served */
     size_t nns, nscap;
+    ns_t **gone; /* removed namespaces (file deleted), kept until engine_close */
+    size_t ngone, gonecap;
 } E;
 
 /* The modules the bootstrap runs in every state. */
@@ -176,11 +184,19 @@ static lua_State *state_new(policy_t *p)
 /* The shipped lua/ modules, in memory                                       */
 /* ------------------------------------------------------------------------ */
 
-static int read_file(const char *path, size_t max, char **out, size_t *outlen, char *err,
-                     size_t errlen)
+/* Read path, or name inside the open folder dirfd when dirfd >= 0 (path
+ * then only names it in messages). Thread-safe (runs in the libuv
+ * threadpool for hot reload). On failure *err_no (if given) is the errno,
+ * or 0 for "not a regular file" and size problems. */
+static int read_file_errno(int dirfd, const char *name, const char *path, size_t max, char **out,
+                           size_t *outlen, char *err, size_t errlen, int *err_no)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (err_no) *err_no = 0;
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer (fstat rejects it) */
+    int flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK;
+    int fd = dirfd >= 0 ? openat(dirfd, name, flags) : open(path, flags);
     if (fd < 0) {
+        if (err_no) *err_no = errno;
         if (errno == ENOENT)
             snprintf(err, errlen, "%s: file not found", path);
         else
@@ -224,6 +240,12 @@ err:
     close(fd);
     free(buf);
     return -1;
+}
+
+static int read_file(const char *path, size_t max, char **out, size_t *outlen, char *err,
+                     size_t errlen)
+{
+    return read_file_errno(-1, NULL, path, max, out, outlen, err, errlen, NULL);
 }
 
 static int mod_cmp(const void *a, const void *b)
@@ -500,18 +522,33 @@ static void sha1_hex(const char *data, size_t len, char out[41])
         snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
-/* Read, compile, run and validate one policy file into a new state.
- * NULL with err "file:line: message" on failure. sha gets the file's SHA-1
- * ("" when unreadable). */
-static policy_t *policy_load(ns_t *ns, const char *name, const char *path, char sha[41], char *err,
-                             size_t errlen)
+int policy_src_read_at(int dirfd, const char *name, const char *path, policy_src_t *src)
 {
-    char *src = NULL;
-    size_t len = 0;
-    sha[0] = '\0';
-    if (read_file(path, MAX_POLICY_FILE, &src, &len, err, errlen) != 0) return NULL;
-    sha1_hex(src, len, sha);
+    memset(src, 0, sizeof(*src));
+    if (read_file_errno(dirfd, name, path, MAX_POLICY_FILE, &src->data, &src->len, src->error,
+                        sizeof(src->error), &src->err_no) != 0)
+        return -1;
+    sha1_hex(src->data, src->len, src->sha1);
+    return 0;
+}
 
+int policy_src_read(const char *path, policy_src_t *src)
+{
+    return policy_src_read_at(-1, NULL, path, src);
+}
+
+void policy_src_free(policy_src_t *src)
+{
+    free(src->data);
+    src->data = NULL;
+    src->len = 0;
+}
+
+/* Compile, run and validate one policy's source into a new state. NULL
+ * with err "file:line: message" on failure. */
+static policy_t *policy_load_src(ns_t *ns, const char *name, const char *path, const char *src,
+                                 size_t len, const char sha[41], char *err, size_t errlen)
+{
     policy_t *p = xcalloc(1, sizeof(*p));
     pstate_t *ps = xcalloc(1, sizeof(*ps));
     ps->fetch_ref = ps->ttl_ref = LUA_NOREF;
@@ -536,7 +573,6 @@ static policy_t *policy_load(ns_t *ns, const char *name, const char *path, char 
         goto err;
     }
     lua_gc(L, LUA_GCCOLLECT); /* the bootstrap's garbage */
-    free(src);
     return p;
 err:
     if (p->L) {
@@ -545,8 +581,23 @@ err:
     }
     free(ps);
     free(p);
-    free(src);
     return NULL;
+}
+
+/* Read, then policy_load_src. sha gets the file's SHA-1 ("" when unreadable). */
+static policy_t *policy_load(ns_t *ns, const char *name, const char *path, char sha[41], char *err,
+                             size_t errlen)
+{
+    policy_src_t src;
+    sha[0] = '\0';
+    if (policy_src_read(path, &src) != 0) {
+        snprintf(err, errlen, "%s", src.error);
+        return NULL;
+    }
+    memcpy(sha, src.sha1, 41);
+    policy_t *p = policy_load_src(ns, name, path, src.data, src.len, sha, err, errlen);
+    policy_src_free(&src);
+    return p;
 }
 
 void policy_ref(policy_t *p)
@@ -570,16 +621,16 @@ void policy_unref(policy_t *p)
 /* Namespaces                                                                */
 /* ------------------------------------------------------------------------ */
 
-static int ns_name_ok(const char *s, size_t len)
+bool ns_name_valid(const char *s, size_t len)
 {
-    if (len == 0) return 0;
+    if (len == 0) return false;
     for (size_t i = 0; i < len; i++) {
         char c = s[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '_' || c == '.' || c == '-'))
-            return 0;
+            return false;
     }
-    return 1;
+    return true;
 }
 
 static int name_cmp(const char *a, size_t alen, const char *b)
@@ -590,7 +641,8 @@ static int name_cmp(const char *a, size_t alen, const char *b)
     return alen < blen ? -1 : alen > blen;
 }
 
-/* Binary search: index of name, or where it would go (*found = 0). */
+/* Binary search of the served namespaces: index of name, or where it would
+ * go (*found = 0). */
 static size_t ns_search(const char *name, size_t len, int *found)
 {
     size_t lo = 0, hi = E.nns;
@@ -617,6 +669,22 @@ ns_t *ns_find(const char *name, size_t len)
     return found ? E.ns[i] : NULL;
 }
 
+/* Removed namespaces are few (one per name ever deleted): a linear scan. */
+static size_t gone_index(const char *name, size_t len)
+{
+    for (size_t i = 0; i < E.ngone; i++)
+        if (name_cmp(name, len, E.gone[i]->name) == 0) return i;
+    return E.ngone;
+}
+
+ns_t *ns_find_any(const char *name, size_t len)
+{
+    ns_t *ns = ns_find(name, len);
+    if (ns) return ns;
+    size_t g = gone_index(name, len);
+    return g < E.ngone ? E.gone[g] : NULL;
+}
+
 size_t ns_count(void)
 {
     return E.nns;
@@ -627,6 +695,11 @@ ns_t *ns_at(size_t i)
     return i < E.nns ? E.ns[i] : NULL;
 }
 
+const char *engine_policies_dir(void)
+{
+    return E.policies_dir;
+}
+
 static char *policy_path(const char *dir, const char *name)
 {
     size_t n = strlen(dir) + strlen(name) + 6;
@@ -635,16 +708,11 @@ static char *policy_path(const char *dir, const char *name)
     return path;
 }
 
-static ns_t *ns_add(const char *name)
+/* Put ns into the served list (sorted); it must not be there. */
+static void ns_insert(ns_t *ns)
 {
     int found;
-    size_t len = strlen(name);
-    size_t i = ns_search(name, len, &found);
-    if (found) return E.ns[i];
-    ns_t *ns = xcalloc(1, sizeof(*ns));
-    ns->name = xstrdup(name);
-    ns->path = policy_path(E.policies_dir, name);
-    ns->last_error = xstrdup("");
+    size_t i = ns_search(ns->name, strlen(ns->name), &found);
     if (E.nns == E.nscap) {
         E.nscap = E.nscap ? E.nscap * 2 : 16;
         E.ns = xrealloc(E.ns, E.nscap * sizeof(ns_t *));
@@ -652,6 +720,29 @@ static ns_t *ns_add(const char *name)
     memmove(E.ns + i + 1, E.ns + i, (E.nns - i) * sizeof(ns_t *));
     E.ns[i] = ns;
     E.nns++;
+}
+
+/* The served namespace NAME: found, brought back from the removed ones, or
+ * created (with no policy yet). */
+static ns_t *ns_add(const char *name)
+{
+    size_t len = strlen(name);
+    ns_t *ns = ns_find(name, len);
+    if (ns) return ns;
+    size_t g = gone_index(name, len);
+    if (g < E.ngone) {
+        ns = E.gone[g];
+        E.gone[g] = E.gone[--E.ngone];
+        ns->removed = false;
+        ns_insert(ns);
+        log_info("policy file %s is back: namespace '%s' serves again", ns->path, ns->name);
+        return ns;
+    }
+    ns = xcalloc(1, sizeof(*ns));
+    ns->name = xstrdup(name);
+    ns->path = policy_path(E.policies_dir, name);
+    ns->last_error = xstrdup("");
+    ns_insert(ns);
     return ns;
 }
 
@@ -664,27 +755,93 @@ static void ns_free(ns_t *ns)
     free(ns);
 }
 
-int engine_reload(ns_t *ns)
+bool engine_remove(const char *name)
 {
-    char err[MAX_ERR], sha[41];
-    policy_t *p = policy_load(ns, ns->name, ns->path, sha, err, sizeof(err));
-    memcpy(ns->sha1, sha, sizeof(ns->sha1));
+    int found;
+    size_t i = ns_search(name, strlen(name), &found);
+    if (!found) return false;
+    ns_t *ns = E.ns[i];
+    memmove(E.ns + i, E.ns + i + 1, (E.nns - i - 1) * sizeof(ns_t *));
+    E.nns--;
+    if (E.ngone == E.gonecap) {
+        E.gonecap = E.gonecap ? E.gonecap * 2 : 8;
+        E.gone = xrealloc(E.gone, E.gonecap * sizeof(ns_t *));
+    }
+    E.gone[E.ngone++] = ns;
+    ns->removed = true;
+    /* ns->cur stays: requests in flight hold ns and read ns->cur. A file
+     * that comes back is always loaded afresh (see engine_apply). */
+    log_info("policy file %s was deleted: namespace '%s' is no longer served "
+             "(requests in flight finish on its last version)",
+             ns->path, ns->name);
+    return true;
+}
+
+/* Install what one load attempt produced. p is the new version (NULL: the
+ * load failed with err). */
+static policy_apply_t ns_install(ns_t *ns, policy_t *p, const char *sha, const char *err)
+{
+    snprintf(ns->sha1, sizeof(ns->sha1), "%s", sha);
+    free(ns->last_error);
     if (!p) {
-        free(ns->last_error);
         ns->last_error = xstrdup(err);
         ns->stats.reloads_error++;
         log_error("policy '%s' failed to load%s: %s", ns->name,
                   ns->cur ? " (previous version stays active)" : "", err);
-        return -1;
+        return POLICY_FAILED;
     }
+    ns->last_error = xstrdup("");
     policy_t *old = ns->cur;
     ns->cur = p;
-    policy_unref(old); /* fetches in flight keep their own reference */
-    free(ns->last_error);
-    ns->last_error = xstrdup("");
     ns->stats.reloads_ok++;
-    log_info("policy '%s' loaded (sha1 %.12s)", ns->name, ns->sha1);
-    return 0;
+    if (old)
+        log_info("policy '%s' reloaded (sha1 %.12s, was %.12s)", ns->name, p->sha1, old->sha1);
+    else
+        log_info("policy '%s' loaded (sha1 %.12s)", ns->name, p->sha1);
+    policy_unref(old); /* fetches in flight keep their own reference */
+    return POLICY_LOADED;
+}
+
+policy_apply_t engine_apply(const char *name, const policy_src_t *src, bool force)
+{
+    size_t len = strlen(name);
+    ns_t *ns = ns_find(name, len);
+    bool known = ns != NULL;
+    /* The same bytes as the last attempt (or the same read failure): the
+     * outcome would be the same too. */
+    if (known && !force) {
+        if (src->data && strcmp(src->sha1, ns->sha1) == 0) return POLICY_UNCHANGED;
+        if (!src->data && ns->sha1[0] == '\0' && strcmp(src->error, ns->last_error) == 0)
+            return POLICY_UNCHANGED;
+    }
+    /* New, or back after removal: always loaded afresh (a re-added file
+     * whose load fails leaves the namespace on the version it had when it
+     * was removed, like any failed reload; docs/POLICIES.md). */
+    if (!known) ns = ns_add(name);
+    if (!src->data) return ns_install(ns, NULL, "", src->error);
+    char err[MAX_ERR];
+    policy_t *p =
+        policy_load_src(ns, ns->name, ns->path, src->data, src->len, src->sha1, err, sizeof(err));
+    return ns_install(ns, p, src->sha1, err);
+}
+
+int engine_reload(ns_t *ns)
+{
+    policy_src_t src;
+    policy_src_read(ns->path, &src);
+    policy_apply_t r;
+    if (ns->removed && !src.data) {
+        /* still gone: record why, but do not serve it again */
+        memcpy(ns->sha1, "", 1);
+        free(ns->last_error);
+        ns->last_error = xstrdup(src.error);
+        ns->stats.reloads_error++;
+        r = POLICY_FAILED;
+    } else {
+        r = engine_apply(ns->name, &src, true);
+    }
+    policy_src_free(&src);
+    return r == POLICY_FAILED ? -1 : 0;
 }
 
 /* A policy file: "NAME.lua", not hidden (editors' temporary files). */
@@ -699,13 +856,16 @@ static int dirent_cmp(const struct dirent **a, const struct dirent **b)
 }
 
 /* Calls fn(name, path, arg) for each policy file of dir, sorted; reports
- * and counts files with bad names. Returns failures (fn's plus those). */
+ * and counts files with bad names. Returns failures (fn's plus those);
+ * *dir_ok tells whether the folder could be listed at all. */
 typedef int (*policy_file_fn)(const char *name, const char *path, void *arg);
 
-static int for_each_policy(const char *dir, policy_file_fn fn, void *arg, bool to_stderr)
+static int for_each_policy(const char *dir, policy_file_fn fn, void *arg, bool to_stderr,
+                           bool *dir_ok)
 {
     struct dirent **list = NULL;
     int n = scandir(dir, &list, policy_file_filter, dirent_cmp);
+    if (dir_ok) *dir_ok = n >= 0;
     if (n < 0) {
         if (to_stderr)
             fprintf(stderr, "%s: cannot open policies folder: %s\n", dir, strerror(errno));
@@ -722,7 +882,7 @@ static int for_each_policy(const char *dir, policy_file_fn fn, void *arg, bool t
         struct stat st;
         if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
             /* a folder named x.lua is not a policy */
-        } else if (!ns_name_ok(name, len)) {
+        } else if (!ns_name_valid(name, len)) {
             if (to_stderr)
                 fprintf(stderr, "%s: namespace name must match [A-Za-z0-9_.-]+; file skipped\n",
                         path);
@@ -740,16 +900,49 @@ static int for_each_policy(const char *dir, policy_file_fn fn, void *arg, bool t
     return failures;
 }
 
+typedef struct seen_names {
+    char **names;
+    size_t n, cap;
+} seen_names_t;
+
+static int str_ptr_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 static int load_one(const char *name, const char *path, void *arg)
 {
-    LC_UNUSED(path);
-    LC_UNUSED(arg);
-    return engine_reload(ns_add(name));
+    seen_names_t *seen = arg;
+    policy_src_t src;
+    if (policy_src_read(path, &src) != 0 && src.err_no == ENOENT) return 0; /* deleted since */
+    if (seen->n == seen->cap) {
+        seen->cap = seen->cap ? seen->cap * 2 : 16;
+        seen->names = xrealloc(seen->names, seen->cap * sizeof(char *));
+    }
+    seen->names[seen->n++] = xstrdup(name);
+    policy_apply_t r = engine_apply(name, &src, true);
+    policy_src_free(&src);
+    return r == POLICY_FAILED;
 }
 
 int engine_load_all(void)
 {
-    return for_each_policy(E.policies_dir, load_one, NULL, false);
+    seen_names_t seen = {0};
+    bool dir_ok = false;
+    int failures = for_each_policy(E.policies_dir, load_one, &seen, false, &dir_ok);
+    if (dir_ok) {
+        /* Served namespaces whose file is gone (a rescan after start-up). */
+        qsort(seen.names, seen.n, sizeof(char *), str_ptr_cmp);
+        for (size_t i = E.nns; i-- > 0;) {
+            const char *name = E.ns[i]->name;
+            if (!bsearch(&name, seen.names, seen.n, sizeof(char *), str_ptr_cmp))
+                engine_remove(name);
+        }
+    }
+    for (size_t i = 0; i < seen.n; i++)
+        free(seen.names[i]);
+    free(seen.names);
+    return failures;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -799,6 +992,11 @@ void engine_close(void)
     free(E.ns);
     E.ns = NULL;
     E.nns = E.nscap = 0;
+    for (size_t i = 0; i < E.ngone; i++)
+        ns_free(E.gone[i]);
+    free(E.gone);
+    E.gone = NULL;
+    E.ngone = E.gonecap = 0;
     mods_free();
     engine_clear_conf();
     E.loop = NULL;
@@ -846,7 +1044,7 @@ int engine_check_dir(const engine_conf_t *conf)
         if (conf->time_limit_ms) E.time_limit_ns = conf->time_limit_ms * 1000000;
     }
     check_ctx_t c = {0};
-    int failures = for_each_policy(E.policies_dir, check_one, &c, true);
+    int failures = for_each_policy(E.policies_dir, check_one, &c, true, NULL);
     if (failures == 0) printf("policies OK: %zu namespaces\n", c.ok);
     if (temp) {
         mods_free();

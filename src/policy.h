@@ -55,6 +55,12 @@ struct ns {
     char *last_error;    /* "" after a successful load; else "file:line: message" */
     char sha1[41];       /* of the last file attempted ("" if unreadable) */
     ns_stats_t stats;
+    /* Its file was deleted (hot reload): ns_find, ns_count and ns_at skip it,
+     * so it answers "unknown namespace" and leaves POLICIES/INFO. The struct
+     * is never freed before engine_close, since requests in flight hold
+     * ns_t pointers; cur is kept too (work in flight finishes on it). If the
+     * file comes back, this same struct serves again (stats continue). */
+    bool removed;
 };
 
 typedef struct engine_conf {
@@ -72,14 +78,57 @@ typedef struct engine_conf {
 int engine_init(uv_loop_t *loop, const engine_conf_t *conf, char *err, size_t errlen);
 void engine_close(void); /* aborts fetches (see fetch_abort_all), closes all states */
 
-/* Load every *.lua in the policies folder. Returns the number that failed
- * (each logged, kept in ns->last_error). A namespace whose load failed still
- * exists (so it can answer "failed to load"). Calling it again rescans:
- * new files become namespaces, known ones are reloaded. */
+/* Load every *.lua in the policies folder, synchronously (start-up).
+ * Returns the number that failed (each logged, kept in ns->last_error). A
+ * namespace whose load failed still exists (so it can answer "failed to
+ * load"). Calling it again rescans: new files become namespaces, known ones
+ * are reloaded (forced), served ones whose file is gone are removed. */
 int engine_load_all(void);
-/* Reload one namespace from disk: 0 ok, -1 failed (old version stays; error
- * in ns->last_error). Used by RELOAD and hot reload. */
+/* Reload one namespace from disk now, synchronously (tests, tools): 0 ok,
+ * -1 failed (old version stays; error in ns->last_error). A missing file is
+ * an error here, not a removal. The server reloads through watch.c instead,
+ * which reads files off the loop and calls engine_apply/engine_remove. */
 int engine_reload(ns_t *ns);
+
+/* ---- hot reload (watch.c drives these; docs/POLICIES.md "Reloading") ---- */
+
+/* A policy file as read from disk. */
+typedef struct policy_src {
+    char *data;      /* the file's bytes, NUL-terminated; NULL if the read failed */
+    size_t len;
+    char sha1[41];   /* hex SHA-1 of data; "" if the read failed */
+    char error[512]; /* read failed: "path: reason" */
+    int err_no;      /* read failed: errno (ENOENT: the file is gone) */
+} policy_src_t;
+
+/* Read (at most 4 MiB) and hash one policy file. Thread-safe: touches no
+ * engine state, so it runs in the libuv threadpool. 0 ok, -1 (src->error). */
+int policy_src_read(const char *path, policy_src_t *src);
+/* The same for file name inside the open folder dirfd (path: for messages). */
+int policy_src_read_at(int dirfd, const char *name, const char *path, policy_src_t *src);
+void policy_src_free(policy_src_t *src);
+
+/* [A-Za-z0-9_.-]+ (SPEC §2). Thread-safe. */
+bool ns_name_valid(const char *name, size_t len);
+
+typedef enum policy_apply {
+    POLICY_UNCHANGED, /* same sha1 (or same read error) as the last attempt: nothing done */
+    POLICY_LOADED,    /* a new version serves */
+    POLICY_FAILED,    /* the previous version (if any) stays; error in ns->last_error */
+} policy_apply_t;
+
+/* NAME.lua exists and src is what it holds now: create the namespace if it
+ * is new, serve a removed one again, else load a new version. Unless force,
+ * content whose sha1 (or read error) equals the last attempt's is a no-op,
+ * so touching a file reloads nothing. Counts reloads_ok/reloads_error and
+ * logs each outcome (no-ops are not logged). */
+policy_apply_t engine_apply(const char *name, const policy_src_t *src, bool force);
+/* NAME.lua was deleted: stop serving NAME (see ns_t.removed). Returns true
+ * if it was being served. */
+bool engine_remove(const char *name);
+/* Like ns_find, but also finds removed namespaces. */
+ns_t *ns_find_any(const char *name, size_t len);
+const char *engine_policies_dir(void);
 
 ns_t *ns_find(const char *name, size_t len);
 size_t ns_count(void);
@@ -110,8 +159,11 @@ typedef struct fetch_result {
                    NOT_FOUND: opts.ttl of `return nil, {ttl=}`, else conf.negative_ttl */
     const char *const *tags; /* OK: opts.tags */
     size_t ntags;
-    const char *error;  /* ERROR/TIMEOUT: message for "-ERR fetch failed: <message>" */
-    double duration;    /* seconds the fetch took */
+    const char *error; /* ERROR/TIMEOUT: message for "-ERR fetch failed: <message>" */
+    double duration;   /* seconds the fetch took */
+    /* The version the fetch ran on, which a reload may have replaced as
+     * ns->cur meanwhile: its conf is the one to store the result by. */
+    const policy_t *policy;
 } fetch_result_t;
 
 /* r and everything it points to are valid only during the callback. */

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <uv.h>
@@ -27,6 +28,7 @@
 #include "log.h"
 #include "policy.h"
 #include "util.h"
+#include "watch.h"
 
 /* ------------------------------------------------------------------------ */
 /* Harness                                                                   */
@@ -651,6 +653,384 @@ static void test_reload_in_flight(void)
     res_free(&b);
 }
 
+/* engine_apply: the same bytes again are a no-op (a touch reloads nothing),
+ * unless forced; new bytes load a new version; a failed one keeps the old. */
+static void test_apply_unchanged(void)
+{
+    write_file("u.lua", "return { fetch = function(id) return 'u1' end }\n");
+    CHECK(engine_up() == 0);
+    ns_t *ns = ns_find("u", 1);
+    CHECK(ns && ns->cur && ns->stats.reloads_ok == 1);
+    policy_t *v1 = ns->cur;
+    char path[600];
+    snprintf(path, sizeof(path), "%s/u.lua", tmpdir);
+    policy_src_t src;
+    CHECK(policy_src_read(path, &src) == 0);
+    CHECK(strcmp(src.sha1, ns->sha1) == 0 && src.len > 0);
+    CHECK(engine_apply("u", &src, false) == POLICY_UNCHANGED);
+    CHECK(ns->cur == v1 && ns->stats.reloads_ok == 1 && ns->stats.reloads_error == 0);
+    CHECK(engine_apply("u", &src, true) == POLICY_LOADED); /* RELOAD forces */
+    CHECK(ns->cur != v1 && ns->stats.reloads_ok == 2);
+    policy_src_free(&src);
+
+    write_file("u.lua", "return { fetch = function(id) return 'u2' end,\n  ttl = 'x' }\n");
+    CHECK(policy_src_read(path, &src) == 0);
+    policy_t *v2 = ns->cur;
+    CHECK(engine_apply("u", &src, false) == POLICY_FAILED);
+    CHECK(ns->cur == v2 && ns->stats.reloads_error == 1);
+    CHECK_STR_HAS(ns->last_error, "u.lua:2: ttl must be a number");
+    CHECK(strcmp(ns->sha1, src.sha1) == 0 && strcmp(ns->cur->sha1, src.sha1) != 0);
+    /* the same broken bytes again: not retried, not counted */
+    CHECK(engine_apply("u", &src, false) == POLICY_UNCHANGED);
+    CHECK(ns->stats.reloads_error == 1);
+    policy_src_free(&src);
+
+    /* a read error is a failure too, and the same one again a no-op */
+    policy_src_t bad;
+    CHECK(policy_src_read("/nonexistent/u.lua", &bad) == -1);
+    CHECK(bad.data == NULL && bad.sha1[0] == '\0' && bad.err_no == ENOENT);
+    CHECK_STR_HAS(bad.error, "file not found");
+    CHECK(engine_apply("u", &bad, false) == POLICY_FAILED && ns->stats.reloads_error == 2);
+    CHECK(engine_apply("u", &bad, false) == POLICY_UNCHANGED && ns->stats.reloads_error == 2);
+    CHECK(ns->cur == v2);
+
+    write_file("u.lua", "return { fetch = function(id) return 'u3' end }\n");
+    CHECK(policy_src_read(path, &src) == 0);
+    CHECK(engine_apply("u", &src, false) == POLICY_LOADED);
+    CHECK(strcmp(ns->last_error, "") == 0 && strcmp(ns->cur->sha1, src.sha1) == 0);
+    policy_src_free(&src);
+    res_t r;
+    fetch_wait("u", "1", &r, 2);
+    CHECK(r.calls == 1 && r.kind == FETCH_OK && strcmp(r.value, "u3") == 0);
+    res_free(&r);
+}
+
+/* Removing a namespace: it stops being found, its fetches in flight finish
+ * on their version, and a file that comes back reuses the same ns_t. */
+static void test_remove_readd(void)
+{
+    write_file("a.lua", "return { fetch = function(id, ctx) ctx.sleep(0.05) return 'a1' end }\n");
+    write_file("b.lua", "return { fetch = function(id) return 'b' end }\n");
+    CHECK(engine_up() == 0);
+    CHECK(ns_count() == 2);
+    ns_t *a = ns_find("a", 1);
+    policy_t *a1 = a->cur;
+    res_t inflight = {0};
+    total_calls = 0;
+    fetch_start(a1, "x", 1, res_cb, &inflight);
+
+    char path[600];
+    snprintf(path, sizeof(path), "%s/a.lua", tmpdir);
+    unlink(path);
+    CHECK(engine_load_all() == 0); /* a rescan notices the deletion */
+    CHECK(ns_find("a", 1) == NULL && ns_count() == 1 && strcmp(ns_at(0)->name, "b") == 0);
+    CHECK(ns_find_any("a", 1) == a && a->removed && a->cur == a1);
+    CHECK(engine_remove("a") == false); /* already gone */
+    CHECK(run_until(&total_calls, 1, 2));
+    CHECK(inflight.calls == 1 && inflight.kind == FETCH_OK && strcmp(inflight.value, "a1") == 0);
+    res_free(&inflight);
+
+    /* back: the same struct serves a fresh load (stats continue) */
+    write_file("a.lua", "return { fetch = function(id) return 'a2' end }\n");
+    CHECK(engine_load_all() == 0);
+    CHECK(ns_find("a", 1) == a && !a->removed && a->cur != a1 && ns_count() == 2);
+    CHECK(a->stats.reloads_ok == 2);
+    res_t r;
+    fetch_wait("a", "x", &r, 2);
+    CHECK(r.calls == 1 && strcmp(r.value, "a2") == 0);
+    res_free(&r);
+
+    /* removed, then back broken: like any failed reload, the version it
+     * had stays (docs/POLICIES.md) and the error shows */
+    CHECK(engine_remove("a") == true && ns_find("a", 1) == NULL);
+    policy_t *a2 = a->cur;
+    write_file("a.lua", "return { fetch = 1 }\n");
+    policy_src_t src;
+    CHECK(policy_src_read(path, &src) == 0);
+    CHECK(engine_apply("a", &src, false) == POLICY_FAILED);
+    policy_src_free(&src);
+    CHECK(ns_find("a", 1) == a && a->cur == a2);
+    CHECK_STR_HAS(a->last_error, "a.lua:1: fetch must be a function");
+
+    /* a namespace whose first load failed can be removed and added too */
+    write_file("c.lua", "return {\n  fetch = function(id) return 'c' end\n  ttl = 1 }\n");
+    CHECK(engine_load_all() == 2); /* a.lua is broken too */
+    ns_t *c = ns_find("c", 1);
+    CHECK(c && !c->cur && c->stats.reloads_error == 1);
+    snprintf(path, sizeof(path), "%s/c.lua", tmpdir);
+    unlink(path);
+    CHECK(engine_load_all() == 1); /* a.lua is still broken */
+    CHECK(ns_find("c", 1) == NULL && ns_find_any("c", 1) == c);
+    /* engine_reload of a removed one whose file is still gone: an error,
+     * still removed */
+    CHECK(engine_reload(c) == -1 && c->removed && ns_find("c", 1) == NULL);
+    CHECK_STR_HAS(c->last_error, "file not found");
+}
+
+/* ---- the watcher (src/watch.c) on the real loop ---- */
+
+typedef struct reload_res {
+    int calls;
+    char err[600];
+} reload_res_t;
+
+static void reload_cb(void *priv, const char *err)
+{
+    reload_res_t *r = priv;
+    r->calls++;
+    snprintf(r->err, sizeof(r->err), "%s", err ? err : "");
+}
+
+/* Run the loop until ns serves a policy whose fetch answers want (NULL:
+ * until ns is not served) or seconds pass. */
+static bool wait_serving(const char *name, const char *want, double seconds)
+{
+    double deadline = now_s() + seconds;
+    for (;;) {
+        ns_t *ns = ns_find(name, strlen(name));
+        if (!want && !ns) return true;
+        if (want && ns && ns->cur) {
+            res_t r;
+            fetch_wait(name, "1", &r, 1);
+            bool ok = r.kind == FETCH_OK && r.value && strcmp(r.value, want) == 0;
+            res_free(&r);
+            if (ok) return true;
+        }
+        if (now_s() >= deadline) return false;
+        int zero = 0;
+        run_until(&zero, 1, 0.02);
+    }
+}
+
+static void watch_down(void)
+{
+    watch_stop();
+    int zero = 0;
+    run_until(&zero, 1, 0.05);
+}
+
+static void test_watch(void)
+{
+    write_file("w.lua", "return { fetch = function(id) return 'w1' end }\n");
+    write_file("other.lua", "return { fetch = function(id) return 'o1' end }\n");
+    CHECK(engine_up() == 0);
+    CHECK(watch_start(loop, tmpdir) == 0);
+    CHECK(watch_start(loop, tmpdir) == -1);
+    ns_t *w = ns_find("w", 1);
+    double t0 = now_s();
+
+    /* an edit is served within a second; the old state goes once unused */
+    write_file("w.lua", "return { fetch = function(id) return 'w2' end }\n");
+    bool ok = wait_serving("w", "w2", 1.5);
+    if (!ok) watch_down();
+    CHECK(ok);
+    CHECK(now_s() - t0 < 1.2);
+    CHECK(w->stats.reloads_ok == 2);
+
+    /* a syntax error: the old version stays, the error is kept */
+    write_file("w.lua", "return {\n  fetch = function(id) return 'w3' end\n  ttl = 1 }\n");
+    int zero = 0;
+    double d = now_s() + 1.5;
+    while (w->stats.reloads_error == 0 && now_s() < d)
+        run_until(&zero, 1, 0.02);
+    if (w->stats.reloads_error != 1) watch_down();
+    CHECK(w->stats.reloads_error == 1);
+    CHECK_STR_HAS(w->last_error, "w.lua:3:");
+    CHECK(wait_serving("w", "w2", 0.1));
+
+    /* touching files changes nothing: not even with a real change of another
+     * file picked up after the touch (proof that a scan ran since) */
+    char path[600];
+    snprintf(path, sizeof(path), "%s/w.lua", tmpdir);
+    uint64_t ok_before = w->stats.reloads_ok, err_before = w->stats.reloads_error;
+    ns_t *o = ns_find("other", 5);
+    uint64_t o_before = o->stats.reloads_ok;
+    CHECK(utimes(path, NULL) == 0);
+    snprintf(path, sizeof(path), "%s/other.lua", tmpdir);
+    CHECK(utimes(path, NULL) == 0);
+    run_until(&zero, 1, 0.7); /* a debounced scan and a poll */
+    write_file("w.lua",
+               "return {\n  fetch = function(id) return 'w3' end\n  ttl = 1 }\n"); /* same */
+    run_until(&zero, 1, 0.3);
+    write_file("other.lua", "return { fetch = function(id) return 'o2' end }\n");
+    ok = wait_serving("other", "o2", 1.5);
+    if (!ok) watch_down();
+    CHECK(ok);
+    CHECK(o->stats.reloads_ok == o_before + 1);
+    CHECK(w->stats.reloads_ok == ok_before && w->stats.reloads_error == err_before);
+
+    /* fixed: serves */
+    write_file("w.lua", "return { fetch = function(id) return 'w4' end }\n");
+    ok = wait_serving("w", "w4", 1.5);
+    if (!ok) watch_down();
+    CHECK(ok && strcmp(w->last_error, "") == 0);
+
+    /* an in-place rewrite truncates first: an empty file is not an error
+     * for the watcher (it waits for content) */
+    uint64_t errs = w->stats.reloads_error;
+    write_file("w.lua", "%s", "");
+    run_until(&zero, 1, 0.8);
+    CHECK(w->stats.reloads_error == errs && strcmp(w->last_error, "") == 0);
+    write_file("w.lua", "return { fetch = function(id) return 'w5' end }\n");
+    ok = wait_serving("w", "w5", 1.5);
+    if (!ok) watch_down();
+    CHECK(ok && w->stats.reloads_error == errs);
+
+    /* added, removed, added again */
+    write_file("n.lua", "return { fetch = function(id) return 'n1' end }\n");
+    ok = wait_serving("n", "n1", 1.5);
+    if (!ok) watch_down();
+    CHECK(ok);
+    ns_t *n = ns_find("n", 1);
+    snprintf(path, sizeof(path), "%s/n.lua", tmpdir);
+    unlink(path);
+    ok = wait_serving("n", NULL, 1.5);
+    if (!ok) watch_down();
+    CHECK(ok && n->removed && ns_count() == 2);
+    write_file("n.lua", "return { fetch = function(id) return 'n2' end }\n");
+    ok = wait_serving("n", "n2", 1.5);
+    if (!ok) watch_down();
+    CHECK(ok && ns_find("n", 1) == n);
+
+    /* a hidden file or a bad name is never a namespace */
+    write_file(".hidden.lua", "return { fetch = function(id) return 'h' end }\n");
+    write_file("bad name.lua", "return { fetch = function(id) return 'h' end }\n");
+
+    /* RELOAD ns: answered after the read, compiled even if unchanged */
+    reload_res_t rr = {0};
+    uint64_t before = n->stats.reloads_ok;
+    watch_reload("n", 1, reload_cb, &rr);
+    CHECK(rr.calls == 0); /* never before watch_reload returns */
+    run_until(&rr.calls, 1, 2);
+    if (rr.calls != 1) watch_down();
+    CHECK(rr.calls == 1 && strcmp(rr.err, "") == 0 && n->stats.reloads_ok == before + 1);
+    CHECK(ns_count() == 3);
+
+    /* RELOAD ns of a broken file */
+    write_file("n.lua", "return { fetch = 'x' }\n");
+    memset(&rr, 0, sizeof(rr));
+    watch_reload("n", 1, reload_cb, &rr);
+    run_until(&rr.calls, 1, 2);
+    if (rr.calls != 1) watch_down();
+    CHECK(rr.calls == 1);
+    CHECK_STR_HAS(rr.err, "policy 'n': ");
+    CHECK_STR_HAS(rr.err, "n.lua:1: fetch must be a function");
+    CHECK(wait_serving("n", "n2", 0.1));
+
+    /* RELOAD (all): the first failure by name; the bad file name after that */
+    memset(&rr, 0, sizeof(rr));
+    watch_reload(NULL, 0, reload_cb, &rr);
+    run_until(&rr.calls, 1, 2);
+    CHECK(rr.calls == 1);
+    CHECK_STR_HAS(rr.err, "policy 'n': ");
+    write_file("n.lua", "return { fetch = function(id) return 'n3' end }\n");
+    memset(&rr, 0, sizeof(rr));
+    watch_reload(NULL, 0, reload_cb, &rr);
+    run_until(&rr.calls, 1, 2);
+    CHECK(rr.calls == 1);
+    CHECK_STR_HAS(rr.err, "bad name.lua: namespace name must match");
+    snprintf(path, sizeof(path), "%s/bad name.lua", tmpdir);
+    unlink(path);
+    memset(&rr, 0, sizeof(rr));
+    watch_reload(NULL, 0, reload_cb, &rr);
+    run_until(&rr.calls, 1, 2);
+    CHECK(rr.calls == 1 && strcmp(rr.err, "") == 0);
+    CHECK(wait_serving("n", "n3", 0.1));
+
+    /* RELOAD of a deleted file: removed, +OK; of a name never seen: unknown */
+    snprintf(path, sizeof(path), "%s/n.lua", tmpdir);
+    unlink(path);
+    memset(&rr, 0, sizeof(rr));
+    watch_reload("n", 1, reload_cb, &rr);
+    run_until(&rr.calls, 1, 2);
+    CHECK(rr.calls == 1 && strcmp(rr.err, "") == 0 && ns_find("n", 1) == NULL);
+    memset(&rr, 0, sizeof(rr));
+    watch_reload("nope", 4, reload_cb, &rr);
+    run_until(&rr.calls, 1, 2);
+    CHECK(rr.calls == 1 && strcmp(rr.err, "unknown namespace 'nope'") == 0);
+    /* RELOAD of a file added a moment ago (before any event): served */
+    write_file("fresh.lua", "return { fetch = function(id) return 'f' end }\n");
+    memset(&rr, 0, sizeof(rr));
+    watch_reload("fresh", 5, reload_cb, &rr);
+    run_until(&rr.calls, 1, 2);
+    CHECK(rr.calls == 1 && strcmp(rr.err, "") == 0 && ns_find("fresh", 5) != NULL);
+
+    /* stop: a pending request is answered, exactly once */
+    memset(&rr, 0, sizeof(rr));
+    watch_reload(NULL, 0, reload_cb, &rr);
+    watch_stop();
+    CHECK(rr.calls == 1 && strcmp(rr.err, "shutting down") == 0);
+    watch_down();
+    CHECK(rr.calls == 1);
+    memset(&rr, 0, sizeof(rr));
+    watch_reload(NULL, 0, reload_cb, &rr);
+    CHECK(rr.calls == 1 && strcmp(rr.err, "shutting down") == 0);
+    /* and it can start again (the tests' next round, a restart) */
+    CHECK(watch_start(loop, tmpdir) == 0);
+    memset(&rr, 0, sizeof(rr));
+    watch_reload("w", 1, reload_cb, &rr);
+    run_until(&rr.calls, 1, 2);
+    CHECK(rr.calls == 1 && strcmp(rr.err, "") == 0);
+    watch_down();
+}
+
+/* A folder that cannot be listed changes nothing; it coming back works. */
+static void test_watch_dir_gone(void)
+{
+    char dir[300], real[300];
+    snprintf(real, sizeof(real), "%s/real", tmpdir);
+    snprintf(dir, sizeof(dir), "%s/link", tmpdir);
+    CHECK(mkdir(real, 0700) == 0);
+    CHECK(symlink(real, dir) == 0);
+    char p[600];
+    snprintf(p, sizeof(p), "%s/s.lua", real);
+    FILE *f = fopen(p, "w");
+    fputs("return { fetch = function(id) return 's1' end }\n", f);
+    fclose(f);
+    engine_conf_t c = base_conf();
+    c.policies_dir = dir;
+    CHECK(engine_up_conf(c) == 0);
+    CHECK(watch_start(loop, dir) == 0);
+    CHECK(wait_serving("s", "s1", 0.5));
+    /* the link dangles: nothing is removed */
+    CHECK(unlink(dir) == 0);
+    int zero = 0;
+    run_until(&zero, 1, 0.8);
+    CHECK(ns_find("s", 1) != NULL);
+    reload_res_t rr = {0};
+    watch_reload(NULL, 0, reload_cb, &rr);
+    run_until(&rr.calls, 1, 2);
+    if (rr.calls != 1) watch_down();
+    CHECK(rr.calls == 1);
+    CHECK_STR_HAS(rr.err, "cannot read policies folder");
+    /* a new release behind the link (the usual deploy): picked up by the
+     * poll, and the inotify watch follows it */
+    char real2[300];
+    snprintf(real2, sizeof(real2), "%s/real2", tmpdir);
+    CHECK(mkdir(real2, 0700) == 0);
+    snprintf(p, sizeof(p), "%s/s.lua", real2);
+    f = fopen(p, "w");
+    fputs("return { fetch = function(id) return 's2' end }\n", f);
+    fclose(f);
+    CHECK(symlink(real2, dir) == 0);
+    bool ok = wait_serving("s", "s2", 1.5);
+    if (!ok) watch_down();
+    CHECK(ok);
+    f = fopen(p, "w");
+    fputs("return { fetch = function(id) return 's3' end }\n", f);
+    fclose(f);
+    ok = wait_serving("s", "s3", 1.5);
+    watch_down();
+    CHECK(ok);
+    /* clean up the sub folders (wipe_dir removes files only) */
+    unlink(p);
+    snprintf(p, sizeof(p), "%s/s.lua", real);
+    unlink(p);
+    unlink(dir);
+    rmdir(real);
+    rmdir(real2);
+}
+
 static void test_check_dir(void)
 {
     write_file("ok.lua", "return { fetch = function(id) return id end }\n");
@@ -841,6 +1221,10 @@ static const test_t tests[] = {
     {"sandbox", test_sandbox, false},
     {"ttl_fn", test_ttl_fn, false},
     {"reload_in_flight", test_reload_in_flight, false},
+    {"apply_unchanged", test_apply_unchanged, false},
+    {"remove_readd", test_remove_readd, false},
+    {"watch", test_watch, false},
+    {"watch_dir_gone", test_watch_dir_gone, false},
     {"check_dir", test_check_dir, false},
     {"http", test_http, true},
 };

@@ -1,0 +1,623 @@
+/* watch.c: hot reload of the policies folder (see watch.h, SPEC §4).
+ *
+ * Triggers, all ending in one scan at a time:
+ *  - inotify events (uv_fs_event) on NAME.lua, debounced: the scan runs
+ *    DEBOUNCE_MS after the last event of a burst (an editor saves in several
+ *    writes), but at most BURST_MAX_MS after its first, so a steady stream
+ *    of writes still gets picked up. These scans re-read every file.
+ *  - a poll every POLL_MS: re-read only files whose stat signature (device,
+ *    inode, size, mtime, ctime) changed since the last scan, or that were
+ *    modified in the last RACY_MS (git's "racily clean" rule: a second write
+ *    within the filesystem's timestamp granularity keeps the same mtime).
+ *    This catches what inotify misses: NFS and other network filesystems,
+ *    a policies folder swapped by symlink (the watch is re-armed on the new
+ *    folder), an event queue overflow.
+ *  - RELOAD [ns] and SIGHUP: re-read every file and compile the requested
+ *    namespaces even if unchanged.
+ *
+ * A scan runs in the libuv threadpool (listing, stat, read and SHA-1: all
+ * the disk I/O), and is applied on the loop: engine_apply per file (a no-op
+ * when the sha1 equals the last attempt's, so a touch reloads nothing),
+ * engine_remove per served namespace whose file is gone. Compiling a policy
+ * happens on the loop; it is small and runs under the Lua budget.
+ *
+ * Files that are empty are taken as being rewritten in place (an editor
+ * truncates first) and looked at again next poll; RELOAD still loads them.
+ * A folder that cannot be listed (deleted, unmounted, permissions) changes
+ * nothing: namespaces keep their policies; the error is logged once. A
+ * folder that the path stops naming during a scan (a symlink swapped) makes
+ * the scan "unstable": it is thrown away and repeated shortly. */
+#include "watch.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "log.h"
+#include "policy.h"
+#include "util.h"
+
+#define POLL_MS      500
+#define DEBOUNCE_MS  100
+#define BURST_MAX_MS 400
+#define RACY_NS      (2 * 1000000000LL)
+#define MAX_ERRLEN   1200
+
+typedef struct file_sig {
+    uint64_t dev, ino;
+    int64_t size, mtime_ns, ctime_ns;
+} file_sig_t;
+
+typedef struct known_file {
+    char *name;
+    file_sig_t sig;
+} known_file_t;
+
+typedef struct scan_file {
+    char *name;
+    file_sig_t sig;
+    bool bad_name; /* not [A-Za-z0-9_.-]+: skipped (logged once) */
+    bool read;     /* src holds its content (or read error) as of this scan */
+    bool deferred; /* empty: being written, look again next poll */
+    policy_src_t src;
+    policy_apply_t result; /* when read and applied */
+} scan_file_t;
+
+typedef struct reload_req {
+    struct reload_req *next;
+    char *ns; /* NULL: every namespace */
+    watch_done_cb cb;
+    void *priv;
+} reload_req_t;
+
+typedef struct scan {
+    uv_work_t work;
+    unsigned gen; /* of the watcher that started it */
+    /* in (owned copies: the worker thread touches nothing else) */
+    char *dir;
+    bool read_all;
+    known_file_t *known; /* sorted by name */
+    size_t nknown;
+    /* out */
+    int dir_errno; /* the folder could not be listed */
+    bool unstable; /* the path named another folder (or none) once listed */
+    file_sig_t dir_sig;
+    scan_file_t *files; /* sorted by name */
+    size_t nfiles, cap;
+    /* answered once this scan is applied */
+    reload_req_t *reqs;
+} scan_t;
+
+static struct watcher {
+    bool started, stopping;
+    uv_loop_t *loop;
+    char *dir;
+    uv_fs_event_t ev;
+    uv_timer_t poll, debounce;
+    int open_handles;
+    bool ev_active, ev_warned;
+    file_sig_t ev_dir; /* the folder the inotify watch is on */
+    uint64_t burst_start;
+    scan_t *running;
+    bool rescan; /* events came in while a scan ran */
+    reload_req_t *pending, **pending_tail;
+    known_file_t *known; /* as of the last applied scan, sorted by name */
+    size_t nknown;
+    char **warned; /* bad file names already logged */
+    size_t nwarned;
+    bool scanned;  /* a scan was applied (engine_load_all logged bad names before) */
+    int dir_errno; /* last folder error logged (0: none) */
+} W;
+
+/* Bumped by every watch_start/watch_stop: a scan that comes back from the
+ * threadpool to another generation is discarded. Outside W, which
+ * watch_start clears. */
+static unsigned watch_gen;
+
+static void scan_start(void);
+
+/* ------------------------------------------------------------------------ */
+/* The scan, in the threadpool                                              */
+/* ------------------------------------------------------------------------ */
+
+static bool ends_with_lua(const char *s, size_t len)
+{
+    return len > 4 && memcmp(s + len - 4, ".lua", 4) == 0;
+}
+
+static void sig_of(const struct stat *st, file_sig_t *s)
+{
+    s->dev = (uint64_t)st->st_dev;
+    s->ino = (uint64_t)st->st_ino;
+    s->size = (int64_t)st->st_size;
+    s->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec;
+    s->ctime_ns = (int64_t)st->st_ctim.tv_sec * 1000000000LL + st->st_ctim.tv_nsec;
+}
+
+static bool sig_eq(const file_sig_t *a, const file_sig_t *b)
+{
+    return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+           a->mtime_ns == b->mtime_ns && a->ctime_ns == b->ctime_ns;
+}
+
+static int known_cmp(const void *a, const void *b)
+{
+    return strcmp(((const known_file_t *)a)->name, ((const known_file_t *)b)->name);
+}
+
+static int file_cmp(const void *a, const void *b)
+{
+    return strcmp(((const scan_file_t *)a)->name, ((const scan_file_t *)b)->name);
+}
+
+static scan_file_t *scan_find(const scan_t *s, const char *name)
+{
+    scan_file_t key = {.name = (char *)name};
+    return bsearch(&key, s->files, s->nfiles, sizeof(scan_file_t), file_cmp);
+}
+
+/* Does the file need reading this time? */
+static bool must_read(const scan_t *s, const char *name, const file_sig_t *sig, int64_t now_ns)
+{
+    if (s->read_all) return true;
+    known_file_t key = {.name = (char *)name};
+    const known_file_t *k = bsearch(&key, s->known, s->nknown, sizeof(known_file_t), known_cmp);
+    if (!k || !sig_eq(&k->sig, sig)) return true;
+    /* Modified within the timestamp granularity of a slow filesystem (or in
+     * the future: clock skew): the signature cannot be trusted yet. */
+    return now_ns - sig->mtime_ns < RACY_NS || now_ns - sig->ctime_ns < RACY_NS;
+}
+
+/* In the threadpool: everything is looked up inside the folder opened
+ * once (fstatat/openat), so a folder swapped or deleted meanwhile gives a
+ * consistent view of one folder; and if the path no longer names the folder
+ * listed at the end, the result is marked unstable and not applied (else a
+ * deploy that swaps a symlink could look like every file deleted). */
+static void scan_work(uv_work_t *w)
+{
+    scan_t *s = w->data;
+    struct stat st;
+    DIR *d = opendir(s->dir);
+    if (!d) {
+        s->dir_errno = errno;
+        return;
+    }
+    int dfd = dirfd(d);
+    if (fstat(dfd, &st) != 0) {
+        s->dir_errno = errno;
+        closedir(d);
+        return;
+    }
+    sig_of(&st, &s->dir_sig);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now_ns = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        const char *fn = de->d_name;
+        size_t fl = strlen(fn);
+        if (fn[0] == '.' || !ends_with_lua(fn, fl)) continue; /* hidden: editors' temp files */
+        char path[PATH_MAX];
+        int n = snprintf(path, sizeof(path), "%s/%s", s->dir, fn);
+        if (n < 0 || (size_t)n >= sizeof(path)) continue;
+        if (fstatat(dfd, fn, &st, 0) != 0) continue; /* deleted meanwhile, dangling link: absent */
+        if (S_ISDIR(st.st_mode)) continue;           /* a folder named x.lua is not a policy */
+        if (s->nfiles == s->cap) {
+            s->cap = s->cap ? s->cap * 2 : 16;
+            s->files = xrealloc(s->files, s->cap * sizeof(scan_file_t));
+        }
+        scan_file_t *f = &s->files[s->nfiles];
+        memset(f, 0, sizeof(*f));
+        f->name = xmemdup(fn, fl - 4);
+        sig_of(&st, &f->sig);
+        if (!ns_name_valid(f->name, fl - 4)) {
+            f->bad_name = true;
+        } else if (!S_ISREG(st.st_mode)) {
+            /* never open a FIFO or device: it could block this thread */
+            f->read = true;
+            snprintf(f->src.error, sizeof(f->src.error), "%.480s: not a regular file", path);
+        } else if (must_read(s, f->name, &f->sig, now_ns)) {
+            f->read = true;
+            if (policy_src_read_at(dfd, fn, path, &f->src) != 0 && f->src.err_no == ENOENT) {
+                free(f->name); /* deleted between stat and open: absent */
+                continue;
+            }
+        }
+        s->nfiles++;
+    }
+    closedir(d);
+    qsort(s->files, s->nfiles, sizeof(scan_file_t), file_cmp);
+    if (stat(s->dir, &st) != 0 || (uint64_t)st.st_dev != s->dir_sig.dev ||
+        (uint64_t)st.st_ino != s->dir_sig.ino)
+        s->unstable = true;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Requests                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static void req_answer(reload_req_t *r, const char *err)
+{
+    if (r->cb) r->cb(r->priv, err);
+    free(r->ns);
+    free(r);
+}
+
+static void reqs_answer_all(reload_req_t *list, const char *err)
+{
+    while (list) {
+        reload_req_t *next = list->next;
+        req_answer(list, err);
+        list = next;
+    }
+}
+
+/* Was ns (NULL: any) asked for by one of the scan's requests? */
+static bool requested(const scan_t *s, const char *ns)
+{
+    for (const reload_req_t *r = s->reqs; r; r = r->next)
+        if (!r->ns || strcmp(r->ns, ns) == 0) return true;
+    return false;
+}
+
+static void req_result(const scan_t *s, const reload_req_t *r, char *err, size_t errlen)
+{
+    err[0] = '\0';
+    if (r->ns) {
+        ns_t *ns = ns_find(r->ns, strlen(r->ns));
+        if (ns) {
+            const scan_file_t *f = scan_find(s, r->ns);
+            if (f && f->read && f->result == POLICY_FAILED)
+                snprintf(err, errlen, "policy '%s': %s", ns->name, ns->last_error);
+        } else if (!ns_find_any(r->ns, strlen(r->ns))) {
+            snprintf(err, errlen, "unknown namespace '%s'", r->ns);
+        } /* else: its file was deleted and it is removed, as asked */
+        return;
+    }
+    for (size_t i = 0; i < s->nfiles; i++) {
+        const scan_file_t *f = &s->files[i];
+        if (f->read && f->result == POLICY_FAILED) {
+            ns_t *ns = ns_find(f->name, strlen(f->name));
+            snprintf(err, errlen, "policy '%s': %s", f->name, ns ? ns->last_error : "");
+            return;
+        }
+    }
+    for (size_t i = 0; i < s->nfiles; i++) {
+        if (s->files[i].bad_name) {
+            snprintf(err, errlen,
+                     "%s/%s.lua: namespace name must match [A-Za-z0-9_.-]+; file skipped", s->dir,
+                     s->files[i].name);
+            return;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Applying a scan, on the loop                                             */
+/* ------------------------------------------------------------------------ */
+
+static void on_fs_event(uv_fs_event_t *h, const char *filename, int events, int status);
+
+/* (Re-)arm the inotify watch when it is off or on another folder than the
+ * one the path names now (a symlink swapped to a new release). */
+static void watch_arm(const file_sig_t *dir)
+{
+    if (W.ev_active && W.ev_dir.dev == dir->dev && W.ev_dir.ino == dir->ino) return;
+    if (W.ev_active) uv_fs_event_stop(&W.ev);
+    W.ev_active = false;
+    int rc = uv_fs_event_start(&W.ev, on_fs_event, W.dir, 0);
+    if (rc != 0) {
+        if (!W.ev_warned)
+            log_warn("cannot watch policies folder %s: %s; polling it every %d ms", W.dir,
+                     uv_strerror(rc), POLL_MS);
+        W.ev_warned = true;
+        return;
+    }
+    if (W.ev_warned) log_info("watching policies folder %s again", W.dir);
+    W.ev_warned = false;
+    W.ev_active = true;
+    W.ev_dir = *dir;
+}
+
+/* Log each bad file name once while it stays there. */
+static void warn_bad_names(const scan_t *s)
+{
+    char **now = NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < s->nfiles; i++) {
+        if (!s->files[i].bad_name) continue;
+        const char *name = s->files[i].name;
+        bool seen = false;
+        for (size_t j = 0; j < W.nwarned && !seen; j++)
+            seen = strcmp(W.warned[j], name) == 0;
+        if (!seen && W.scanned)
+            log_error("%s/%s.lua: namespace name must match [A-Za-z0-9_.-]+; file skipped", s->dir,
+                      name);
+        now = xrealloc(now, (n + 1) * sizeof(char *));
+        now[n++] = xstrdup(name);
+    }
+    for (size_t j = 0; j < W.nwarned; j++)
+        free(W.warned[j]);
+    free(W.warned);
+    W.warned = now;
+    W.nwarned = n;
+}
+
+static void known_free(known_file_t *k, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(k[i].name);
+    free(k);
+}
+
+static void scan_apply(scan_t *s)
+{
+    warn_bad_names(s);
+    W.scanned = true;
+    for (size_t i = 0; i < s->nfiles; i++) {
+        scan_file_t *f = &s->files[i];
+        if (f->bad_name || !f->read) continue; /* unchanged on disk */
+        bool force = requested(s, f->name);
+        if (f->src.data && f->src.len == 0 && !force) {
+            /* An editor that rewrites in place truncates first: an empty
+             * file is one being written. RELOAD still reports it. */
+            f->deferred = true;
+            continue;
+        }
+        f->result = engine_apply(f->name, &f->src, force);
+        policy_src_free(&f->src); /* the error text stays for req_result */
+    }
+    /* Served namespaces whose file is gone. */
+    for (size_t i = ns_count(); i-- > 0;) {
+        ns_t *ns = ns_at(i);
+        const scan_file_t *f = scan_find(s, ns->name);
+        if (!f || f->bad_name) engine_remove(ns->name);
+    }
+    /* What the next poll compares against. A file not served after this
+     * (never read, e.g. it appeared between two listings) is left out, so
+     * the next poll reads it. */
+    known_free(W.known, W.nknown);
+    W.known = xcalloc(s->nfiles ? s->nfiles : 1, sizeof(known_file_t));
+    W.nknown = 0;
+    for (size_t i = 0; i < s->nfiles; i++) {
+        const scan_file_t *f = &s->files[i];
+        if (f->bad_name || f->deferred || !ns_find(f->name, strlen(f->name))) continue;
+        W.known[W.nknown].name = xstrdup(f->name);
+        W.known[W.nknown].sig = f->sig;
+        W.nknown++;
+    }
+}
+
+static void scan_free(scan_t *s)
+{
+    for (size_t i = 0; i < s->nfiles; i++) {
+        free(s->files[i].name);
+        policy_src_free(&s->files[i].src);
+    }
+    free(s->files);
+    known_free(s->known, s->nknown);
+    free(s->dir);
+    free(s);
+}
+
+static void kick_debounce(void);
+
+static void scan_done(uv_work_t *w, int status)
+{
+    scan_t *s = w->data;
+    if (s->gen != watch_gen || status != 0) {
+        /* the watcher stopped meanwhile (its requests were answered then) */
+        reqs_answer_all(s->reqs, status == 0 ? "shutting down" : uv_strerror(status));
+        scan_free(s);
+        return;
+    }
+    W.running = NULL;
+    char err[MAX_ERRLEN];
+    if (s->unstable && !s->dir_errno) {
+        /* The folder changed under the scan: look again shortly, and answer
+         * its requests from that scan. */
+        if (s->reqs) {
+            reload_req_t **tail = &s->reqs;
+            while (*tail)
+                tail = &(*tail)->next;
+            *tail = W.pending;
+            if (!W.pending) W.pending_tail = tail;
+            W.pending = s->reqs;
+            s->reqs = NULL;
+        }
+        scan_free(s);
+        W.rescan = true;
+        kick_debounce();
+        return;
+    }
+    if (s->dir_errno) {
+        if (W.dir_errno != s->dir_errno)
+            log_error("cannot read policies folder %s: %s (namespaces keep their policies)", s->dir,
+                      strerror(s->dir_errno));
+        W.dir_errno = s->dir_errno;
+        snprintf(err, sizeof(err), "cannot read policies folder %s: %s", s->dir,
+                 strerror(s->dir_errno));
+        reqs_answer_all(s->reqs, err);
+        s->reqs = NULL;
+    } else {
+        if (W.dir_errno) log_info("policies folder %s is readable again", s->dir);
+        W.dir_errno = 0;
+        watch_arm(&s->dir_sig);
+        scan_apply(s);
+        while (s->reqs) {
+            reload_req_t *r = s->reqs;
+            s->reqs = r->next;
+            req_result(s, r, err, sizeof(err));
+            req_answer(r, err[0] ? err : NULL);
+        }
+    }
+    scan_free(s);
+    if (W.pending)
+        scan_start(); /* requests that came during this scan: their files may have changed */
+    else if (W.rescan)
+        kick_debounce();
+}
+
+static void scan_start(void)
+{
+    scan_t *s = xcalloc(1, sizeof(*s));
+    s->dir = xstrdup(W.dir);
+    s->read_all = W.pending != NULL || W.rescan;
+    s->reqs = W.pending;
+    W.pending = NULL;
+    W.pending_tail = &W.pending;
+    W.rescan = false;
+    s->known = xcalloc(W.nknown ? W.nknown : 1, sizeof(known_file_t));
+    for (size_t i = 0; i < W.nknown; i++) {
+        s->known[i].name = xstrdup(W.known[i].name);
+        s->known[i].sig = W.known[i].sig;
+    }
+    s->nknown = W.nknown;
+    s->work.data = s;
+    s->gen = watch_gen;
+    int rc = uv_queue_work(W.loop, &s->work, scan_work, scan_done);
+    if (rc != 0) { /* cannot happen with a valid loop and callbacks */
+        log_error("cannot queue a policies scan: %s", uv_strerror(rc));
+        reqs_answer_all(s->reqs, "cannot queue a policies scan");
+        s->reqs = NULL;
+        scan_free(s);
+        return;
+    }
+    W.running = s;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Triggers                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static void on_debounce(uv_timer_t *t)
+{
+    LC_UNUSED(t);
+    W.rescan = true; /* read every file */
+    if (!W.running) scan_start();
+}
+
+static void kick_debounce(void)
+{
+    uint64_t now = uv_now(W.loop);
+    if (!uv_is_active((uv_handle_t *)&W.debounce)) {
+        W.burst_start = now;
+        uv_timer_start(&W.debounce, on_debounce, DEBOUNCE_MS, 0);
+    } else if (now - W.burst_start + DEBOUNCE_MS <= BURST_MAX_MS) {
+        uv_timer_start(&W.debounce, on_debounce, DEBOUNCE_MS, 0); /* push it back */
+    }
+}
+
+static void on_fs_event(uv_fs_event_t *h, const char *filename, int events, int status)
+{
+    LC_UNUSED(h);
+    LC_UNUSED(events);
+    if (W.stopping) return;
+    if (status < 0) {
+        log_warn("watching policies folder %s failed: %s; polling it every %d ms", W.dir,
+                 uv_strerror(status), POLL_MS);
+        uv_fs_event_stop(&W.ev);
+        W.ev_active = false;
+        W.ev_warned = true;
+        return;
+    }
+    /* Editors' temporary and backup files (.x.swp, x.lua~, 4913) do not
+     * matter; the final rename or write to NAME.lua does. No name: the
+     * kernel dropped events, look at everything. */
+    if (filename && (filename[0] == '.' || !ends_with_lua(filename, strlen(filename)))) return;
+    kick_debounce();
+}
+
+static void on_poll(uv_timer_t *t)
+{
+    LC_UNUSED(t);
+    if (!W.running) scan_start();
+}
+
+void watch_reload(const char *ns, size_t len, watch_done_cb cb, void *priv)
+{
+    reload_req_t *r = xcalloc(1, sizeof(*r));
+    r->ns = ns ? xmemdup(ns, len) : NULL;
+    r->cb = cb;
+    r->priv = priv;
+    if (!W.started || W.stopping) {
+        /* still exactly one callback, and not before we return: a timer
+         * would do, but nothing runs without the watcher in the server */
+        req_answer(r, W.stopping ? "shutting down" : "policy watcher not running");
+        return;
+    }
+    *W.pending_tail = r;
+    W.pending_tail = &r->next;
+    if (!W.running) scan_start();
+}
+
+/* ------------------------------------------------------------------------ */
+/* Start and stop                                                           */
+/* ------------------------------------------------------------------------ */
+
+int watch_start(uv_loop_t *loop, const char *dir)
+{
+    if (W.started || W.open_handles) return -1;
+    memset(&W, 0, sizeof(W));
+    W.loop = loop;
+    W.dir = xstrdup(dir);
+    W.pending_tail = &W.pending;
+    uv_fs_event_init(loop, &W.ev);
+    uv_timer_init(loop, &W.poll);
+    uv_timer_init(loop, &W.debounce);
+    W.open_handles = 3;
+    W.started = true;
+    watch_gen++;
+    /* Start-up may touch the disk synchronously: arm the watch now so no
+     * edit is missed between the first load and the first scan. */
+    struct stat st;
+    if (stat(dir, &st) == 0) {
+        file_sig_t ds;
+        sig_of(&st, &ds);
+        watch_arm(&ds);
+    }
+    uv_timer_start(&W.poll, on_poll, POLL_MS, POLL_MS);
+    scan_start(); /* learn the files' signatures (nothing changed: no reload) */
+    return 0;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    LC_UNUSED(h);
+    W.open_handles--;
+}
+
+void watch_stop(void)
+{
+    if (!W.started || W.stopping) return;
+    W.stopping = true;
+    watch_gen++;
+    uv_close((uv_handle_t *)&W.ev, on_closed);
+    uv_close((uv_handle_t *)&W.poll, on_closed);
+    uv_close((uv_handle_t *)&W.debounce, on_closed);
+    reqs_answer_all(W.pending, "shutting down");
+    W.pending = NULL;
+    W.pending_tail = &W.pending;
+    if (W.running) { /* scan_done discards it; answer its requests now */
+        reqs_answer_all(W.running->reqs, "shutting down");
+        W.running->reqs = NULL;
+        W.running = NULL;
+    }
+    known_free(W.known, W.nknown);
+    W.known = NULL;
+    W.nknown = 0;
+    for (size_t j = 0; j < W.nwarned; j++)
+        free(W.warned[j]);
+    free(W.warned);
+    W.warned = NULL;
+    W.nwarned = 0;
+    free(W.dir);
+    W.dir = NULL;
+    W.started = false;
+}
