@@ -263,6 +263,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 {
     client_t *c = s->data;
     if (nread < 0) {
+        /* The client closed its sending side (`nc -q1` after its input):
+         * answer what it already asked, then close, as a half-close allows. */
+        if (nread == UV_EOF && !c->closing &&
+            (c->pending > 0 || c->head || c->out.len || c->writing)) {
+            uv_read_stop(s);
+            client_close_after_reply(c);
+            return;
+        }
         client_close(c);
         return;
     }

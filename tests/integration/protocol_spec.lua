@@ -474,6 +474,18 @@ describe("request framing", function()
     assert.equal("", c:pending())
   end)
 
+  it("a client that half-closes after its request still gets the answers (nc -q1)", function()
+    local c = srv:client(5)
+    c:send_raw(resp.encode("PING") .. "GET slow:9?delay=0.3\r\n" .. resp.encode("ECHO", "last"))
+    assert(c.sock:shutdown("send")) -- as nc does at the end of its input
+    assert.equal("+PONG\r\n", c:read_raw_reply())
+    local v, kind = c:read_reply()
+    assert.equal("bulk", kind)
+    assert.equal(9, H.json_decode(v).id)
+    assert.equal("last", (c:read_reply()))
+    assert.is_true(c:closed_within(3))
+  end)
+
   it("a client that goes away with a fetch in flight or mid-request harms nothing", function()
     origin:reset()
     for i = 1, 5 do
