@@ -29,6 +29,7 @@
 #include "cache_int.h"
 #include "config.h"
 #include "dict.h"
+#include "glob.h"
 #include "log.h"
 #include "reply.h"
 #include "util.h"
@@ -38,6 +39,13 @@ static const char STORE_IF_LOCKED[] =
     "if redis.call('get',KEYS[2])==ARGV[1] then "
     "redis.call('set',KEYS[1],ARGV[2],'px',ARGV[3]) redis.call('del',KEYS[2]) return 1 end "
     "return 0";
+/* Index an entry under a tag: add it to the tag's set, and make the set
+ * live at least as long as the entry, so the index never expires before
+ * its members (one key per script: the set and the entry may live in
+ * different cluster slots). */
+static const char TAG_ADD[] = "redis.call('sadd',KEYS[1],ARGV[1]) "
+                              "if redis.call('pttl',KEYS[1])<tonumber(ARGV[2]) then "
+                              "redis.call('pexpire',KEYS[1],ARGV[2]) end return 1";
 /* Release a lock only if it is still ours. */
 static const char RELEASE_LOCK[] =
     "if redis.call('get',KEYS[1])==ARGV[1] then return redis.call('del',KEYS[1]) end return 0";
@@ -69,9 +77,12 @@ typedef struct fill {
     bool invalidated; /* an invalidation landed while in flight: do not store */
     bool own_lock;
     bool landed; /* an "F" came while the lock request was in flight */
+    long long gen;          /* the namespace generation when the fetch started */
+    uint64_t fetch_started; /* mono ms, when the fetch started */
     lock_result_t lock;
     char token[48];
     int64_t created_ms;
+    int64_t basis_stored_at; /* background: stored_at of the entry it refreshes */
     uint64_t wait_started; /* mono ms, 0 before the first wait */
     uv_timer_t *timer;
     struct {
@@ -210,15 +221,6 @@ static void on_stored(void *priv, redisReply *reply)
     }
 }
 
-static void publish_landed(const buf_t *rkey)
-{
-    buf_t msg = {0};
-    buf_printf(&msg, "F %s ", cache_instance_id);
-    buf_append(&msg, rkey->data, rkey->len);
-    backend_publish(cache_channel.data, msg.data, msg.len);
-    buf_free(&msg);
-}
-
 static void release_lock(fill_t *f)
 {
     if (!f->own_lock) return;
@@ -226,9 +228,24 @@ static void release_lock(fill_t *f)
     backend_cmd(NULL, NULL, "EVAL %s 1 %b %s", RELEASE_LOCK, f->lkey.data, f->lkey.len, f->token);
 }
 
-static void store(fill_t *f, const entry_t *e)
+static void index_tags(fill_t *f, const fetch_result_t *r, long long px)
 {
-    if (f->invalidated) {
+    buf_t tkey = {0};
+    for (size_t i = 0; i < r->ntags; i++) {
+        buf_reset(&tkey);
+        cache_tag_key(&tkey, r->tags[i], r->tag_lens[i]);
+        backend_cmd(NULL, NULL, "EVAL %s 1 %b %b %lld", TAG_ADD, tkey.data, tkey.len, f->rkey.data,
+                    f->rkey.len, px);
+    }
+    buf_free(&tkey);
+}
+
+/* Store e (r: the fetch it came from, for its tags; NULL for none). */
+static void store(fill_t *f, const entry_t *e, const fetch_result_t *r)
+{
+    /* Invalidated in flight, or the namespace was flushed since the fetch
+     * started (such an entry would be ignored anyway: its gen is old). */
+    if (f->invalidated || f->gen < f->ns->gen) {
         f->ns->stats.invalidations_race++;
         release_lock(f);
         return;
@@ -246,16 +263,23 @@ static void store(fill_t *f, const entry_t *e)
         rc = backend_cmd(on_stored, f->ns, "SET %b %b PX %lld", f->rkey.data, f->rkey.len,
                          val.data, val.len, px);
     }
-    if (rc == 0) f->ns->stats.stores++;
+    if (rc == 0) {
+        f->ns->stats.stores++;
+        /* After the entry on the same link, so a PURGETAG that finds the
+         * tag finds the entry too. */
+        if (r && r->ntags && e->kind == ENTRY_VALUE) index_tags(f, r, px);
+    }
     cache_l1_store(f->ns, &f->rkey, e); /* also while Redis is down: fail open */
     buf_free(&val);
 }
 
-static void entry_from_fetch(const policy_conf_t *pc, const fetch_result_t *r, entry_t *e)
+static void entry_from_fetch(const policy_conf_t *pc, long long gen, const fetch_result_t *r,
+                             entry_t *e)
 {
     int64_t now = now_ms();
     memset(e, 0, sizeof(*e));
     e->version = pc->version;
+    e->gen = gen;
     e->fetch_ms = (int64_t)llround(r->duration * 1000.0);
     e->stored_at = now;
     if (r->kind == FETCH_OK) {
@@ -304,25 +328,29 @@ static void on_fetched(void *priv, const fetch_result_t *r)
         res.error = "value exceeds --max-value";
     }
     bool serve_stale = false;
+    /* A PURGETAG of one of its tags since the fetch started overtook it. */
+    for (size_t i = 0; res.kind == FETCH_OK && !f->invalidated && i < res.ntags; i++)
+        if (tag_purged_since(res.tags[i], res.tag_lens[i], f->fetch_started)) f->invalidated = true;
     /* Stored by the version the fetch ran on: after a reload that bumped
      * `version`, its result is not mistaken for the new version's. */
     const policy_t *ran_on = r->policy ? r->policy : ns->cur;
     if (ran_on) {
         const policy_conf_t *pc = &ran_on->conf;
         entry_t e;
-        entry_from_fetch(pc, &res, &e);
+        entry_from_fetch(pc, f->gen, &res, &e);
         if (res.kind == FETCH_OK || (res.kind == FETCH_NOT_FOUND && res.ttl > 0)) {
-            store(f, &e);
+            store(f, &e, &res);
         } else {
             serve_stale = (res.kind == FETCH_ERROR || res.kind == FETCH_TIMEOUT) &&
                           f->stale.present && now_ms() < f->stale.error_until;
-            if (res.kind != FETCH_NOT_FOUND && !serve_stale && pc->error_ttl > 0) store(f, &e);
+            if (res.kind != FETCH_NOT_FOUND && !serve_stale && pc->error_ttl > 0)
+                store(f, &e, NULL);
         }
     }
     release_lock(f);
     /* Tell waiting instances to look, whatever happened: if nothing was
      * stored they take the lock and try themselves. */
-    publish_landed(&f->rkey);
+    bcast_landed(&f->rkey);
     answer_from_fetch(f, &res, serve_stale);
     fill_finish(f);
     fill_unref(f); /* the fetch's reference */
@@ -332,6 +360,8 @@ static void fill_fetch(fill_t *f)
 {
     stop_timer(f);
     f->state = FILL_FETCHING;
+    f->gen = f->ns->gen;
+    f->fetch_started = mono_ms();
     if (shutting_down || !f->ns->cur) {
         fetch_result_t r = {.kind = FETCH_ERROR, .error = "shutting down"};
         f->refs++;
@@ -398,10 +428,13 @@ static void wait_remote(fill_t *f)
 }
 
 /* An entry another instance stored answers this fill if it is fresh and,
- * for REFRESH, stored after the refresh was asked for. */
+ * for REFRESH, stored after the refresh was asked for; for a background
+ * refresh, newer than the entry it set out to refresh (a refresh that
+ * landed just before ours took the lock must not be fetched again). */
 static bool answers_fill(const fill_t *f, const entry_t *e)
 {
     if (entry_state(e, now_ms()) != STATE_FRESH) return false;
+    if (f->background) return e->stored_at > f->basis_stored_at;
     return !f->force || e->stored_at >= f->created_ms;
 }
 
@@ -457,8 +490,8 @@ static void on_lock_get(void *priv, redisReply *reply)
     entry_t e;
     bool fresh = reply && reply->type == REDIS_REPLY_STRING &&
                  entry_usable(f->ns, reply->str, reply->len, &e) && answers_fill(f, &e);
-    if (fresh && !f->background && (f->lock != LOCK_TAKEN || !f->force)) {
-        /* Another instance's fill landed between our miss and our lock. */
+    if (fresh) {
+        /* Another fill landed between our lookup and our lock. */
         release_lock(f);
         answer_from_entry(f, &e);
         fill_finish(f);
@@ -542,20 +575,73 @@ void fill_background(ns_t *ns, const buf_t *rkey, const char *id, size_t idlen,
     fill_t *f = fill_new(ns, rkey, id, idlen, stale);
     f->background = true;
     f->force = true; /* the entry is known stale or due: a fresh one must be newer */
+    f->basis_stored_at = stale->stored_at;
     fill_lock(f);
 }
 
-void fill_invalidate(const buf_t *rkey)
+/* Only a fetch under way is overtaken: a fill still locking or waiting
+ * reads Redis, or fetches, after the invalidation. Its result answers the
+ * requests already waiting on it and is not stored; requests from now on
+ * start a new fill (fill_finish then leaves the table alone). */
+static void overtake(fill_t *f)
 {
-    /* Only a fetch under way is overtaken: a fill still locking or waiting
-     * reads Redis, or fetches, after the invalidation. */
-    fill_t *f = dict_get(&fills, rkey->data, rkey->len);
-    if (!f || f->state != FILL_FETCHING) return;
-    /* Its result answers the requests already waiting on it and is not
-     * stored; requests from now on start a new fill (fill_finish then
-     * leaves the table alone). */
     f->invalidated = true;
-    dict_del(&fills, rkey->data, rkey->len);
+    dict_del(&fills, f->rkey.data, f->rkey.len);
+}
+
+void fill_invalidate(const char *rkey, size_t len)
+{
+    fill_t *f = dict_get(&fills, rkey, len);
+    if (f && f->state == FILL_FETCHING) overtake(f);
+}
+
+typedef bool (*fill_pred)(const fill_t *f, const void *arg, size_t len);
+
+/* overtake() every fetching fill for which pred holds: O(fills). */
+static void overtake_where(fill_pred pred, const void *arg, size_t len)
+{
+    if (fills.count == 0) return;
+    size_t n = 0, i;
+    fill_t **list = xmalloc(fills.count * sizeof(*list));
+    for (dict_entry_t *e = dict_first(&fills, &i); e; e = dict_next(&fills, &i, e)) {
+        fill_t *f = e->value;
+        if (f->state == FILL_FETCHING && pred(f, arg, len)) list[n++] = f;
+    }
+    for (size_t j = 0; j < n; j++)
+        overtake(list[j]);
+    free(list);
+}
+
+static bool rkey_matches(const fill_t *f, const void *glob, size_t len)
+{
+    return glob_match(glob, len, f->rkey.data, f->rkey.len);
+}
+
+static bool of_ns(const fill_t *f, const void *ns, size_t len)
+{
+    LC_UNUSED(len);
+    return f->ns == ns;
+}
+
+void fills_invalidate_matching(const char *glob, size_t len)
+{
+    overtake_where(rkey_matches, glob, len);
+}
+
+void fills_invalidate_ns(const ns_t *ns)
+{
+    overtake_where(of_ns, ns, 0);
+}
+
+uint64_t fills_oldest_fetch(void)
+{
+    uint64_t oldest = mono_ms();
+    size_t i;
+    for (dict_entry_t *e = dict_first(&fills, &i); e; e = dict_next(&fills, &i, e)) {
+        fill_t *f = e->value;
+        if (f->state == FILL_FETCHING && f->fetch_started < oldest) oldest = f->fetch_started;
+    }
+    return oldest;
 }
 
 void fill_remote_landed(const char *rkey, size_t len)
