@@ -5,7 +5,8 @@
  * from the entry or waits on the key's fill (fill.c), which fetches once
  * across all instances. Invalidations here (SET, DEL) delete the key's fill
  * lock too, so a fill they overtook cannot store, and are broadcast so
- * other instances drop what they hold of the key. */
+ * other instances drop what they hold of the key (bcast.c). WARM's fetches
+ * are requests without a slot: their outcome goes to a callback. */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -22,7 +23,10 @@
 #include "util.h"
 
 struct request {
-    slot_t *slot;
+    slot_t *slot;       /* NULL for a request with a callback (WARM) */
+    cache_warm_cb done; /* with slot NULL: told whether the fetch succeeded */
+    void *done_priv;
+    buf_t own; /* with slot NULL: where the op writes its answer */
     bool as_array;
     long nops;
     long remaining;
@@ -70,6 +74,13 @@ void cache_lock_key(buf_t *out, const buf_t *entry_key)
     buf_append(out, ":lock", 5);
 }
 
+void cache_tag_key(buf_t *out, const char *tag, size_t len)
+{
+    buf_append_str(out, cfg.prefix);
+    buf_append(out, ":#tag:", 6);
+    buf_append(out, tag, len);
+}
+
 static bool valid_ns_char(char ch)
 {
     return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
@@ -101,11 +112,14 @@ int cache_key_parse(const char *key, size_t len, cache_key_t *out, buf_t *err)
     return 0;
 }
 
-/* An entry of another policy version counts as absent. */
-bool entry_usable(const ns_t *ns, const char *data, size_t len, entry_t *e)
+/* An entry of another policy version counts as absent, and so does one of
+ * an older namespace generation (FLUSHNS). */
+bool entry_usable(ns_t *ns, const char *data, size_t len, entry_t *e)
 {
     if (entry_decode(data, len, e) != 0) return false;
-    return ns->cur && e->version == ns->cur->conf.version;
+    if (!ns->cur || e->version != ns->cur->conf.version) return false;
+    if (e->gen > ns->gen) nsgen_learn(ns, e->gen); /* we missed a FLUSHNS */
+    return e->gen == ns->gen;
 }
 
 /* ---------------------------------------------------------------------------
@@ -115,7 +129,8 @@ bool entry_usable(const ns_t *ns, const char *data, size_t len, entry_t *e)
 buf_t *op_out(op_t *op)
 {
     request_t *r = op->req;
-    return r->as_array ? &r->parts[op->idx] : &r->slot->buf;
+    if (r->as_array) return &r->parts[op->idx];
+    return r->slot ? &r->slot->buf : &r->own;
 }
 
 static void request_free(request_t *r)
@@ -128,6 +143,7 @@ static void request_free(request_t *r)
         for (long i = 0; i < r->nops; i++) buf_free(&r->parts[i]);
         free(r->parts);
     }
+    buf_free(&r->own);
     free(r);
 }
 
@@ -135,6 +151,12 @@ void op_done(op_t *op)
 {
     request_t *r = op->req;
     if (--r->remaining > 0) return;
+    if (!r->slot) {
+        /* A value or a not-found is a success; an error reply is not. */
+        r->done(r->done_priv, r->own.len > 0 && r->own.data[0] != '-');
+        request_free(r);
+        return;
+    }
     if (r->as_array) {
         reply_array(&r->slot->buf, r->nops);
         for (long i = 0; i < r->nops; i++)
@@ -174,7 +196,8 @@ static bool l1_lookup(const ns_t *ns, const buf_t *rkey, entry_t *e)
 {
     if (!(ns->cur && ns->cur->conf.l1_ttl > 0)) return false;
     if (!l1_get(rkey->data, rkey->len, uv_now(cache_loop), !backend_up(), e)) return false;
-    if (e->version != ns->cur->conf.version || entry_state(e, now_ms()) != STATE_FRESH) {
+    if (e->version != ns->cur->conf.version || e->gen < ns->gen ||
+        entry_state(e, now_ms()) != STATE_FRESH) {
         l1_del(rkey->data, rkey->len);
         return false;
     }
@@ -349,25 +372,48 @@ void cache_read(slot_t *slot, cache_op_t kind, const cache_key_t *keys, long nke
     for (long i = 0, n = nkeys; i < n; i++) op_start(&r->ops[i]);
 }
 
+void cache_warm_one(ns_t *ns, const char *id, size_t idlen, cache_warm_cb cb, void *priv)
+{
+    request_t *r = xcalloc(1, sizeof(*r) + sizeof(op_t));
+    r->done = cb;
+    r->done_priv = priv;
+    r->nops = r->remaining = 1;
+    op_t *op = &r->ops[0];
+    op->req = r;
+    op->kind = CACHE_REFRESH; /* force, through the key's fill and lock */
+    op->ns = ns;
+    op->id = xmemdup(id, idlen);
+    op->idlen = idlen;
+    cache_entry_key(&op->rkey, ns, id, idlen);
+    op_start(op); /* may call cb before returning */
+}
+
 /* ---------------------------------------------------------------------------
  * Invalidation: SET and DEL
  * ------------------------------------------------------------------------- */
+
+void cache_invalidate_local(const char *rkey, size_t len)
+{
+    fill_invalidate(rkey, len);
+    l1_del(rkey, len);
+}
+
+void cache_invalidate_matching(const char *glob, size_t len)
+{
+    fills_invalidate_matching(glob, len);
+    l1_del_matching(glob, len);
+}
 
 /* Drop the key's fill lock (a fill that overtook us then cannot store),
  * stop a local fill from storing, and tell the other instances. */
 static void invalidate_key(const buf_t *rkey)
 {
-    fill_invalidate(rkey);
-    l1_del(rkey->data, rkey->len);
+    cache_invalidate_local(rkey->data, rkey->len);
     buf_t lkey = {0};
     cache_lock_key(&lkey, rkey);
     backend_cmd(NULL, NULL, "DEL %b", lkey.data, lkey.len);
     buf_free(&lkey);
-    buf_t msg = {0};
-    buf_printf(&msg, "I %s ", cache_instance_id);
-    buf_append(&msg, rkey->data, rkey->len);
-    backend_publish(cache_channel.data, msg.data, msg.len);
-    buf_free(&msg);
+    bcast_key(rkey);
 }
 
 static void on_set(void *priv, redisReply *reply)
@@ -395,7 +441,11 @@ void cache_set(slot_t *slot, const cache_key_t *key, const char *value, size_t v
         ttl_ms = ttl_jittered_ms(ttl, p->conf.ttl_jitter, cache_rand());
     }
     int64_t now = now_ms();
-    entry_t e = {.kind = ENTRY_VALUE, .version = p->conf.version, .value = value, .len = vlen};
+    entry_t e = {.kind = ENTRY_VALUE,
+                 .version = p->conf.version,
+                 .gen = ns->gen,
+                 .value = value,
+                 .len = vlen};
     e.stored_at = now;
     e.fresh_until = now + ttl_ms;
     e.stale_until = e.fresh_until + (int64_t)llround(p->conf.stale_ttl * 1000.0);
@@ -417,7 +467,8 @@ void cache_set(slot_t *slot, const cache_key_t *key, const char *value, size_t v
 }
 
 typedef struct del_req {
-    slot_t *slot;
+    cache_inval_cb cb;
+    void *priv;
     long remaining;
     long long removed;
     bool failed;
@@ -425,9 +476,7 @@ typedef struct del_req {
 
 static void del_finish(del_req_t *d)
 {
-    if (d->failed) reply_error(&d->slot->buf, "backend unavailable, keys may still be cached");
-    else reply_int(&d->slot->buf, d->removed);
-    slot_finish(d->slot);
+    d->cb(d->priv, d->removed, d->failed ? "backend unavailable, keys may still be cached" : NULL);
     free(d);
 }
 
@@ -439,17 +488,20 @@ static void on_del(void *priv, redisReply *reply)
     if (--d->remaining == 0) del_finish(d);
 }
 
-void cache_del(slot_t *slot, const cache_key_t *keys, long nkeys)
+void cache_del_keys(const cache_key_t *keys, long nkeys, bool count, cache_inval_cb cb, void *priv)
 {
     del_req_t *d = xcalloc(1, sizeof(*d));
-    d->slot = slot;
+    d->cb = cb;
+    d->priv = priv;
     d->remaining = 1; /* held until every DEL is queued */
     buf_t rkey = {0};
     for (long i = 0; i < nkeys; i++) {
         buf_reset(&rkey);
         cache_entry_key(&rkey, keys[i].ns, keys[i].id, keys[i].idlen);
-        keys[i].ns->stats.requests_del++;
-        keys[i].ns->stats.invalidations_del++;
+        if (count) {
+            keys[i].ns->stats.requests_del++;
+            keys[i].ns->stats.invalidations_del++;
+        }
         /* One DEL per key: keys of a namespace live in different cluster
          * slots (SPEC §9). */
         d->remaining++;
@@ -463,35 +515,39 @@ void cache_del(slot_t *slot, const cache_key_t *keys, long nkeys)
     if (--d->remaining == 0) del_finish(d);
 }
 
-/* ---------------------------------------------------------------------------
- * Broadcasts between instances: "F <instance> <rkey>" a fill landed,
- * "I <instance> <rkey>" a key was invalidated.
- * ------------------------------------------------------------------------- */
-
-static void on_broadcast(const char *msg, size_t len)
+static void on_del_done(void *priv, long long removed, const char *err)
 {
-    if (len < 4 || msg[1] != ' ') return;
-    const char *inst = msg + 2;
-    const char *sp = memchr(inst, ' ', len - 2);
-    if (!sp) return;
-    size_t ilen = (size_t)(sp - inst);
-    if (ilen == strlen(cache_instance_id) && memcmp(inst, cache_instance_id, ilen) == 0)
-        return; /* our own: already applied */
-    const char *rkey = sp + 1;
-    size_t rlen = len - (size_t)(rkey - msg);
-    /* Either way what this process holds of the key is outdated. */
-    l1_del(rkey, rlen);
-    if (msg[0] == 'F') {
-        fill_remote_landed(rkey, rlen);
-    } else if (msg[0] == 'I') {
-        buf_t k = {.data = (char *)rkey, .len = rlen, .cap = rlen};
-        fill_invalidate(&k);
-    }
+    slot_t *slot = priv;
+    if (err)
+        reply_error(&slot->buf, "%s", err);
+    else
+        reply_int(&slot->buf, removed);
+    slot_finish(slot);
+}
+
+void cache_del(slot_t *slot, const cache_key_t *keys, long nkeys)
+{
+    cache_del_keys(keys, nkeys, true, on_del_done, slot);
 }
 
 /* ---------------------------------------------------------------------------
  * Lifecycle
  * ------------------------------------------------------------------------- */
+
+/* The subscription is (re)established: broadcasts may have been missed. */
+static void on_resync(void)
+{
+    fills_resync();
+    nsgen_sync_all();
+}
+
+/* A namespace appeared after start-up: it may have been flushed before,
+ * and it warms as at start. */
+static void on_ns_served(ns_t *ns)
+{
+    nsgen_sync(ns);
+    warm_ns_served(ns);
+}
 
 void cache_init(uv_loop_t *loop)
 {
@@ -506,8 +562,10 @@ void cache_init(uv_loop_t *loop)
     cache_channel.len--; /* NUL-terminated for the backend */
     fills_init();
     l1_init(cfg.l1_max_bytes);
-    if (backend_subscribe(cache_channel.data, on_broadcast, fills_resync) != 0)
+    engine_set_ns_served_hook(on_ns_served);
+    if (backend_subscribe(cache_channel.data, bcast_on_message, on_resync) != 0)
         log_warn("cannot subscribe to %s: other instances' fills will be polled", cache_channel.data);
+    warm_init();
 }
 
 size_t cache_fills_in_flight(void)
@@ -515,14 +573,21 @@ size_t cache_fills_in_flight(void)
     return fills_in_flight();
 }
 
+void cache_stop_background(void)
+{
+    warm_stop();
+}
+
 void cache_shutdown(void)
 {
+    warm_shutdown();
     fills_shutdown();
 }
 
 void cache_close(void)
 {
     fills_close();
+    tags_close();
     l1_close();
     buf_free(&l1_scratch);
     buf_free(&cache_channel);

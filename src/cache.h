@@ -46,4 +46,21 @@ void cache_set(slot_t *slot, const cache_key_t *key, const char *value, size_t v
 /* DEL: invalidate exact keys; answers how many existed in Redis. */
 void cache_del(slot_t *slot, const cache_key_t *keys, long nkeys);
 
+/* How an invalidation ends: removed = entries that existed in Redis; err is
+ * NULL, or the text of the error reply (Redis was unavailable). */
+typedef void (*cache_inval_cb)(void *priv, long long removed, const char *err);
+
+/* DEL's work with a callback (EVENT's keys). count: bump the keys'
+ * requests_del and invalidations_del (DEL itself; EVENT counts its own). */
+void cache_del_keys(const cache_key_t *keys, long nkeys, bool count, cache_inval_cb cb, void *priv);
+
+/* WARM: fetch one id now even if fresh (as REFRESH: through the key's fill,
+ * so it coalesces and takes the lock); ok = a value or a not-found came
+ * back. cb may run before this returns. */
+typedef void (*cache_warm_cb)(void *priv, bool ok);
+void cache_warm_one(ns_t *ns, const char *id, size_t idlen, cache_warm_cb cb, void *priv);
+
+/* SIGTERM: start no new background work (warm runs). */
+void cache_stop_background(void);
+
 #endif

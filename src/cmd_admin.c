@@ -65,7 +65,9 @@ static void ns_lines(buf_t *o, const ns_t *ns)
                "stale_revalidate=%llu,stale_error=%llu,fetches_ok=%llu,fetches_not_found=%llu,"
                "fetches_error=%llu,fetches_timeout=%llu,coalesced=%llu,stores=%llu,"
                "store_errors=%llu,invalidations_race=%llu,lock_waits=%llu,lock_takeovers=%llu,"
-               "early_refreshes=%llu\r\n",
+               "early_refreshes=%llu,requests_other=%llu,invalidations_del=%llu,"
+               "invalidations_event=%llu,invalidations_purge=%llu,invalidations_tag=%llu,"
+               "invalidations_flush=%llu,generation=%lld\r\n",
                ns->name, ns->cur != NULL, ns->cur ? ns->cur->conf.version : 0,
                ns->cur ? ns->cur->sha1 : "", (unsigned long long)s->requests_get,
                (unsigned long long)s->requests_mget, (unsigned long long)s->hits_l1,
@@ -76,7 +78,11 @@ static void ns_lines(buf_t *o, const ns_t *ns)
                (unsigned long long)s->fetch_timeout, (unsigned long long)s->coalesced,
                (unsigned long long)s->stores, (unsigned long long)s->store_errors,
                (unsigned long long)s->invalidations_race, (unsigned long long)s->lock_waits,
-               (unsigned long long)s->lock_takeovers, (unsigned long long)s->early_refreshes);
+               (unsigned long long)s->lock_takeovers, (unsigned long long)s->early_refreshes,
+               (unsigned long long)s->requests_other, (unsigned long long)s->invalidations_del,
+               (unsigned long long)s->invalidations_event,
+               (unsigned long long)s->invalidations_purge, (unsigned long long)s->invalidations_tag,
+               (unsigned long long)s->invalidations_flush, ns->gen);
 }
 
 /* INFO / STATS [ns]: Redis-style "name:value" lines grouped in sections. */

@@ -9,6 +9,7 @@
 #include "config.h"
 #include "reply.h"
 #include "util.h"
+#include "warm.h"
 
 /* Parse arguments first..first+n-1 as keys; replies the error on failure. */
 static cache_key_t *parse_keys_or_reply(client_t *c, long first, long n)
@@ -26,6 +27,24 @@ static cache_key_t *parse_keys_or_reply(client_t *c, long first, long n)
         }
     }
     return keys;
+}
+
+ns_t *ns_arg_or_reply(client_t *c, long i, bool need_policy)
+{
+    size_t len;
+    const char *name = client_arg(c, i, &len);
+    ns_t *ns = len <= 128 && ns_name_valid(name, len) ? ns_find(name, len) : NULL;
+    if (!ns) {
+        reply_error(client_reply_buf(c), "unknown namespace '%.*s'", (int)(len > 128 ? 128 : len),
+                    name);
+        return NULL;
+    }
+    if (need_policy && !ns->cur) {
+        reply_error(client_reply_buf(c), "namespace '%s' failed to load: %s", ns->name,
+                    ns->last_error);
+        return NULL;
+    }
+    return ns;
 }
 
 static void read_keys(client_t *c, cache_op_t op, long first, long n, bool as_array)
@@ -122,4 +141,36 @@ void cmd_del(client_t *c)
     if (!keys) return;
     cache_del(client_defer(c), keys, n);
     free(keys);
+}
+
+/* WARM ns [id ...]: fetch the ids given, or those the policy's warm()
+ * returns; answers how many were fetched successfully. */
+void cmd_warm(client_t *c)
+{
+    ns_t *ns = ns_arg_or_reply(c, 1, true);
+    if (!ns) return;
+    str_list_t ids = {0};
+    long n = client_argc(c) - 2;
+    if (n > 0) {
+        ids.v = xmalloc((size_t)n * sizeof(*ids.v));
+        ids.len = xmalloc((size_t)n * sizeof(*ids.len));
+        for (long i = 0; i < n; i++) {
+            const char *id = client_arg(c, 2 + i, &ids.len[i]);
+            ids.v[i] = xmemdup(id, ids.len[i]);
+        }
+        ids.n = (size_t)n;
+    } else if (!ns->cur->conf.has_warm) {
+        reply_error(client_reply_buf(c),
+                    "namespace '%s' has no warm (name the ids: WARM %s id ...)", ns->name,
+                    ns->name);
+        return;
+    } else {
+        char msg[1024];
+        if (policy_warm(ns->cur, &ids, msg, sizeof(msg)) != 0) {
+            reply_error(client_reply_buf(c), "%s", msg);
+            return;
+        }
+    }
+    ns->stats.requests_other++;
+    warm_command(client_defer(c), ns, &ids);
 }

@@ -31,6 +31,12 @@ static const command_t command_table[] = {
     {"pttl", 2, CMD_READONLY, cmd_pttl},
     {"peek", 2, CMD_READONLY, cmd_peek},
     {"refresh", 2, CMD_WRITE, cmd_refresh},
+    {"warm", -2, CMD_WRITE, cmd_warm},
+    /* invalidation */
+    {"event", -3, CMD_WRITE, cmd_event},
+    {"purge", 2, CMD_WRITE, cmd_purge},
+    {"purgetag", 2, CMD_WRITE, cmd_purgetag},
+    {"flushns", 2, CMD_WRITE, cmd_flushns},
     /* administration */
     {"policies", 1, CMD_ADMIN, cmd_policies},
     {"reload", -1, CMD_ADMIN, cmd_reload},

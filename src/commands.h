@@ -2,6 +2,7 @@
 #ifndef LC_COMMANDS_H
 #define LC_COMMANDS_H
 
+#include "policy.h"
 #include "server.h"
 
 enum cmd_flags {
@@ -27,6 +28,10 @@ void commands_dispatch(client_t *c);
 /* For COMMAND: the table itself. */
 const command_t *commands_table(size_t *n);
 
+/* For handlers: the namespace named by argument i, or NULL after replying
+ * the SPEC §2 error. need_policy: it must have loaded (it runs Lua). */
+ns_t *ns_arg_or_reply(client_t *c, long i, bool need_policy);
+
 /* Handlers (cmd_*.c). */
 void cmd_ping(client_t *c);
 void cmd_echo(client_t *c);
@@ -44,6 +49,11 @@ void cmd_ttl(client_t *c);
 void cmd_pttl(client_t *c);
 void cmd_peek(client_t *c);
 void cmd_refresh(client_t *c);
+void cmd_warm(client_t *c);
+void cmd_event(client_t *c);
+void cmd_purge(client_t *c);
+void cmd_purgetag(client_t *c);
+void cmd_flushns(client_t *c);
 void cmd_policies(client_t *c);
 void cmd_reload(client_t *c);
 void cmd_info(client_t *c);

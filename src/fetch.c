@@ -214,15 +214,19 @@ static void deliver_result(fetch_t *f, int nres)
     r.value = lua_tolstring(co, base, &r.len);
     size_t ntags = (size_t)(nres - 2);
     const char **tags = ntags ? xmalloc(ntags * sizeof(*tags)) : NULL;
+    size_t *lens = ntags ? xmalloc(ntags * sizeof(*lens)) : NULL;
     for (size_t i = 0; i < ntags; i++) {
         int idx = base + 2 + (int)i;
         /* runtime.lua checked them; never let lua_tostring convert in place */
-        tags[i] = lua_type(co, idx) == LUA_TSTRING ? lua_tostring(co, idx) : "";
+        lens[i] = 0;
+        tags[i] = lua_type(co, idx) == LUA_TSTRING ? lua_tolstring(co, idx, &lens[i]) : "";
     }
     r.tags = tags;
+    r.tag_lens = lens;
     r.ntags = ntags;
     finalise(f, &r); /* values stay anchored on co's stack meanwhile */
     free(tags);
+    free(lens);
 }
 
 /* The error on top of the thread, for the callback. */

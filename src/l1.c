@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "dict.h"
+#include "glob.h"
 #include "util.h"
 
 typedef struct item {
@@ -90,6 +91,17 @@ void l1_del(const char *key, size_t klen)
     if (!l1.ready || l1.map.count == 0) return;
     item_t *it = dict_get(&l1.map, key, klen);
     if (it) drop(it);
+}
+
+void l1_del_matching(const char *glob, size_t len)
+{
+    if (!l1.ready) return;
+    item_t *it = l1.oldest;
+    while (it) {
+        item_t *next = it->next;
+        if (glob_match(glob, len, it->data + it->e.len, it->klen)) drop(it);
+        it = next;
+    }
 }
 
 void l1_clear(void)

@@ -24,6 +24,8 @@ void l1_close(void);
 bool l1_get(const char *key, size_t klen, uint64_t now_mono, bool ignore_expiry, entry_t *out);
 void l1_put(const char *key, size_t klen, const entry_t *e, uint64_t expires_mono);
 void l1_del(const char *key, size_t klen);
+/* Drop every item whose key matches a Redis glob (PURGE): O(items). */
+void l1_del_matching(const char *glob, size_t len);
 void l1_clear(void);
 
 size_t l1_entries(void);

@@ -113,6 +113,7 @@ static void on_signal(uv_signal_t *h, int signum)
              signum == SIGINT ? "SIGINT" : "SIGTERM", cfg.shutdown_grace_ms);
     LC_UNUSED(h);
     server_stop_listening();
+    cache_stop_background(); /* no new warm fetches: in-flight work finishes */
     shutdown_started = mono_ms();
     uv_timer_start(&shutdown_timer, on_shutdown_tick, 0, 20);
 }

@@ -485,9 +485,11 @@ static int load_protected(lua_State *L)
     boot_module(L, "luacached.runtime");            /* [host, runtime] */
     lua_getfield(L, -1, "load");                    /* [host, runtime, load] */
     lua_pushvalue(L, 1);                            /* [host, runtime, load, host] */
-    lua_call(L, 1, 3);                              /* [host, runtime, conf, fetch, ttl_for] */
-    ps->ttl_ref = luaL_ref(L, LUA_REGISTRYINDEX);   /* [host, runtime, conf, fetch] */
-    ps->fetch_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* [host, runtime, conf] */
+    lua_call(L, 1, 5); /* [host, runtime, conf, fetch, ttl_for, on_event, warm] */
+    ps->warm_ref = luaL_ref(L, LUA_REGISTRYINDEX);     /* [.., conf, fetch, ttl_for, on_event] */
+    ps->on_event_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* [.., conf, fetch, ttl_for] */
+    ps->ttl_ref = luaL_ref(L, LUA_REGISTRYINDEX);      /* [host, runtime, conf, fetch] */
+    ps->fetch_ref = luaL_ref(L, LUA_REGISTRYINDEX);    /* [host, runtime, conf] */
     read_conf(L, -1, &job->p->conf);
     lua_settop(L, 0);
     return 0;
@@ -551,7 +553,7 @@ static policy_t *policy_load_src(ns_t *ns, const char *name, const char *path, c
 {
     policy_t *p = xcalloc(1, sizeof(*p));
     pstate_t *ps = xcalloc(1, sizeof(*ps));
-    ps->fetch_ref = ps->ttl_ref = LUA_NOREF;
+    ps->fetch_ref = ps->ttl_ref = ps->on_event_ref = ps->warm_ref = LUA_NOREF;
     p->engine_private = ps;
     p->refs = 1;
     p->ns = ns;
@@ -722,6 +724,13 @@ static void ns_insert(ns_t *ns)
     E.nns++;
 }
 
+static ns_served_fn ns_served_hook;
+
+void engine_set_ns_served_hook(ns_served_fn fn)
+{
+    ns_served_hook = fn;
+}
+
 /* The served namespace NAME: found, brought back from the removed ones, or
  * created (with no policy yet). */
 static ns_t *ns_add(const char *name)
@@ -736,6 +745,7 @@ static ns_t *ns_add(const char *name)
         ns->removed = false;
         ns_insert(ns);
         log_info("policy file %s is back: namespace '%s' serves again", ns->path, ns->name);
+        if (ns_served_hook) ns_served_hook(ns);
         return ns;
     }
     ns = xcalloc(1, sizeof(*ns));
@@ -743,6 +753,7 @@ static ns_t *ns_add(const char *name)
     ns->path = policy_path(E.policies_dir, name);
     ns->last_error = xstrdup("");
     ns_insert(ns);
+    if (ns_served_hook) ns_served_hook(ns);
     return ns;
 }
 
@@ -932,10 +943,10 @@ int engine_load_all(void)
     int failures = for_each_policy(E.policies_dir, load_one, &seen, false, &dir_ok);
     if (dir_ok) {
         /* Served namespaces whose file is gone (a rescan after start-up). */
-        qsort(seen.names, seen.n, sizeof(char *), str_ptr_cmp);
+        if (seen.n) qsort(seen.names, seen.n, sizeof(char *), str_ptr_cmp);
         for (size_t i = E.nns; i-- > 0;) {
             const char *name = E.ns[i]->name;
-            if (!bsearch(&name, seen.names, seen.n, sizeof(char *), str_ptr_cmp))
+            if (!seen.n || !bsearch(&name, seen.names, seen.n, sizeof(char *), str_ptr_cmp))
                 engine_remove(name);
         }
     }

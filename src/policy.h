@@ -61,6 +61,15 @@ struct ns {
      * ns_t pointers; cur is kept too (work in flight finishes on it). If the
      * file comes back, this same struct serves again (stats continue). */
     bool removed;
+    /* Namespace generation (FLUSHNS; docs/STORAGE.md): an entry stored under
+     * an older one is absent. It only grows: learned from Redis, from "G"
+     * broadcasts and from entries stored under a newer one (nsgen.c). */
+    long long gen;
+    struct {
+        bool started;      /* the first run (at start, or when the file appeared) began */
+        bool running;      /* a background run is under way */
+        uint64_t last_end; /* mono ms when the last background run ended */
+    } warm;                /* background warm runs (warm.c) */
 };
 
 typedef struct engine_conf {
@@ -126,6 +135,11 @@ policy_apply_t engine_apply(const char *name, const policy_src_t *src, bool forc
 /* NAME.lua was deleted: stop serving NAME (see ns_t.removed). Returns true
  * if it was being served. */
 bool engine_remove(const char *name);
+/* fn(ns) runs each time a namespace starts being served after start-up: a
+ * new file, or one that came back after removal (its policy may not be
+ * loaded yet). The cache reads the namespace's generation there. */
+typedef void (*ns_served_fn)(ns_t *ns);
+void engine_set_ns_served_hook(ns_served_fn fn);
 /* Like ns_find, but also finds removed namespaces. */
 ns_t *ns_find_any(const char *name, size_t len);
 const char *engine_policies_dir(void);
@@ -147,6 +161,35 @@ int engine_check_dir(const engine_conf_t *conf);
 double policy_ttl_for(policy_t *p, const char *id, size_t idlen, const char *value, size_t vlen,
                       const char **err);
 
+/* ---- on_event and warm: synchronous calls into a policy (policy_hooks.c) ----
+ *
+ * Both run on the state's main thread under the usual budget (a runaway
+ * fails only the call) and return validated, C-owned copies. Their ctx has
+ * ns, now and log; ctx.http and ctx.sleep raise (docs/POLICIES.md). */
+
+typedef struct str_list {
+    char **v; /* each NUL-terminated too, for messages */
+    size_t *len;
+    size_t n;
+} str_list_t;
+
+void str_list_free(str_list_t *l);
+
+typedef struct event_result {
+    str_list_t keys, patterns, tags;
+    bool flush;
+} event_result_t;
+
+/* on_event(name, data, ctx); payload NULL when absent. 0 ok; -1 with a
+ * message ("on_event failed: ...") in err. */
+int policy_on_event(policy_t *p, const char *name, size_t nlen, const char *payload, size_t plen,
+                    event_result_t *out, char *err, size_t errlen);
+void event_result_free(event_result_t *r);
+
+/* warm(ctx): the ids to load (integers as decimal text). 0 ok; -1 with a
+ * message ("warm failed: ...") in err. */
+int policy_warm(policy_t *p, str_list_t *ids, char *err, size_t errlen);
+
 /* ---- fetch: running a policy's fetch(id, ctx) as a coroutine ---- */
 
 typedef enum fetch_kind { FETCH_OK, FETCH_NOT_FOUND, FETCH_ERROR, FETCH_TIMEOUT } fetch_kind_t;
@@ -157,7 +200,8 @@ typedef struct fetch_result {
     size_t len;
     double ttl; /* OK: seconds fresh before jitter (opts.ttl, else ttl(id,value), else conf.ttl)
                    NOT_FOUND: opts.ttl of `return nil, {ttl=}`, else conf.negative_ttl */
-    const char *const *tags; /* OK: opts.tags */
+    const char *const *tags; /* OK: opts.tags (binary-safe: see tag_lens) */
+    const size_t *tag_lens;
     size_t ntags;
     const char *error; /* ERROR/TIMEOUT: message for "-ERR fetch failed: <message>" */
     double duration;   /* seconds the fetch took */

@@ -17,6 +17,8 @@ typedef struct pstate {
     bool over_time;       /* tripped by the clock, not the count */
     int fetch_ref;        /* registry: runtime's fetch(h, id), the coroutine body */
     int ttl_ref;          /* registry: runtime's ttl_for(id, value) */
+    int on_event_ref;     /* registry: runtime's on_event(name, payload) */
+    int warm_ref;         /* registry: runtime's warm() */
 } pstate_t;
 
 uv_loop_t *engine_loop(void);

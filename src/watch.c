@@ -159,6 +159,7 @@ static int file_cmp(const void *a, const void *b)
 static scan_file_t *scan_find(const scan_t *s, const char *name)
 {
     scan_file_t key = {.name = (char *)name};
+    if (s->nfiles == 0) return NULL; /* files is NULL then: not for bsearch */
     return bsearch(&key, s->files, s->nfiles, sizeof(scan_file_t), file_cmp);
 }
 
@@ -167,7 +168,8 @@ static bool must_read(const scan_t *s, const char *name, const file_sig_t *sig, 
 {
     if (s->read_all) return true;
     known_file_t key = {.name = (char *)name};
-    const known_file_t *k = bsearch(&key, s->known, s->nknown, sizeof(known_file_t), known_cmp);
+    const known_file_t *k =
+        s->nknown ? bsearch(&key, s->known, s->nknown, sizeof(known_file_t), known_cmp) : NULL;
     if (!k || !sig_eq(&k->sig, sig)) return true;
     /* Modified within the timestamp granularity of a slow filesystem (or in
      * the future: clock skew): the signature cannot be trusted yet. */
@@ -232,7 +234,7 @@ static void scan_work(uv_work_t *w)
         s->nfiles++;
     }
     closedir(d);
-    qsort(s->files, s->nfiles, sizeof(scan_file_t), file_cmp);
+    if (s->nfiles) qsort(s->files, s->nfiles, sizeof(scan_file_t), file_cmp); /* NULL when empty */
     if (stat(s->dir, &st) != 0 || (uint64_t)st.st_dev != s->dir_sig.dev ||
         (uint64_t)st.st_ino != s->dir_sig.ino)
         s->unstable = true;

@@ -6,6 +6,14 @@
 --   fetch(h, id)    the body of each fetch coroutine: builds ctx, calls the
 --                   policy's fetch(id, ctx) and normalises its result
 --   ttl_for(id, v)  the TTL of a value stored by SET
+--   on_event(name, payload)  runs the policy's on_event and validates its
+--                   result (EVENT); returns keys, patterns, tags, flush
+--   warm()          runs the policy's warm and validates the ids (WARM)
+--
+-- on_event and warm run synchronously on the state's main thread under the
+-- usual budget, not as coroutines: their ctx has ns, now and log, and
+-- ctx.http / ctx.sleep raise a clear error there (I/O belongs in fetch; an
+-- event handler only says what to invalidate).
 --
 -- The C primitives behind ctx are injected as host.prims:
 --   http(h, method, url, body|nil, timeout|nil, "Name: value"...)
@@ -19,14 +27,21 @@
 local type, error, pairs, tostring, select, pcall = type, error, pairs, tostring, select, pcall
 local unpack, fmt, huge = table.unpack, string.format, math.huge
 local find = string.find
+local mtype = math.type
 
 local M = {}
 
 M.MAX_TAGS = 1000
 M.MAX_HEADERS = 200
+-- Bounds of what on_event and warm may return.
+M.MAX_EVENT_KEYS = 10000
+M.MAX_EVENT_PATTERNS = 100
+M.MAX_EVENT_TAGS = 1000
+M.MAX_WARM_IDS = 100000
 
 local LEVELS = { debug = true, info = true, warn = true, error = true }
 local REQUEST_FIELDS = { method = true, url = true, headers = true, body = true, timeout = true }
+local EVENT_FIELDS = { keys = true, patterns = true, tags = true, flush = true }
 local GET_OPTIONS = { headers = true, timeout = true }
 
 local function got(v)
@@ -86,9 +101,114 @@ local function check_request(req, level)
     return method, url, body, timeout, hdrs, n
 end
 
--- o: {policy, conf, ns, prims, encode}
+-- ctx.log: level, then a message or a format and its arguments.
+local function make_log(plog)
+    return function(level, msg, ...)
+        if not LEVELS[level] then
+            error("ctx.log: level must be \"debug\", \"info\", \"warn\" or \"error\" "
+                .. got(level), 2)
+        end
+        if select("#", ...) > 0 then
+            msg = fmt(msg, ...)
+        elseif type(msg) ~= "string" then
+            msg = tostring(msg)
+        end
+        plog(level, msg)
+    end
+end
+
+-- The ctx of on_event and warm, which run synchronously: no I/O.
+local function sync_ctx(hook, ns, prims)
+    local function no_io(what)
+        return function()
+            error("ctx." .. what .. " is not available in " .. hook .. ": it runs synchronously, "
+                .. "not as a coroutine (do I/O in fetch)", 2)
+        end
+    end
+    return {
+        ns = ns,
+        now = prims.now,
+        log = make_log(prims.log),
+        http = { get = no_io("http.get"), request = no_io("http.request") },
+        sleep = no_io("sleep"),
+    }
+end
+
+-- An array of non-empty strings (at most max) from field of res, or {}.
+-- what prefixes messages: "result keys".
+local function string_list(v, what, max)
+    if v == nil then return {} end
+    if type(v) ~= "table" then error(what .. " must be an array of strings " .. got(v), 0) end
+    local n = #v
+    if n > max then error(fmt("%s: too many (%d, at most %d)", what, n, max), 0) end
+    for k in pairs(v) do
+        if mtype(k) ~= "integer" or k < 1 or k > n then
+            error(what .. " must be an array of strings (found key " .. tostring(k) .. ")", 0)
+        end
+    end
+    for i = 1, n do
+        local x = v[i]
+        if type(x) ~= "string" then error(fmt("%s[%d] must be a string %s", what, i, got(x)), 0) end
+        if x == "" then error(fmt("%s[%d] must not be empty", what, i), 0) end
+    end
+    return v
+end
+
+-- The validated result of on_event: keys, patterns, tags (arrays of
+-- strings) and flush (boolean). nil means nothing to invalidate.
+function M.check_event_result(res)
+    if res == nil then return {}, {}, {}, false end
+    if type(res) ~= "table" then
+        error("on_event must return a table {keys=, patterns=, tags=, flush=} or nil "
+            .. got(res), 0)
+    end
+    for k in pairs(res) do
+        if not EVENT_FIELDS[k] then
+            error("result has an unknown field '" .. tostring(k)
+                .. "' (fields are keys, patterns, tags and flush)", 0)
+        end
+    end
+    local keys = string_list(res.keys, "result keys", M.MAX_EVENT_KEYS)
+    local patterns = string_list(res.patterns, "result patterns", M.MAX_EVENT_PATTERNS)
+    local tags = string_list(res.tags, "result tags", M.MAX_EVENT_TAGS)
+    local flush = res.flush
+    if flush == nil then flush = false end
+    if type(flush) ~= "boolean" then error("result flush must be a boolean " .. got(flush), 0) end
+    return keys, patterns, tags, flush
+end
+
+-- The validated ids warm returned: strings, integers as their decimal
+-- text. Returns a new array.
+function M.check_warm_ids(ids)
+    if type(ids) ~= "table" then
+        error("warm must return an array of ids (strings or integers) " .. got(ids), 0)
+    end
+    local n = #ids
+    if n > M.MAX_WARM_IDS then
+        error(fmt("warm returned too many ids (%d, at most %d)", n, M.MAX_WARM_IDS), 0)
+    end
+    for k in pairs(ids) do
+        if mtype(k) ~= "integer" or k < 1 or k > n then
+            error("warm must return an array of ids (found key " .. tostring(k) .. ")", 0)
+        end
+    end
+    local out = {}
+    for i = 1, n do
+        local id = ids[i]
+        if mtype(id) == "integer" then
+            id = tostring(id)
+        elseif type(id) ~= "string" then
+            error(fmt("warm returned ids[%d] %s: ids are strings or integers", i, got(id)), 0)
+        end
+        out[i] = id
+    end
+    return out
+end
+
+-- o: {policy, conf, ns, prims, encode, decode}
 function M.new(o)
-    local policy, conf, ns, prims, encode = o.policy, o.conf, o.ns, o.prims, o.encode
+    local policy, conf, ns, prims, encode, decode = o.policy, o.conf, o.ns, o.prims, o.encode,
+        o.decode
     local fetch_fn = policy.fetch
     local ttl_fn = type(policy.ttl) == "function" and policy.ttl or nil
     local rt = {}
@@ -142,18 +262,7 @@ function M.new(o)
                 psleep(h, seconds)
             end,
             now = prims.now,
-            log = function(level, msg, ...)
-                if not LEVELS[level] then
-                    error("ctx.log: level must be \"debug\", \"info\", \"warn\" or \"error\" "
-                        .. got(level), 2)
-                end
-                if select("#", ...) > 0 then
-                    msg = fmt(msg, ...)
-                elseif type(msg) ~= "string" then
-                    msg = tostring(msg)
-                end
-                plog(level, msg)
-            end,
+            log = make_log(plog),
         }
     end
 
@@ -232,6 +341,25 @@ function M.new(o)
         return ttl
     end
 
+    -- EVENT: data is the payload decoded as JSON when it parses (integral
+    -- numbers as integers), else the raw string; nil without a payload.
+    function rt.on_event(name, payload)
+        local fn = policy.on_event
+        if fn == nil then error("the policy has no on_event", 0) end
+        local data = payload
+        if payload ~= nil and decode then
+            local ok, v = pcall(decode, payload)
+            if ok then data = v end
+        end
+        return M.check_event_result(fn(name, data, sync_ctx("on_event", ns, prims)))
+    end
+
+    function rt.warm()
+        local fn = policy.warm
+        if fn == nil then error("the policy has no warm", 0) end
+        return M.check_warm_ids(fn(sync_ctx("warm", ns, prims)))
+    end
+
     return rt
 end
 
@@ -257,8 +385,9 @@ function M.load(host)
     if not conf then error(verr, 0) end
     local rt = M.new {
         policy = policy, conf = conf, ns = host.ns, prims = host.prims, encode = json.encode,
+        decode = json.decode,
     }
-    return conf, rt.fetch, rt.ttl_for
+    return conf, rt.fetch, rt.ttl_for, rt.on_event, rt.warm
 end
 
 return M

@@ -119,12 +119,31 @@ static void test_negative_entry(void)
     l1_close();
 }
 
+/* PURGE drops the items whose key matches a Redis glob, and only those. */
+static void test_del_matching(void)
+{
+    l1_init(1 << 20);
+    entry_t e = value_entry("v"), out;
+    l1_put("lc:{uw:5:1}", 11, &e, 1000);
+    l1_put("lc:{uw:5:2}", 11, &e, 1000);
+    l1_put("lc:{uw:50:1}", 12, &e, 1000);
+    l1_put("lc:{w:5:1}", 10, &e, 1000);
+    l1_del_matching("lc:{uw:5:*}", 11);
+    CHECK(!l1_get("lc:{uw:5:1}", 11, 0, false, &out));
+    CHECK(!l1_get("lc:{uw:5:2}", 11, 0, false, &out));
+    CHECK(l1_get("lc:{uw:50:1}", 12, 0, false, &out));
+    CHECK(l1_get("lc:{w:5:1}", 10, 0, false, &out));
+    CHECK(l1_entries() == 2);
+    l1_close();
+}
+
 int main(void)
 {
     RUN(test_dict);
     RUN(test_get_put_expire);
     RUN(test_eviction_oldest_first);
     RUN(test_negative_entry);
+    RUN(test_del_matching);
     printf("l1: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

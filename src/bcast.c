@@ -1,0 +1,152 @@
+/* bcast.c: the messages luacached instances sharing a Redis send each
+ * other on the pub/sub channel PREFIX:#events (docs/STORAGE.md).
+ *
+ *   F <instance> <rkey>               a fill of rkey landed (waiters re-read)
+ *   I <instance> <rkey>               rkey was invalidated (DEL, SET)
+ *   K <instance> <len>:<rkey>...      several keys invalidated (PURGETAG), one
+ *                                     message per batch; rkeys are binary-safe
+ *   P <instance> <glob>               every rkey matching glob was invalidated (PURGE)
+ *   T <instance> <tag>                the tag was purged (PURGETAG)
+ *   G <instance> <ns> <gen>           namespace ns is at generation gen (FLUSHNS)
+ *
+ * <instance> is the sender's random id: a process ignores its own messages,
+ * having applied them already. Unknown types are ignored, so an older
+ * instance can share a Redis with a newer one. Messages published while a
+ * subscription is down are lost; what depends on them re-syncs on
+ * resubscribe (fills re-read, generations are re-read from Redis). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "cache_int.h"
+#include "l1.h"
+#include "log.h"
+#include "util.h"
+
+static void publish(buf_t *msg)
+{
+    backend_publish(cache_channel.data, msg->data, msg->len);
+    buf_free(msg);
+}
+
+static void start(buf_t *msg, char type)
+{
+    buf_printf(msg, "%c %s ", type, cache_instance_id);
+}
+
+void bcast_landed(const buf_t *rkey)
+{
+    buf_t msg = {0};
+    start(&msg, 'F');
+    buf_append(&msg, rkey->data, rkey->len);
+    publish(&msg);
+}
+
+void bcast_key(const buf_t *rkey)
+{
+    buf_t msg = {0};
+    start(&msg, 'I');
+    buf_append(&msg, rkey->data, rkey->len);
+    publish(&msg);
+}
+
+void bcast_keys_add(buf_t *batch, const char *rkey, size_t len)
+{
+    if (batch->len == 0) start(batch, 'K');
+    buf_printf(batch, "%zu:", len);
+    buf_append(batch, rkey, len);
+}
+
+void bcast_keys_send(buf_t *batch)
+{
+    if (batch->len == 0) return;
+    backend_publish(cache_channel.data, batch->data, batch->len);
+    buf_reset(batch);
+}
+
+void bcast_pattern(const char *glob, size_t len)
+{
+    buf_t msg = {0};
+    start(&msg, 'P');
+    buf_append(&msg, glob, len);
+    publish(&msg);
+}
+
+void bcast_tag(const char *tag, size_t len)
+{
+    buf_t msg = {0};
+    start(&msg, 'T');
+    buf_append(&msg, tag, len);
+    publish(&msg);
+}
+
+void bcast_gen(const ns_t *ns, long long gen)
+{
+    buf_t msg = {0};
+    start(&msg, 'G');
+    buf_printf(&msg, "%s %lld", ns->name, gen);
+    publish(&msg);
+}
+
+/* ---------------------------------------------------------------------------
+ * Receiving
+ * ------------------------------------------------------------------------- */
+
+/* "<len>:<bytes>" repeated; stops at the first malformed item. */
+static void on_keys(const char *p, size_t len)
+{
+    const char *end = p + len;
+    while (p < end) {
+        const char *colon = memchr(p, ':', (size_t)(end - p) < 24 ? (size_t)(end - p) : 24);
+        long long n;
+        if (!colon || parse_ll(p, (size_t)(colon - p), &n) != 0 || n < 0 || n > end - (colon + 1))
+            return;
+        cache_invalidate_local(colon + 1, (size_t)n);
+        p = colon + 1 + n;
+    }
+}
+
+static void on_gen(const char *p, size_t len)
+{
+    const char *sp = memchr(p, ' ', len);
+    long long gen;
+    if (!sp || parse_ll(sp + 1, len - (size_t)(sp + 1 - p), &gen) != 0) return;
+    ns_t *ns = ns_find_any(p, (size_t)(sp - p));
+    if (ns) nsgen_learn(ns, gen);
+}
+
+void bcast_on_message(const char *msg, size_t len)
+{
+    if (len < 4 || msg[1] != ' ') return;
+    const char *inst = msg + 2;
+    const char *sp = memchr(inst, ' ', len - 2);
+    if (!sp) return;
+    size_t ilen = (size_t)(sp - inst);
+    if (ilen == strlen(cache_instance_id) && memcmp(inst, cache_instance_id, ilen) == 0)
+        return; /* our own: already applied */
+    const char *rest = sp + 1;
+    size_t rlen = len - (size_t)(rest - msg);
+    switch (msg[0]) {
+    case 'F':
+        l1_del(rest, rlen); /* what this process holds of the key is outdated */
+        fill_remote_landed(rest, rlen);
+        break;
+    case 'I':
+        cache_invalidate_local(rest, rlen);
+        break;
+    case 'K':
+        on_keys(rest, rlen);
+        break;
+    case 'P':
+        cache_invalidate_matching(rest, rlen);
+        break;
+    case 'T':
+        tag_note_purged(rest, rlen);
+        break;
+    case 'G':
+        on_gen(rest, rlen);
+        break;
+    default:
+        break;
+    }
+}

@@ -1,0 +1,389 @@
+/* purge.c: PURGE (entries whose key matches a glob) and PURGETAG (entries
+ * indexed under a tag), without ever blocking Redis (SPEC §3).
+ *
+ * Both walk Redis with a cursor, one batch in flight at a time: the batch's
+ * UNLINKs (one per key: keys live in different cluster slots, SPEC §9) are
+ * pipelined right behind the reply that listed them, and the next SCAN or
+ * SSCAN goes behind those, so Redis never sees more than one batch of work
+ * queued by a purge, and other clients' commands interleave between
+ * batches. The whole walk is O(keys in the database) for PURGE (SCAN visits
+ * every key; MATCH only filters) and O(members) for PURGETAG.
+ *
+ * SCAN runs against the one Redis node luacached talks to. A Redis Cluster
+ * would need the walk repeated on every master (the pattern cannot be
+ * confined to one slot, since the hash tag is the whole NS:ID); that is
+ * noted for when the backend learns Cluster, not done here.
+ *
+ * Winning over fills in flight (SPEC §3):
+ *  - PURGE also matches fill locks (PREFIX:{NS:ID}:lock) and deletes them, so
+ *    a fill holding one, on any instance, cannot store; and it broadcasts the
+ *    glob ("P") before and after the walk, so every instance drops matching
+ *    items of its in-process tier and stops matching fetches in flight from
+ *    storing (also those without a lock: Redis was down, or a takeover).
+ *  - A fetch's tags are only known when it returns, so PURGETAG cannot find
+ *    fills in flight by their keys. Instead every instance remembers when a
+ *    tag was last purged ("T" broadcast); a fetch that started before that
+ *    and returns the tag is not stored (tag_purged_since). Across instances
+ *    this holds once the broadcast has arrived (typically well under 1 ms).
+ *
+ * PURGETAG removes the members it handled from the tag's set (SREM) rather
+ * than deleting the set at the end: an entry stored and indexed while the
+ * walk runs was fetched after the purge began, and stays indexed. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "cache_int.h"
+#include "config.h"
+#include "dict.h"
+#include "glob.h"
+#include "invalidate.h"
+#include "log.h"
+#include "reply.h"
+#include "util.h"
+
+#define SCAN_COUNT  1000 /* keys SCAN looks at per call (a hint to Redis) */
+#define SSCAN_COUNT 500  /* members per SSCAN */
+
+typedef struct job {
+    bool is_tag;
+    ns_t *ns;   /* PURGE: the pattern's namespace */
+    bool count; /* bump invalidations_purge / invalidations_tag */
+    cache_inval_cb cb;
+    void *priv;
+    long outstanding; /* backend replies still to come */
+    bool walk_done;   /* the cursor came back to 0, or the walk failed */
+    bool failed;
+    long long removed;
+    buf_t glob;  /* PURGE: entry keys to remove, PREFIX:{NS:IDGLOB} */
+    buf_t match; /* PURGE: what SCAN matches: entries and their locks */
+    buf_t tkey;  /* PURGETAG: PREFIX:#tag:TAG */
+    buf_t tag;
+    buf_t bcast; /* PURGETAG: the batch's "K" message */
+    char cursor[32];
+} job_t;
+
+typedef struct unlink_ctx {
+    job_t *job;
+    ns_t *ns; /* whose counter an existing entry bumps */
+} unlink_ctx_t;
+
+static void walk_next(job_t *j);
+
+/* ---------------------------------------------------------------------------
+ * Parsing PURGE's pattern
+ * ------------------------------------------------------------------------- */
+
+int purge_parse(const char *pattern, size_t len, ns_t **ns, const char **idglob, size_t *idlen,
+                buf_t *err)
+{
+    const char *colon = memchr(pattern, ':', len);
+    size_t nslen = colon ? (size_t)(colon - pattern) : len;
+    if (!colon || nslen == 0 || glob_has_meta(pattern, nslen)) {
+        reply_error(err, "PURGE pattern must start with a literal namespace, e.g. PURGE "
+                         "user_widgets:5:*");
+        return -1;
+    }
+    ns_t *found = nslen <= 128 && ns_name_valid(pattern, nslen) ? ns_find(pattern, nslen) : NULL;
+    if (!found) {
+        reply_error(err, "unknown namespace '%.*s'", (int)(nslen > 128 ? 128 : nslen), pattern);
+        return -1;
+    }
+    *ns = found;
+    *idglob = colon + 1;
+    *idlen = len - nslen - 1;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * The job
+ * ------------------------------------------------------------------------- */
+
+static void job_free(job_t *j)
+{
+    buf_free(&j->glob);
+    buf_free(&j->match);
+    buf_free(&j->tkey);
+    buf_free(&j->tag);
+    buf_free(&j->bcast);
+    free(j);
+}
+
+static void maybe_finish(job_t *j)
+{
+    if (!j->walk_done || j->outstanding > 0) return;
+    if (!j->is_tag) {
+        /* Again after the walk: a tier item refilled from an entry the walk
+         * had not reached yet is dropped now. */
+        cache_invalidate_matching(j->glob.data, j->glob.len);
+        bcast_pattern(j->glob.data, j->glob.len);
+    }
+    j->cb(j->priv, j->removed,
+          j->failed ? "backend unavailable, some entries may still be cached" : NULL);
+    job_free(j);
+}
+
+static void on_unlinked(void *priv, redisReply *reply)
+{
+    unlink_ctx_t *u = priv;
+    job_t *j = u->job;
+    if (reply && reply->type == REDIS_REPLY_INTEGER) {
+        j->removed += reply->integer;
+        if (j->count && u->ns) {
+            if (j->is_tag)
+                u->ns->stats.invalidations_tag += (uint64_t)reply->integer;
+            else
+                u->ns->stats.invalidations_purge += (uint64_t)reply->integer;
+        }
+    } else {
+        j->failed = true;
+    }
+    free(u);
+    j->outstanding--;
+    maybe_finish(j);
+}
+
+static void unlink_key(job_t *j, ns_t *ns, const char *key, size_t len)
+{
+    unlink_ctx_t *u = xmalloc(sizeof(*u));
+    u->job = j;
+    u->ns = ns;
+    j->outstanding++;
+    if (backend_cmd(on_unlinked, u, "UNLINK %b", key, len) != 0) {
+        j->outstanding--;
+        j->failed = true;
+        free(u);
+    }
+}
+
+/* A cursor reply: [cursor, [item...]]; NULL if malformed. */
+static redisReply *cursor_items(job_t *j, redisReply *reply)
+{
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) return NULL;
+    redisReply *cur = reply->element[0], *items = reply->element[1];
+    if (cur->type != REDIS_REPLY_STRING || cur->len >= sizeof(j->cursor) ||
+        items->type != REDIS_REPLY_ARRAY)
+        return NULL;
+    memcpy(j->cursor, cur->str, cur->len);
+    j->cursor[cur->len] = '\0';
+    return items;
+}
+
+/* ---------------------------------------------------------------------------
+ * PURGE
+ * ------------------------------------------------------------------------- */
+
+static bool is_lock_of_match(const job_t *j, const char *key, size_t len)
+{
+    return len > 5 && memcmp(key + len - 5, ":lock", 5) == 0 &&
+           glob_match(j->glob.data, j->glob.len, key, len - 5);
+}
+
+static void purge_batch(job_t *j, redisReply *items)
+{
+    for (size_t i = 0; i < items->elements; i++) {
+        redisReply *k = items->element[i];
+        if (k->type != REDIS_REPLY_STRING) continue;
+        if (glob_match(j->glob.data, j->glob.len, k->str, k->len)) {
+            unlink_key(j, j->ns, k->str, k->len);
+        } else if (is_lock_of_match(j, k->str, k->len)) {
+            /* a fill holding it, anywhere, can no longer store */
+            backend_cmd(NULL, NULL, "DEL %b", k->str, k->len);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------
+ * PURGETAG
+ * ------------------------------------------------------------------------- */
+
+/* An entry key of ours, PREFIX:{NS:ID}: its namespace (NULL if none is
+ * known by that name), in *ok whether the key has that shape at all. A tag
+ * set holds only keys we put there; the check keeps a set written by
+ * someone else from deleting keys that are not cache entries. */
+static ns_t *entry_ns(const char *key, size_t len, bool *ok)
+{
+    size_t plen = strlen(cfg.prefix);
+    *ok = false;
+    if (len < plen + 5 || memcmp(key, cfg.prefix, plen) != 0 || key[plen] != ':' ||
+        key[plen + 1] != '{' || key[len - 1] != '}')
+        return NULL;
+    const char *ns = key + plen + 2;
+    const char *colon = memchr(ns, ':', len - plen - 3);
+    if (!colon || !ns_name_valid(ns, (size_t)(colon - ns))) return NULL;
+    *ok = true;
+    return ns_find_any(ns, (size_t)(colon - ns));
+}
+
+static void tag_batch(job_t *j, redisReply *items)
+{
+    size_t n = 0;
+    const char **argv = xmalloc((items->elements + 2) * sizeof(*argv));
+    size_t *lens = xmalloc((items->elements + 2) * sizeof(*lens));
+    argv[0] = "SREM";
+    lens[0] = 4;
+    argv[1] = j->tkey.data;
+    lens[1] = j->tkey.len;
+    buf_t lock = {0};
+    for (size_t i = 0; i < items->elements; i++) {
+        redisReply *m = items->element[i];
+        if (m->type != REDIS_REPLY_STRING) continue;
+        argv[2 + n] = m->str;
+        lens[2 + n] = m->len;
+        n++;
+        bool ok;
+        ns_t *ns = entry_ns(m->str, m->len, &ok);
+        if (!ok) continue;
+        unlink_key(j, ns, m->str, m->len);
+        buf_reset(&lock);
+        buf_append(&lock, m->str, m->len);
+        buf_append(&lock, ":lock", 5);
+        backend_cmd(NULL, NULL, "DEL %b", lock.data, lock.len);
+        cache_invalidate_local(m->str, m->len);
+        bcast_keys_add(&j->bcast, m->str, m->len);
+    }
+    if (n) backend_cmd_argv(NULL, NULL, (int)(n + 2), argv, lens);
+    bcast_keys_send(&j->bcast);
+    buf_free(&lock);
+    free(argv);
+    free(lens);
+}
+
+/* ---------------------------------------------------------------------------
+ * The walk
+ * ------------------------------------------------------------------------- */
+
+static void on_batch(void *priv, redisReply *reply)
+{
+    job_t *j = priv;
+    j->outstanding--;
+    redisReply *items = cursor_items(j, reply);
+    if (!items) {
+        if (reply && reply->type == REDIS_REPLY_ERROR)
+            log_warn("%s failed: %s", j->is_tag ? "PURGETAG" : "PURGE", reply->str);
+        j->failed = true;
+        j->walk_done = true;
+    } else {
+        if (j->is_tag)
+            tag_batch(j, items);
+        else
+            purge_batch(j, items);
+        if (strcmp(j->cursor, "0") == 0)
+            j->walk_done = true;
+        else
+            walk_next(j);
+    }
+    maybe_finish(j);
+}
+
+static void walk_next(job_t *j)
+{
+    int rc;
+    j->outstanding++;
+    if (j->is_tag)
+        rc = backend_cmd(on_batch, j, "SSCAN %b %s COUNT %d", j->tkey.data, j->tkey.len, j->cursor,
+                         SSCAN_COUNT);
+    else
+        rc = backend_cmd(on_batch, j, "SCAN %s MATCH %b COUNT %d", j->cursor, j->match.data,
+                         j->match.len, SCAN_COUNT);
+    if (rc != 0) {
+        j->outstanding--;
+        j->failed = true;
+        j->walk_done = true;
+    }
+}
+
+static job_t *job_new(bool is_tag, bool count, cache_inval_cb cb, void *priv)
+{
+    job_t *j = xcalloc(1, sizeof(*j));
+    j->is_tag = is_tag;
+    j->count = count;
+    j->cb = cb;
+    j->priv = priv;
+    memcpy(j->cursor, "0", 2);
+    return j;
+}
+
+void purge_pattern(ns_t *ns, const char *idglob, size_t idlen, bool count, cache_inval_cb cb,
+                   void *priv)
+{
+    job_t *j = job_new(false, count, cb, priv);
+    j->ns = ns;
+    /* The key layout's own bytes are literal; the id part is the caller's
+     * glob. The braces are not glob syntax in Redis. */
+    glob_escape(&j->glob, cfg.prefix, strlen(cfg.prefix));
+    buf_printf(&j->glob, ":{%s:", ns->name);
+    buf_append(&j->glob, idglob, idlen);
+    buf_append(&j->glob, "}", 1);
+    buf_append(&j->match, j->glob.data, j->glob.len);
+    buf_append(&j->match, "*", 1); /* and PREFIX:{NS:ID}:lock */
+    cache_invalidate_matching(j->glob.data, j->glob.len);
+    bcast_pattern(j->glob.data, j->glob.len);
+    walk_next(j);
+    maybe_finish(j); /* Redis down: answers now */
+}
+
+void purge_tag(const char *tag, size_t len, bool count, cache_inval_cb cb, void *priv)
+{
+    job_t *j = job_new(true, count, cb, priv);
+    buf_append(&j->tag, tag, len);
+    cache_tag_key(&j->tkey, tag, len);
+    tag_note_purged(tag, len);
+    bcast_tag(tag, len);
+    walk_next(j);
+    maybe_finish(j);
+}
+
+/* ---------------------------------------------------------------------------
+ * Recently purged tags
+ * ------------------------------------------------------------------------- */
+
+#define TAGS_PRUNE_MIN 256
+
+static dict_t purged; /* tag -> mono ms of the purge, as a pointer-sized integer */
+static bool purged_ready;
+static size_t prune_at = TAGS_PRUNE_MIN;
+
+/* Forget purges older than every fetch in flight: they cannot concern any. */
+static void prune(void)
+{
+    uint64_t oldest = fills_oldest_fetch();
+    size_t i, n = 0;
+    dict_entry_t **old = xmalloc(purged.count * sizeof(*old));
+    for (dict_entry_t *e = dict_first(&purged, &i); e; e = dict_next(&purged, &i, e))
+        if ((uint64_t)(uintptr_t)e->value < oldest) old[n++] = e;
+    buf_t key = {0};
+    for (size_t k = 0; k < n; k++) {
+        /* copy: dict_del frees the entry holding the key */
+        buf_reset(&key);
+        buf_append(&key, old[k]->key, old[k]->klen);
+        dict_del(&purged, key.data, key.len);
+    }
+    buf_free(&key);
+    free(old);
+    prune_at = purged.count * 2 > TAGS_PRUNE_MIN ? purged.count * 2 : TAGS_PRUNE_MIN;
+}
+
+void tag_note_purged(const char *tag, size_t len)
+{
+    if (!purged_ready) {
+        dict_init(&purged);
+        purged_ready = true;
+    }
+    dict_set(&purged, tag, len, (void *)(uintptr_t)(mono_ms() + 1));
+    if (purged.count >= prune_at) prune();
+}
+
+bool tag_purged_since(const char *tag, size_t len, uint64_t since_mono)
+{
+    if (!purged_ready || purged.count == 0) return false;
+    uintptr_t t = (uintptr_t)dict_get(&purged, tag, len);
+    /* +1 above: a purge in the same millisecond as the fetch start counts */
+    return t && (uint64_t)t >= since_mono + 1;
+}
+
+void tags_close(void)
+{
+    if (purged_ready) dict_free(&purged);
+    purged_ready = false;
+}

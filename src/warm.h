@@ -1,0 +1,12 @@
+/* warm.h: loading ids before anyone asks (SPEC §3 WARM, §4 warm/warm_every). */
+#ifndef LC_WARM_H
+#define LC_WARM_H
+
+#include "policy.h"
+#include "server.h"
+
+/* WARM ns [id ...]: fetch ids (taken over) and answer into slot how many
+ * were fetched successfully (a value or a not-found). */
+void warm_command(slot_t *slot, ns_t *ns, str_list_t *ids);
+
+#endif

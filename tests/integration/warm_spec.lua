@@ -1,0 +1,159 @@
+-- tests/integration/warm_spec.lua -- WARM and the background warm runs
+-- (SPEC §3, §4 warm/warm_every): what is fetched, what is counted, the cap
+-- on fetches in flight, and the runs at start and every warm_every seconds.
+--   busted --lua=lua5.4 tests/integration/warm_spec.lua
+local H = require "tests.helpers.harness"
+
+local function assert_clean_exit(srv)
+  local rc = srv:stop("TERM", 10)
+  local log = srv:log()
+  assert.falsy(log:find("Sanitizer", 1, true), "sanitizer report:\n" .. H.tail(log, 6000))
+  assert.falsy(log:find("runtime error:", 1, true), "UBSan report:\n" .. H.tail(log, 6000))
+  assert.equal(0, rc, "exit status; log:\n" .. H.tail(log, 3000))
+end
+
+local function errtext(v)
+  assert(H.resp.is_err(v), "expected an error reply, got " .. tostring(v))
+  return v.err
+end
+
+-- A policy GETting url_prefix .. id .. suffix, with extra fields.
+local function policy(url_prefix, fields, suffix)
+  return string.format([[
+return {
+  ttl = 60,
+  %s
+  fetch = function(id, ctx)
+    local res = ctx.http.get(%q .. id .. %q)
+    if res.status == 404 then return nil end
+    if res.status ~= 200 then error("origin said " .. res.status) end
+    return res.body
+  end,
+}
+]], fields and (fields .. ",") or "", url_prefix, suffix or "")
+end
+
+describe("warming", function()
+  local redis, origin, srv, dir
+
+  setup(function()
+    redis = H.start_redis()
+    origin = H.start_origin()
+    local w = origin.url .. "/widgets/"
+    dir = H.write_policies{
+      wm = policy(w),
+      wl = policy(origin.url .. "/users/", [[warm = function(ctx) return { "1", 2, "missing-3" } end]]),
+      wbad = policy(w, [[warm = function(ctx)
+    if rawget(_ENV, "mode") == nil then error("cannot list ids") end
+  end]]),
+      wtype = policy(w, [[warm = function(ctx) return { "1", {} } end]]),
+      wloop = policy(w, [[warm = function(ctx) while true do end end]]),
+      -- every id on one origin path, so the origin's max_inflight is the run's
+      wcap = policy(origin.url .. "/slow/cap?delay=0.2&id="),
+    }
+    srv = H.start_server{ redis_port = redis.port, policies_dir = dir }
+  end)
+
+  teardown(H.cleanup)
+  before_each(function() origin:reset() end)
+
+  it("WARM ns id... fetches each id now and counts values and not-founds", function()
+    origin:control("/widgets/err1", { status = 500 })
+    assert.equal(3, srv:call("WARM", "wm", "1", "2", "missing-1", "err1"))
+    for _, p in ipairs({ "/widgets/1", "/widgets/2", "/widgets/missing-1", "/widgets/err1" }) do
+      assert.equal(1, origin:count(p), p)
+    end
+    assert.equal(1, redis:call("EXISTS", "lc:{wm:1}"))
+    assert.equal(1, redis:call("EXISTS", "lc:{wm:2}"))
+    -- a warm entry is a hit
+    assert.is_string(srv:call("GET", "wm:1"))
+    assert.equal(1, origin:count("/widgets/1"))
+    -- WARM fetches even fresh ids (as REFRESH does)
+    assert.equal(1, srv:call("WARM", "wm", "1"))
+    assert.equal(2, origin:count("/widgets/1"))
+  end)
+
+  it("WARM ns fetches the ids the policy's warm() returns", function()
+    assert.equal(3, srv:call("WARM", "wl"))
+    assert.equal(1, origin:count("/users/1"))
+    assert.equal(1, origin:count("/users/2"))
+    assert.equal(1, origin:count("/users/missing-3"))
+  end)
+
+  it("answers clear errors", function()
+    assert.equal("ERR namespace 'wm' has no warm (name the ids: WARM wm id ...)",
+      errtext(srv:call("WARM", "wm")))
+    assert.equal("ERR unknown namespace 'nope'", errtext(srv:call("WARM", "nope", "1")))
+    assert.equal("ERR wrong number of arguments for 'warm' command", errtext(srv:call("WARM")))
+    assert.matches("^ERR warm failed: .*wbad%.lua:%d+: cannot list ids$",
+      errtext(srv:call("WARM", "wbad")))
+    assert.equal("ERR warm failed: warm returned ids[2] (got table): ids are strings or integers",
+      errtext(srv:call("WARM", "wtype")))
+    assert.matches("^ERR warm failed: .*budget exceeded", errtext(srv:call("WARM", "wloop")))
+    assert.equal("PONG", srv:call("PING"))
+  end)
+
+  it("keeps at most 32 fetches of one run in flight", function()
+    local ids = {}
+    for i = 1, 100 do ids[i] = tostring(i) end
+    local t0 = H.now()
+    assert.equal(100, srv:call("WARM", "wcap", table.unpack(ids)))
+    local st = origin:stats()
+    assert.equal(100, st.paths["/slow/cap"])
+    local max = st.max_inflight["/slow/cap"]
+    assert.is_true(max <= 32, "origin saw " .. max .. " requests at once")
+    assert.is_true(max >= 16, "only " .. max .. " at once: the cap is not being used")
+    -- 100 fetches of 0.2 s, 32 at a time: at least 4 rounds
+    assert.is_true(H.now() - t0 >= 0.75, "took " .. (H.now() - t0) .. " s")
+  end)
+
+  it("runs warm() at start, and again every warm_every seconds", function()
+    local w = origin.url .. "/widgets/"
+    local d = H.write_policies{
+      ws = policy(w, [[warm = function(ctx) return { "start1", "start2" } end]]),
+      we = policy(w, [[warm = function(ctx) return { "every1" } end, warm_every = 1]]),
+    }
+    local t0 = H.now()
+    local s2 = H.start_server{ redis_port = redis.port, policies_dir = d }
+    H.wait_until(function()
+      return origin:count("/widgets/start1") == 1 and origin:count("/widgets/start2") == 1
+    end, 3, "the origin sees the warm ids shortly after start")
+    assert.is_true(H.now() - t0 < 3)
+    assert.equal(1, redis:call("EXISTS", "lc:{ws:start1}"))
+    -- the start run happens once
+    H.wait_until(function() return origin:count("/widgets/every1") >= 3 end, 5,
+      "warm_every = 1 repeats")
+    assert.equal(1, origin:count("/widgets/start1"))
+    -- one log line per run, not per id
+    local log = s2:log()
+    assert.truthy(log:find("[ws] warm: 2 of 2 ids loaded", 1, true), H.tail(log))
+    local _, runs = log:gsub("%[we%] warm: 1 of 1 ids loaded", "")
+    assert.is_true(runs >= 3, log)
+    assert_clean_exit(s2)
+  end)
+
+  it("re-reads warm_every after a reload, and skips a removed namespace", function()
+    local w = origin.url .. "/widgets/"
+    local d = H.write_policies{
+      wr = policy(w, [[warm = function(ctx) return { "r1" } end, warm_every = 100]]),
+    }
+    local s2 = H.start_server{ redis_port = redis.port, policies_dir = d }
+    H.wait_until(function() return origin:count("/widgets/r1") == 1 end, 3, "start run")
+    H.sleep(1.2)
+    assert.equal(1, origin:count("/widgets/r1"))
+    H.write_policy(d, "wr", policy(w, [[warm = function(ctx) return { "r1" } end, warm_every = 0.5]]))
+    assert.equal("OK", s2:call("RELOAD", "wr"))
+    H.wait_until(function() return origin:count("/widgets/r1") >= 3 end, 4, "runs every 0.5 s now")
+    H.remove_policy(d, "wr")
+    assert.equal("OK", s2:call("RELOAD", "wr"))
+    H.sleep(0.7) -- a run under way when it was removed may still end
+    local n = origin:count("/widgets/r1")
+    H.sleep(1.2)
+    assert.equal(n, origin:count("/widgets/r1"))
+    assert_clean_exit(s2)
+  end)
+
+  it("shuts down cleanly", function()
+    assert_clean_exit(srv)
+  end)
+end)
