@@ -618,6 +618,28 @@ return {
 ]], fields and (fields .. ",") or "", url_prefix)
 end
 
+
+---------------------------------------------------------------------------
+-- assertions shared by the specs
+
+local luassert = require "luassert"
+
+-- Stop a server with SIGTERM and check it went down cleanly: exit status 0
+-- and no sanitizer report in its log (the suite also runs under ASan+UBSan).
+function H.assert_clean_exit(srv)
+  local rc = srv:stop("TERM", 15)
+  local log = srv:log()
+  luassert.falsy(log:find("Sanitizer", 1, true), "sanitizer report:\n" .. H.tail(log, 6000))
+  luassert.falsy(log:find("runtime error:", 1, true), "UBSan report:\n" .. H.tail(log, 6000))
+  luassert.equal(0, rc, "exit status; log:\n" .. H.tail(log, 3000))
+end
+
+-- The text of an error reply; fails the test if v is not one.
+function H.errtext(v, what)
+  luassert(H.resp.is_err(v), (what or "reply") .. ": expected an error reply, got " .. tostring(v))
+  return v.err
+end
+
 return H
 
 --[[ API summary

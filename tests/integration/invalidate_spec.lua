@@ -8,13 +8,7 @@
 -- the origin's counters are reset before each test.
 local H = require "tests.helpers.harness"
 
-local function assert_clean_exit(srv)
-  local rc = srv:stop("TERM", 10)
-  local log = srv:log()
-  assert.falsy(log:find("Sanitizer", 1, true), "sanitizer report:\n" .. H.tail(log, 6000))
-  assert.falsy(log:find("runtime error:", 1, true), "UBSan report:\n" .. H.tail(log, 6000))
-  assert.equal(0, rc, "exit status; log:\n" .. H.tail(log, 3000))
-end
+local assert_clean_exit = H.assert_clean_exit
 
 -- Counters of one namespace from STATS ns: {name = number}.
 local function stats(srv, ns)
@@ -27,10 +21,7 @@ local function stats(srv, ns)
   return t
 end
 
-local function errtext(v)
-  assert(H.resp.is_err(v), "expected an error reply, got " .. tostring(v))
-  return v.err
-end
+local errtext = H.errtext
 
 -- Sorted entry keys of Redis matching a glob.
 local function keys(redis, glob)

@@ -4,13 +4,7 @@
 --   busted --lua=lua5.4 tests/integration/l1_spec.lua
 local H = require "tests.helpers.harness"
 
-local function assert_clean_exit(srv)
-  local rc = srv:stop("TERM", 10)
-  local log = srv:log()
-  assert.falsy(log:find("Sanitizer", 1, true), "sanitizer report:\n" .. H.tail(log, 6000))
-  assert.falsy(log:find("runtime error:", 1, true), "UBSan report:\n" .. H.tail(log, 6000))
-  assert.equal(0, rc, "exit status; log:\n" .. H.tail(log, 3000))
-end
+local assert_clean_exit = H.assert_clean_exit
 
 local function stat(srv, ns, field)
   local info = srv:call("STATS", ns)

@@ -19,13 +19,7 @@ local function assert_proto_error(c, text)
   assert.is_true(c:closed_within(3), "server did not close after a protocol error")
 end
 
-local function assert_clean_stop(srv)
-  local rc = srv:stop("TERM", 15)
-  local log = srv:log()
-  assert.equal(0, rc, "exit status; log tail:\n" .. H.tail(log))
-  assert.is_nil(log:find("ERROR: %a+Sanitizer"), "sanitizer report in log:\n" .. H.tail(log, 6000))
-  assert.is_nil(log:find("runtime error:", 1, true), "UBSan report in log:\n" .. H.tail(log, 6000))
-end
+local assert_clean_stop = H.assert_clean_exit
 
 local function info_field(srv_or_conn, name)
   local info = srv_or_conn:call("INFO")

@@ -6,15 +6,7 @@
 local H = require "tests.helpers.harness"
 local resp = H.resp
 
--- Stop the server and check it went down cleanly: exit status 0 and no
--- sanitizer report in its log.
-local function assert_clean_exit(srv)
-  local rc = srv:stop("TERM", 10)
-  local log = srv:log()
-  assert.falsy(log:find("Sanitizer", 1, true), "sanitizer report:\n" .. H.tail(log, 6000))
-  assert.falsy(log:find("runtime error:", 1, true), "UBSan report:\n" .. H.tail(log, 6000))
-  assert.equal(0, rc, "exit status; log:\n" .. H.tail(log, 3000))
-end
+local assert_clean_exit = H.assert_clean_exit
 
 local function escape_pattern(s) return (s:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")) end
 

@@ -5,20 +5,9 @@
 local socket = require "socket"
 local H = require "tests.helpers.harness"
 
--- Stop the server and check it went down cleanly: exit status 0 and no
--- sanitizer report in its log (the suite also runs under ASan+UBSan).
-local function assert_clean_exit(srv)
-  local rc = srv:stop("TERM", 10)
-  local log = srv:log()
-  assert.falsy(log:find("Sanitizer", 1, true), "sanitizer report:\n" .. H.tail(log, 6000))
-  assert.falsy(log:find("runtime error:", 1, true), "UBSan report:\n" .. H.tail(log, 6000))
-  assert.equal(0, rc, "exit status; log:\n" .. H.tail(log, 3000))
-end
+local assert_clean_exit = H.assert_clean_exit
 
-local function errtext(v, what)
-  assert(H.resp.is_err(v), (what or "reply") .. ": expected an error reply, got " .. tostring(v))
-  return v.err
-end
+local errtext = H.errtext
 
 -- true once conn has bytes to read (its reply arrived, or part of it)
 local function readable(conn)

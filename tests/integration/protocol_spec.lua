@@ -25,15 +25,7 @@ local function sha1_of(path)
   return out:match("^(%x+)")
 end
 
--- The server stops on SIGTERM with status 0 and its log holds no sanitizer
--- report (leaks are only reported at exit, so this must be a real stop).
-local function assert_clean_stop(srv)
-  local rc = srv:stop("TERM", 15)
-  local log = srv:log()
-  assert.equal(0, rc, "exit status; log tail:\n" .. H.tail(log))
-  assert.is_nil(log:find("ERROR: %a+Sanitizer"), "sanitizer report in log:\n" .. H.tail(log, 6000))
-  assert.is_nil(log:find("runtime error:", 1, true), "UBSan report in log:\n" .. H.tail(log, 6000))
-end
+local assert_clean_stop = H.assert_clean_exit
 
 local BROKEN_SRC = "return {\n  ttl = 5,\n  fetch = function(id, ctx)\n"   -- unfinished: syntax error
 

@@ -8,15 +8,7 @@
 -- and its own origin paths; the origin's counters are reset before each test.
 local H = require "tests.helpers.harness"
 
--- Stop the server and check it went down cleanly: exit status 0 and no
--- sanitizer report in its log (the suite also runs under ASan+UBSan).
-local function assert_clean_exit(srv)
-  local rc = srv:stop("TERM", 10)
-  local log = srv:log()
-  assert.falsy(log:find("Sanitizer", 1, true), "sanitizer report:\n" .. H.tail(log, 6000))
-  assert.falsy(log:find("runtime error:", 1, true), "UBSan report:\n" .. H.tail(log, 6000))
-  assert.equal(0, rc, "exit status; log:\n" .. H.tail(log, 3000))
-end
+local assert_clean_exit = H.assert_clean_exit
 
 -- Counters of one namespace from STATS ns (or from INFO when from_info):
 -- {name = number}.
