@@ -180,9 +180,11 @@ void op_answer_entry(op_t *op, const entry_t *e)
 void cache_l1_store(const ns_t *ns, const buf_t *rkey, const entry_t *e)
 {
     double l1_ttl = ns->cur ? ns->cur->conf.l1_ttl : 0;
-    if (!(l1_ttl > 0) || e->kind == ENTRY_ERROR) return;
     int64_t fresh_left = e->fresh_until - now_ms();
-    if (fresh_left <= 0) return;
+    if (!(l1_ttl > 0) || e->kind == ENTRY_ERROR || fresh_left <= 0) {
+        l1_del(rkey->data, rkey->len); /* whatever it held is older than e */
+        return;
+    }
     /* While Redis is down the tier is all there is: keep the item for the
      * entry's whole freshness (SPEC §6, "the in-process tier keeps
      * serving"). */

@@ -76,6 +76,22 @@ void cmd_auth(client_t *c)
     if (check_auth(c, argc == 3 ? 1 : 0, argc - 1, b) == 0) reply_ok(b);
 }
 
+/* CLIENT SETNAME's rules: no spaces or special characters; "" clears. */
+static int set_client_name(client_t *c, long arg, buf_t *b)
+{
+    size_t nlen;
+    const char *name = client_arg(c, arg, &nlen);
+    for (size_t i = 0; i < nlen; i++) {
+        if (name[i] <= ' ' || name[i] > '~') {
+            reply_error(b, "Client names cannot contain spaces, newlines or special characters.");
+            return -1;
+        }
+    }
+    free(c->name);
+    c->name = nlen ? xmemdup(name, nlen) : NULL;
+    return 0;
+}
+
 /* HELLO [protover [AUTH user pass] [SETNAME name]]: we speak RESP2 only. */
 void cmd_hello(client_t *c)
 {
@@ -94,6 +110,7 @@ void cmd_hello(client_t *c)
             return;
         }
     }
+    long setname = 0; /* applied only once authenticated */
     for (long i = 2; i < argc; i++) {
         size_t len;
         const char *opt = client_arg(c, i, &len);
@@ -101,10 +118,7 @@ void cmd_hello(client_t *c)
             if (check_auth(c, i + 1, i + 2, b) != 0) return;
             i += 2;
         } else if (eq_nocase(opt, len, "setname") && i + 1 < argc) {
-            size_t nlen;
-            const char *name = client_arg(c, ++i, &nlen);
-            free(c->name);
-            c->name = nlen ? xmemdup(name, nlen) : NULL;
+            setname = ++i;
         } else {
             reply_error(b, "syntax error in HELLO option '%.*s'", (int)(len > 64 ? 64 : len), opt);
             return;
@@ -118,6 +132,7 @@ void cmd_hello(client_t *c)
                          "select the RESP protocol version at the same time");
         return;
     }
+    if (setname && set_client_name(c, setname, b) != 0) return;
     reply_array(b, 14);
     reply_bulk_str(b, "server");
     reply_bulk_str(b, "luacached");
@@ -219,18 +234,7 @@ void cmd_client(client_t *c)
     long argc = client_argc(c);
     buf_t *b = client_reply_buf(c);
     if (eq_nocase(sub, len, "setname") && argc == 3) {
-        size_t nlen;
-        const char *name = client_arg(c, 2, &nlen);
-        for (size_t i = 0; i < nlen; i++) {
-            if (name[i] <= ' ' || name[i] > '~') {
-                reply_error(b, "Client names cannot contain spaces, newlines or special "
-                               "characters.");
-                return;
-            }
-        }
-        free(c->name);
-        c->name = nlen ? xmemdup(name, nlen) : NULL; /* "" removes the name, as in Redis */
-        reply_ok(b);
+        if (set_client_name(c, 2, b) == 0) reply_ok(b);
     } else if (eq_nocase(sub, len, "getname") && argc == 2) {
         if (c->name)
             reply_bulk_str(b, c->name);

@@ -28,6 +28,7 @@ config_t cfg = {
     .max_inline = 64 * 1024,
     .max_bulk = 64 * 1024 * 1024,
     .max_args = 64 * 1024,
+    .max_request = 256 * 1024 * 1024,
     .max_value = 64 * 1024 * 1024,
     .output_limit = 256 * 1024 * 1024,
     .max_pending = 1024,
@@ -57,6 +58,7 @@ static void usage(FILE *f)
             "  --maxclients N         (10000)      --timeout SECONDS  idle close, 0 = never (300)\n"
             "  --max-inline BYTES     (65536)      --max-bulk BYTES   (67108864)\n"
             "  --max-args N           (65536)      --max-value BYTES  (67108864)\n"
+            "  --max-request BYTES    all arguments of one command (268435456)\n"
             "  --output-limit BYTES   (268435456)  --max-pending N    (1024)\n"
             "  --backend-timeout MS   (1000)       --shutdown-grace MS (5000)\n"
             "  --lua-memory BYTES     per policy (67108864)\n"
@@ -140,6 +142,9 @@ int config_parse(int argc, char **argv)
         } else if (strcmp(name, "--max-args") == 0) {
             if (want_ll(name, v, 8, 1 << 20, &n)) return -1;
             cfg.max_args = (long)n;
+        } else if (strcmp(name, "--max-request") == 0) {
+            if (want_ll(name, v, 1024, 16LL << 30, &n)) return -1;
+            cfg.max_request = (size_t)n;
         } else if (strcmp(name, "--max-value") == 0) {
             if (want_ll(name, v, 1024, 512LL << 20, &n)) return -1;
             cfg.max_value = (size_t)n;

@@ -23,6 +23,7 @@ typedef struct config {
     size_t max_inline;       /* bytes of one inline request */
     size_t max_bulk;         /* bytes of one bulk argument (and so of a SET value) */
     long max_args;           /* arguments in one command */
+    size_t max_request;      /* all argument bytes of one command */
     size_t max_value;        /* largest value stored from a fetch */
     size_t output_limit;     /* a slow reader's pending output before it is dropped */
     long max_pending;        /* commands awaiting replies per client before reading pauses */

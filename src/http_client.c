@@ -405,6 +405,11 @@ int http_client_init(uv_loop_t *loop)
     uv_timer_init(loop, g.defer);
     curl_multi_setopt(g.multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
     curl_multi_setopt(g.multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    /* Bound the sockets (file descriptors) fetches can hold: beyond these,
+     * curl queues requests until a connection frees up, so a burst of
+     * misses cannot starve accept() of descriptors. */
+    curl_multi_setopt(g.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 512L);
+    curl_multi_setopt(g.multi, CURLMOPT_MAX_HOST_CONNECTIONS, 256L);
     return 0;
 
 err:

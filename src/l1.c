@@ -66,8 +66,8 @@ void l1_put(const char *key, size_t klen, const entry_t *e, uint64_t expires_mon
     if (!l1.ready) return;
     /* Approximate footprint: item, value, key and the table entry. */
     size_t size = sizeof(item_t) + e->len + 2 * klen + sizeof(dict_entry_t) + 16;
+    l1_del(key, klen); /* first: an older item must not outlive a newer value */
     if (size > l1.max_bytes / 8) return; /* one item may not flush the tier */
-    l1_del(key, klen);
     while (l1.oldest && l1.bytes + size > l1.max_bytes) drop(l1.oldest);
     item_t *it = xmalloc(sizeof(*it) + e->len + klen);
     it->e = *e;

@@ -43,6 +43,11 @@ enum { STEP_MORE = RESP_NEED_MORE, STEP_DONE = RESP_DONE, STEP_ERROR = RESP_ERRO
 
 #define ERR_MBULK_LEN      "Protocol error: invalid multibulk length"
 #define ERR_BULK_LEN       "Protocol error: invalid bulk length"
+#define ERR_UNAUTH_MBULK   "Protocol error: unauthenticated multibulk length"
+#define ERR_UNAUTH_BULK    "Protocol error: unauthenticated bulk length"
+#define ERR_REQ_TOO_BIG    "Protocol error: request too large"
+#define UNAUTH_MAX_ARGS    10
+#define UNAUTH_MAX_BULK    16384
 #define ERR_MBULK_TOO_BIG  "Protocol error: too big mbulk count string"
 #define ERR_BULK_TOO_BIG   "Protocol error: too big bulk count string"
 #define ERR_INLINE_TOO_BIG "Protocol error: too big inline request"
@@ -263,6 +268,7 @@ static int split_inline(resp_parser_t *p, const char *s, size_t n)
             i++;
         if (i == n) return STEP_DONE;
         if (p->argc >= p->lim.max_args) return fail(p, ERR_MBULK_LEN);
+        if (p->lim.unauthenticated && p->argc >= UNAUTH_MAX_ARGS) return fail(p, ERR_UNAUTH_MBULK);
         ensure_arg_slot(p);
         size_t off = p->arena.len;
         if (read_word(&p->arena, s, n, &i) != 0) return fail(p, ERR_QUOTES);
@@ -298,6 +304,7 @@ static int step_mbulk_count(resp_parser_t *p, const char *in, size_t len, size_t
     rc = parse_count(s + 1, slen - 1, &ll);
     buf_reset(&p->line);
     if (rc != 0 || ll > p->lim.max_args) return fail(p, ERR_MBULK_LEN);
+    if (p->lim.unauthenticated && ll > UNAUTH_MAX_ARGS) return fail(p, ERR_UNAUTH_MBULK);
     if (ll <= 0) return STEP_SKIP; /* "*0" and "*-1": Redis ignores them */
     p->mb_left = (long)ll;
     p->bulk_len = -1;
@@ -325,6 +332,10 @@ static int step_bulk_header(resp_parser_t *p, const char *in, size_t len, size_t
     rc = parse_count(s + 1, slen - 1, &ll);
     buf_reset(&p->line);
     if (rc != 0 || ll < 0 || (unsigned long long)ll > p->lim.max_bulk) return fail(p, ERR_BULK_LEN);
+    if (p->lim.unauthenticated && ll > UNAUTH_MAX_BULK) return fail(p, ERR_UNAUTH_BULK);
+    /* Refused before any of its bytes are buffered, like the bulk cap. */
+    if (p->lim.max_request && p->arena.len + (unsigned long long)ll > p->lim.max_request)
+        return fail(p, ERR_REQ_TOO_BIG);
     ensure_arg_slot(p);
     p->arg_off[p->argc] = p->arena.len;
     p->bulk_len = (long)ll;

@@ -9,6 +9,7 @@
 #ifndef LC_RESP_H
 #define LC_RESP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "buf.h"
@@ -17,6 +18,10 @@ typedef struct resp_limits {
     size_t max_inline; /* longest inline request line, bytes (Redis: 64 KiB) */
     size_t max_bulk;   /* longest single bulk argument, bytes */
     long max_args;     /* most arguments in one command */
+    size_t max_request; /* all argument bytes of one command; 0: no cap beyond the others */
+    /* Before AUTH, Redis 7's tighter caps: at most 10 arguments of 16 KiB,
+     * with its "unauthenticated ..." error texts. */
+    bool unauthenticated;
 } resp_limits_t;
 
 enum resp_status {

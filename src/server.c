@@ -224,6 +224,24 @@ static void pause_reading(client_t *c)
     }
 }
 
+/* A reply answered at once but queued behind an unfinished one is held
+ * too: count it. Then enforce --output-limit after every command, as Redis
+ * does, so one read of small requests cannot pile up huge replies before
+ * the next flush. */
+static bool over_output_limit(client_t *c)
+{
+    slot_t *t = c->tail;
+    if (t && t->done && !t->held && t != c->head) {
+        t->held = t->buf.len;
+        c->held_bytes += t->held;
+    }
+    if (c->out.len + c->wbuf.len + c->held_bytes <= cfg.output_limit) return false;
+    log_warn("client %llu: output buffer over --output-limit (%zu bytes), closing",
+             (unsigned long long)c->id, cfg.output_limit);
+    client_close(c);
+    return true;
+}
+
 /* Parse and run commands from data; what cannot be run now (client paused)
  * is kept in c->inbuf. */
 static void process_input(client_t *c, const char *data, size_t len)
@@ -235,6 +253,7 @@ static void process_input(client_t *c, const char *data, size_t len)
             return;
         }
         size_t used = 0;
+        c->parser.lim.unauthenticated = !c->authed;
         int st = resp_feed(&c->parser, data, len, &used);
         data += used;
         len -= used;
@@ -247,6 +266,7 @@ static void process_input(client_t *c, const char *data, size_t len)
             srv.total_commands++;
             commands_dispatch(c);
             resp_next_command(&c->parser);
+            if (over_output_limit(c)) return;
         }
     }
 }
@@ -402,7 +422,7 @@ static void on_connection(uv_stream_t *listener, int status)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    resp_limits_t lim = {cfg.max_inline, cfg.max_bulk, cfg.max_args};
+    resp_limits_t lim = {cfg.max_inline, cfg.max_bulk, cfg.max_args, cfg.max_request, false};
     resp_parser_init(&c->parser, &lim);
     c->id = ++srv.next_id;
     c->authed = cfg.requirepass == NULL;

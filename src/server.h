@@ -57,7 +57,8 @@ void server_stop_listening(void);
 /* Close every client (last step of shutdown). */
 void server_close_clients(void);
 size_t server_clients(void);
-/* Replies still being worked on, over all clients (for graceful shutdown). */
+/* Replies still being worked on or not yet sent, over all clients (for
+ * graceful shutdown). */
 long server_pending_replies(void);
 uint64_t server_total_connections(void);
 uint64_t server_total_commands(void);

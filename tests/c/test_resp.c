@@ -510,6 +510,61 @@ static void test_default_limits(void)
     resp_parser_free(&p);
 }
 
+/* Feed a whole stream to a parser with the given limits; returns the status
+ * of the last feed and leaves the parser for inspection. */
+static int feed_with(resp_parser_t *p, const resp_limits_t *lim, const char *s)
+{
+    resp_parser_init(p, lim);
+    size_t used = 0, len = strlen(s);
+    int st = RESP_NEED_MORE;
+    while (len > 0) {
+        st = resp_feed(p, s, len, &used);
+        if (st != RESP_DONE) break;
+        s += used;
+        len -= used;
+        resp_next_command(p);
+    }
+    return st;
+}
+
+static void test_unauthenticated_caps(void)
+{
+    resp_limits_t lim = {0, 0, 0, 0, true};
+    resp_parser_t p;
+    /* Redis 7's pre-AUTH caps: 10 arguments, 16 KiB per bulk */
+    CHECK(feed_with(&p, &lim, "*11\r\n") == RESP_ERROR);
+    CHECK(strcmp(p.errmsg, "Protocol error: unauthenticated multibulk length") == 0);
+    resp_parser_free(&p);
+    CHECK(feed_with(&p, &lim, "*2\r\n$4\r\nAUTH\r\n$16385\r\n") == RESP_ERROR);
+    CHECK(strcmp(p.errmsg, "Protocol error: unauthenticated bulk length") == 0);
+    resp_parser_free(&p);
+    CHECK(feed_with(&p, &lim, "a b c d e f g h i j k\r\n") == RESP_ERROR);
+    CHECK(strcmp(p.errmsg, "Protocol error: unauthenticated multibulk length") == 0);
+    resp_parser_free(&p);
+    /* within the caps: AUTH goes through */
+    CHECK(feed_with(&p, &lim, "*2\r\n$4\r\nAUTH\r\n$6\r\nsecret\r\n") == RESP_DONE);
+    resp_parser_free(&p);
+    lim.unauthenticated = false;
+    CHECK(feed_with(&p, &lim, "*11\r\n") == RESP_NEED_MORE);
+    resp_parser_free(&p);
+}
+
+static void test_request_cap(void)
+{
+    resp_limits_t lim = {0, 0, 0, 100, false};
+    resp_parser_t p;
+    /* 60 + 60 bytes of arguments: the second bulk's header is refused
+     * before any of its bytes are buffered */
+    char req[256];
+    snprintf(req, sizeof(req), "*3\r\n$3\r\nSET\r\n$60\r\n%060d\r\n$60\r\n", 0);
+    CHECK(feed_with(&p, &lim, req) == RESP_ERROR);
+    CHECK(strcmp(p.errmsg, "Protocol error: request too large") == 0);
+    resp_parser_free(&p);
+    snprintf(req, sizeof(req), "*3\r\n$3\r\nSET\r\n$40\r\n%040d\r\n$40\r\n%040d\r\n", 0, 1);
+    CHECK(feed_with(&p, &lim, req) == RESP_DONE);
+    resp_parser_free(&p);
+}
+
 /* ------------------------------------------------------------------ main */
 
 #define RUN(t)                                                                                     \
@@ -554,6 +609,8 @@ int main(void)
     RUN(test_big_bulk_released);
     RUN(test_arg_accessors);
     RUN(test_default_limits);
+    RUN(test_unauthenticated_caps);
+    RUN(test_request_cap);
     printf("resp: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

@@ -270,6 +270,40 @@ describe("--output-limit and a client that never reads", function()
     assert.equal("PONG", srv:call("PING"))
   end)
 
+  it("replies answered at once but queued behind a slow one count too", function()
+    -- ECHO answers without waiting, but behind the slow GET it cannot be
+    -- sent: 50 x 256 KiB must not pile up past the 1 MiB limit
+    local hog = srv:client(5)
+    local echo = resp.encode("ECHO", string.rep("e", 256 * 1024))
+    local t0 = H.now()
+    -- the server may drop us while we are still sending: that is the point
+    pcall(hog.send_raw, hog, resp.encode("GET", "slow:hol2?delay=2") .. string.rep(echo, 50))
+    assert.is_true(hog:closed_within(1.5), "client holding queued ECHO replies was not dropped")
+    assert.is_true(H.now() - t0 < 1.5)
+    assert.equal("PONG", srv:call("PING"))
+  end)
+
+  it("is enforced after every command, not once per read", function()
+    -- one write of small requests whose replies are large: the client is
+    -- dropped before the server builds them all
+    local good = srv:client()
+    local big = H.pattern_bytes(512 * 1024)
+    assert.equal("OK", good:call("SET", "widget:big2", big))
+    local function peak_kb()
+      local f = assert(io.open("/proc/" .. srv.pid .. "/status"))
+      local kb = tonumber(f:read("a"):match("VmHWM:%s*(%d+)"))
+      f:close()
+      return kb
+    end
+    local before = peak_kb()
+    local hog = srv:client(5)
+    pcall(hog.send_raw, hog, string.rep(resp.encode("GET", "widget:big2"), 200)) -- 100 MB of replies
+    assert.is_true(hog:closed_within(3), "hog not dropped")
+    local grown = (peak_kb() - before) // 1024
+    assert.is_true(grown < 40, "server peak memory grew by " .. grown .. " MiB")
+    assert.equal("PONG", good:call("PING"))
+  end)
+
   it("leaves a clean log after a graceful stop", function()
     assert_clean_stop(srv)
   end)
@@ -303,6 +337,28 @@ describe("--requirepass", function()
     assert.equal(0, origin:count("/widgets/1"))
     assert.equal("OK", c:call("QUIT"))
     assert.is_true(c:closed_within(3))
+  end)
+
+  it("before AUTH, requests are capped as Redis 7 caps them", function()
+    local c = srv:client()
+    c:send_raw("*11\r\n")
+    assert_proto_error(c, "unauthenticated multibulk length")
+    c = srv:client()
+    c:send_raw("*2\r\n$4\r\nAUTH\r\n$16385\r\n")
+    assert_proto_error(c, "unauthenticated bulk length")
+    -- after AUTH the ordinary limits apply
+    c = srv:client()
+    assert.equal("OK", c:call("AUTH", "s3cret"))
+    local v = c:call("ECHO", string.rep("a", 20000))
+    assert.equal(20000, #v)
+  end)
+
+  it("HELLO SETNAME before AUTH names nobody", function()
+    local c = srv:client()
+    assert_err("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+      c:call("HELLO", "2", "SETNAME", "sneaky"))
+    assert.equal("OK", c:call("AUTH", "s3cret"))
+    assert.is_nil(c:call("CLIENT", "GETNAME"))
   end)
 
   it("a wrong password is -WRONGPASS and does not authenticate", function()
