@@ -70,4 +70,21 @@ describe("luacached.json", function()
         assert.are.equal("integer", math.type(json.integralize(3.0)))
         assert.are.equal("x", json.integralize("x"))
     end)
+
+    it("refuses to encode a value whose JSON would exceed MAX_ENCODE", function()
+        local saved = json.MAX_ENCODE
+        json.MAX_ENCODE = 1000
+        local ok, err = pcall(cjson.encode, { string.rep("x", 600), string.rep("y", 600) })
+        json.MAX_ENCODE = saved
+        assert.is_false(ok)
+        assert.truthy(tostring(err):find("exceed 1000 bytes", 1, true))
+        assert.are.equal('["ab"]', cjson.encode({ "ab" }))
+    end)
+
+    it("estimates sizes without recursing forever on cycles", function()
+        local t = {}
+        t[1] = t
+        assert.has_error(function() json.size_of(t, 0, math.huge) end)
+        assert.is_true(json.size_of({ a = "xyz" }, 0, math.huge) >= 9)
+    end)
 end)
