@@ -768,6 +768,19 @@ static void link_start(struct redis_link *link, redisAsyncContext *ac)
     if (link_handshake(link) != 0) link_lost(link, "cannot queue the handshake", LOSS_DROP);
 }
 
+/* Lookups given up on (timed out, closed) that still occupy a thread of
+ * libuv's pool: a hung DNS server must not pile them up across retries
+ * until the pool (shared with hot reload's file reads) is full. */
+static unsigned abandoned_lookups;
+
+static void abandon_lookup(struct redis_link *link)
+{
+    /* uv_cancel works only while the lookup is queued; once it runs, its
+     * callback comes later and finds itself unwanted. */
+    if (uv_cancel((uv_req_t *)&link->resolving->req) != 0) abandoned_lookups++;
+    link->resolving = NULL;
+}
+
 static void link_resolved_cb(uv_getaddrinfo_t *greq, int status, struct addrinfo *res)
 {
     struct link_resolve *r = (struct link_resolve *)greq;
@@ -775,6 +788,7 @@ static void link_resolved_cb(uv_getaddrinfo_t *greq, int status, struct addrinfo
     bool wanted = link->resolving == r;
     free(r);
     if (!wanted) { /* timed out or closed meanwhile */
+        if (status != UV_ECANCELED && abandoned_lookups > 0) abandoned_lookups--;
         uv_freeaddrinfo(res);
         return;
     }
@@ -815,6 +829,12 @@ static void link_resolved_cb(uv_getaddrinfo_t *greq, int status, struct addrinfo
  * the thread pool and hiredis only ever sees an IP literal. */
 static void link_resolve(struct redis_link *link)
 {
+    if (abandoned_lookups > 0) {
+        char why[sizeof(link->url.host) + 64];
+        snprintf(why, sizeof(why), "an earlier lookup of %s has not returned yet", link->url.host);
+        link_lost(link, why, LOSS_SEEN);
+        return;
+    }
     struct link_resolve *r = xmalloc(sizeof(*r));
     r->link = link;
     struct addrinfo hints = {
@@ -856,8 +876,7 @@ static void link_timer_cb(uv_timer_t *t)
         link_connect(link);
         return;
     case LINK_RESOLVING:
-        uv_cancel((uv_req_t *)&link->resolving->req); /* fails harmlessly once running */
-        link->resolving = NULL;
+        abandon_lookup(link);
         snprintf(why, sizeof(why), "resolving the host took over %ld ms", link->timeout_ms);
         link_lost(link, why, LOSS_SEEN);
         return;
@@ -922,8 +941,7 @@ static void link_close(struct redis_link *link)
     link->state = LINK_CLOSED;
     link->ac = NULL;
     if (link->resolving) {
-        uv_cancel((uv_req_t *)&link->resolving->req);
-        link->resolving = NULL;
+        abandon_lookup(link);
     }
     uv_timer_stop(link->timer);
     uv_close((uv_handle_t *)link->timer, free_handle_cb);
