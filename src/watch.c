@@ -549,8 +549,8 @@ void watch_reload(const char *ns, size_t len, watch_done_cb cb, void *priv)
     r->cb = cb;
     r->priv = priv;
     if (!W.started || W.stopping) {
-        /* still exactly one callback, and not before we return: a timer
-         * would do, but nothing runs without the watcher in the server */
+        /* still exactly one callback, here and now (watch.h says so):
+         * nothing would run it later once the watcher is gone */
         req_answer(r, W.stopping ? "shutting down" : "policy watcher not running");
         return;
     }

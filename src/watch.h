@@ -29,7 +29,8 @@ void watch_stop(void);
 
 /* RELOAD [ns] / SIGHUP: read the folder now (off the loop) and apply it,
  * compiling ns (ns NULL: every namespace) afresh even if unchanged; then
- * cb(priv, err) runs once, never before watch_reload returns. For one ns:
+ * cb(priv, err) runs once: later, or at once (before watch_reload returns)
+ * when the watcher is not running or is stopping. For one ns:
  * success if it now serves its file's content, or if its file was deleted
  * (it is removed); "unknown namespace" if there never was such a file. For
  * all: the first namespace (by name) that failed, else success. cb may be
