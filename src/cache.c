@@ -517,7 +517,7 @@ void cache_del_keys(const cache_key_t *keys, long nkeys, bool count, cache_inval
     if (--d->remaining == 0) del_finish(d);
 }
 
-static void on_del_done(void *priv, long long removed, const char *err)
+void cache_reply_removed(void *priv, long long removed, const char *err)
 {
     slot_t *slot = priv;
     if (err)
@@ -529,7 +529,7 @@ static void on_del_done(void *priv, long long removed, const char *err)
 
 void cache_del(slot_t *slot, const cache_key_t *keys, long nkeys)
 {
-    cache_del_keys(keys, nkeys, true, on_del_done, slot);
+    cache_del_keys(keys, nkeys, true, cache_reply_removed, slot);
 }
 
 /* ---------------------------------------------------------------------------

@@ -49,6 +49,8 @@ void cache_del(slot_t *slot, const cache_key_t *keys, long nkeys);
 /* How an invalidation ends: removed = entries that existed in Redis; err is
  * NULL, or the text of the error reply (Redis was unavailable). */
 typedef void (*cache_inval_cb)(void *priv, long long removed, const char *err);
+/* A cache_inval_cb that answers slot (priv) with the count, or the error. */
+void cache_reply_removed(void *slot, long long removed, const char *err);
 
 /* DEL's work with a callback (EVENT's keys). count: bump the keys'
  * requests_del and invalidations_del (DEL itself; EVENT counts its own). */

@@ -12,16 +12,6 @@
 #include "reply.h"
 #include "util.h"
 
-static void on_removed(void *priv, long long removed, const char *err)
-{
-    slot_t *slot = priv;
-    if (err)
-        reply_error(&slot->buf, "%s", err);
-    else
-        reply_int(&slot->buf, removed);
-    slot_finish(slot);
-}
-
 /* PURGE NS:IDGLOB */
 void cmd_purge(client_t *c)
 {
@@ -37,7 +27,7 @@ void cmd_purge(client_t *c)
         return;
     }
     ns->stats.requests_other++;
-    purge_pattern(ns, idglob, idlen, true, on_removed, client_defer(c));
+    purge_pattern(ns, idglob, idlen, true, cache_reply_removed, client_defer(c));
 }
 
 /* PURGETAG tag */
@@ -45,7 +35,7 @@ void cmd_purgetag(client_t *c)
 {
     size_t len;
     const char *tag = client_arg(c, 1, &len);
-    purge_tag(tag, len, true, on_removed, client_defer(c));
+    purge_tag(tag, len, true, cache_reply_removed, client_defer(c));
 }
 
 static void on_flushed(void *priv, long long removed, const char *err)
