@@ -11,7 +11,10 @@
  *    so pcall cannot swallow the kill (the Redis script_lua.c watchdog);
  *  - opened with base, table, string, math, utf8, coroutine and a trimmed os
  *    only (no io, debug or package), string.dump removed; cjson is opened
- *    privately and handed to the sandbox, whose require is the only way in.
+ *    privately and handed to the sandbox, whose require is the only way in;
+ *  - string.find/match/gmatch/gsub replaced by lua_pattern.c's, whose C
+ *    matcher charges its steps to the same budget (pattern_charge), since
+ *    the hook cannot reach into C.
  *
  * The shipped lua/ modules are read into memory by engine_init; the bootstrap
  * (json, sandbox, validate, runtime) runs in each new state from those
@@ -45,6 +48,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "lua_pattern.h"
 #include "policy_int.h"
 #include "util.h"
 
@@ -166,6 +170,34 @@ void policy_budget_exhaust(lua_State *L, policy_t *p)
     ps->tripped = true;
     lua_sethook(L, budget_hook, LUA_MASKCOUNT, BUDGET_STEP);
 }
+
+/* The pattern matcher (lua_pattern.c) runs in C, where the hook never
+ * fires: it reports its steps here about every LUA_PATTERN_STEP steps, and
+ * they count against the same per-call budget and deadline as VM
+ * instructions (a step costs about what an instruction does). Over budget,
+ * it trips exactly as the hook does: the hook re-arms to fire on every
+ * instruction, and the error names the policy line that called the
+ * matcher. final: the call is ending; record only (no clock read). */
+static void pattern_charge(lua_State *L, unsigned long steps, int final)
+{
+    policy_t *p = *(policy_t **)lua_getextraspace(L);
+    pstate_t *ps = p->engine_private;
+    if (!ps->tripped) {
+        ps->instr += steps;
+        if (final) return;
+        bool over_count = ps->instr > E.budget;
+        if (!over_count && uv_hrtime() <= ps->deadline_ns) return;
+        ps->tripped = true;
+        ps->over_time = !over_count;
+    }
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+    if (ps->over_time)
+        luaL_error(L, "pattern matching exceeded the time budget (%I ms per call into Lua)",
+                   (lua_Integer)(E.time_limit_ns / 1000000));
+    luaL_error(L, "pattern matching exceeded the instruction budget");
+}
+
+static const lua_pattern_budget_t pattern_budget = {pattern_charge};
 
 /* A fresh state: capped allocator, panic handler, the policy in its extra
  * space (the hook finds its budget there; threads copy it), count hook
@@ -450,7 +482,11 @@ static int load_protected(lua_State *L)
     lua_getglobal(L, "string"); /* [string] */
     lua_pushnil(L);
     lua_setfield(L, -2, "dump"); /* [string] */
-    lua_pop(L, 1);               /* [] */
+    /* find/match/gmatch/gsub under the budget (lua_pattern.c). This table
+     * is also the string metatable's __index, and the sandbox copies it,
+     * so ("x"):find(...) gets them too. */
+    lua_pattern_register(L, -1, &pattern_budget);
+    lua_pop(L, 1); /* [] */
     for (size_t i = 0; i < LC_ARRAY_LEN(base_drop); i++) {
         lua_pushnil(L);
         lua_setglobal(L, base_drop[i]);

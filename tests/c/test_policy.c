@@ -1,6 +1,7 @@
 /* test_policy.c: the policy engine on a real libuv loop (src/policy.c,
  * src/fetch.c and the lua/luacached/ modules): loading and validation,
- * fetch results, the sandbox, the instruction budget and memory cap,
+ * fetch results, the sandbox, the instruction budget (pattern matching
+ * included) and memory cap,
  * coroutine parking (sleep, HTTP), fetch timeouts and shutdown.
  *
  * Each test writes its policies into a fresh mkdtemp folder, starts fetches
@@ -411,6 +412,93 @@ static void test_time_limit(void)
     double took = now_s() - t0;
     CHECK(r.calls == 1 && r.kind == FETCH_ERROR);
     CHECK_STR_HAS(r.error, "slowop.lua:2: time budget exceeded (200 ms per call into Lua)");
+    CHECK(took >= 0.19 && took < 0.5);
+    res_free(&r);
+}
+
+/* Pattern matching runs in C, where the hook never fires: lua_pattern.c's
+ * matcher charges the same budget and trips it the same way. */
+static void test_patterns(void)
+{
+    write_file("pat.lua",
+               "local big = string.rep('a', 2000)\n"
+               "local probes = {\n"
+               "  find = function() return tostring(string.find(big, '.-.-.-.-b')) end,\n"
+               "  method = function() return tostring(('a'):rep(200000):find('.-b')) end,\n"
+               "  match = function() return tostring(big:match('^(.-)(.-)(.-)b')) end,\n"
+               "  gsub = function()\n"
+               "    return (string.gsub(('a'):rep(3000), '(.-)(.-)(.-)x', '%%1')) end,\n"
+               "  gmatch = function() for x in big:gmatch('.-.-.-b') do end return 'done' end,\n"
+               "  pcall = function()\n"
+               "    while true do pcall(string.find, big, '.-.-.-.-b') end\n"
+               "  end,\n"
+               "  pcall_method = function()\n"
+               "    for i = 1, 1000 do pcall(function() return big:find('.-.-.-.-b') end) end\n"
+               "    return 'survived'\n"
+               "  end,\n"
+               "  same = function()\n"
+               "    return tostring(string.find == ('').find and string.gsub == ('').gsub and\n"
+               "                    string.match == ('').match and string.gmatch == ('').gmatch)\n"
+               "  end,\n"
+               "  ok = function()\n"
+               "    local k, v = ('x=1, y=22'):match('(%%w+)=(%%w+)')\n"
+               "    local n = select(2, ('a,b,c'):gsub(',', ';'))\n"
+               "    local w = {} for x in ('one two three'):gmatch('%%a+') do w[#w + 1] = x end\n"
+               "    return k .. v .. n .. table.concat(w, '+') .. string.find('hello', 'l+')\n"
+               "  end,\n"
+               "}\n"
+               "return { fetch = function(id) return probes[id]() end }\n");
+    CHECK(engine_up() == 0);
+    static const struct {
+        const char *id, *line;
+    } runaway[] = {
+        {"find", "pat.lua:3: "},   {"method", "pat.lua:4: "}, {"match", "pat.lua:5: "},
+        {"gsub", "pat.lua:7: "},   {"gmatch", "pat.lua:8: "}, {"pcall", "pat.lua:"},
+        {"pcall_method", "pat.lua:"},
+    };
+    res_t r;
+    for (size_t i = 0; i < LC_ARRAY_LEN(runaway); i++) {
+        double t0 = now_s();
+        fetch_wait("pat", runaway[i].id, &r, 10);
+        double took = now_s() - t0;
+        printf("    pattern runaway '%s' failed after %.3f s: %s\n", runaway[i].id, took,
+               r.error ? r.error : "(no error)");
+        CHECK(r.calls == 1 && r.kind == FETCH_ERROR);
+        CHECK_STR_HAS(r.error, runaway[i].line);
+        CHECK_STR_HAS(r.error, "instruction budget");
+        if (strncmp(runaway[i].id, "pcall", 5) != 0)
+            CHECK_STR_HAS(r.error, "pattern matching exceeded the instruction budget");
+        CHECK(took < 1.5);
+        res_free(&r);
+        /* the namespace serves the next fetch, ordinary patterns included */
+        fetch_wait("pat", "ok", &r, 2);
+        CHECK(r.calls == 1 && r.kind == FETCH_OK);
+        CHECK(strcmp(r.value, "x12one+two+three3") == 0);
+        res_free(&r);
+    }
+    fetch_wait("pat", "same", &r, 2);
+    CHECK(r.calls == 1 && r.kind == FETCH_OK && strcmp(r.value, "true") == 0);
+    res_free(&r);
+}
+
+/* A pattern under an instruction budget too big to count out: the clock. */
+static void test_pattern_time(void)
+{
+    write_file("slowpat.lua", "return { fetch = function(id)\n"
+                              "  return tostring(('a'):rep(200000):find('.-b'))\n"
+                              "end }\n");
+    engine_conf_t c = base_conf();
+    c.instr_budget = 1000000000000ULL;
+    c.time_limit_ms = 200;
+    CHECK(engine_up_conf(c) == 0);
+    res_t r;
+    double t0 = now_s();
+    fetch_wait("slowpat", "1", &r, 5);
+    double took = now_s() - t0;
+    CHECK(r.calls == 1 && r.kind == FETCH_ERROR);
+    CHECK_STR_HAS(r.error,
+                  "slowpat.lua:2: pattern matching exceeded the time budget (200 ms per call "
+                  "into Lua)");
     CHECK(took >= 0.19 && took < 0.5);
     res_free(&r);
 }
@@ -1214,6 +1302,8 @@ static const test_t tests[] = {
     {"fetch_results", test_fetch_results, false},
     {"budget", test_budget, false},
     {"time_limit", test_time_limit, false},
+    {"patterns", test_patterns, false},
+    {"pattern_time", test_pattern_time, false},
     {"memory", test_memory, false},
     {"sleep_concurrent", test_sleep_concurrent, false},
     {"timeout", test_timeout, false},

@@ -1,6 +1,7 @@
 -- tests/integration/policy_spec.lua -- policy isolation (SPEC §4): the
--- sandbox, the instruction budget, the memory cap, fetch_timeout and a
--- policy that fails to load, against the real binary.
+-- sandbox, the instruction budget (pattern matching included), the memory
+-- cap, fetch_timeout and a policy that fails to load, against the real
+-- binary.
 --   busted --lua=lua5.4 tests/integration/policy_spec.lua
 local socket = require "socket"
 local H = require "tests.helpers.harness"
@@ -74,6 +75,18 @@ return {
       while true do xpcall(function() while true do end end, function(e) return e end) end
     end
     while true do end
+  end,
+}
+]],
+      -- string.find's matcher runs in C, out of the hook's reach; it is
+      -- budgeted by lua_pattern.c (catastrophic backtracking: minutes in
+      -- stock Lua)
+      pat = [[
+return {
+  ttl = 10,
+  fetch = function(id, ctx)
+    if id == "ok" then return "pat ns serves " .. (("k=v"):match("(%w+)=(%w+)")) end
+    return tostring(string.find(string.rep("a", 2000), ".-.-.-.-b"))
   end,
 }
 ]],
@@ -189,6 +202,20 @@ return {
         still_serving()
       end)
     end
+
+    it("a catastrophic string.find pattern fails only its request, within ~2 s", function()
+      local v, dt, max_ping, max_get, pings = run_while_probing("pat:find")
+      local e = errtext(v, "pat:find")
+      assert.truthy(e:find("^ERR "), e)
+      assert.truthy(e:lower():find("budget", 1, true), "error should mention the budget: " .. e)
+      assert.truthy(e:find("pattern matching", 1, true), e)
+      assert.is_true(dt < 2, string.format("runaway pattern killed after %.2f s", dt))
+      assert.is_true(pings >= 1)
+      assert.is_true(max_ping < 1.5, string.format("a PING waited %.2f s", max_ping))
+      assert.is_true(max_get < 1.5, string.format("a GET of another namespace waited %.2f s", max_get))
+      assert.equal("pat ns serves k", (c:call("GET", "pat:ok")))
+      still_serving()
+    end)
 
     it("a memory bomb fails with -ERR (memory) and the namespace serves the next request", function()
       local t0 = H.now()
