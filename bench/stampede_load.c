@@ -42,12 +42,12 @@
 #include <unistd.h>
 
 #define MAX_TARGETS 8
-#define NSEC 1000000000ull
-#define TAG_MAIN 0
-#define TAG_ORIGIN 1
+#define NSEC        1000000000ull
+#define TAG_MAIN    0
+#define TAG_ORIGIN  1
 #define TAG_CONTROL 2
-#define TAG_TIMER 3
-#define TICK_NS 1000000ull
+#define TAG_TIMER   3
+#define TICK_NS     1000000ull
 
 static void die(const char *fmt, ...)
 {
@@ -145,18 +145,30 @@ static void parse_args(int argc, char **argv)
             parse_addr(v, &opt.targets[opt.ntargets++], NULL, 0);
         } else if (strcmp(a, "--origin") == 0) {
             parse_addr(v, &opt.origin, opt.origin_host, sizeof(opt.origin_host));
-        } else if (strcmp(a, "--key") == 0) opt.key = v;
-        else if (strcmp(a, "--origin-path") == 0) opt.origin_path = v;
-        else if (strcmp(a, "--clients") == 0) opt.clients = atoi(v);
-        else if (strcmp(a, "--duration") == 0) opt.duration = atof(v);
-        else if (strcmp(a, "--warmup") == 0) opt.warmup = atof(v);
-        else if (strcmp(a, "--drain") == 0) opt.drain = atof(v);
-        else if (strcmp(a, "--interval-us") == 0) opt.interval_ns = (uint64_t)atoll(v) * 1000ull;
-        else if (strcmp(a, "--ttl") == 0) opt.ttl = atoi(v);
-        else if (strcmp(a, "--delay-ms") == 0) opt.delay_ms = atof(v);
-        else if (strcmp(a, "--gap-ms") == 0) opt.gap_ms = atof(v);
-        else if (strcmp(a, "--dump") == 0) opt.dump = v;
-        else usage();
+        } else if (strcmp(a, "--key") == 0)
+            opt.key = v;
+        else if (strcmp(a, "--origin-path") == 0)
+            opt.origin_path = v;
+        else if (strcmp(a, "--clients") == 0)
+            opt.clients = atoi(v);
+        else if (strcmp(a, "--duration") == 0)
+            opt.duration = atof(v);
+        else if (strcmp(a, "--warmup") == 0)
+            opt.warmup = atof(v);
+        else if (strcmp(a, "--drain") == 0)
+            opt.drain = atof(v);
+        else if (strcmp(a, "--interval-us") == 0)
+            opt.interval_ns = (uint64_t)atoll(v) * 1000ull;
+        else if (strcmp(a, "--ttl") == 0)
+            opt.ttl = atoi(v);
+        else if (strcmp(a, "--delay-ms") == 0)
+            opt.delay_ms = atof(v);
+        else if (strcmp(a, "--gap-ms") == 0)
+            opt.gap_ms = atof(v);
+        else if (strcmp(a, "--dump") == 0)
+            opt.dump = v;
+        else
+            usage();
     }
     if (opt.ntargets == 0 || opt.origin.sin_port == 0 || opt.clients <= 0 || opt.duration <= 0 ||
         opt.interval_ns == 0)
@@ -176,7 +188,8 @@ static void buf_reserve(buf_t *b, size_t extra)
 {
     if (b->len + extra + 1 <= b->cap) return;
     size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + extra + 1) cap *= 2;
+    while (cap < b->len + extra + 1)
+        cap *= 2;
     b->d = realloc(b->d, cap);
     if (!b->d) die("out of memory");
     b->cap = cap;
@@ -286,9 +299,15 @@ static size_t resp_parse(const buf_t *b, int *type, const char **pay, size_t *pa
     *pay = b->d + 1;
     *paylen = line >= 3 ? line - 3 : 0;
     switch (b->d[0]) {
-    case '+': *type = R_STATUS; return line;
-    case '-': *type = R_ERROR; return line;
-    case ':': *type = R_INT; return line;
+    case '+':
+        *type = R_STATUS;
+        return line;
+    case '-':
+        *type = R_ERROR;
+        return line;
+    case ':':
+        *type = R_INT;
+        return line;
     case '$': {
         long long n = atoll(b->d + 1);
         if (n < 0) {
@@ -301,7 +320,9 @@ static size_t resp_parse(const buf_t *b, int *type, const char **pay, size_t *pa
         *paylen = (size_t)n;
         return line + (size_t)n + 2;
     }
-    default: *type = R_OTHER; return line;
+    default:
+        *type = R_OTHER;
+        return line;
     }
 }
 
@@ -402,9 +423,11 @@ static void seen_add(const char *v, size_t len)
         return;
     }
     p += sizeof(needle) - 1;
-    while (p < v + len && *p == ' ') p++;
+    while (p < v + len && *p == ' ')
+        p++;
     int64_t x = 0;
-    while (p < v + len && *p >= '0' && *p <= '9') x = x * 10 + (*p++ - '0');
+    while (p < v + len && *p >= '0' && *p <= '9')
+        x = x * 10 + (*p++ - '0');
     if (x <= 0 || nseen >= SEEN_CAP / 2) return;
     uint64_t h = (uint64_t)x * 0x9E3779B97F4A7C15ull;
     for (size_t i = (size_t)(h >> 46) & (SEEN_CAP - 1);; i = (i + 1) & (SEEN_CAP - 1)) {
@@ -690,9 +713,9 @@ static int origin_stats(long long *total, long long *max_inflight)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     if (connect(fd, (struct sockaddr *)&opt.origin, sizeof(opt.origin)) != 0) return -1;
     char req[256];
-    int n = snprintf(req, sizeof(req),
-                     "GET /_stats HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
-                     opt.origin_host);
+    int n =
+        snprintf(req, sizeof(req), "GET /_stats HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
+                 opt.origin_host);
     if (write(fd, req, (size_t)n) != n) return -1;
     buf_t in = {0};
     for (;;) {
@@ -867,16 +890,17 @@ int main(int argc, char **argv)
            "p50=%.3f p90=%.3f p99=%.3f p999=%.3f max=%.3f "
            "origin_reqs=%lld origin_max_conc=%lld expiries=%zu worst_expiry=%zu "
            "values_seen=%zu values_unparsed=%llu timed_out=%d load_cpu_s=%.2f",
-           (unsigned long long)st.measured, (unsigned long long)st.sent,
-           (double)st.measured / secs, (unsigned long long)st.errors,
-           (unsigned long long)st.nils, (unsigned long long)st.conn_fails,
-           (unsigned long long)st.origin_fails, (unsigned long long)st.hits,
-           (unsigned long long)st.misses, active, pct_ms(0.50), pct_ms(0.90), pct_ms(0.99),
-           pct_ms(0.999), nlat ? (double)lat[nlat - 1] / 1e6 : 0.0, origin_total, origin_maxconc,
-           episodes, worst, nseen, (unsigned long long)values_unparsed, timed_out, cpu_s);
+           (unsigned long long)st.measured, (unsigned long long)st.sent, (double)st.measured / secs,
+           (unsigned long long)st.errors, (unsigned long long)st.nils,
+           (unsigned long long)st.conn_fails, (unsigned long long)st.origin_fails,
+           (unsigned long long)st.hits, (unsigned long long)st.misses, active, pct_ms(0.50),
+           pct_ms(0.90), pct_ms(0.99), pct_ms(0.999), nlat ? (double)lat[nlat - 1] / 1e6 : 0.0,
+           origin_total, origin_maxconc, episodes, worst, nseen,
+           (unsigned long long)values_unparsed, timed_out, cpu_s);
     if (st.first_error[0]) {
         printf(" first_error=");
-        for (const char *p = st.first_error; *p; p++) putchar(*p == ' ' || *p == '\r' || *p == '\n' ? '_' : *p);
+        for (const char *p = st.first_error; *p; p++)
+            putchar(*p == ' ' || *p == '\r' || *p == '\n' ? '_' : *p);
     }
     printf("\n");
     return 0;

@@ -13,7 +13,8 @@ void buf_reserve(buf_t *b, size_t extra)
 {
     if (b->cap - b->len >= extra) return;
     size_t cap = b->cap ? b->cap : 64;
-    while (cap - b->len < extra) cap *= 2;
+    while (cap - b->len < extra)
+        cap *= 2;
     b->data = xrealloc(b->data, cap);
     b->cap = cap;
 }

@@ -96,7 +96,8 @@ int cache_key_parse(const char *key, size_t len, cache_key_t *out, buf_t *err)
     }
     size_t nslen = (size_t)(colon - key);
     bool valid = nslen <= 128;
-    for (size_t i = 0; valid && i < nslen; i++) valid = valid_ns_char(key[i]);
+    for (size_t i = 0; valid && i < nslen; i++)
+        valid = valid_ns_char(key[i]);
     ns_t *ns = valid ? ns_find(key, nslen) : NULL;
     if (!ns) {
         reply_error(err, "unknown namespace '%.*s'", (int)(nslen > 128 ? 128 : nslen), key);
@@ -140,7 +141,8 @@ static void request_free(request_t *r)
         free(r->ops[i].id);
     }
     if (r->parts) {
-        for (long i = 0; i < r->nops; i++) buf_free(&r->parts[i]);
+        for (long i = 0; i < r->nops; i++)
+            buf_free(&r->parts[i]);
         free(r->parts);
     }
     buf_free(&r->own);
@@ -168,9 +170,12 @@ void op_done(op_t *op)
 
 void op_answer_entry(op_t *op, const entry_t *e)
 {
-    if (e->kind == ENTRY_VALUE) reply_bulk(op_out(op), e->value, e->len);
-    else if (e->kind == ENTRY_NEGATIVE) reply_nil(op_out(op));
-    else reply_error(op_out(op), "fetch failed: %.*s", (int)e->len, e->value);
+    if (e->kind == ENTRY_VALUE)
+        reply_bulk(op_out(op), e->value, e->len);
+    else if (e->kind == ENTRY_NEGATIVE)
+        reply_nil(op_out(op));
+    else
+        reply_error(op_out(op), "fetch failed: %.*s", (int)e->len, e->value);
 }
 
 /* ---------------------------------------------------------------------------
@@ -228,11 +233,15 @@ bool cache_try_l1(client_t *c, const cache_key_t *key)
     entry_t e;
     if (!l1_lookup(ns, &l1_scratch, &e)) return false;
     ns->stats.requests_get++;
-    if (e.kind == ENTRY_NEGATIVE) ns->stats.negative_hits++;
-    else ns->stats.hits_l1++;
+    if (e.kind == ENTRY_NEGATIVE)
+        ns->stats.negative_hits++;
+    else
+        ns->stats.hits_l1++;
     buf_t *out = client_reply_buf(c);
-    if (e.kind == ENTRY_VALUE) reply_bulk(out, e.value, e.len);
-    else reply_nil(out);
+    if (e.kind == ENTRY_VALUE)
+        reply_bulk(out, e.value, e.len);
+    else
+        reply_nil(out);
     maybe_refresh_early(ns, &l1_scratch, key->id, key->idlen, &e, now_ms());
     return true;
 }
@@ -247,8 +256,10 @@ static void answer_get(op_t *op, const entry_t *e, bool have)
     int64_t now = now_ms();
     entry_state_t st = have ? entry_state(e, now) : STATE_EXPIRED;
     if (st == STATE_FRESH) {
-        if (e->kind == ENTRY_NEGATIVE) s->negative_hits++;
-        else s->hits_redis++;
+        if (e->kind == ENTRY_NEGATIVE)
+            s->negative_hits++;
+        else
+            s->hits_redis++;
         op_answer_entry(op, e);
         cache_l1_store(op->ns, &op->rkey, e);
         maybe_refresh_early(op->ns, &op->rkey, op->id, op->idlen, e, now);
@@ -274,15 +285,17 @@ static void answer_peek(op_t *op, const entry_t *e, bool have)
     if (!have || st == STATE_EXPIRED || (st != STATE_FRESH && e->kind != ENTRY_VALUE)) {
         reply_nil(out);
     } else {
-        const char *state = st != STATE_FRESH              ? "stale"
+        const char *state = st != STATE_FRESH           ? "stale"
                             : e->kind == ENTRY_NEGATIVE ? "negative"
                             : e->kind == ENTRY_ERROR    ? "error"
                                                         : "fresh";
         reply_array(out, 3);
         reply_bulk_str(out, state);
         reply_int(out, (long long)(e->fresh_until - now)); /* negative: ms since expiry */
-        if (e->kind == ENTRY_NEGATIVE) reply_nil(out);
-        else reply_bulk(out, e->value, e->len);
+        if (e->kind == ENTRY_NEGATIVE)
+            reply_nil(out);
+        else
+            reply_bulk(out, e->value, e->len);
     }
     op_done(op);
 }
@@ -307,11 +320,19 @@ static void on_lookup(void *priv, redisReply *reply)
     bool have = reply && reply->type == REDIS_REPLY_STRING &&
                 entry_usable(op->ns, reply->str, reply->len, &e);
     switch (op->kind) {
-    case CACHE_GET: answer_get(op, &e, have); break;
-    case CACHE_PEEK: answer_peek(op, &e, have); break;
+    case CACHE_GET:
+        answer_get(op, &e, have);
+        break;
+    case CACHE_PEEK:
+        answer_peek(op, &e, have);
+        break;
     case CACHE_TTL:
-    case CACHE_PTTL: answer_ttl(op, &e, have); break;
-    case CACHE_REFRESH: fill_wait(op, have ? &e : NULL); break;
+    case CACHE_PTTL:
+        answer_ttl(op, &e, have);
+        break;
+    case CACHE_REFRESH:
+        fill_wait(op, have ? &e : NULL);
+        break;
     }
 }
 
@@ -324,8 +345,10 @@ static void op_start(op_t *op)
     if (op->kind == CACHE_GET) {
         entry_t e;
         if (l1_lookup(op->ns, &op->rkey, &e)) {
-            if (e.kind == ENTRY_NEGATIVE) op->ns->stats.negative_hits++;
-            else op->ns->stats.hits_l1++;
+            if (e.kind == ENTRY_NEGATIVE)
+                op->ns->stats.negative_hits++;
+            else
+                op->ns->stats.hits_l1++;
             op_answer_entry(op, &e);
             maybe_refresh_early(op->ns, &op->rkey, op->id, op->idlen, &e, now_ms());
             op_done(op);
@@ -344,11 +367,16 @@ static void op_start(op_t *op)
 
 static void count_request(ns_stats_t *s, cache_op_t kind, bool as_array)
 {
-    if (as_array) s->requests_mget++;
-    else if (kind == CACHE_GET) s->requests_get++;
-    else if (kind == CACHE_PEEK) s->requests_peek++;
-    else if (kind == CACHE_REFRESH) s->requests_refresh++;
-    else s->requests_ttl++;
+    if (as_array)
+        s->requests_mget++;
+    else if (kind == CACHE_GET)
+        s->requests_get++;
+    else if (kind == CACHE_PEEK)
+        s->requests_peek++;
+    else if (kind == CACHE_REFRESH)
+        s->requests_refresh++;
+    else
+        s->requests_ttl++;
 }
 
 void cache_read(slot_t *slot, cache_op_t kind, const cache_key_t *keys, long nkeys, bool as_array)
@@ -371,7 +399,8 @@ void cache_read(slot_t *slot, cache_op_t kind, const cache_key_t *keys, long nke
     }
     /* Ops may finish synchronously and the last one frees r: the loop only
      * reads r before starting op i, and op n-1 is the last thing it does. */
-    for (long i = 0, n = nkeys; i < n; i++) op_start(&r->ops[i]);
+    for (long i = 0, n = nkeys; i < n; i++)
+        op_start(&r->ops[i]);
 }
 
 void cache_warm_one(ns_t *ns, const char *id, size_t idlen, cache_warm_cb cb, void *priv)
@@ -421,9 +450,12 @@ static void invalidate_key(const buf_t *rkey)
 static void on_set(void *priv, redisReply *reply)
 {
     slot_t *slot = priv;
-    if (!reply) reply_error(&slot->buf, "backend unavailable, value not stored");
-    else if (reply->type == REDIS_REPLY_ERROR) reply_error(&slot->buf, "backend: %s", reply->str);
-    else reply_ok(&slot->buf);
+    if (!reply)
+        reply_error(&slot->buf, "backend unavailable, value not stored");
+    else if (reply->type == REDIS_REPLY_ERROR)
+        reply_error(&slot->buf, "backend: %s", reply->str);
+    else
+        reply_ok(&slot->buf);
     slot_finish(slot);
 }
 
@@ -485,8 +517,10 @@ static void del_finish(del_req_t *d)
 static void on_del(void *priv, redisReply *reply)
 {
     del_req_t *d = priv;
-    if (reply && reply->type == REDIS_REPLY_INTEGER) d->removed += reply->integer;
-    else d->failed = true;
+    if (reply && reply->type == REDIS_REPLY_INTEGER)
+        d->removed += reply->integer;
+    else
+        d->failed = true;
     if (--d->remaining == 0) del_finish(d);
 }
 
@@ -566,7 +600,8 @@ void cache_init(uv_loop_t *loop)
     l1_init(cfg.l1_max_bytes);
     engine_set_ns_served_hook(on_ns_served);
     if (backend_subscribe(cache_channel.data, bcast_on_message, on_resync) != 0)
-        log_warn("cannot subscribe to %s: other instances' fills will be polled", cache_channel.data);
+        log_warn("cannot subscribe to %s: other instances' fills will be polled",
+                 cache_channel.data);
     warm_init();
 }
 

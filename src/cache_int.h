@@ -31,8 +31,8 @@ typedef struct op {
 } op_t;
 
 /* cache.c */
-buf_t *op_out(op_t *op);  /* where op writes its answer */
-void op_done(op_t *op);   /* op has written its answer (may free the request) */
+buf_t *op_out(op_t *op); /* where op writes its answer */
+void op_done(op_t *op);  /* op has written its answer (may free the request) */
 void op_answer_entry(op_t *op, const entry_t *e);
 /* Decode; false when it is not an entry, of another policy version, or of
  * an older namespace generation. An entry of a newer generation teaches ns
@@ -44,8 +44,8 @@ void cache_l1_store(const ns_t *ns, const buf_t *rkey, const entry_t *e);
 void cache_entry_key(buf_t *out, const ns_t *ns, const char *id, size_t idlen);
 void cache_lock_key(buf_t *out, const buf_t *entry_key);
 void cache_tag_key(buf_t *out, const char *tag, size_t len); /* PREFIX:#tag:TAG */
-extern const char *cache_instance_id; /* random, tags our own broadcasts */
-extern buf_t cache_channel;          /* pub/sub channel of this prefix */
+extern const char *cache_instance_id;                        /* random, tags our own broadcasts */
+extern buf_t cache_channel;                                  /* pub/sub channel of this prefix */
 extern uv_loop_t *cache_loop;
 /* What this process holds of rkey is outdated: drop its tier item, and a
  * fill of it in flight must not store. */

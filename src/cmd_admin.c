@@ -32,8 +32,10 @@ void cmd_policies(client_t *c)
 static void on_reloaded(void *priv, const char *err)
 {
     slot_t *slot = priv;
-    if (err) reply_error(&slot->buf, "%s", err);
-    else reply_ok(&slot->buf);
+    if (err)
+        reply_error(&slot->buf, "%s", err);
+    else
+        reply_ok(&slot->buf);
     slot_finish(slot);
 }
 
@@ -114,12 +116,14 @@ void cmd_info(client_t *c)
                (unsigned long long)server_total_connections(),
                (unsigned long long)server_total_commands(), cache_fills_in_flight(),
                fetches_in_flight(), http_calls_in_flight());
-    buf_printf(&o, "# Backend\r\nbackend_up:%d\r\nbackend_errors_total:%llu\r\n"
-                   "backend_outages_total:%llu\r\n\r\n",
+    buf_printf(&o,
+               "# Backend\r\nbackend_up:%d\r\nbackend_errors_total:%llu\r\n"
+               "backend_outages_total:%llu\r\n\r\n",
                backend_up(), (unsigned long long)backend_errors_total(),
                (unsigned long long)backend_outages_total());
     buf_printf(&o, "# Namespaces\r\n");
-    for (size_t i = 0; i < ns_count(); i++) ns_lines(&o, ns_at(i));
+    for (size_t i = 0; i < ns_count(); i++)
+        ns_lines(&o, ns_at(i));
     reply_bulk(client_reply_buf(c), o.data, o.len);
     buf_free(&o);
 }

@@ -70,7 +70,8 @@ static const command_t *lookup(const char *name, size_t len)
 {
     char lower[32];
     if (len >= sizeof(lower)) return NULL;
-    for (size_t i = 0; i < len; i++) lower[i] = (char)tolower((unsigned char)name[i]);
+    for (size_t i = 0; i < len; i++)
+        lower[i] = (char)tolower((unsigned char)name[i]);
     return dict_get(&by_name, lower, len);
 }
 
@@ -78,8 +79,9 @@ static const command_t *lookup(const char *name, size_t len)
 static void reply_unknown(client_t *c, const char *name, size_t len)
 {
     buf_t msg = {0};
-    buf_printf(&msg, "unknown command '%.*s', with args beginning with: ",
-               (int)(len > 128 ? 128 : len), name);
+    buf_printf(&msg,
+               "unknown command '%.*s', with args beginning with: ", (int)(len > 128 ? 128 : len),
+               name);
     for (long i = 1; i < client_argc(c) && msg.len < 512; i++) {
         size_t alen;
         const char *a = client_arg(c, i, &alen);

@@ -6,8 +6,8 @@
 #include "server.h"
 
 enum cmd_flags {
-    CMD_NOAUTH = 1 << 0,  /* allowed before AUTH */
-    CMD_WRITE = 1 << 1,   /* changes the cache (for COMMAND's flag list) */
+    CMD_NOAUTH = 1 << 0, /* allowed before AUTH */
+    CMD_WRITE = 1 << 1,  /* changes the cache (for COMMAND's flag list) */
     CMD_READONLY = 1 << 2,
     CMD_ADMIN = 1 << 3,
 };

@@ -8,8 +8,6 @@
 
 #include "util.h"
 
-
-
 uint64_t lc_start_mono_ms;
 
 config_t cfg = {
@@ -41,30 +39,30 @@ config_t cfg = {
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: luacached [options]\n"
-            "  --bind ADDR            listen address (default 127.0.0.1)\n"
-            "  --port N               RESP port (default 7379)\n"
-            "  --redis URL            redis://[:pass@]host[:port][/db] or unix:/path\n"
-            "                         (default redis://127.0.0.1:6379/0)\n"
-            "  --policies DIR         policy folder, one NS.lua per namespace (default ./policies)\n"
-            "  --prefix P             Redis key prefix (default lc)\n"
-            "  --metrics-port N       HTTP /metrics port, 0 = off (default 9379)\n"
-            "  --lua-path DIR         shipped lua/ helpers (default: lua/ next to the binary)\n"
-            "  --requirepass SECRET   require AUTH before any other command\n"
-            "  --log-level L          debug|info|warn|error (default info)\n"
-            "  --check                validate every policy, print errors, exit non-zero on any\n"
-            "limits:\n"
-            "  --maxclients N         (10000)      --timeout SECONDS  idle close, 0 = never (300)\n"
-            "  --max-inline BYTES     (65536)      --max-bulk BYTES   (67108864)\n"
-            "  --max-args N           (65536)      --max-value BYTES  (67108864)\n"
-            "  --max-request BYTES    all arguments of one command (268435456)\n"
-            "  --output-limit BYTES   (268435456)  --max-pending N    (1024)\n"
-            "  --backend-timeout MS   (1000)       --shutdown-grace MS (5000)\n"
-            "  --lua-memory BYTES     per policy (67108864)\n"
-            "  --l1-max-bytes BYTES   in-process tier size (67108864)\n"
-            "  --lua-budget N         VM instructions per policy call (100000000)\n"
-            "  --version, --help\n");
+    fprintf(
+        f, "usage: luacached [options]\n"
+           "  --bind ADDR            listen address (default 127.0.0.1)\n"
+           "  --port N               RESP port (default 7379)\n"
+           "  --redis URL            redis://[:pass@]host[:port][/db] or unix:/path\n"
+           "                         (default redis://127.0.0.1:6379/0)\n"
+           "  --policies DIR         policy folder, one NS.lua per namespace (default ./policies)\n"
+           "  --prefix P             Redis key prefix (default lc)\n"
+           "  --metrics-port N       HTTP /metrics port, 0 = off (default 9379)\n"
+           "  --lua-path DIR         shipped lua/ helpers (default: lua/ next to the binary)\n"
+           "  --requirepass SECRET   require AUTH before any other command\n"
+           "  --log-level L          debug|info|warn|error (default info)\n"
+           "  --check                validate every policy, print errors, exit non-zero on any\n"
+           "limits:\n"
+           "  --maxclients N         (10000)      --timeout SECONDS  idle close, 0 = never (300)\n"
+           "  --max-inline BYTES     (65536)      --max-bulk BYTES   (67108864)\n"
+           "  --max-args N           (65536)      --max-value BYTES  (67108864)\n"
+           "  --max-request BYTES    all arguments of one command (268435456)\n"
+           "  --output-limit BYTES   (268435456)  --max-pending N    (1024)\n"
+           "  --backend-timeout MS   (1000)       --shutdown-grace MS (5000)\n"
+           "  --lua-memory BYTES     per policy (67108864)\n"
+           "  --l1-max-bytes BYTES   in-process tier size (67108864)\n"
+           "  --lua-budget N         VM instructions per policy call (100000000)\n"
+           "  --version, --help\n");
 }
 
 static int want_ll(const char *flag, const char *v, long long min, long long max, long long *out)
@@ -114,13 +112,20 @@ int config_parse(int argc, char **argv)
             return -1;
         }
         long long n = 0;
-        if (strcmp(name, "--bind") == 0) cfg.bind = v;
-        else if (strcmp(name, "--redis") == 0) cfg.redis_url = v;
-        else if (strcmp(name, "--policies") == 0) cfg.policies_dir = v;
-        else if (strcmp(name, "--prefix") == 0) cfg.prefix = v;
-        else if (strcmp(name, "--lua-path") == 0) cfg.lua_path = v;
-        else if (strcmp(name, "--requirepass") == 0) cfg.requirepass = v;
-        else if (strcmp(name, "--log-level") == 0) cfg.log_level = v;
+        if (strcmp(name, "--bind") == 0)
+            cfg.bind = v;
+        else if (strcmp(name, "--redis") == 0)
+            cfg.redis_url = v;
+        else if (strcmp(name, "--policies") == 0)
+            cfg.policies_dir = v;
+        else if (strcmp(name, "--prefix") == 0)
+            cfg.prefix = v;
+        else if (strcmp(name, "--lua-path") == 0)
+            cfg.lua_path = v;
+        else if (strcmp(name, "--requirepass") == 0)
+            cfg.requirepass = v;
+        else if (strcmp(name, "--log-level") == 0)
+            cfg.log_level = v;
         else if (strcmp(name, "--port") == 0) {
             if (want_ll(name, v, 0, 65535, &n)) return -1;
             cfg.port = (int)n;

@@ -90,8 +90,7 @@ int64_t ttl_jittered_ms(double ttl_s, double jitter, double u)
     return (int64_t)llround(ms);
 }
 
-int xfetch_should_refresh(int64_t now, int64_t fresh_until, int64_t fetch_ms, double beta,
-                          double u)
+int xfetch_should_refresh(int64_t now, int64_t fresh_until, int64_t fetch_ms, double beta, double u)
 {
     if (!(beta > 0) || fetch_ms <= 0) return 0;
     if (u <= 0) u = 1e-12;

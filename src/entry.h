@@ -41,10 +41,10 @@ typedef struct entry {
 } entry_t;
 
 typedef enum entry_state {
-    STATE_FRESH,      /* now < fresh_until */
-    STATE_STALE,      /* within stale_until: serve, refresh in background */
-    STATE_STALE_ERR,  /* within error_until only: serve only if a fetch fails */
-    STATE_EXPIRED,    /* no rule can use it */
+    STATE_FRESH,     /* now < fresh_until */
+    STATE_STALE,     /* within stale_until: serve, refresh in background */
+    STATE_STALE_ERR, /* within error_until only: serve only if a fetch fails */
+    STATE_EXPIRED,   /* no rule can use it */
 } entry_state_t;
 
 /* Append the encoded entry (header + value) to out. */

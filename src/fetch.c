@@ -61,11 +61,11 @@ struct fetch {
     uv_timer_t sleep;   /* ctx.sleep */
     int open_handles;   /* freed when both timers are closed */
 
-    wait_kind_t wait;   /* what the parked thread waits for */
-    http_call_t *call;  /* WAIT_HTTP */
+    wait_kind_t wait;      /* what the parked thread waits for */
+    http_call_t *call;     /* WAIT_HTTP */
     bool call_at_deadline; /* the call's own timeout is the fetch's deadline */
-    bool io_ready;      /* the handler left a result for k */
-    const char *io_err; /* HTTP transport error, valid during the resume */
+    bool io_ready;         /* the handler left a result for k */
+    const char *io_err;    /* HTTP transport error, valid during the resume */
     http_response_t *io_resp;
 
     bool running;       /* inside lua_resume */

@@ -76,14 +76,14 @@ typedef struct fill {
     bool force;       /* REFRESH: fetch even if the entry is fresh */
     bool invalidated; /* an invalidation landed while in flight: do not store */
     bool own_lock;
-    bool landed; /* an "F" came while the lock request was in flight */
+    bool landed;            /* an "F" came while the lock request was in flight */
     long long gen;          /* the namespace generation when the fetch started */
     uint64_t fetch_started; /* mono ms, when the fetch started */
     lock_result_t lock;
     char token[48];
     int64_t created_ms;
     int64_t basis_stored_at; /* background: stored_at of the entry it refreshes */
-    uint64_t wait_started; /* mono ms, 0 before the first wait */
+    uint64_t wait_started;   /* mono ms, 0 before the first wait */
     uv_timer_t *timer;
     struct {
         bool present;
@@ -260,8 +260,8 @@ static void store(fill_t *f, const entry_t *e, const fetch_result_t *r)
                          f->rkey.data, f->rkey.len, f->lkey.data, f->lkey.len, f->token, val.data,
                          val.len, px);
     } else {
-        rc = backend_cmd(on_stored, f->ns, "SET %b %b PX %lld", f->rkey.data, f->rkey.len,
-                         val.data, val.len, px);
+        rc = backend_cmd(on_stored, f->ns, "SET %b %b PX %lld", f->rkey.data, f->rkey.len, val.data,
+                         val.len, px);
     }
     if (rc == 0) {
         f->ns->stats.stores++;
@@ -305,10 +305,18 @@ static void entry_from_fetch(const policy_conf_t *pc, long long gen, const fetch
 static void count_fetch(ns_stats_t *s, const fetch_result_t *r)
 {
     switch (r->kind) {
-    case FETCH_OK: s->fetch_ok++; break;
-    case FETCH_NOT_FOUND: s->fetch_not_found++; break;
-    case FETCH_ERROR: s->fetch_error++; break;
-    case FETCH_TIMEOUT: s->fetch_timeout++; break;
+    case FETCH_OK:
+        s->fetch_ok++;
+        break;
+    case FETCH_NOT_FOUND:
+        s->fetch_not_found++;
+        break;
+    case FETCH_ERROR:
+        s->fetch_error++;
+        break;
+    case FETCH_TIMEOUT:
+        s->fetch_timeout++;
+        break;
     }
     ns_stats_observe_fetch(s, r->duration);
 }
@@ -471,9 +479,12 @@ static void recheck(fill_t *f)
 static void on_lock_set(void *priv, redisReply *reply)
 {
     fill_t *f = priv;
-    if (!reply || reply->type == REDIS_REPLY_ERROR) f->lock = LOCK_FAILED;
-    else if (reply->type == REDIS_REPLY_STATUS) f->lock = LOCK_TAKEN;
-    else f->lock = LOCK_HELD; /* nil: NX refused */
+    if (!reply || reply->type == REDIS_REPLY_ERROR)
+        f->lock = LOCK_FAILED;
+    else if (reply->type == REDIS_REPLY_STATUS)
+        f->lock = LOCK_TAKEN;
+    else
+        f->lock = LOCK_HELD; /* nil: NX refused */
     if (f->lock == LOCK_TAKEN) f->own_lock = true;
     fill_unref(f);
 }
@@ -648,8 +659,10 @@ void fill_remote_landed(const char *rkey, size_t len)
 {
     fill_t *f = dict_get(&fills, rkey, len);
     if (!f) return;
-    if (f->state == FILL_WAITING) recheck(f);
-    else if (f->state == FILL_LOCKING) f->landed = true; /* see on_lock_get */
+    if (f->state == FILL_WAITING)
+        recheck(f);
+    else if (f->state == FILL_LOCKING)
+        f->landed = true; /* see on_lock_get */
 }
 
 void fills_resync(void)

@@ -15,7 +15,7 @@ typedef struct http_header {
 } http_header_t;
 
 typedef struct http_request {
-    const char *method;        /* "GET" when NULL */
+    const char *method; /* "GET" when NULL */
     const char *url;
     const char *const *headers; /* "Name: value" strings */
     size_t nheaders;

@@ -34,10 +34,14 @@ void l1_init(size_t max_bytes)
 
 static void unlink_item(item_t *it)
 {
-    if (it->prev) it->prev->next = it->next;
-    else l1.oldest = it->next;
-    if (it->next) it->next->prev = it->prev;
-    else l1.newest = it->prev;
+    if (it->prev)
+        it->prev->next = it->next;
+    else
+        l1.oldest = it->next;
+    if (it->next)
+        it->next->prev = it->prev;
+    else
+        l1.newest = it->prev;
     l1.bytes -= it->size;
 }
 
@@ -66,9 +70,10 @@ void l1_put(const char *key, size_t klen, const entry_t *e, uint64_t expires_mon
     if (!l1.ready) return;
     /* Approximate footprint: item, value, key and the table entry. */
     size_t size = sizeof(item_t) + e->len + 2 * klen + sizeof(dict_entry_t) + 16;
-    l1_del(key, klen); /* first: an older item must not outlive a newer value */
+    l1_del(key, klen);                   /* first: an older item must not outlive a newer value */
     if (size > l1.max_bytes / 8) return; /* one item may not flush the tier */
-    while (l1.oldest && l1.bytes + size > l1.max_bytes) drop(l1.oldest);
+    while (l1.oldest && l1.bytes + size > l1.max_bytes)
+        drop(l1.oldest);
     item_t *it = xmalloc(sizeof(*it) + e->len + klen);
     it->e = *e;
     if (e->len) memcpy(it->data, e->value, e->len);
@@ -79,8 +84,10 @@ void l1_put(const char *key, size_t klen, const entry_t *e, uint64_t expires_mon
     it->size = size;
     it->next = NULL;
     it->prev = l1.newest;
-    if (l1.newest) l1.newest->next = it;
-    else l1.oldest = it;
+    if (l1.newest)
+        l1.newest->next = it;
+    else
+        l1.oldest = it;
     l1.newest = it;
     l1.bytes += size;
     dict_set(&l1.map, it->data + e->len, klen, it);
@@ -106,7 +113,8 @@ void l1_del_matching(const char *glob, size_t len)
 
 void l1_clear(void)
 {
-    while (l1.oldest) drop(l1.oldest);
+    while (l1.oldest)
+        drop(l1.oldest);
 }
 
 size_t l1_entries(void)

@@ -13,8 +13,8 @@ void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(pri
     do {                                                                                           \
         if (log_min_level <= LOG_DEBUG) log_msg(LOG_DEBUG, __VA_ARGS__);                           \
     } while (0)
-#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
-#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_info(...)  log_msg(LOG_INFO, __VA_ARGS__)
+#define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 
 #endif

@@ -83,8 +83,8 @@ static void on_shutdown_tick(uv_timer_t *t)
         aborted_fetches = true;
         cache_shutdown();
         fetch_abort_all();
-    } else if (aborted_fetches && mono_ms() - shutdown_started >=
-                                      (uint64_t)cfg.shutdown_grace_ms + 2 * cfg.backend_timeout_ms) {
+    } else if (aborted_fetches && mono_ms() - shutdown_started >= (uint64_t)cfg.shutdown_grace_ms +
+                                                                      2 * cfg.backend_timeout_ms) {
         log_warn("shutdown: %ld replies still pending, closing anyway", server_pending_replies());
         close_everything();
     }

@@ -518,10 +518,10 @@ static int load_protected(lua_State *L)
     lua_pushlstring(L, job->src, job->len);
     lua_setfield(L, -2, "source"); /* [host] */
 
-    boot_module(L, "luacached.runtime");            /* [host, runtime] */
-    lua_getfield(L, -1, "load");                    /* [host, runtime, load] */
-    lua_pushvalue(L, 1);                            /* [host, runtime, load, host] */
-    lua_call(L, 1, 5); /* [host, runtime, conf, fetch, ttl_for, on_event, warm] */
+    boot_module(L, "luacached.runtime"); /* [host, runtime] */
+    lua_getfield(L, -1, "load");         /* [host, runtime, load] */
+    lua_pushvalue(L, 1);                 /* [host, runtime, load, host] */
+    lua_call(L, 1, 5);                   /* [host, runtime, conf, fetch, ttl_for, on_event, warm] */
     ps->warm_ref = luaL_ref(L, LUA_REGISTRYINDEX);     /* [.., conf, fetch, ttl_for, on_event] */
     ps->on_event_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* [.., conf, fetch, ttl_for] */
     ps->ttl_ref = luaL_ref(L, LUA_REGISTRYINDEX);      /* [host, runtime, conf, fetch] */

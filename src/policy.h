@@ -20,8 +20,8 @@ typedef struct lua_State lua_State;
 
 /* The validated fields of a policy, as numbers C reads without Lua. */
 typedef struct policy_conf {
-    double ttl;      /* seconds fresh (when ttl_is_fn is false); default 300 */
-    bool ttl_is_fn;  /* ttl = function(id, value) -> seconds */
+    double ttl;            /* seconds fresh (when ttl_is_fn is false); default 300 */
+    bool ttl_is_fn;        /* ttl = function(id, value) -> seconds */
     double ttl_jitter;     /* fraction, 0..1; default 0 */
     double negative_ttl;   /* seconds; default 0 (not-found not cached) */
     double stale_ttl;      /* default 0 */
@@ -50,10 +50,10 @@ typedef struct policy {
 
 struct ns {
     char *name;
-    char *path;          /* policies/NAME.lua */
-    policy_t *cur;       /* NULL when no load ever succeeded */
-    char *last_error;    /* "" after a successful load; else "file:line: message" */
-    char sha1[41];       /* of the last file attempted ("" if unreadable) */
+    char *path;       /* policies/NAME.lua */
+    policy_t *cur;    /* NULL when no load ever succeeded */
+    char *last_error; /* "" after a successful load; else "file:line: message" */
+    char sha1[41];    /* of the last file attempted ("" if unreadable) */
     ns_stats_t stats;
     /* Its file was deleted (hot reload): ns_find, ns_count and ns_at skip it,
      * so it answers "unknown namespace" and leaves POLICIES/INFO. The struct
@@ -74,12 +74,12 @@ struct ns {
 
 typedef struct engine_conf {
     const char *policies_dir;
-    const char *lua_path;       /* folder of the shipped lua/ modules */
-    size_t mem_limit;           /* bytes per Lua state */
-    uint64_t instr_budget;      /* VM instructions per call into Lua; 0: 100M */
-    uint64_t time_limit_ms;     /* and wall-clock ms per call into Lua; 0: 1000 (instructions
-                                   that call C, e.g. string.format, run ~10x slower than a
-                                   tight loop, so the count alone does not bound the time) */
+    const char *lua_path;   /* folder of the shipped lua/ modules */
+    size_t mem_limit;       /* bytes per Lua state */
+    uint64_t instr_budget;  /* VM instructions per call into Lua; 0: 100M */
+    uint64_t time_limit_ms; /* and wall-clock ms per call into Lua; 0: 1000 (instructions
+                               that call C, e.g. string.format, run ~10x slower than a
+                               tight loop, so the count alone does not bound the time) */
 } engine_conf_t;
 
 /* Read the shipped lua/ modules into memory (require never touches disk
@@ -103,7 +103,7 @@ int engine_reload(ns_t *ns);
 
 /* A policy file as read from disk. */
 typedef struct policy_src {
-    char *data;      /* the file's bytes, NUL-terminated; NULL if the read failed */
+    char *data; /* the file's bytes, NUL-terminated; NULL if the read failed */
     size_t len;
     char sha1[41];   /* hex SHA-1 of data; "" if the read failed */
     char error[512]; /* read failed: "path: reason" */

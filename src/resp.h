@@ -15,9 +15,9 @@
 #include "buf.h"
 
 typedef struct resp_limits {
-    size_t max_inline; /* longest inline request line, bytes (Redis: 64 KiB) */
-    size_t max_bulk;   /* longest single bulk argument, bytes */
-    long max_args;     /* most arguments in one command */
+    size_t max_inline;  /* longest inline request line, bytes (Redis: 64 KiB) */
+    size_t max_bulk;    /* longest single bulk argument, bytes */
+    long max_args;      /* most arguments in one command */
     size_t max_request; /* all argument bytes of one command; 0: no cap beyond the others */
     /* Before AUTH, Redis 7's tighter caps: at most 10 arguments of 16 KiB,
      * with its "unauthenticated ..." error texts. */

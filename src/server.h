@@ -32,23 +32,23 @@ struct client {
     uv_tcp_t tcp;
     uint64_t id;
     resp_parser_t parser;
-    buf_t out;       /* ordered bytes not yet handed to the socket */
-    buf_t wbuf;      /* bytes of the write in flight */
+    buf_t out;  /* ordered bytes not yet handed to the socket */
+    buf_t wbuf; /* bytes of the write in flight */
     uv_write_t wreq;
     bool writing;
     slot_t *head, *tail;
-    long pending;    /* slots not yet finished */
+    long pending;      /* slots not yet finished */
     size_t held_bytes; /* replies finished but queued behind an unfinished one */
-    buf_t inbuf;     /* input held back while reading is paused */
-    bool paused;     /* reading stopped: too many replies pending */
+    buf_t inbuf;       /* input held back while reading is paused */
+    bool paused;       /* reading stopped: too many replies pending */
     bool close_after_reply;
     bool closing;
     bool authed;
     bool flush_queued;
-    char *name;      /* CLIENT SETNAME */
+    char *name; /* CLIENT SETNAME */
     uint64_t last_active_ms;
-    struct client *prev, *next;         /* all clients */
-    struct client *flush_next;          /* clients with output to flush */
+    struct client *prev, *next; /* all clients */
+    struct client *flush_next;  /* clients with output to flush */
 };
 
 int server_start(uv_loop_t *loop, char *err, size_t errlen);

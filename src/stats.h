@@ -10,8 +10,8 @@
 extern const double fetch_hist_bounds[FETCH_HIST_BUCKETS];
 
 typedef struct ns_stats {
-    uint64_t requests_get, requests_mget, requests_set, requests_del, requests_peek,
-        requests_ttl, requests_refresh, requests_other;
+    uint64_t requests_get, requests_mget, requests_set, requests_del, requests_peek, requests_ttl,
+        requests_refresh, requests_other;
     uint64_t hits_l1, hits_redis, misses, negative_hits;
     uint64_t stale_revalidate, stale_error;
     uint64_t fetch_ok, fetch_not_found, fetch_error, fetch_timeout;

@@ -29,6 +29,6 @@ int parse_double(const char *s, size_t len, double *out);
 int eq_nocase(const char *s, size_t len, const char *lit);
 
 #define LC_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
-#define LC_UNUSED(x) (void)(x)
+#define LC_UNUSED(x)    (void)(x)
 
 #endif

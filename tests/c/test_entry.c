@@ -23,9 +23,16 @@ static int passed, failed;
 static void test_roundtrip_binary(void)
 {
     const char value[] = "a\0b\r\nLC1 v 1 2 3\n";
-    entry_t e = {.kind = ENTRY_VALUE, .version = 7, .gen = 3, .fresh_until = 1700000000123,
-                 .stale_until = 1700000060123, .error_until = 1700000600123, .fetch_ms = 42,
-                 .stored_at = 1699999999000, .value = value, .len = sizeof(value) - 1};
+    entry_t e = {.kind = ENTRY_VALUE,
+                 .version = 7,
+                 .gen = 3,
+                 .fresh_until = 1700000000123,
+                 .stale_until = 1700000060123,
+                 .error_until = 1700000600123,
+                 .fetch_ms = 42,
+                 .stored_at = 1699999999000,
+                 .value = value,
+                 .len = sizeof(value) - 1};
     buf_t b = {0};
     entry_encode(&b, &e);
     entry_t d;
@@ -39,7 +46,10 @@ static void test_roundtrip_binary(void)
 
 static void test_negative_and_error(void)
 {
-    entry_t e = {.kind = ENTRY_NEGATIVE, .version = 1, .fresh_until = 10, .stale_until = 10,
+    entry_t e = {.kind = ENTRY_NEGATIVE,
+                 .version = 1,
+                 .fresh_until = 10,
+                 .stale_until = 10,
                  .error_until = 10};
     buf_t b = {0};
     entry_encode(&b, &e);
@@ -52,9 +62,14 @@ static void test_negative_and_error(void)
 static void test_decode_rejects_garbage(void)
 {
     entry_t d;
-    const char *bad[] = {"", "LC1", "hello world\n", "LC1 x 1 0 1 1 1 0 0\n",
-                         "LC1 v 1 0 1 1 1 0\n", "LC1 v 1 0 1 1 1 0 0 9\n",
-                         "LC1 v a 0 1 1 1 0 0\n", "LC1 v 1 0 1 1 1 0 0",
+    const char *bad[] = {"",
+                         "LC1",
+                         "hello world\n",
+                         "LC1 x 1 0 1 1 1 0 0\n",
+                         "LC1 v 1 0 1 1 1 0\n",
+                         "LC1 v 1 0 1 1 1 0 0 9\n",
+                         "LC1 v a 0 1 1 1 0 0\n",
+                         "LC1 v 1 0 1 1 1 0 0",
                          "LC1 v 99999999999999999999 0 1 1 1 0 0\n"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         CHECK(entry_decode(bad[i], strlen(bad[i]), &d) == -1);
@@ -62,8 +77,8 @@ static void test_decode_rejects_garbage(void)
 
 static void test_states(void)
 {
-    entry_t e = {.kind = ENTRY_VALUE, .fresh_until = 1000, .stale_until = 2000,
-                 .error_until = 5000};
+    entry_t e = {
+        .kind = ENTRY_VALUE, .fresh_until = 1000, .stale_until = 2000, .error_until = 5000};
     CHECK(entry_state(&e, 999) == STATE_FRESH);
     CHECK(entry_state(&e, 1000) == STATE_STALE);
     CHECK(entry_state(&e, 1999) == STATE_STALE);

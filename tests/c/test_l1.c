@@ -23,8 +23,8 @@ static int passed, failed;
 
 static entry_t value_entry(const char *v)
 {
-    entry_t e = {.kind = ENTRY_VALUE, .version = 1, .fresh_until = 1000, .value = v,
-                 .len = strlen(v)};
+    entry_t e = {
+        .kind = ENTRY_VALUE, .version = 1, .fresh_until = 1000, .value = v, .len = strlen(v)};
     return e;
 }
 
@@ -53,11 +53,21 @@ static void test_dict(void)
         CHECK(dict_get(&d, key, (size_t)n) == &vals[i]);
     }
     CHECK(dict_get(&d, "k", 1) == NULL);
-    CHECK(dict_set(&d, "k\0" "7", 3, &vals[1]) == &vals[7]); /* replace returns old */
-    CHECK(dict_del(&d, "k\0" "7", 3) == &vals[1]);
-    CHECK(dict_del(&d, "k\0" "7", 3) == NULL);
+    CHECK(dict_set(&d,
+                   "k\0"
+                   "7",
+                   3, &vals[1]) == &vals[7]); /* replace returns old */
+    CHECK(dict_del(&d,
+                   "k\0"
+                   "7",
+                   3) == &vals[1]);
+    CHECK(dict_del(&d,
+                   "k\0"
+                   "7",
+                   3) == NULL);
     size_t i, seen = 0;
-    for (dict_entry_t *e = dict_first(&d, &i); e; e = dict_next(&d, &i, e)) seen++;
+    for (dict_entry_t *e = dict_first(&d, &i); e; e = dict_next(&d, &i, e))
+        seen++;
     CHECK(seen == 4999);
     dict_free(&d);
 }
@@ -69,7 +79,7 @@ static void test_get_put_expire(void)
     l1_put("ns:a", 4, &e, 100);
     CHECK(l1_get("ns:a", 4, 99, false, &out));
     CHECK(out.len == 5 && memcmp(out.value, "hello", 5) == 0 && out.fresh_until == 1000);
-    CHECK(l1_get("ns:a", 4, 150, true, &out)); /* Redis down: served past l1 expiry */
+    CHECK(l1_get("ns:a", 4, 150, true, &out));   /* Redis down: served past l1 expiry */
     CHECK(!l1_get("ns:a", 4, 100, false, &out)); /* expired: dropped */
     CHECK(l1_entries() == 0 && l1_bytes() == 0);
     l1_put("ns:a", 4, &e, 100);
@@ -96,8 +106,8 @@ static void test_eviction_oldest_first(void)
         CHECK(l1_bytes() <= 64 * 1024);
     }
     CHECK(l1_entries() < 100 && l1_entries() > 10);
-    CHECK(!l1_get("k0", 2, 0, false, &out));  /* oldest went first */
-    CHECK(l1_get("k99", 3, 0, false, &out));  /* newest stays */
+    CHECK(!l1_get("k0", 2, 0, false, &out)); /* oldest went first */
+    CHECK(l1_get("k99", 3, 0, false, &out)); /* newest stays */
     /* an item over 1/8 of the tier is not cached at all */
     static char huge[10000];
     memset(huge, 'y', sizeof(huge) - 1);

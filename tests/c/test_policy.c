@@ -452,8 +452,8 @@ static void test_patterns(void)
     static const struct {
         const char *id, *line;
     } runaway[] = {
-        {"find", "pat.lua:3: "},   {"method", "pat.lua:4: "}, {"match", "pat.lua:5: "},
-        {"gsub", "pat.lua:7: "},   {"gmatch", "pat.lua:8: "}, {"pcall", "pat.lua:"},
+        {"find", "pat.lua:3: "},      {"method", "pat.lua:4: "}, {"match", "pat.lua:5: "},
+        {"gsub", "pat.lua:7: "},      {"gmatch", "pat.lua:8: "}, {"pcall", "pat.lua:"},
         {"pcall_method", "pat.lua:"},
     };
     res_t r;
