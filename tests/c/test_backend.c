@@ -25,20 +25,7 @@
 #include "backend.h"
 #include "log.h"
 #include "util.h"
-
-/* ------------------------------------------------------------------------ */
-/* Checks                                                                   */
-/* ------------------------------------------------------------------------ */
-
-static bool cur_failed;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "  FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                      \
-            cur_failed = true;                                                                     \
-        }                                                                                          \
-    } while (0)
+#include "check.h"
 
 /* ------------------------------------------------------------------------ */
 /* redis-server processes                                                   */
@@ -238,6 +225,14 @@ static int start_backend(const char *url, long timeout_ms)
     return rc;
 }
 
+/* A fresh loop and backend on url (timeout_ms), waited for until up. */
+static void start_up(const char *url, long timeout_ms)
+{
+    loop_begin();
+    CHECK(start_backend(url, timeout_ms) == 0);
+    CHECK(wait_until(is_up, NULL, 3000));
+}
+
 /* ------------------------------------------------------------------------ */
 /* Callback recorder                                                        */
 /* ------------------------------------------------------------------------ */
@@ -313,6 +308,14 @@ static bool roundtrip(struct rec *x, const char *fmt, const char *a1, const char
 
 static int main_port;
 static pid_t main_pid;
+
+/* start_up() on the shared Redis. */
+static void start_main_up(long timeout_ms)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", main_port);
+    start_up(url, timeout_ms);
+}
 
 /* ------------------------------------------------------------------------ */
 /* Tests                                                                    */
@@ -463,11 +466,7 @@ static void test_down_at_start(void)
 
 static void test_roundtrip(void)
 {
-    char url[128];
-    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", main_port);
-    loop_begin();
-    CHECK(start_backend(url, 1000) == 0);
-    CHECK(wait_until(is_up, NULL, 3000));
+    start_main_up(1000);
     uint64_t err0 = backend_errors_total();
 
     struct rec set = {0}, get = {0}, miss = {0}, bset = {0}, bget = {0};
@@ -500,11 +499,7 @@ static void test_roundtrip(void)
 /* -ERR replies reach the callback as replies; they are not backend errors. */
 static void test_reply_errors(void)
 {
-    char url[128];
-    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", main_port);
-    loop_begin();
-    CHECK(start_backend(url, 1000) == 0);
-    CHECK(wait_until(is_up, NULL, 3000));
+    start_main_up(1000);
     uint64_t err0 = backend_errors_total();
     struct rec r;
     CHECK(roundtrip(&r, "SET %s %s", "re:str", "notanumber"));
@@ -522,11 +517,7 @@ static void test_reply_errors(void)
 static void test_pipeline(void)
 {
     enum { N = 1000 };
-    char url[128];
-    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", main_port);
-    loop_begin();
-    CHECK(start_backend(url, 1000) == 0);
-    CHECK(wait_until(is_up, NULL, 3000));
+    start_main_up(1000);
     struct rec d;
     CHECK(roundtrip(&d, "DEL %s", "pl:ctr", NULL));
 
@@ -560,11 +551,7 @@ static void test_pipeline(void)
  * dropped and the backend reconnects by itself once Redis answers again. */
 static void test_timeout(void)
 {
-    char url[128];
-    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", main_port);
-    loop_begin();
-    CHECK(start_backend(url, 300) == 0);
-    CHECK(wait_until(is_up, NULL, 3000));
+    start_main_up(300);
     uint64_t err0 = backend_errors_total(), out0 = backend_outages_total();
 
     struct rec p, g = {0}, g2 = {0};
@@ -601,11 +588,7 @@ static void test_timeout(void)
  * timeout), the backend is down, and comes back when Redis restarts. */
 static void test_kill_restart(void)
 {
-    char url[128];
-    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", main_port);
-    loop_begin();
-    CHECK(start_backend(url, 5000) == 0);
-    CHECK(wait_until(is_up, NULL, 3000));
+    start_main_up(5000);
     uint64_t err0 = backend_errors_total(), out0 = backend_outages_total();
 
     struct rec b = {0}, g = {0};
@@ -654,9 +637,7 @@ static void test_auth_select(void)
 
     /* unix socket, password and db as options */
     snprintf(url, sizeof(url), "unix:%s?password=s3cret&db=2", sock);
-    loop_begin();
-    CHECK(start_backend(url, 1000) == 0);
-    CHECK(wait_until(is_up, NULL, 3000));
+    start_up(url, 1000);
     CHECK(roundtrip(&r, "CLIENT LIST", NULL, NULL));
     CHECK(r.type == REDIS_REPLY_STRING && strstr(r.str, " db=2 ") != NULL);
     CHECK(roundtrip(&r, "SET %s %s", "as:k", "in-db-2"));
@@ -665,18 +646,14 @@ static void test_auth_select(void)
 
     /* TCP, AUTH user password (Redis 6+: the "default" user), SELECT 2 */
     snprintf(url, sizeof(url), "redis://default:s3cret@127.0.0.1:%d/2", port);
-    loop_begin();
-    CHECK(start_backend(url, 1000) == 0);
-    CHECK(wait_until(is_up, NULL, 3000));
+    start_up(url, 1000);
     CHECK(roundtrip(&r, "GET %s", "as:k", NULL));
     CHECK(r.type == REDIS_REPLY_STRING && strcmp(r.str, "in-db-2") == 0);
     CHECK(loop_end() == 0);
 
     /* unix:/// form, escaped password, db 0: the key is not there */
     snprintf(url, sizeof(url), "unix://%s?password=s3c%%72et", sock);
-    loop_begin();
-    CHECK(start_backend(url, 1000) == 0);
-    CHECK(wait_until(is_up, NULL, 3000));
+    start_up(url, 1000);
     CHECK(roundtrip(&r, "GET %s", "as:k", NULL));
     CHECK(r.type == REDIS_REPLY_NIL);
     CHECK(loop_end() == 0);
@@ -703,11 +680,7 @@ static void test_auth_select(void)
  * right away; closing is not counted as an error. */
 static void test_close_inflight(void)
 {
-    char url[128];
-    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", main_port);
-    loop_begin();
-    CHECK(start_backend(url, 5000) == 0);
-    CHECK(wait_until(is_up, NULL, 3000));
+    start_main_up(5000);
     uint64_t err0 = backend_errors_total();
     struct rec rs[4] = {{0}};
     rs[0].try_cmd = true;
@@ -733,11 +706,7 @@ static void test_close_inflight(void)
  * until the callback returns; the rest still get NULL exactly once. */
 static void test_close_in_callback(void)
 {
-    char url[128];
-    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", main_port);
-    loop_begin();
-    CHECK(start_backend(url, 5000) == 0);
-    CHECK(wait_until(is_up, NULL, 3000));
+    start_main_up(5000);
     struct rec rs[3] = {{0}};
     rs[0].close_in_cb = true;
     rs[1].try_cmd = true;
@@ -952,12 +921,58 @@ static long long ext_cmd_calls(redisContext *c, const char *cmd)
 
 #define CHAN "lc:test:inv"
 
+/* A fresh loop and backend on url (timeout_ms), subscribed to chan. */
+static void start_subscribed(const char *url, long timeout_ms, const char *chan)
+{
+    loop_begin();
+    CHECK(start_backend(url, timeout_ms) == 0);
+    CHECK(backend_subscribe(chan, msg_cb, resync_cb) == 0);
+}
+
+/* Payloads from..to-1 through backend_publish: how many were queued. */
+static int publish_payloads(int from, int to)
+{
+    char buf[256];
+    int queued = 0;
+    for (int i = from; i < to; i++) {
+        size_t len = make_payload(i, buf, sizeof(buf));
+        queued += backend_publish(CHAN, buf, len) == 0;
+    }
+    return queued;
+}
+
+/* Payloads from..to-1 published by the plain client: how many reached a
+ * subscriber. */
+static int ext_publish_payloads(redisContext *c, int from, int to)
+{
+    char buf[256];
+    int receivers = 0;
+    for (int i = from; i < to; i++) {
+        size_t len = make_payload(i, buf, sizeof(buf));
+        receivers += ext_int(c, "PUBLISH %s %b", CHAN, buf, len) == 1;
+    }
+    return receivers;
+}
+
+/* How many of payloads from..to-1 arrived exactly, payload i as message
+ * i + shift. */
+static int payloads_arrived(int from, int to, int shift)
+{
+    char buf[256];
+    int exact = 0;
+    for (int i = from; i < to; i++) {
+        size_t len = make_payload(i, buf, sizeof(buf));
+        exact += msg_is(i + shift, buf, len);
+    }
+    return exact;
+}
+
 /* 100 messages through backend_publish arrive once each, in order, with
  * their exact bytes; resync runs once, for the first subscribe. */
 static void test_pubsub_basic(void)
 {
     enum { N = 100 };
-    char url[128], buf[256];
+    char url[128];
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d", main_port);
     msgs_reset();
     loop_begin();
@@ -973,23 +988,14 @@ static void test_pubsub_basic(void)
     CHECK(msgs.resyncs == 1 && msgs.subscribed_in_resync);
 
     uint64_t t0 = mono_ms();
-    int queued = 0;
-    for (int i = 0; i < N; i++) {
-        size_t len = make_payload(i, buf, sizeof(buf));
-        queued += backend_publish(CHAN, buf, len) == 0;
-    }
+    int queued = publish_payloads(0, N);
     CHECK(queued == N);
     int want = N;
     CHECK(wait_until(msgs_at_least, &want, 3000));
     CHECK(msgs.last_at_ms - t0 < 1000);
     run_for(100); /* a duplicate would show up now */
     CHECK(msgs.n == N);
-    int exact = 0;
-    for (int i = 0; i < N; i++) {
-        size_t len = make_payload(i, buf, sizeof(buf));
-        exact += msg_is(i, buf, len);
-    }
-    CHECK(exact == N);
+    CHECK(payloads_arrived(0, N, 0) == N);
     CHECK(msgs.resyncs == 1);
     CHECK(backend_subscriber_outages_total() == 0);
     CHECK(backend_subscribed());
@@ -1004,12 +1010,10 @@ static void test_pubsub_basic(void)
  * delivering anything twice or calling resync again. */
 static void test_pubsub_external(void)
 {
-    char url[128], buf[256];
+    char url[128];
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d", main_port);
     msgs_reset();
-    loop_begin();
-    CHECK(start_backend(url, 1000) == 0);
-    CHECK(backend_subscribe(CHAN, msg_cb, resync_cb) == 0);
+    start_subscribed(url, 1000, CHAN);
     CHECK(wait_until(is_subscribed, NULL, 3000));
     CHECK(msgs.resyncs == 1);
 
@@ -1021,23 +1025,14 @@ static void test_pubsub_external(void)
     char *big = xmalloc(biglen);
     for (size_t i = 0; i < biglen; i++)
         big[i] = (char)(i * 31 + (i >> 8));
-    int receivers = 0;
-    for (int i = 0; i < 10; i++) {
-        size_t len = make_payload(i, buf, sizeof(buf));
-        receivers += ext_int(c, "PUBLISH %s %b", CHAN, buf, len) == 1;
-    }
+    int receivers = ext_publish_payloads(c, 0, 10);
     receivers += ext_int(c, "PUBLISH %s %b", CHAN, big, biglen) == 1;
     CHECK(receivers == 11);
     int want = 11;
     CHECK(wait_until(msgs_at_least, &want, 3000));
     run_for(100);
     CHECK(msgs.n == 11);
-    int exact = 0;
-    for (int i = 0; i < 10; i++) {
-        size_t len = make_payload(i, buf, sizeof(buf));
-        exact += msg_is(i, buf, len);
-    }
-    CHECK(exact == 10);
+    CHECK(payloads_arrived(0, 10, 0) == 10);
     CHECK(msg_is(10, big, biglen));
 
     /* Idle for 2.5 s: two or more probes go out and are answered. */
@@ -1067,12 +1062,10 @@ static void test_pubsub_external(void)
  * and messages published after the restart arrive, from us and others. */
 static void test_pubsub_kill_restart(void)
 {
-    char url[128], buf[256];
+    char url[128];
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d", main_port);
     msgs_reset();
-    loop_begin();
-    CHECK(start_backend(url, 1000) == 0);
-    CHECK(backend_subscribe(CHAN, msg_cb, resync_cb) == 0);
+    start_subscribed(url, 1000, CHAN);
     CHECK(wait_until(is_up_and_subscribed, NULL, 3000));
     CHECK(msgs.resyncs == 1);
     CHECK(backend_publish(CHAN, "before", 6) == 0);
@@ -1097,31 +1090,19 @@ static void test_pubsub_kill_restart(void)
     CHECK(backend_subscriber_outages_total() == 1);
     CHECK(msgs.n == 1);
 
-    for (int i = 0; i < 5; i++) {
-        size_t len = make_payload(i, buf, sizeof(buf));
-        CHECK(backend_publish(CHAN, buf, len) == 0);
-    }
+    CHECK(publish_payloads(0, 5) == 5);
     want = 6;
     CHECK(wait_until(msgs_at_least, &want, 3000));
     redisContext *c = ext_connect(main_port, NULL);
     CHECK(c != NULL);
-    int receivers = 0;
-    for (int i = 5; i < 10; i++) {
-        size_t len = make_payload(i, buf, sizeof(buf));
-        receivers += ext_int(c, "PUBLISH %s %b", CHAN, buf, len) == 1;
-    }
+    int receivers = ext_publish_payloads(c, 5, 10);
     CHECK(receivers == 5);
     want = 11;
     CHECK(wait_until(msgs_at_least, &want, 3000));
     run_for(100);
     CHECK(msgs.n == 11);
     CHECK(msg_is(0, "before", 6));
-    int exact = 0;
-    for (int i = 0; i < 10; i++) {
-        size_t len = make_payload(i, buf, sizeof(buf));
-        exact += msg_is(i + 1, buf, len);
-    }
-    CHECK(exact == 10);
+    CHECK(payloads_arrived(0, 10, 1) == 10);
     CHECK(msgs.resyncs == 2);
     if (c) redisFree(c);
     CHECK(loop_end() == 0);
@@ -1138,9 +1119,7 @@ static void test_pubsub_stall(void)
     pid_t pid = redis_start(port, NULL, NULL);
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
     msgs_reset();
-    loop_begin();
-    CHECK(start_backend(url, 300) == 0);
-    CHECK(backend_subscribe(CHAN, msg_cb, resync_cb) == 0);
+    start_subscribed(url, 300, CHAN);
     CHECK(wait_until(is_up_and_subscribed, NULL, 3000));
     CHECK(msgs.resyncs == 1);
 
@@ -1192,9 +1171,7 @@ static void test_pubsub_auth(void)
     /* unix socket, password, db 2 */
     msgs_reset();
     snprintf(url, sizeof(url), "unix:%s?password=s3cret&db=2", sock);
-    loop_begin();
-    CHECK(start_backend(url, 1000) == 0);
-    CHECK(backend_subscribe(CHAN, msg_cb, resync_cb) == 0);
+    start_subscribed(url, 1000, CHAN);
     CHECK(wait_until(is_up_and_subscribed, NULL, 3000));
     CHECK(ext_int(c, "PUBLISH %s %b", CHAN, "auth\0ok", 7) == 1);
     int want = 1;
@@ -1205,9 +1182,7 @@ static void test_pubsub_auth(void)
     /* wrong password: neither link comes up */
     msgs_reset();
     snprintf(url, sizeof(url), "redis://:wrong@127.0.0.1:%d", port);
-    loop_begin();
-    CHECK(start_backend(url, 1000) == 0);
-    CHECK(backend_subscribe(CHAN, msg_cb, resync_cb) == 0);
+    start_subscribed(url, 1000, CHAN);
     CHECK(!wait_until(is_subscribed, NULL, 400));
     CHECK(backend_subscriber_outages_total() == 1);
     CHECK(msgs.resyncs == 0);
@@ -1216,9 +1191,7 @@ static void test_pubsub_auth(void)
     /* ACL user without the channel: SUBSCRIBE gets -NOPERM */
     msgs_reset();
     snprintf(url, sizeof(url), "redis://lim:pw@127.0.0.1:%d", port);
-    loop_begin();
-    CHECK(start_backend(url, 1000) == 0);
-    CHECK(backend_subscribe("no:chan", msg_cb, resync_cb) == 0);
+    start_subscribed(url, 1000, "no:chan");
     CHECK(wait_until(is_up, NULL, 3000));
     CHECK(!wait_until(is_subscribed, NULL, 500));
     CHECK(backend_subscriber_outages_total() == 1);
@@ -1231,9 +1204,7 @@ static void test_pubsub_auth(void)
 
     /* the same user on a channel it may use */
     msgs_reset();
-    loop_begin();
-    CHECK(start_backend(url, 1000) == 0);
-    CHECK(backend_subscribe("ok:chan", msg_cb, resync_cb) == 0);
+    start_subscribed(url, 1000, "ok:chan");
     CHECK(wait_until(is_up_and_subscribed, NULL, 3000));
     CHECK(backend_publish("ok:chan", "fine", 4) == 0);
     CHECK(wait_until(msgs_at_least, &want, 3000));
@@ -1255,9 +1226,7 @@ static void test_pubsub_close(void)
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d", main_port);
 
     msgs_reset(); /* close inside on_msg, three messages in one read */
-    loop_begin();
-    CHECK(start_backend(url, 1000) == 0);
-    CHECK(backend_subscribe(CHAN, msg_cb, resync_cb) == 0);
+    start_subscribed(url, 1000, CHAN);
     CHECK(wait_until(is_up_and_subscribed, NULL, 3000));
     msgs.close_in_msg = true;
     redisContext *c = ext_connect(main_port, NULL);
@@ -1285,9 +1254,7 @@ static void test_pubsub_close(void)
 
     msgs_reset(); /* close inside on_resync */
     msgs.close_in_resync = true;
-    loop_begin();
-    CHECK(start_backend(url, 1000) == 0);
-    CHECK(backend_subscribe(CHAN, msg_cb, resync_cb) == 0);
+    start_subscribed(url, 1000, CHAN);
     CHECK(!backend_subscribed());
     uint64_t end = mono_ms() + 3000;
     while (msgs.resyncs == 0 && mono_ms() < end)
@@ -1297,31 +1264,23 @@ static void test_pubsub_close(void)
     CHECK(loop_end() == 0);
 
     msgs_reset(); /* close while connecting */
-    loop_begin();
-    CHECK(start_backend(url, 1000) == 0);
-    CHECK(backend_subscribe(CHAN, msg_cb, resync_cb) == 0);
+    start_subscribed(url, 1000, CHAN);
     CHECK(loop_end() == 0);
 
     msgs_reset(); /* close while the subscription is being confirmed */
-    loop_begin();
-    CHECK(start_backend(url, 1000) == 0);
-    CHECK(backend_subscribe(CHAN, msg_cb, resync_cb) == 0);
+    start_subscribed(url, 1000, CHAN);
     CHECK(wait_until(is_up, NULL, 3000)); /* the subscriber is about as far */
     CHECK(loop_end() == 0);
 
     msgs_reset(); /* close while backing off; a new backend_init may subscribe again */
     char bad[128];
     snprintf(bad, sizeof(bad), "unix:%s/nonexistent.sock", tmpdir);
-    loop_begin();
-    CHECK(start_backend(bad, 1000) == 0);
-    CHECK(backend_subscribe(CHAN, msg_cb, resync_cb) == 0);
+    start_subscribed(bad, 1000, CHAN);
     CHECK(backend_subscriber_outages_total() == 1);
     run_for(150);
     CHECK(backend_subscriber_outages_total() == 1);
     CHECK(loop_end() == 0);
-    loop_begin();
-    CHECK(start_backend(url, 1000) == 0);
-    CHECK(backend_subscribe(CHAN, msg_cb, resync_cb) == 0);
+    start_subscribed(url, 1000, CHAN);
     CHECK(wait_until(is_subscribed, NULL, 3000));
     CHECK(backend_subscriber_outages_total() == 0);
     CHECK(loop_end() == 0);
@@ -1365,7 +1324,6 @@ int main(int argc, char **argv)
     }
     atexit(kill_all_redis);
 
-    int passed = 0, failed = 0;
     for (size_t i = 0; i < LC_ARRAY_LEN(tests); i++) {
         bool needs_main = i >= 3; /* down_at_start starts the shared Redis */
         if (argc > 1 && strcmp(argv[1], tests[i].name) != 0) continue;
@@ -1374,21 +1332,17 @@ int main(int argc, char **argv)
             main_pid = redis_start(main_port, NULL, NULL);
         }
         fprintf(stderr, "-- %s\n", tests[i].name);
-        cur_failed = false;
+        test_failed = 0;
         tests[i].fn();
-        if (cur_failed)
-            failed++;
-        else
-            passed++;
+        check_end_test();
     }
     kill_all_redis();
     char cmd[128];
-    if (failed == 0) {
+    if (tests_failed == 0) {
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
         if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
     } else {
         fprintf(stderr, "redis logs kept in %s\n", tmpdir);
     }
-    printf("backend: %d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return check_summary("backend");
 }

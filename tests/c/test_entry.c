@@ -3,22 +3,7 @@
 #include <string.h>
 
 #include "entry.h"
-
-static int passed, failed;
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
-            failed++;                                                                              \
-            return;                                                                                \
-        }                                                                                          \
-    } while (0)
-#define RUN(t)                                                                                     \
-    do {                                                                                           \
-        int before = failed;                                                                       \
-        t();                                                                                       \
-        if (failed == before) passed++;                                                            \
-    } while (0)
+#include "check.h"
 
 static void test_roundtrip_binary(void)
 {
@@ -36,11 +21,11 @@ static void test_roundtrip_binary(void)
     buf_t b = {0};
     entry_encode(&b, &e);
     entry_t d;
-    CHECK(entry_decode(b.data, b.len, &d) == 0);
-    CHECK(d.kind == ENTRY_VALUE && d.version == 7 && d.gen == 3);
-    CHECK(d.fresh_until == 1700000000123 && d.stale_until == 1700000060123);
-    CHECK(d.error_until == 1700000600123 && d.fetch_ms == 42 && d.stored_at == 1699999999000);
-    CHECK(d.len == sizeof(value) - 1 && memcmp(d.value, value, d.len) == 0);
+    REQUIRE(entry_decode(b.data, b.len, &d) == 0);
+    REQUIRE(d.kind == ENTRY_VALUE && d.version == 7 && d.gen == 3);
+    REQUIRE(d.fresh_until == 1700000000123 && d.stale_until == 1700000060123);
+    REQUIRE(d.error_until == 1700000600123 && d.fetch_ms == 42 && d.stored_at == 1699999999000);
+    REQUIRE(d.len == sizeof(value) - 1 && memcmp(d.value, value, d.len) == 0);
     buf_free(&b);
 }
 
@@ -54,8 +39,8 @@ static void test_negative_and_error(void)
     buf_t b = {0};
     entry_encode(&b, &e);
     entry_t d;
-    CHECK(entry_decode(b.data, b.len, &d) == 0 && d.kind == ENTRY_NEGATIVE && d.len == 0);
-    CHECK(memcmp(b.data, "LC1 n 1 0 10 10 10 0 0\n", b.len) == 0);
+    REQUIRE(entry_decode(b.data, b.len, &d) == 0 && d.kind == ENTRY_NEGATIVE && d.len == 0);
+    REQUIRE(memcmp(b.data, "LC1 n 1 0 10 10 10 0 0\n", b.len) == 0);
     buf_free(&b);
 }
 
@@ -72,49 +57,49 @@ static void test_decode_rejects_garbage(void)
                          "LC1 v 1 0 1 1 1 0 0",
                          "LC1 v 99999999999999999999 0 1 1 1 0 0\n"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        CHECK(entry_decode(bad[i], strlen(bad[i]), &d) == -1);
+        REQUIRE(entry_decode(bad[i], strlen(bad[i]), &d) == -1);
 }
 
 static void test_states(void)
 {
     entry_t e = {
         .kind = ENTRY_VALUE, .fresh_until = 1000, .stale_until = 2000, .error_until = 5000};
-    CHECK(entry_state(&e, 999) == STATE_FRESH);
-    CHECK(entry_state(&e, 1000) == STATE_STALE);
-    CHECK(entry_state(&e, 1999) == STATE_STALE);
-    CHECK(entry_state(&e, 2000) == STATE_STALE_ERR);
-    CHECK(entry_state(&e, 5000) == STATE_EXPIRED);
-    CHECK(entry_redis_ttl_ms(&e, 1000) == 4000);
-    CHECK(entry_redis_ttl_ms(&e, 9000) == 1);
+    REQUIRE(entry_state(&e, 999) == STATE_FRESH);
+    REQUIRE(entry_state(&e, 1000) == STATE_STALE);
+    REQUIRE(entry_state(&e, 1999) == STATE_STALE);
+    REQUIRE(entry_state(&e, 2000) == STATE_STALE_ERR);
+    REQUIRE(entry_state(&e, 5000) == STATE_EXPIRED);
+    REQUIRE(entry_redis_ttl_ms(&e, 1000) == 4000);
+    REQUIRE(entry_redis_ttl_ms(&e, 9000) == 1);
 }
 
 static void test_jitter(void)
 {
-    CHECK(ttl_jittered_ms(600, 0, 0.3) == 600000);
-    CHECK(ttl_jittered_ms(600, 0.1, 0.0) == 540000);
-    CHECK(ttl_jittered_ms(600, 0.1, 0.5) == 600000);
-    CHECK(ttl_jittered_ms(600, 0.1, 0.999999) >= 659999);
-    CHECK(ttl_jittered_ms(600, 5, 0.0) == 0); /* jitter clamped to 1 */
-    CHECK(ttl_jittered_ms(0, 0.1, 0.9) == 0);
-    CHECK(ttl_jittered_ms(-5, 0.1, 0.9) == 0);
-    CHECK(ttl_jittered_ms(1e300, 0, 0.5) == 1000000000000000LL);
-    CHECK(ttl_jittered_ms(0.0015, 0, 0.5) == 2); /* rounds, not truncates */
+    REQUIRE(ttl_jittered_ms(600, 0, 0.3) == 600000);
+    REQUIRE(ttl_jittered_ms(600, 0.1, 0.0) == 540000);
+    REQUIRE(ttl_jittered_ms(600, 0.1, 0.5) == 600000);
+    REQUIRE(ttl_jittered_ms(600, 0.1, 0.999999) >= 659999);
+    REQUIRE(ttl_jittered_ms(600, 5, 0.0) == 0); /* jitter clamped to 1 */
+    REQUIRE(ttl_jittered_ms(0, 0.1, 0.9) == 0);
+    REQUIRE(ttl_jittered_ms(-5, 0.1, 0.9) == 0);
+    REQUIRE(ttl_jittered_ms(1e300, 0, 0.5) == 1000000000000000LL);
+    REQUIRE(ttl_jittered_ms(0.0015, 0, 0.5) == 2); /* rounds, not truncates */
 }
 
 static void test_xfetch(void)
 {
     /* beta 0 or no fetch time recorded: never early */
-    CHECK(!xfetch_should_refresh(999, 1000, 100, 0, 0.01));
-    CHECK(!xfetch_should_refresh(999, 1000, 0, 1, 0.01));
+    REQUIRE(!xfetch_should_refresh(999, 1000, 100, 0, 0.01));
+    REQUIRE(!xfetch_should_refresh(999, 1000, 0, 1, 0.01));
     /* past expiry: always */
-    CHECK(xfetch_should_refresh(1000, 1000, 100, 1, 1.0));
+    REQUIRE(xfetch_should_refresh(1000, 1000, 100, 1, 1.0));
     /* u = 1 means no head start */
-    CHECK(!xfetch_should_refresh(999, 1000, 100, 1, 1.0));
+    REQUIRE(!xfetch_should_refresh(999, 1000, 100, 1, 1.0));
     /* -100 * ln(0.5) = 69.3 ms head start */
-    CHECK(xfetch_should_refresh(931, 1000, 100, 1, 0.5));
-    CHECK(!xfetch_should_refresh(930, 1000, 100, 1, 0.5));
+    REQUIRE(xfetch_should_refresh(931, 1000, 100, 1, 0.5));
+    REQUIRE(!xfetch_should_refresh(930, 1000, 100, 1, 0.5));
     /* larger beta starts earlier */
-    CHECK(xfetch_should_refresh(862, 1000, 100, 2, 0.5));
+    REQUIRE(xfetch_should_refresh(862, 1000, 100, 2, 0.5));
 }
 
 int main(void)
@@ -125,6 +110,5 @@ int main(void)
     RUN(test_states);
     RUN(test_jitter);
     RUN(test_xfetch);
-    printf("entry: %d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return check_summary("entry");
 }

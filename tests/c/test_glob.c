@@ -4,17 +4,16 @@
 #include <string.h>
 
 #include "glob.h"
-
-static int passed, failed;
+#include "check.h"
 
 static void check(const char *pat, const char *s, size_t slen, bool want, int line)
 {
     bool got = glob_match(pat, strlen(pat), s, slen);
     if (got == want) {
-        passed++;
+        tests_passed++;
         return;
     }
-    failed++;
+    tests_failed++;
     fprintf(stderr, "%s:%d: glob_match(\"%s\", \"%.*s\") = %d, want %d\n", __FILE__, line, pat,
             (int)slen, s, got, want);
 }
@@ -103,9 +102,9 @@ static void test_escape_roundtrip(void)
               !glob_match(b.data, b.len, "prefix", 6) && glob_has_meta(raw, strlen(raw)) &&
               !glob_has_meta("lc", 2);
     if (ok)
-        passed++;
+        tests_passed++;
     else {
-        failed++;
+        tests_failed++;
         fprintf(stderr, "%s:%d: escape round trip failed: %.*s\n", __FILE__, __LINE__, (int)b.len,
                 b.data);
     }
@@ -120,6 +119,5 @@ int main(void)
     test_binary();
     test_long_no_blowup();
     test_escape_roundtrip();
-    printf("glob: %d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return check_summary("glob");
 }

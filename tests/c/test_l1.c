@@ -4,22 +4,7 @@
 
 #include "dict.h"
 #include "l1.h"
-
-static int passed, failed;
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
-            failed++;                                                                              \
-            return;                                                                                \
-        }                                                                                          \
-    } while (0)
-#define RUN(t)                                                                                     \
-    do {                                                                                           \
-        int before = failed;                                                                       \
-        t();                                                                                       \
-        if (failed == before) passed++;                                                            \
-    } while (0)
+#include "check.h"
 
 static entry_t value_entry(const char *v)
 {
@@ -45,30 +30,30 @@ static void test_dict(void)
     char key[32];
     for (int i = 0; i < 5000; i++) {
         int n = binkey(key, sizeof(key), i); /* binary keys */
-        CHECK(dict_set(&d, key, (size_t)n, &vals[i]) == NULL);
+        REQUIRE(dict_set(&d, key, (size_t)n, &vals[i]) == NULL);
     }
-    CHECK(d.count == 5000);
+    REQUIRE(d.count == 5000);
     for (int i = 0; i < 5000; i++) {
         int n = binkey(key, sizeof(key), i);
-        CHECK(dict_get(&d, key, (size_t)n) == &vals[i]);
+        REQUIRE(dict_get(&d, key, (size_t)n) == &vals[i]);
     }
-    CHECK(dict_get(&d, "k", 1) == NULL);
-    CHECK(dict_set(&d,
-                   "k\0"
-                   "7",
-                   3, &vals[1]) == &vals[7]); /* replace returns old */
-    CHECK(dict_del(&d,
-                   "k\0"
-                   "7",
-                   3) == &vals[1]);
-    CHECK(dict_del(&d,
-                   "k\0"
-                   "7",
-                   3) == NULL);
+    REQUIRE(dict_get(&d, "k", 1) == NULL);
+    REQUIRE(dict_set(&d,
+                     "k\0"
+                     "7",
+                     3, &vals[1]) == &vals[7]); /* replace returns old */
+    REQUIRE(dict_del(&d,
+                     "k\0"
+                     "7",
+                     3) == &vals[1]);
+    REQUIRE(dict_del(&d,
+                     "k\0"
+                     "7",
+                     3) == NULL);
     size_t i, seen = 0;
     for (dict_entry_t *e = dict_first(&d, &i); e; e = dict_next(&d, &i, e))
         seen++;
-    CHECK(seen == 4999);
+    REQUIRE(seen == 4999);
     dict_free(&d);
 }
 
@@ -77,18 +62,18 @@ static void test_get_put_expire(void)
     l1_init(1 << 20);
     entry_t e = value_entry("hello"), out;
     l1_put("ns:a", 4, &e, 100);
-    CHECK(l1_get("ns:a", 4, 99, false, &out));
-    CHECK(out.len == 5 && memcmp(out.value, "hello", 5) == 0 && out.fresh_until == 1000);
-    CHECK(l1_get("ns:a", 4, 150, true, &out));   /* Redis down: served past l1 expiry */
-    CHECK(!l1_get("ns:a", 4, 100, false, &out)); /* expired: dropped */
-    CHECK(l1_entries() == 0 && l1_bytes() == 0);
+    REQUIRE(l1_get("ns:a", 4, 99, false, &out));
+    REQUIRE(out.len == 5 && memcmp(out.value, "hello", 5) == 0 && out.fresh_until == 1000);
+    REQUIRE(l1_get("ns:a", 4, 150, true, &out));   /* Redis down: served past l1 expiry */
+    REQUIRE(!l1_get("ns:a", 4, 100, false, &out)); /* expired: dropped */
+    REQUIRE(l1_entries() == 0 && l1_bytes() == 0);
     l1_put("ns:a", 4, &e, 100);
     entry_t e2 = value_entry("world!");
     l1_put("ns:a", 4, &e2, 200); /* replace */
-    CHECK(l1_entries() == 1);
-    CHECK(l1_get("ns:a", 4, 150, false, &out) && out.len == 6);
+    REQUIRE(l1_entries() == 1);
+    REQUIRE(l1_get("ns:a", 4, 150, false, &out) && out.len == 6);
     l1_del("ns:a", 4);
-    CHECK(!l1_get("ns:a", 4, 0, false, &out) && l1_entries() == 0);
+    REQUIRE(!l1_get("ns:a", 4, 0, false, &out) && l1_entries() == 0);
     l1_close();
 }
 
@@ -103,19 +88,19 @@ static void test_eviction_oldest_first(void)
     for (int i = 0; i < 100; i++) {
         int n = snprintf(key, sizeof(key), "k%d", i);
         l1_put(key, (size_t)n, &e, 1000);
-        CHECK(l1_bytes() <= 64 * 1024);
+        REQUIRE(l1_bytes() <= 64 * 1024);
     }
-    CHECK(l1_entries() < 100 && l1_entries() > 10);
-    CHECK(!l1_get("k0", 2, 0, false, &out)); /* oldest went first */
-    CHECK(l1_get("k99", 3, 0, false, &out)); /* newest stays */
+    REQUIRE(l1_entries() < 100 && l1_entries() > 10);
+    REQUIRE(!l1_get("k0", 2, 0, false, &out)); /* oldest went first */
+    REQUIRE(l1_get("k99", 3, 0, false, &out)); /* newest stays */
     /* an item over 1/8 of the tier is not cached at all */
     static char huge[10000];
     memset(huge, 'y', sizeof(huge) - 1);
     entry_t h = value_entry(huge);
     l1_put("huge", 4, &h, 1000);
-    CHECK(!l1_get("huge", 4, 0, false, &out));
+    REQUIRE(!l1_get("huge", 4, 0, false, &out));
     l1_clear();
-    CHECK(l1_entries() == 0 && l1_bytes() == 0);
+    REQUIRE(l1_entries() == 0 && l1_bytes() == 0);
     l1_close();
 }
 
@@ -124,8 +109,8 @@ static void test_negative_entry(void)
     l1_init(1 << 20);
     entry_t n = {.kind = ENTRY_NEGATIVE, .version = 3, .fresh_until = 50}, out;
     l1_put("ns:missing", 10, &n, 40);
-    CHECK(l1_get("ns:missing", 10, 0, false, &out));
-    CHECK(out.kind == ENTRY_NEGATIVE && out.len == 0 && out.version == 3);
+    REQUIRE(l1_get("ns:missing", 10, 0, false, &out));
+    REQUIRE(out.kind == ENTRY_NEGATIVE && out.len == 0 && out.version == 3);
     l1_close();
 }
 
@@ -139,11 +124,11 @@ static void test_del_matching(void)
     l1_put("lc:{uw:50:1}", 12, &e, 1000);
     l1_put("lc:{w:5:1}", 10, &e, 1000);
     l1_del_matching("lc:{uw:5:*}", 11);
-    CHECK(!l1_get("lc:{uw:5:1}", 11, 0, false, &out));
-    CHECK(!l1_get("lc:{uw:5:2}", 11, 0, false, &out));
-    CHECK(l1_get("lc:{uw:50:1}", 12, 0, false, &out));
-    CHECK(l1_get("lc:{w:5:1}", 10, 0, false, &out));
-    CHECK(l1_entries() == 2);
+    REQUIRE(!l1_get("lc:{uw:5:1}", 11, 0, false, &out));
+    REQUIRE(!l1_get("lc:{uw:5:2}", 11, 0, false, &out));
+    REQUIRE(l1_get("lc:{uw:50:1}", 12, 0, false, &out));
+    REQUIRE(l1_get("lc:{w:5:1}", 10, 0, false, &out));
+    REQUIRE(l1_entries() == 2);
     l1_close();
 }
 
@@ -154,6 +139,5 @@ int main(void)
     RUN(test_eviction_oldest_first);
     RUN(test_negative_entry);
     RUN(test_del_matching);
-    printf("l1: %d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return check_summary("l1");
 }

@@ -19,17 +19,7 @@
 #include <uv.h>
 
 #include "lua_pattern.h"
-
-static int checks_failed;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "    %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);           \
-            checks_failed++;                                                                       \
-            return;                                                                                \
-        }                                                                                          \
-    } while (0)
+#include "check.h"
 
 static double now_s(void)
 {
@@ -275,9 +265,9 @@ static void test_differential(void)
     lua_State *L = state_new(0);
     budget_reset(UINT64_MAX, 0);
     double t0 = now_s();
-    CHECK(run(L, "=harness", harness_lua) == 0);
-    CHECK(run(L, "=corpus", corpus_lua) == 0);
-    CHECK(run(L, "=random", random_lua) == 0);
+    REQUIRE(run(L, "=harness", harness_lua) == 0);
+    REQUIRE(run(L, "=corpus", corpus_lua) == 0);
+    REQUIRE(run(L, "=random", random_lua) == 0);
     lua_getglobal(L, "results");
     lua_call(L, 0, 2);
     long cases = (long)lua_tointeger(L, -2), fails = (long)lua_tointeger(L, -1);
@@ -285,9 +275,9 @@ static void test_differential(void)
     printf("    %ld cases compared with the stock library in %.2f s, %ld differ; "
            "%llu matcher steps counted\n",
            cases, now_s() - t0, fails, (unsigned long long)B.used);
-    CHECK(cases > 100000);
-    CHECK(fails == 0);
-    CHECK(B.used > 0 && B.finals > 0);
+    REQUIRE(cases > 100000);
+    REQUIRE(fails == 0);
+    REQUIRE(B.used > 0 && B.finals > 0);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -333,25 +323,25 @@ static void test_budget(void)
         if (i + 1 == sizeof(runaway) / sizeof(runaway[0])) {
             /* this budget does not trip for good (policy.c's does): the
              * loop survives, but each find stops at the budget */
-            CHECK(err && strstr(err, "exceeded the instruction budget"));
-            CHECK(took < 1.5);
+            REQUIRE(err && strstr(err, "exceeded the instruction budget"));
+            REQUIRE(took < 1.5);
             continue;
         }
-        CHECK(err != NULL);
+        REQUIRE(err != NULL);
         if (!strstr(err, "pattern matching exceeded the instruction budget")) {
             fprintf(stderr, "    %s: %s\n", runaway[i], err);
-            CHECK(0);
+            REQUIRE(0);
         }
-        CHECK(took < 1.5);
+        REQUIRE(took < 1.5);
     }
     /* By the clock: a budget too big to count out. */
     double took;
     const char *err = budgeted(L, "return ('a'):rep(200000):find('.-b')", UINT64_MAX, 0.2, &took);
-    CHECK(err && strstr(err, "pattern matching exceeded the time budget"));
-    CHECK(took >= 0.19 && took < 0.5);
+    REQUIRE(err && strstr(err, "pattern matching exceeded the time budget"));
+    REQUIRE(took >= 0.19 && took < 0.5);
     /* The message names the Lua line that called. */
     err = budgeted(L, "local s = ('a'):rep(5000)\nreturn s:find('.-.-b')", 100000, 0, &took);
-    CHECK(err && strstr(err, "[string \"local s = ('a'):rep(5000)...\"]:2: pattern matching"));
+    REQUIRE(err && strstr(err, "[string \"local s = ('a'):rep(5000)...\"]:2: pattern matching"));
     /* Ordinary patterns under a small budget are fine, and counted. */
     err = budgeted(L,
                    "local k, v = ('x=1, y=22'):match('(%w+)=(%w+)')\n"
@@ -363,30 +353,31 @@ static void test_budget(void)
                    "assert(string.find ~= stock.find)\n",
                    100000, 0, &took);
     if (err) fprintf(stderr, "    %s\n", err);
-    CHECK(err == NULL);
-    CHECK(B.used > 20 && B.used < 2000 && B.calls == B.finals);
+    REQUIRE(err == NULL);
+    REQUIRE(B.used > 20 && B.used < 2000 && B.calls == B.finals);
     /* Steps are a fair measure: a match of 1000 steps reports ~1000. */
     err = budgeted(L, "return ('a'):rep(999):find('^a*b')", UINT64_MAX, 0, &took);
-    CHECK(err == NULL);
+    REQUIRE(err == NULL);
     printf("    ('a'):rep(999):find('^a*b') counted %llu steps\n", (unsigned long long)B.used);
-    CHECK(B.used > 1000 && B.used < 10000);
+    REQUIRE(B.used > 1000 && B.used < 10000);
     lua_close(L);
 }
 
 /* How long a budget of steps lasts: the default policy budget is 100 M
- * instructions, meant to be well under the 1 s time limit. */
+ * instructions, meant to be well under the 1 s time limit. Printed, not
+ * asserted: a duration is a benchmark figure (and ASan multiplies it); the
+ * time bound itself is the deadline, which test_budget checks. */
 static void test_throughput(void)
 {
     lua_State *L = state_new(1);
     double took;
     const char *err =
         budgeted(L, "return string.find(string.rep('a', 2000), '.-.-.-.-b')", 100000000, 0, &took);
-    CHECK(err && strstr(err, "instruction budget"));
+    REQUIRE(err && strstr(err, "instruction budget"));
     printf("    100 M matcher steps of '.-.-.-.-b' took %.3f s\n", took);
     err = budgeted(L, "return ('a'):rep(200000):find('.-b')", 100000000, 0, &took);
-    CHECK(err && strstr(err, "instruction budget"));
+    REQUIRE(err && strstr(err, "instruction budget"));
     printf("    100 M matcher steps of '.-b' took %.3f s\n", took);
-    CHECK(took < 1.5);
     lua_close(L);
 }
 
@@ -400,15 +391,12 @@ int main(void)
         {"budget", test_budget},
         {"throughput", test_throughput},
     };
-    int passed = 0, failed = 0;
     for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-        checks_failed = 0;
+        test_failed = 0;
         double t0 = now_s();
         tests[i].fn();
-        bool ok = checks_failed == 0;
-        ok ? passed++ : failed++;
+        bool ok = check_end_test();
         printf("%s %s (%.2fs)\n", ok ? "ok  " : "FAIL", tests[i].name, now_s() - t0);
     }
-    printf("lua_pattern: %d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return check_summary("lua_pattern");
 }

@@ -20,16 +20,7 @@
 #include "metrics_http.h"
 #include "stats.h"
 #include "util.h"
-
-static int test_failed; /* the running test had a failing CHECK */
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
-            test_failed = 1;                                                                       \
-        }                                                                                          \
-    } while (0)
+#include "check.h"
 
 /* The text must contain want (whole lines: want starts after a newline or
  * at the start, and ends with one). */
@@ -927,21 +918,8 @@ static void test_http_port_in_use(void)
     http_down();
 }
 
-#define RUN(t)                                                                                     \
-    do {                                                                                           \
-        test_failed = 0;                                                                           \
-        t();                                                                                       \
-        if (test_failed) {                                                                         \
-            fprintf(stderr, "FAIL %s\n", #t);                                                      \
-            failed++;                                                                              \
-        } else {                                                                                   \
-            passed++;                                                                              \
-        }                                                                                          \
-    } while (0)
-
 int main(void)
 {
-    int passed = 0, failed = 0;
     RUN(test_format_double);
     RUN(test_escape_label);
     RUN(test_counters_exact);
@@ -956,6 +934,5 @@ int main(void)
     RUN(test_http_stop_mid_request);
     RUN(test_http_port_zero_is_off);
     RUN(test_http_port_in_use);
-    printf("metrics: %d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return check_summary("metrics");
 }

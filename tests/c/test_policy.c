@@ -30,6 +30,7 @@
 #include "policy.h"
 #include "util.h"
 #include "watch.h"
+#include "check.h"
 
 /* ------------------------------------------------------------------------ */
 /* Harness                                                                   */
@@ -38,18 +39,8 @@
 static uv_loop_t *loop;
 static char tmpdir[256];
 static char lua_path[512];
-static int checks_failed;
 static int http_port;
 static pid_t http_pid;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "    %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);           \
-            checks_failed++;                                                                       \
-            return;                                                                                \
-        }                                                                                          \
-    } while (0)
 
 #define CHECK_STR_HAS(s, sub)                                                                      \
     do {                                                                                           \
@@ -57,7 +48,7 @@ static pid_t http_pid;
         if (!s_ || !strstr(s_, (sub))) {                                                           \
             fprintf(stderr, "    %s:%d: expected \"%s\" in \"%s\"\n", __FILE__, __LINE__, (sub),   \
                     s_ ? s_ : "(null)");                                                           \
-            checks_failed++;                                                                       \
+            test_failed = 1;                                                                       \
             return;                                                                                \
         }                                                                                          \
     } while (0)
@@ -211,6 +202,24 @@ static void fetch_wait(const char *ns, const char *id, res_t *x, double seconds)
     run_until(&x->calls, 1, seconds);
 }
 
+/* With an instruction budget too big to count out and a 200 ms limit,
+ * fetching ns:1 fails after about 200 ms with an error that holds want. */
+static void fails_on_time(const char *ns, const char *want)
+{
+    engine_conf_t c = base_conf();
+    c.instr_budget = 1000000000000ULL;
+    c.time_limit_ms = 200;
+    REQUIRE(engine_up_conf(c) == 0);
+    res_t r;
+    double t0 = now_s();
+    fetch_wait(ns, "1", &r, 5);
+    double took = now_s() - t0;
+    REQUIRE(r.calls == 1 && r.kind == FETCH_ERROR);
+    CHECK_STR_HAS(r.error, want);
+    REQUIRE(took >= 0.19 && took < 0.5);
+    res_free(&r);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Tests                                                                     */
 /* ------------------------------------------------------------------------ */
@@ -228,25 +237,25 @@ static void test_load_fields(void)
                              "  warm = function() return {'1'} end,\n"
                              "}\n");
     write_file("plain.lua", "return { fetch = function(id) return id end }\n");
-    CHECK(engine_up() == 0);
-    CHECK(ns_count() == 2);
-    CHECK(strcmp(ns_at(0)->name, "plain") == 0 && strcmp(ns_at(1)->name, "widget") == 0);
+    REQUIRE(engine_up() == 0);
+    REQUIRE(ns_count() == 2);
+    REQUIRE(strcmp(ns_at(0)->name, "plain") == 0 && strcmp(ns_at(1)->name, "widget") == 0);
     ns_t *ns = ns_find("widget:42", 6);
-    CHECK(ns && ns->cur);
-    CHECK(ns_find("widge", 5) == NULL && ns_find("widgets", 7) == NULL);
-    CHECK(strcmp(ns->last_error, "") == 0);
-    CHECK(strlen(ns->sha1) == 40 && strcmp(ns->sha1, ns->cur->sha1) == 0);
-    CHECK(ns->stats.reloads_ok == 1);
+    REQUIRE(ns && ns->cur);
+    REQUIRE(ns_find("widge", 5) == NULL && ns_find("widgets", 7) == NULL);
+    REQUIRE(strcmp(ns->last_error, "") == 0);
+    REQUIRE(strlen(ns->sha1) == 40 && strcmp(ns->sha1, ns->cur->sha1) == 0);
+    REQUIRE(ns->stats.reloads_ok == 1);
     const policy_conf_t *c = &ns->cur->conf;
-    CHECK(c->ttl == 600 && !c->ttl_is_fn && c->ttl_jitter == 0.1 && c->negative_ttl == 30);
-    CHECK(c->stale_ttl == 120 && c->stale_if_error == 600 && c->error_ttl == 2);
-    CHECK(c->early_refresh == 1.0 && c->fetch_timeout == 5 && c->lock_timeout == 10);
-    CHECK(c->l1_ttl == 1 && c->version == 3 && c->warm_every == 300);
-    CHECK(c->has_on_event && c->has_warm);
+    REQUIRE(c->ttl == 600 && !c->ttl_is_fn && c->ttl_jitter == 0.1 && c->negative_ttl == 30);
+    REQUIRE(c->stale_ttl == 120 && c->stale_if_error == 600 && c->error_ttl == 2);
+    REQUIRE(c->early_refresh == 1.0 && c->fetch_timeout == 5 && c->lock_timeout == 10);
+    REQUIRE(c->l1_ttl == 1 && c->version == 3 && c->warm_every == 300);
+    REQUIRE(c->has_on_event && c->has_warm);
     const policy_conf_t *d = &ns_find("plain", 5)->cur->conf;
-    CHECK(d->ttl == 300 && d->ttl_jitter == 0 && d->negative_ttl == 0 && d->fetch_timeout == 5);
-    CHECK(d->lock_timeout == 10 && d->version == 1 && !d->has_on_event && !d->has_warm);
-    CHECK(ns->cur->mem_used > 0 && ns->cur->mem_used < ns->cur->mem_limit);
+    REQUIRE(d->ttl == 300 && d->ttl_jitter == 0 && d->negative_ttl == 0 && d->fetch_timeout == 5);
+    REQUIRE(d->lock_timeout == 10 && d->version == 1 && !d->has_on_event && !d->has_warm);
+    REQUIRE(ns->cur->mem_used > 0 && ns->cur->mem_used < ns->cur->mem_limit);
 }
 
 static void test_load_errors(void)
@@ -260,16 +269,16 @@ static void test_load_errors(void)
     write_file("bad name.lua", "return { fetch = function() end }\n");
     write_file("good.lua", "return { fetch = function(id) return id end }\n");
     int failed = engine_up();
-    CHECK(failed == 6);
+    REQUIRE(failed == 6);
     char want[700];
     ns_t *ns = ns_find("syntax", 6);
-    CHECK(ns && !ns->cur && ns->stats.reloads_error == 1);
+    REQUIRE(ns && !ns->cur && ns->stats.reloads_error == 1);
     snprintf(want, sizeof(want), "%s/syntax.lua:3:", tmpdir);
     CHECK_STR_HAS(ns->last_error, want);
     ns = ns_find("badfield", 8);
     snprintf(want, sizeof(want),
              "%s/badfield.lua:3: ttl must be a number >= 0 or a function (got string)", tmpdir);
-    CHECK(ns && strcmp(ns->last_error, want) == 0);
+    REQUIRE(ns && strcmp(ns->last_error, want) == 0);
     ns = ns_find("typo", 4);
     snprintf(want, sizeof(want), "%s/typo.lua:3: unknown field 'tll'", tmpdir);
     CHECK_STR_HAS(ns->last_error, want);
@@ -280,8 +289,8 @@ static void test_load_errors(void)
     ns = ns_find("runtime", 7);
     snprintf(want, sizeof(want), "%s/runtime.lua:2:", tmpdir);
     CHECK_STR_HAS(ns->last_error, want);
-    CHECK(ns_find("bad name", 8) == NULL);
-    CHECK(ns_find("good", 4)->cur != NULL);
+    REQUIRE(ns_find("bad name", 8) == NULL);
+    REQUIRE(ns_find("good", 4)->cur != NULL);
 
     /* A failed reload keeps the previous version; fixing it swaps. */
     ns = ns_find("good", 4);
@@ -289,18 +298,18 @@ static void test_load_errors(void)
     char oldsha[41];
     memcpy(oldsha, ns->sha1, 41);
     write_file("good.lua", "return { fetch = function(id) return id end, ttl = -1 }\n");
-    CHECK(engine_reload(ns) == -1);
-    CHECK(ns->cur == old && ns->stats.reloads_error == 1);
+    REQUIRE(engine_reload(ns) == -1);
+    REQUIRE(ns->cur == old && ns->stats.reloads_error == 1);
     CHECK_STR_HAS(ns->last_error, "good.lua:1: ttl must be a number >= 0");
-    CHECK(strcmp(ns->sha1, oldsha) != 0);
+    REQUIRE(strcmp(ns->sha1, oldsha) != 0);
     write_file("good.lua", "return { fetch = function(id) return 'v2' end }\n");
-    CHECK(engine_reload(ns) == 0);
-    CHECK(ns->cur != old && strcmp(ns->last_error, "") == 0 && ns->stats.reloads_ok == 2);
+    REQUIRE(engine_reload(ns) == 0);
+    REQUIRE(ns->cur != old && strcmp(ns->last_error, "") == 0 && ns->stats.reloads_ok == 2);
     char path[600];
     snprintf(path, sizeof(path), "%s/good.lua", tmpdir);
     unlink(path);
-    CHECK(engine_reload(ns) == -1);
-    CHECK(ns->cur != NULL);
+    REQUIRE(engine_reload(ns) == -1);
+    REQUIRE(ns->cur != NULL);
     CHECK_STR_HAS(ns->last_error, "file not found");
 }
 
@@ -319,37 +328,37 @@ static void test_fetch_results(void)
                "    if id == 'fn' then return { f = print } end\n"
                "    return ctx.key .. '|' .. ctx.ns .. '|' .. ctx.id\n"
                "  end }\n");
-    CHECK(engine_up() == 0);
+    REQUIRE(engine_up() == 0);
     res_t r;
     fetch_wait("s", "42", &r, 2);
-    CHECK(r.calls == 1 && r.kind == FETCH_OK && r.ttl == 60);
-    CHECK(r.value && strcmp(r.value, "s:42|s|42") == 0);
+    REQUIRE(r.calls == 1 && r.kind == FETCH_OK && r.ttl == 60);
+    REQUIRE(r.value && strcmp(r.value, "s:42|s|42") == 0);
     res_free(&r);
     fetch_wait("s", "tbl", &r, 2);
-    CHECK(r.calls == 1 && r.kind == FETCH_OK && r.ttl == 9 && r.ntags == 2);
-    CHECK(strcmp(r.tags[0], "a") == 0 && strcmp(r.tags[1], "b:1") == 0);
+    REQUIRE(r.calls == 1 && r.kind == FETCH_OK && r.ttl == 9 && r.ntags == 2);
+    REQUIRE(strcmp(r.tags[0], "a") == 0 && strcmp(r.tags[1], "b:1") == 0);
     CHECK_STR_HAS(r.value, "\"n\":42");
     CHECK_STR_HAS(r.value, "\"list\":[1,2]");
     res_free(&r);
     fetch_wait("s", "nil", &r, 2);
-    CHECK(r.calls == 1 && r.kind == FETCH_NOT_FOUND && r.ttl == 7);
+    REQUIRE(r.calls == 1 && r.kind == FETCH_NOT_FOUND && r.ttl == 7);
     res_free(&r);
     fetch_wait("s", "neg", &r, 2);
-    CHECK(r.calls == 1 && r.kind == FETCH_NOT_FOUND && r.ttl == 3);
+    REQUIRE(r.calls == 1 && r.kind == FETCH_NOT_FOUND && r.ttl == 3);
     res_free(&r);
     fetch_wait("s", "bool", &r, 2);
-    CHECK(r.calls == 1 && r.kind == FETCH_ERROR);
+    REQUIRE(r.calls == 1 && r.kind == FETCH_ERROR);
     CHECK_STR_HAS(r.error, "fetch must return a string, a table or nil (got boolean)");
     res_free(&r);
     fetch_wait("s", "boom", &r, 2);
-    CHECK(r.calls == 1 && r.kind == FETCH_ERROR);
+    REQUIRE(r.calls == 1 && r.kind == FETCH_ERROR);
     CHECK_STR_HAS(r.error, "s.lua:9: origin said 500");
     res_free(&r);
     fetch_wait("s", "fn", &r, 2);
-    CHECK(r.calls == 1 && r.kind == FETCH_ERROR);
+    REQUIRE(r.calls == 1 && r.kind == FETCH_ERROR);
     CHECK_STR_HAS(r.error, "cannot be encoded as JSON");
     res_free(&r);
-    CHECK(fetches_in_flight() == 0);
+    REQUIRE(fetches_in_flight() == 0);
 }
 
 static void test_budget(void)
@@ -362,36 +371,36 @@ static void test_budget(void)
                            "  coroutine.wrap(function() while true do end end)()\n"
                            "end }\n");
     write_file("other.lua", "return { fetch = function(id) return 'fine' end }\n");
-    CHECK(engine_up() == 0);
+    REQUIRE(engine_up() == 0);
     res_t r;
     double t0 = now_s();
     fetch_wait("loop", "1", &r, 5);
     double took = now_s() - t0;
-    CHECK(r.calls == 1 && r.kind == FETCH_ERROR);
+    REQUIRE(r.calls == 1 && r.kind == FETCH_ERROR);
     CHECK_STR_HAS(r.error, "instruction budget exceeded");
     CHECK_STR_HAS(r.error, "loop.lua:5:");
-    CHECK(took < 1.5);
+    REQUIRE(took < 1.5);
     res_free(&r);
     t0 = now_s();
     fetch_wait("loop", "pcall", &r, 5);
-    CHECK(r.calls == 1 && r.kind == FETCH_ERROR);
+    REQUIRE(r.calls == 1 && r.kind == FETCH_ERROR);
     CHECK_STR_HAS(r.error, "instruction budget exceeded");
-    CHECK(now_s() - t0 < 1.5);
+    REQUIRE(now_s() - t0 < 1.5);
     res_free(&r);
     /* coroutines the policy makes inherit the hook */
     t0 = now_s();
     fetch_wait("loop", "co", &r, 5);
-    CHECK(r.calls == 1 && r.kind == FETCH_ERROR);
+    REQUIRE(r.calls == 1 && r.kind == FETCH_ERROR);
     CHECK_STR_HAS(r.error, "loop.lua:6: instruction budget exceeded");
-    CHECK(now_s() - t0 < 1.5);
+    REQUIRE(now_s() - t0 < 1.5);
     res_free(&r);
     fetch_wait("other", "1", &r, 2);
-    CHECK(r.calls == 1 && r.kind == FETCH_OK);
+    REQUIRE(r.calls == 1 && r.kind == FETCH_OK);
     res_free(&r);
     /* A runaway main chunk fails the load, with file and line. */
     write_file("loop.lua", "local x = 0\nwhile true do x = x + 1 end\nreturn {}\n");
     ns_t *ns = ns_find("loop", 4);
-    CHECK(engine_reload(ns) == -1);
+    REQUIRE(engine_reload(ns) == -1);
     CHECK_STR_HAS(ns->last_error, "loop.lua:2: instruction budget exceeded");
 }
 
@@ -402,18 +411,7 @@ static void test_time_limit(void)
     write_file("slowop.lua", "return { fetch = function(id)\n"
                              "  while true do local s = string.format('%%d', 1) .. id end\n"
                              "end }\n");
-    engine_conf_t c = base_conf();
-    c.instr_budget = 1000000000000ULL;
-    c.time_limit_ms = 200;
-    CHECK(engine_up_conf(c) == 0);
-    res_t r;
-    double t0 = now_s();
-    fetch_wait("slowop", "1", &r, 5);
-    double took = now_s() - t0;
-    CHECK(r.calls == 1 && r.kind == FETCH_ERROR);
-    CHECK_STR_HAS(r.error, "slowop.lua:2: time budget exceeded (200 ms per call into Lua)");
-    CHECK(took >= 0.19 && took < 0.5);
-    res_free(&r);
+    fails_on_time("slowop", "slowop.lua:2: time budget exceeded (200 ms per call into Lua)");
 }
 
 /* Pattern matching runs in C, where the hook never fires: lua_pattern.c's
@@ -448,7 +446,7 @@ static void test_patterns(void)
                "  end,\n"
                "}\n"
                "return { fetch = function(id) return probes[id]() end }\n");
-    CHECK(engine_up() == 0);
+    REQUIRE(engine_up() == 0);
     static const struct {
         const char *id, *line;
     } runaway[] = {
@@ -463,21 +461,21 @@ static void test_patterns(void)
         double took = now_s() - t0;
         printf("    pattern runaway '%s' failed after %.3f s: %s\n", runaway[i].id, took,
                r.error ? r.error : "(no error)");
-        CHECK(r.calls == 1 && r.kind == FETCH_ERROR);
+        REQUIRE(r.calls == 1 && r.kind == FETCH_ERROR);
         CHECK_STR_HAS(r.error, runaway[i].line);
         CHECK_STR_HAS(r.error, "instruction budget");
         if (strncmp(runaway[i].id, "pcall", 5) != 0)
             CHECK_STR_HAS(r.error, "pattern matching exceeded the instruction budget");
-        CHECK(took < 1.5);
+        REQUIRE(took < 1.5);
         res_free(&r);
         /* the namespace serves the next fetch, ordinary patterns included */
         fetch_wait("pat", "ok", &r, 2);
-        CHECK(r.calls == 1 && r.kind == FETCH_OK);
-        CHECK(strcmp(r.value, "x12one+two+three3") == 0);
+        REQUIRE(r.calls == 1 && r.kind == FETCH_OK);
+        REQUIRE(strcmp(r.value, "x12one+two+three3") == 0);
         res_free(&r);
     }
     fetch_wait("pat", "same", &r, 2);
-    CHECK(r.calls == 1 && r.kind == FETCH_OK && strcmp(r.value, "true") == 0);
+    REQUIRE(r.calls == 1 && r.kind == FETCH_OK && strcmp(r.value, "true") == 0);
     res_free(&r);
 }
 
@@ -487,20 +485,8 @@ static void test_pattern_time(void)
     write_file("slowpat.lua", "return { fetch = function(id)\n"
                               "  return tostring(('a'):rep(200000):find('.-b'))\n"
                               "end }\n");
-    engine_conf_t c = base_conf();
-    c.instr_budget = 1000000000000ULL;
-    c.time_limit_ms = 200;
-    CHECK(engine_up_conf(c) == 0);
-    res_t r;
-    double t0 = now_s();
-    fetch_wait("slowpat", "1", &r, 5);
-    double took = now_s() - t0;
-    CHECK(r.calls == 1 && r.kind == FETCH_ERROR);
-    CHECK_STR_HAS(r.error,
-                  "slowpat.lua:2: pattern matching exceeded the time budget (200 ms per call "
-                  "into Lua)");
-    CHECK(took >= 0.19 && took < 0.5);
-    res_free(&r);
+    fails_on_time("slowpat", "slowpat.lua:2: pattern matching exceeded the time budget (200 ms "
+                             "per call into Lua)");
 }
 
 static void test_memory(void)
@@ -512,24 +498,24 @@ static void test_memory(void)
                "  end\n"
                "  return string.rep('y', 1000)\n"
                "end }\n");
-    CHECK(engine_up() == 0);
+    REQUIRE(engine_up() == 0);
     ns_t *ns = ns_find("mem", 3);
     res_t r;
     fetch_wait("mem", "bomb", &r, 5);
-    CHECK(r.calls == 1 && r.kind == FETCH_ERROR);
+    REQUIRE(r.calls == 1 && r.kind == FETCH_ERROR);
     CHECK_STR_HAS(r.error, "not enough memory");
     res_free(&r);
-    CHECK(ns->cur->mem_used < 8u << 20); /* collected */
+    REQUIRE(ns->cur->mem_used < 8u << 20); /* collected */
     for (int i = 0; i < 3; i++) {
         fetch_wait("mem", "ok", &r, 2);
-        CHECK(r.calls == 1 && r.kind == FETCH_OK && r.len == 1000);
+        REQUIRE(r.calls == 1 && r.kind == FETCH_OK && r.len == 1000);
         res_free(&r);
     }
     fetch_wait("mem", "bomb", &r, 5);
-    CHECK(r.calls == 1 && r.kind == FETCH_ERROR);
+    REQUIRE(r.calls == 1 && r.kind == FETCH_ERROR);
     res_free(&r);
     fetch_wait("mem", "ok", &r, 2);
-    CHECK(r.calls == 1 && r.kind == FETCH_OK);
+    REQUIRE(r.calls == 1 && r.kind == FETCH_OK);
     res_free(&r);
 }
 
@@ -545,7 +531,7 @@ static void test_sleep_concurrent(void)
                "end }\n"
                "\n");
     write_file("sl2.lua", "return { fetch = function(id, ctx) ctx.sleep(0.05) return id end }\n");
-    CHECK(engine_up() == 0);
+    REQUIRE(engine_up() == 0);
     enum { N = 100 };
     static res_t rs[N];
     memset(rs, 0, sizeof(rs));
@@ -557,21 +543,21 @@ static void test_sleep_concurrent(void)
         const char *ns = i % 2 ? "sl" : "sl2";
         fetch_start(ns_find(ns, strlen(ns))->cur, id, strlen(id), res_cb, &rs[i]);
     }
-    CHECK(fetches_in_flight() == N);
-    CHECK(run_until(&total_calls, N, 3));
+    REQUIRE(fetches_in_flight() == N);
+    REQUIRE(run_until(&total_calls, N, 3));
     double took = now_s() - t0;
-    CHECK(took >= 0.05 && took < 0.5);
+    REQUIRE(took >= 0.05 && took < 0.5);
     for (int i = 0; i < N; i++) {
         char want[32];
         if (i % 2)
             snprintf(want, sizeof(want), "in:%d:true", i);
         else
             snprintf(want, sizeof(want), "%d", i);
-        CHECK(rs[i].calls == 1 && rs[i].kind == FETCH_OK);
-        CHECK(strcmp(rs[i].value, want) == 0);
+        REQUIRE(rs[i].calls == 1 && rs[i].kind == FETCH_OK);
+        REQUIRE(strcmp(rs[i].value, want) == 0);
         res_free(&rs[i]);
     }
-    CHECK(fetches_in_flight() == 0);
+    REQUIRE(fetches_in_flight() == 0);
 }
 
 static void test_timeout(void)
@@ -585,24 +571,24 @@ static void test_timeout(void)
                            "  ctx.sleep(1)\n"
                            "  return 'never'\n"
                            "end }\n");
-    CHECK(engine_up() == 0);
+    REQUIRE(engine_up() == 0);
     res_t r;
     double t0 = now_s();
     fetch_wait("slow", "1", &r, 3);
     double took = now_s() - t0;
-    CHECK(r.calls == 1 && r.kind == FETCH_TIMEOUT);
+    REQUIRE(r.calls == 1 && r.kind == FETCH_TIMEOUT);
     CHECK_STR_HAS(r.error, "fetch timed out after 0.1s");
-    CHECK(took >= 0.09 && took < 0.6);
+    REQUIRE(took >= 0.09 && took < 0.6);
     /* no second callback, nothing left running */
     int zero = 0;
     run_until(&zero, 1, 0.2);
-    CHECK(r.calls == 1 && fetches_in_flight() == 0);
+    REQUIRE(r.calls == 1 && fetches_in_flight() == 0);
     res_free(&r);
     /* parked inside a coroutine of the policy's own */
     fetch_wait("slow", "nested", &r, 3);
-    CHECK(r.calls == 1 && r.kind == FETCH_TIMEOUT);
+    REQUIRE(r.calls == 1 && r.kind == FETCH_TIMEOUT);
     run_until(&zero, 1, 0.2);
-    CHECK(r.calls == 1 && fetches_in_flight() == 0);
+    REQUIRE(r.calls == 1 && fetches_in_flight() == 0);
     res_free(&r);
 }
 
@@ -612,7 +598,7 @@ static void test_abort_all(void)
                            "  local ok = pcall(ctx.sleep, 30)\n"
                            "  while true do end\n"
                            "end }\n");
-    CHECK(engine_up() == 0);
+    REQUIRE(engine_up() == 0);
     enum { N = 20 };
     static res_t rs[N];
     memset(rs, 0, sizeof(rs));
@@ -621,18 +607,18 @@ static void test_abort_all(void)
         fetch_start(p, "x", 1, res_cb, &rs[i]);
     int zero = 0;
     run_until(&zero, 1, 0.05);
-    CHECK(fetches_in_flight() == N);
+    REQUIRE(fetches_in_flight() == N);
     double t0 = now_s();
     fetch_abort_all();
-    CHECK(now_s() - t0 < 1.0); /* the unwinding cannot spin */
-    CHECK(fetches_in_flight() == 0);
+    REQUIRE(now_s() - t0 < 1.0); /* the unwinding cannot spin */
+    REQUIRE(fetches_in_flight() == 0);
     for (int i = 0; i < N; i++) {
-        CHECK(rs[i].calls == 1 && rs[i].kind == FETCH_ERROR);
-        CHECK(strcmp(rs[i].error, "shutting down") == 0);
+        REQUIRE(rs[i].calls == 1 && rs[i].kind == FETCH_ERROR);
+        REQUIRE(strcmp(rs[i].error, "shutting down") == 0);
     }
     run_until(&zero, 1, 0.1);
     for (int i = 0; i < N; i++) {
-        CHECK(rs[i].calls == 1);
+        REQUIRE(rs[i].calls == 1);
         res_free(&rs[i]);
     }
     /* and engine_close aborts what is still parked */
@@ -640,7 +626,7 @@ static void test_abort_all(void)
     memset(&last, 0, sizeof(last));
     fetch_start(p, "y", 1, res_cb, &last);
     engine_close();
-    CHECK(last.calls == 1 && strcmp(last.error, "shutting down") == 0);
+    REQUIRE(last.calls == 1 && strcmp(last.error, "shutting down") == 0);
     res_free(&last);
 }
 
@@ -666,7 +652,7 @@ static void test_sandbox(void)
                "probes.save = function(ctx) saved = ctx return 'saved' end\n"
                "probes.stale = function() saved.sleep(0) end\n"
                "return { fetch = function(id, ctx) return probes[id](ctx) end }\n");
-    CHECK(engine_up() == 0);
+    REQUIRE(engine_up() == 0);
     static const struct {
         const char *id, *want;
     } cases[] = {
@@ -688,15 +674,15 @@ static void test_sandbox(void)
     for (size_t i = 0; i < LC_ARRAY_LEN(cases); i++) {
         fetch_wait("sb", cases[i].id, &r, 2);
         if (!cases[i].want) {
-            CHECK(r.calls == 1 && r.kind == FETCH_OK);
+            REQUIRE(r.calls == 1 && r.kind == FETCH_OK);
         } else {
-            CHECK(r.calls == 1 && r.kind == FETCH_ERROR);
+            REQUIRE(r.calls == 1 && r.kind == FETCH_ERROR);
             CHECK_STR_HAS(r.error, cases[i].want);
         }
         res_free(&r);
     }
     fetch_wait("sb", "json", &r, 2);
-    CHECK(r.calls == 1 && r.kind == FETCH_OK && strcmp(r.value, "widget:42") == 0);
+    REQUIRE(r.calls == 1 && r.kind == FETCH_OK && strcmp(r.value, "widget:42") == 0);
     res_free(&r);
 }
 
@@ -706,19 +692,19 @@ static void test_ttl_fn(void)
                "return {\n"
                "  ttl = function(id, v) if id == 'bad' then return 'x' end return #v end,\n"
                "  fetch = function(id) return id .. id end }\n");
-    CHECK(engine_up() == 0);
+    REQUIRE(engine_up() == 0);
     policy_t *p = ns_find("t", 1)->cur;
-    CHECK(p->conf.ttl_is_fn);
+    REQUIRE(p->conf.ttl_is_fn);
     const char *err = "unset";
-    CHECK(policy_ttl_for(p, "a", 1, "12345", 5, &err) == 5 && err == NULL);
-    CHECK(policy_ttl_for(p, "bad", 3, "1", 1, &err) == 300);
+    REQUIRE(policy_ttl_for(p, "a", 1, "12345", 5, &err) == 5 && err == NULL);
+    REQUIRE(policy_ttl_for(p, "bad", 3, "1", 1, &err) == 300);
     CHECK_STR_HAS(err, "ttl(id, value) must return a number >= 0");
     res_t r;
     fetch_wait("t", "abc", &r, 2);
-    CHECK(r.calls == 1 && r.kind == FETCH_OK && r.ttl == 6);
+    REQUIRE(r.calls == 1 && r.kind == FETCH_OK && r.ttl == 6);
     res_free(&r);
     fetch_wait("t", "bad", &r, 2);
-    CHECK(r.calls == 1 && r.kind == FETCH_ERROR);
+    REQUIRE(r.calls == 1 && r.kind == FETCH_ERROR);
     res_free(&r);
 }
 
@@ -726,17 +712,17 @@ static void test_ttl_fn(void)
 static void test_reload_in_flight(void)
 {
     write_file("v.lua", "return { fetch = function(id, ctx) ctx.sleep(0.05) return 'v1' end }\n");
-    CHECK(engine_up() == 0);
+    REQUIRE(engine_up() == 0);
     ns_t *ns = ns_find("v", 1);
     res_t a = {0}, b = {0};
     total_calls = 0;
     fetch_start(ns->cur, "1", 1, res_cb, &a);
     write_file("v.lua", "return { fetch = function(id, ctx) ctx.sleep(0.01) return 'v2' end }\n");
-    CHECK(engine_reload(ns) == 0);
+    REQUIRE(engine_reload(ns) == 0);
     fetch_start(ns->cur, "1", 1, res_cb, &b);
-    CHECK(run_until(&total_calls, 2, 2));
-    CHECK(a.calls == 1 && strcmp(a.value, "v1") == 0);
-    CHECK(b.calls == 1 && strcmp(b.value, "v2") == 0);
+    REQUIRE(run_until(&total_calls, 2, 2));
+    REQUIRE(a.calls == 1 && strcmp(a.value, "v1") == 0);
+    REQUIRE(b.calls == 1 && strcmp(b.value, "v2") == 0);
     res_free(&a);
     res_free(&b);
 }
@@ -746,50 +732,50 @@ static void test_reload_in_flight(void)
 static void test_apply_unchanged(void)
 {
     write_file("u.lua", "return { fetch = function(id) return 'u1' end }\n");
-    CHECK(engine_up() == 0);
+    REQUIRE(engine_up() == 0);
     ns_t *ns = ns_find("u", 1);
-    CHECK(ns && ns->cur && ns->stats.reloads_ok == 1);
+    REQUIRE(ns && ns->cur && ns->stats.reloads_ok == 1);
     policy_t *v1 = ns->cur;
     char path[600];
     snprintf(path, sizeof(path), "%s/u.lua", tmpdir);
     policy_src_t src;
-    CHECK(policy_src_read(path, &src) == 0);
-    CHECK(strcmp(src.sha1, ns->sha1) == 0 && src.len > 0);
-    CHECK(engine_apply("u", &src, false) == POLICY_UNCHANGED);
-    CHECK(ns->cur == v1 && ns->stats.reloads_ok == 1 && ns->stats.reloads_error == 0);
-    CHECK(engine_apply("u", &src, true) == POLICY_LOADED); /* RELOAD forces */
-    CHECK(ns->cur != v1 && ns->stats.reloads_ok == 2);
+    REQUIRE(policy_src_read(path, &src) == 0);
+    REQUIRE(strcmp(src.sha1, ns->sha1) == 0 && src.len > 0);
+    REQUIRE(engine_apply("u", &src, false) == POLICY_UNCHANGED);
+    REQUIRE(ns->cur == v1 && ns->stats.reloads_ok == 1 && ns->stats.reloads_error == 0);
+    REQUIRE(engine_apply("u", &src, true) == POLICY_LOADED); /* RELOAD forces */
+    REQUIRE(ns->cur != v1 && ns->stats.reloads_ok == 2);
     policy_src_free(&src);
 
     write_file("u.lua", "return { fetch = function(id) return 'u2' end,\n  ttl = 'x' }\n");
-    CHECK(policy_src_read(path, &src) == 0);
+    REQUIRE(policy_src_read(path, &src) == 0);
     policy_t *v2 = ns->cur;
-    CHECK(engine_apply("u", &src, false) == POLICY_FAILED);
-    CHECK(ns->cur == v2 && ns->stats.reloads_error == 1);
+    REQUIRE(engine_apply("u", &src, false) == POLICY_FAILED);
+    REQUIRE(ns->cur == v2 && ns->stats.reloads_error == 1);
     CHECK_STR_HAS(ns->last_error, "u.lua:2: ttl must be a number");
-    CHECK(strcmp(ns->sha1, src.sha1) == 0 && strcmp(ns->cur->sha1, src.sha1) != 0);
+    REQUIRE(strcmp(ns->sha1, src.sha1) == 0 && strcmp(ns->cur->sha1, src.sha1) != 0);
     /* the same broken bytes again: not retried, not counted */
-    CHECK(engine_apply("u", &src, false) == POLICY_UNCHANGED);
-    CHECK(ns->stats.reloads_error == 1);
+    REQUIRE(engine_apply("u", &src, false) == POLICY_UNCHANGED);
+    REQUIRE(ns->stats.reloads_error == 1);
     policy_src_free(&src);
 
     /* a read error is a failure too, and the same one again a no-op */
     policy_src_t bad;
-    CHECK(policy_src_read("/nonexistent/u.lua", &bad) == -1);
-    CHECK(bad.data == NULL && bad.sha1[0] == '\0' && bad.err_no == ENOENT);
+    REQUIRE(policy_src_read("/nonexistent/u.lua", &bad) == -1);
+    REQUIRE(bad.data == NULL && bad.sha1[0] == '\0' && bad.err_no == ENOENT);
     CHECK_STR_HAS(bad.error, "file not found");
-    CHECK(engine_apply("u", &bad, false) == POLICY_FAILED && ns->stats.reloads_error == 2);
-    CHECK(engine_apply("u", &bad, false) == POLICY_UNCHANGED && ns->stats.reloads_error == 2);
-    CHECK(ns->cur == v2);
+    REQUIRE(engine_apply("u", &bad, false) == POLICY_FAILED && ns->stats.reloads_error == 2);
+    REQUIRE(engine_apply("u", &bad, false) == POLICY_UNCHANGED && ns->stats.reloads_error == 2);
+    REQUIRE(ns->cur == v2);
 
     write_file("u.lua", "return { fetch = function(id) return 'u3' end }\n");
-    CHECK(policy_src_read(path, &src) == 0);
-    CHECK(engine_apply("u", &src, false) == POLICY_LOADED);
-    CHECK(strcmp(ns->last_error, "") == 0 && strcmp(ns->cur->sha1, src.sha1) == 0);
+    REQUIRE(policy_src_read(path, &src) == 0);
+    REQUIRE(engine_apply("u", &src, false) == POLICY_LOADED);
+    REQUIRE(strcmp(ns->last_error, "") == 0 && strcmp(ns->cur->sha1, src.sha1) == 0);
     policy_src_free(&src);
     res_t r;
     fetch_wait("u", "1", &r, 2);
-    CHECK(r.calls == 1 && r.kind == FETCH_OK && strcmp(r.value, "u3") == 0);
+    REQUIRE(r.calls == 1 && r.kind == FETCH_OK && strcmp(r.value, "u3") == 0);
     res_free(&r);
 }
 
@@ -799,8 +785,8 @@ static void test_remove_readd(void)
 {
     write_file("a.lua", "return { fetch = function(id, ctx) ctx.sleep(0.05) return 'a1' end }\n");
     write_file("b.lua", "return { fetch = function(id) return 'b' end }\n");
-    CHECK(engine_up() == 0);
-    CHECK(ns_count() == 2);
+    REQUIRE(engine_up() == 0);
+    REQUIRE(ns_count() == 2);
     ns_t *a = ns_find("a", 1);
     policy_t *a1 = a->cur;
     res_t inflight = {0};
@@ -810,48 +796,48 @@ static void test_remove_readd(void)
     char path[600];
     snprintf(path, sizeof(path), "%s/a.lua", tmpdir);
     unlink(path);
-    CHECK(engine_load_all() == 0); /* a rescan notices the deletion */
-    CHECK(ns_find("a", 1) == NULL && ns_count() == 1 && strcmp(ns_at(0)->name, "b") == 0);
-    CHECK(ns_find_any("a", 1) == a && a->removed && a->cur == a1);
-    CHECK(engine_remove("a") == false); /* already gone */
-    CHECK(run_until(&total_calls, 1, 2));
-    CHECK(inflight.calls == 1 && inflight.kind == FETCH_OK && strcmp(inflight.value, "a1") == 0);
+    REQUIRE(engine_load_all() == 0); /* a rescan notices the deletion */
+    REQUIRE(ns_find("a", 1) == NULL && ns_count() == 1 && strcmp(ns_at(0)->name, "b") == 0);
+    REQUIRE(ns_find_any("a", 1) == a && a->removed && a->cur == a1);
+    REQUIRE(engine_remove("a") == false); /* already gone */
+    REQUIRE(run_until(&total_calls, 1, 2));
+    REQUIRE(inflight.calls == 1 && inflight.kind == FETCH_OK && strcmp(inflight.value, "a1") == 0);
     res_free(&inflight);
 
     /* back: the same struct serves a fresh load (stats continue) */
     write_file("a.lua", "return { fetch = function(id) return 'a2' end }\n");
-    CHECK(engine_load_all() == 0);
-    CHECK(ns_find("a", 1) == a && !a->removed && a->cur != a1 && ns_count() == 2);
-    CHECK(a->stats.reloads_ok == 2);
+    REQUIRE(engine_load_all() == 0);
+    REQUIRE(ns_find("a", 1) == a && !a->removed && a->cur != a1 && ns_count() == 2);
+    REQUIRE(a->stats.reloads_ok == 2);
     res_t r;
     fetch_wait("a", "x", &r, 2);
-    CHECK(r.calls == 1 && strcmp(r.value, "a2") == 0);
+    REQUIRE(r.calls == 1 && strcmp(r.value, "a2") == 0);
     res_free(&r);
 
     /* removed, then back broken: like any failed reload, the version it
      * had stays (docs/POLICIES.md) and the error shows */
-    CHECK(engine_remove("a") == true && ns_find("a", 1) == NULL);
+    REQUIRE(engine_remove("a") == true && ns_find("a", 1) == NULL);
     policy_t *a2 = a->cur;
     write_file("a.lua", "return { fetch = 1 }\n");
     policy_src_t src;
-    CHECK(policy_src_read(path, &src) == 0);
-    CHECK(engine_apply("a", &src, false) == POLICY_FAILED);
+    REQUIRE(policy_src_read(path, &src) == 0);
+    REQUIRE(engine_apply("a", &src, false) == POLICY_FAILED);
     policy_src_free(&src);
-    CHECK(ns_find("a", 1) == a && a->cur == a2);
+    REQUIRE(ns_find("a", 1) == a && a->cur == a2);
     CHECK_STR_HAS(a->last_error, "a.lua:1: fetch must be a function");
 
     /* a namespace whose first load failed can be removed and added too */
     write_file("c.lua", "return {\n  fetch = function(id) return 'c' end\n  ttl = 1 }\n");
-    CHECK(engine_load_all() == 2); /* a.lua is broken too */
+    REQUIRE(engine_load_all() == 2); /* a.lua is broken too */
     ns_t *c = ns_find("c", 1);
-    CHECK(c && !c->cur && c->stats.reloads_error == 1);
+    REQUIRE(c && !c->cur && c->stats.reloads_error == 1);
     snprintf(path, sizeof(path), "%s/c.lua", tmpdir);
     unlink(path);
-    CHECK(engine_load_all() == 1); /* a.lua is still broken */
-    CHECK(ns_find("c", 1) == NULL && ns_find_any("c", 1) == c);
+    REQUIRE(engine_load_all() == 1); /* a.lua is still broken */
+    REQUIRE(ns_find("c", 1) == NULL && ns_find_any("c", 1) == c);
     /* engine_reload of a removed one whose file is still gone: an error,
      * still removed */
-    CHECK(engine_reload(c) == -1 && c->removed && ns_find("c", 1) == NULL);
+    REQUIRE(engine_reload(c) == -1 && c->removed && ns_find("c", 1) == NULL);
     CHECK_STR_HAS(c->last_error, "file not found");
 }
 
@@ -901,9 +887,9 @@ static void test_watch(void)
 {
     write_file("w.lua", "return { fetch = function(id) return 'w1' end }\n");
     write_file("other.lua", "return { fetch = function(id) return 'o1' end }\n");
-    CHECK(engine_up() == 0);
-    CHECK(watch_start(loop, tmpdir) == 0);
-    CHECK(watch_start(loop, tmpdir) == -1);
+    REQUIRE(engine_up() == 0);
+    REQUIRE(watch_start(loop, tmpdir) == 0);
+    REQUIRE(watch_start(loop, tmpdir) == -1);
     ns_t *w = ns_find("w", 1);
     double t0 = now_s();
 
@@ -911,9 +897,9 @@ static void test_watch(void)
     write_file("w.lua", "return { fetch = function(id) return 'w2' end }\n");
     bool ok = wait_serving("w", "w2", 1.5);
     if (!ok) watch_down();
-    CHECK(ok);
-    CHECK(now_s() - t0 < 1.2);
-    CHECK(w->stats.reloads_ok == 2);
+    REQUIRE(ok);
+    REQUIRE(now_s() - t0 < 1.2);
+    REQUIRE(w->stats.reloads_ok == 2);
 
     /* a syntax error: the old version stays, the error is kept */
     write_file("w.lua", "return {\n  fetch = function(id) return 'w3' end\n  ttl = 1 }\n");
@@ -922,9 +908,9 @@ static void test_watch(void)
     while (w->stats.reloads_error == 0 && now_s() < d)
         run_until(&zero, 1, 0.02);
     if (w->stats.reloads_error != 1) watch_down();
-    CHECK(w->stats.reloads_error == 1);
+    REQUIRE(w->stats.reloads_error == 1);
     CHECK_STR_HAS(w->last_error, "w.lua:3:");
-    CHECK(wait_serving("w", "w2", 0.1));
+    REQUIRE(wait_serving("w", "w2", 0.1));
 
     /* touching files changes nothing: not even with a real change of another
      * file picked up after the touch (proof that a scan ran since) */
@@ -933,9 +919,9 @@ static void test_watch(void)
     uint64_t ok_before = w->stats.reloads_ok, err_before = w->stats.reloads_error;
     ns_t *o = ns_find("other", 5);
     uint64_t o_before = o->stats.reloads_ok;
-    CHECK(utimes(path, NULL) == 0);
+    REQUIRE(utimes(path, NULL) == 0);
     snprintf(path, sizeof(path), "%s/other.lua", tmpdir);
-    CHECK(utimes(path, NULL) == 0);
+    REQUIRE(utimes(path, NULL) == 0);
     run_until(&zero, 1, 0.7); /* a debounced scan and a poll */
     write_file("w.lua",
                "return {\n  fetch = function(id) return 'w3' end\n  ttl = 1 }\n"); /* same */
@@ -943,42 +929,42 @@ static void test_watch(void)
     write_file("other.lua", "return { fetch = function(id) return 'o2' end }\n");
     ok = wait_serving("other", "o2", 1.5);
     if (!ok) watch_down();
-    CHECK(ok);
-    CHECK(o->stats.reloads_ok == o_before + 1);
-    CHECK(w->stats.reloads_ok == ok_before && w->stats.reloads_error == err_before);
+    REQUIRE(ok);
+    REQUIRE(o->stats.reloads_ok == o_before + 1);
+    REQUIRE(w->stats.reloads_ok == ok_before && w->stats.reloads_error == err_before);
 
     /* fixed: serves */
     write_file("w.lua", "return { fetch = function(id) return 'w4' end }\n");
     ok = wait_serving("w", "w4", 1.5);
     if (!ok) watch_down();
-    CHECK(ok && strcmp(w->last_error, "") == 0);
+    REQUIRE(ok && strcmp(w->last_error, "") == 0);
 
     /* an in-place rewrite truncates first: an empty file is not an error
      * for the watcher (it waits for content) */
     uint64_t errs = w->stats.reloads_error;
     write_file("w.lua", "%s", "");
     run_until(&zero, 1, 0.8);
-    CHECK(w->stats.reloads_error == errs && strcmp(w->last_error, "") == 0);
+    REQUIRE(w->stats.reloads_error == errs && strcmp(w->last_error, "") == 0);
     write_file("w.lua", "return { fetch = function(id) return 'w5' end }\n");
     ok = wait_serving("w", "w5", 1.5);
     if (!ok) watch_down();
-    CHECK(ok && w->stats.reloads_error == errs);
+    REQUIRE(ok && w->stats.reloads_error == errs);
 
     /* added, removed, added again */
     write_file("n.lua", "return { fetch = function(id) return 'n1' end }\n");
     ok = wait_serving("n", "n1", 1.5);
     if (!ok) watch_down();
-    CHECK(ok);
+    REQUIRE(ok);
     ns_t *n = ns_find("n", 1);
     snprintf(path, sizeof(path), "%s/n.lua", tmpdir);
     unlink(path);
     ok = wait_serving("n", NULL, 1.5);
     if (!ok) watch_down();
-    CHECK(ok && n->removed && ns_count() == 2);
+    REQUIRE(ok && n->removed && ns_count() == 2);
     write_file("n.lua", "return { fetch = function(id) return 'n2' end }\n");
     ok = wait_serving("n", "n2", 1.5);
     if (!ok) watch_down();
-    CHECK(ok && ns_find("n", 1) == n);
+    REQUIRE(ok && ns_find("n", 1) == n);
 
     /* a hidden file or a bad name is never a namespace */
     write_file(".hidden.lua", "return { fetch = function(id) return 'h' end }\n");
@@ -988,11 +974,11 @@ static void test_watch(void)
     reload_res_t rr = {0};
     uint64_t before = n->stats.reloads_ok;
     watch_reload("n", 1, reload_cb, &rr);
-    CHECK(rr.calls == 0); /* never before watch_reload returns */
+    REQUIRE(rr.calls == 0); /* never before watch_reload returns */
     run_until(&rr.calls, 1, 2);
     if (rr.calls != 1) watch_down();
-    CHECK(rr.calls == 1 && strcmp(rr.err, "") == 0 && n->stats.reloads_ok == before + 1);
-    CHECK(ns_count() == 3);
+    REQUIRE(rr.calls == 1 && strcmp(rr.err, "") == 0 && n->stats.reloads_ok == before + 1);
+    REQUIRE(ns_count() == 3);
 
     /* RELOAD ns of a broken file */
     write_file("n.lua", "return { fetch = 'x' }\n");
@@ -1000,30 +986,30 @@ static void test_watch(void)
     watch_reload("n", 1, reload_cb, &rr);
     run_until(&rr.calls, 1, 2);
     if (rr.calls != 1) watch_down();
-    CHECK(rr.calls == 1);
+    REQUIRE(rr.calls == 1);
     CHECK_STR_HAS(rr.err, "policy 'n': ");
     CHECK_STR_HAS(rr.err, "n.lua:1: fetch must be a function");
-    CHECK(wait_serving("n", "n2", 0.1));
+    REQUIRE(wait_serving("n", "n2", 0.1));
 
     /* RELOAD (all): the first failure by name; the bad file name after that */
     memset(&rr, 0, sizeof(rr));
     watch_reload(NULL, 0, reload_cb, &rr);
     run_until(&rr.calls, 1, 2);
-    CHECK(rr.calls == 1);
+    REQUIRE(rr.calls == 1);
     CHECK_STR_HAS(rr.err, "policy 'n': ");
     write_file("n.lua", "return { fetch = function(id) return 'n3' end }\n");
     memset(&rr, 0, sizeof(rr));
     watch_reload(NULL, 0, reload_cb, &rr);
     run_until(&rr.calls, 1, 2);
-    CHECK(rr.calls == 1);
+    REQUIRE(rr.calls == 1);
     CHECK_STR_HAS(rr.err, "bad name.lua: namespace name must match");
     snprintf(path, sizeof(path), "%s/bad name.lua", tmpdir);
     unlink(path);
     memset(&rr, 0, sizeof(rr));
     watch_reload(NULL, 0, reload_cb, &rr);
     run_until(&rr.calls, 1, 2);
-    CHECK(rr.calls == 1 && strcmp(rr.err, "") == 0);
-    CHECK(wait_serving("n", "n3", 0.1));
+    REQUIRE(rr.calls == 1 && strcmp(rr.err, "") == 0);
+    REQUIRE(wait_serving("n", "n3", 0.1));
 
     /* RELOAD of a deleted file: removed, +OK; of a name never seen: unknown */
     snprintf(path, sizeof(path), "%s/n.lua", tmpdir);
@@ -1031,34 +1017,34 @@ static void test_watch(void)
     memset(&rr, 0, sizeof(rr));
     watch_reload("n", 1, reload_cb, &rr);
     run_until(&rr.calls, 1, 2);
-    CHECK(rr.calls == 1 && strcmp(rr.err, "") == 0 && ns_find("n", 1) == NULL);
+    REQUIRE(rr.calls == 1 && strcmp(rr.err, "") == 0 && ns_find("n", 1) == NULL);
     memset(&rr, 0, sizeof(rr));
     watch_reload("nope", 4, reload_cb, &rr);
     run_until(&rr.calls, 1, 2);
-    CHECK(rr.calls == 1 && strcmp(rr.err, "unknown namespace 'nope'") == 0);
+    REQUIRE(rr.calls == 1 && strcmp(rr.err, "unknown namespace 'nope'") == 0);
     /* RELOAD of a file added a moment ago (before any event): served */
     write_file("fresh.lua", "return { fetch = function(id) return 'f' end }\n");
     memset(&rr, 0, sizeof(rr));
     watch_reload("fresh", 5, reload_cb, &rr);
     run_until(&rr.calls, 1, 2);
-    CHECK(rr.calls == 1 && strcmp(rr.err, "") == 0 && ns_find("fresh", 5) != NULL);
+    REQUIRE(rr.calls == 1 && strcmp(rr.err, "") == 0 && ns_find("fresh", 5) != NULL);
 
     /* stop: a pending request is answered, exactly once */
     memset(&rr, 0, sizeof(rr));
     watch_reload(NULL, 0, reload_cb, &rr);
     watch_stop();
-    CHECK(rr.calls == 1 && strcmp(rr.err, "shutting down") == 0);
+    REQUIRE(rr.calls == 1 && strcmp(rr.err, "shutting down") == 0);
     watch_down();
-    CHECK(rr.calls == 1);
+    REQUIRE(rr.calls == 1);
     memset(&rr, 0, sizeof(rr));
     watch_reload(NULL, 0, reload_cb, &rr);
-    CHECK(rr.calls == 1 && strcmp(rr.err, "shutting down") == 0);
+    REQUIRE(rr.calls == 1 && strcmp(rr.err, "shutting down") == 0);
     /* and it can start again (the tests' next round, a restart) */
-    CHECK(watch_start(loop, tmpdir) == 0);
+    REQUIRE(watch_start(loop, tmpdir) == 0);
     memset(&rr, 0, sizeof(rr));
     watch_reload("w", 1, reload_cb, &rr);
     run_until(&rr.calls, 1, 2);
-    CHECK(rr.calls == 1 && strcmp(rr.err, "") == 0);
+    REQUIRE(rr.calls == 1 && strcmp(rr.err, "") == 0);
     watch_down();
 }
 
@@ -1068,8 +1054,8 @@ static void test_watch_dir_gone(void)
     char dir[300], real[300];
     snprintf(real, sizeof(real), "%s/real", tmpdir);
     snprintf(dir, sizeof(dir), "%s/link", tmpdir);
-    CHECK(mkdir(real, 0700) == 0);
-    CHECK(symlink(real, dir) == 0);
+    REQUIRE(mkdir(real, 0700) == 0);
+    REQUIRE(symlink(real, dir) == 0);
     char p[600];
     snprintf(p, sizeof(p), "%s/s.lua", real);
     FILE *f = fopen(p, "w");
@@ -1077,39 +1063,39 @@ static void test_watch_dir_gone(void)
     fclose(f);
     engine_conf_t c = base_conf();
     c.policies_dir = dir;
-    CHECK(engine_up_conf(c) == 0);
-    CHECK(watch_start(loop, dir) == 0);
-    CHECK(wait_serving("s", "s1", 0.5));
+    REQUIRE(engine_up_conf(c) == 0);
+    REQUIRE(watch_start(loop, dir) == 0);
+    REQUIRE(wait_serving("s", "s1", 0.5));
     /* the link dangles: nothing is removed */
-    CHECK(unlink(dir) == 0);
+    REQUIRE(unlink(dir) == 0);
     int zero = 0;
     run_until(&zero, 1, 0.8);
-    CHECK(ns_find("s", 1) != NULL);
+    REQUIRE(ns_find("s", 1) != NULL);
     reload_res_t rr = {0};
     watch_reload(NULL, 0, reload_cb, &rr);
     run_until(&rr.calls, 1, 2);
     if (rr.calls != 1) watch_down();
-    CHECK(rr.calls == 1);
+    REQUIRE(rr.calls == 1);
     CHECK_STR_HAS(rr.err, "cannot read policies folder");
     /* a new release behind the link (the usual deploy): picked up by the
      * poll, and the inotify watch follows it */
     char real2[300];
     snprintf(real2, sizeof(real2), "%s/real2", tmpdir);
-    CHECK(mkdir(real2, 0700) == 0);
+    REQUIRE(mkdir(real2, 0700) == 0);
     snprintf(p, sizeof(p), "%s/s.lua", real2);
     f = fopen(p, "w");
     fputs("return { fetch = function(id) return 's2' end }\n", f);
     fclose(f);
-    CHECK(symlink(real2, dir) == 0);
+    REQUIRE(symlink(real2, dir) == 0);
     bool ok = wait_serving("s", "s2", 1.5);
     if (!ok) watch_down();
-    CHECK(ok);
+    REQUIRE(ok);
     f = fopen(p, "w");
     fputs("return { fetch = function(id) return 's3' end }\n", f);
     fclose(f);
     ok = wait_serving("s", "s3", 1.5);
     watch_down();
-    CHECK(ok);
+    REQUIRE(ok);
     /* clean up the sub folders (wipe_dir removes files only) */
     unlink(p);
     snprintf(p, sizeof(p), "%s/s.lua", real);
@@ -1124,9 +1110,9 @@ static void test_check_dir(void)
     write_file("ok.lua", "return { fetch = function(id) return id end }\n");
     engine_conf_t c = base_conf();
     /* stdout/stderr go to the test log; only the count is checked here */
-    CHECK(engine_check_dir(&c) == 0);
+    REQUIRE(engine_check_dir(&c) == 0);
     write_file("bad.lua", "return { fetch = 1 }\n");
-    CHECK(engine_check_dir(&c) == 1);
+    REQUIRE(engine_check_dir(&c) == 1);
 }
 
 /* ---- HTTP, against a python3 http.server child ---- */
@@ -1208,7 +1194,7 @@ static void test_http(void)
 {
     if (!http_server_start()) {
         fprintf(stderr, "    python3 http.server did not start\n");
-        checks_failed++;
+        test_failed = 1;
         return;
     }
     int dead = free_port();
@@ -1216,8 +1202,8 @@ static void test_http(void)
     int hole = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in ha = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t halen = sizeof(ha);
-    CHECK(hole >= 0 && bind(hole, (struct sockaddr *)&ha, sizeof(ha)) == 0 &&
-          listen(hole, 64) == 0 && getsockname(hole, (struct sockaddr *)&ha, &halen) == 0);
+    REQUIRE(hole >= 0 && bind(hole, (struct sockaddr *)&ha, sizeof(ha)) == 0 &&
+            listen(hole, 64) == 0 && getsockname(hole, (struct sockaddr *)&ha, &halen) == 0);
     write_file("hole.lua",
                "return { fetch_timeout = 0.2, fetch = function(id, ctx)\n"
                "  local res = ctx.http.get('http://127.0.0.1:%d/')\n"
@@ -1240,25 +1226,25 @@ static void test_http(void)
                "  return res.body, { tags = { 'owner:' .. w.owner_id } }\n"
                "end }\n",
                dead, dead, http_port);
-    CHECK(engine_up() == 0);
+    REQUIRE(engine_up() == 0);
     res_t r;
     fetch_wait("h", "widget.json", &r, 5);
-    CHECK(r.calls == 1 && r.kind == FETCH_OK);
-    CHECK(strcmp(r.value, "{\"id\":42,\"owner_id\":5}") == 0);
-    CHECK(r.ntags == 1 && strcmp(r.tags[0], "owner:5") == 0);
+    REQUIRE(r.calls == 1 && r.kind == FETCH_OK);
+    REQUIRE(strcmp(r.value, "{\"id\":42,\"owner_id\":5}") == 0);
+    REQUIRE(r.ntags == 1 && strcmp(r.tags[0], "owner:5") == 0);
     res_free(&r);
     fetch_wait("h", "missing", &r, 5);
-    CHECK(r.calls == 1 && r.kind == FETCH_NOT_FOUND);
+    REQUIRE(r.calls == 1 && r.kind == FETCH_NOT_FOUND);
     res_free(&r);
     fetch_wait("h", "refused", &r, 5);
-    CHECK(r.calls == 1 && r.kind == FETCH_OK);
+    REQUIRE(r.calls == 1 && r.kind == FETCH_OK);
     CHECK_STR_HAS(r.value, "caught:");
     /* pcall called ctx.http.get directly: no Lua caller to name */
     CHECK_STR_HAS(r.value, "caught:http GET http://127.0.0.1:");
     CHECK_STR_HAS(r.value, "onnect"); /* curl's "Couldn't connect to server" */
     res_free(&r);
     fetch_wait("h", "raise", &r, 5);
-    CHECK(r.calls == 1 && r.kind == FETCH_ERROR);
+    REQUIRE(r.calls == 1 && r.kind == FETCH_ERROR);
     CHECK_STR_HAS(r.error, "h.lua:7: http GET");
     res_free(&r);
     /* fetch_timeout cancels the HTTP call */
@@ -1267,9 +1253,9 @@ static void test_http(void)
     if (r.kind != FETCH_TIMEOUT)
         fprintf(stderr, "hole: calls=%d kind=%d error=%s\n", r.calls, (int)r.kind,
                 r.error ? r.error : "(none)");
-    CHECK(r.calls == 1 && r.kind == FETCH_TIMEOUT);
-    CHECK(now_s() - t0 < 1.0);
-    CHECK(http_calls_in_flight() == 0);
+    REQUIRE(r.calls == 1 && r.kind == FETCH_TIMEOUT);
+    REQUIRE(now_s() - t0 < 1.0);
+    REQUIRE(http_calls_in_flight() == 0);
     res_free(&r);
     /* and so does shutdown */
     static res_t rs[5];
@@ -1278,11 +1264,11 @@ static void test_http(void)
         fetch_start(ns_find("hole", 4)->cur, "x", 1, res_cb, &rs[i]);
     int zero = 0;
     run_until(&zero, 1, 0.05);
-    CHECK(http_calls_in_flight() == 5);
+    REQUIRE(http_calls_in_flight() == 5);
     fetch_abort_all();
-    CHECK(http_calls_in_flight() == 0 && fetches_in_flight() == 0);
+    REQUIRE(http_calls_in_flight() == 0 && fetches_in_flight() == 0);
     for (int i = 0; i < 5; i++) {
-        CHECK(rs[i].calls == 1 && strcmp(rs[i].error, "shutting down") == 0);
+        REQUIRE(rs[i].calls == 1 && strcmp(rs[i].error, "shutting down") == 0);
         res_free(&rs[i]);
     }
     close(hole);
@@ -1337,17 +1323,15 @@ int main(int argc, char **argv)
     loop = uv_default_loop();
     bool have_http = http_client_init(loop) == 0;
 
-    int passed = 0, failed = 0;
     for (size_t i = 0; i < LC_ARRAY_LEN(tests); i++) {
         if (argc > 1 && strcmp(argv[1], tests[i].name) != 0) continue;
         if (tests[i].needs_http && !have_http) continue;
-        checks_failed = 0;
+        test_failed = 0;
         double t0 = now_s();
         tests[i].fn();
         engine_down();
         if (tests[i].needs_http) http_server_stop();
-        bool ok = checks_failed == 0;
-        ok ? passed++ : failed++;
+        bool ok = check_end_test();
         printf("%s %s (%.2fs)\n", ok ? "ok  " : "FAIL", tests[i].name, now_s() - t0);
     }
     if (have_http) http_client_close();
@@ -1355,6 +1339,5 @@ int main(int argc, char **argv)
         uv_run(loop, UV_RUN_NOWAIT);
     uv_loop_close(loop);
     rmdir(tmpdir);
-    printf("policy: %d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return check_summary("policy");
 }

@@ -8,33 +8,7 @@
 
 #include "buf.h"
 #include "reply.h"
-
-static int test_failed; /* the running test had a failing CHECK */
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
-            test_failed = 1;                                                                       \
-        }                                                                                          \
-    } while (0)
-
-static void print_escaped(const char *label, const char *s, size_t n)
-{
-    fprintf(stderr, "  %s \"", label);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '\r')
-            fputs("\\r", stderr);
-        else if (c == '\n')
-            fputs("\\n", stderr);
-        else if (c < 32 || c > 126)
-            fprintf(stderr, "\\x%02x", c);
-        else
-            fputc(c, stderr);
-    }
-    fputs("\"\n", stderr);
-}
+#include "check.h"
 
 /* The buffer must hold exactly the literal want (which may contain NULs);
  * it is then emptied for the next check. */
@@ -214,21 +188,8 @@ static void test_nil_and_array(void)
     buf_free(&b);
 }
 
-#define RUN(t)                                                                                     \
-    do {                                                                                           \
-        test_failed = 0;                                                                           \
-        t();                                                                                       \
-        if (test_failed) {                                                                         \
-            fprintf(stderr, "FAIL %s\n", #t);                                                      \
-            failed++;                                                                              \
-        } else {                                                                                   \
-            passed++;                                                                              \
-        }                                                                                          \
-    } while (0)
-
 int main(void)
 {
-    int passed = 0, failed = 0;
     RUN(test_status);
     RUN(test_status_sanitised);
     RUN(test_error_prefix);
@@ -242,6 +203,5 @@ int main(void)
     RUN(test_bulk);
     RUN(test_bulk_large);
     RUN(test_nil_and_array);
-    printf("reply: %d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return check_summary("reply");
 }

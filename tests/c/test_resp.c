@@ -15,16 +15,7 @@
 #include "buf.h"
 #include "resp.h"
 #include "util.h"
-
-static int test_failed; /* the running test had a failing CHECK */
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
-            test_failed = 1;                                                                       \
-        }                                                                                          \
-    } while (0)
+#include "check.h"
 
 /* Small limits so the caps are cheap to reach. */
 static const resp_limits_t small = {.max_inline = 32, .max_bulk = 16, .max_args = 4};
@@ -110,23 +101,6 @@ static void run_stream(const resp_limits_t *lim, const char *s, size_t n, size_t
 }
 
 /* Print bytes readably (C escapes) for failure messages. */
-static void print_escaped(const char *label, const char *s, size_t n)
-{
-    fprintf(stderr, "  %s \"", label);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '\r')
-            fputs("\\r", stderr);
-        else if (c == '\n')
-            fputs("\\n", stderr);
-        else if (c < 32 || c > 126)
-            fprintf(stderr, "\\x%02x", c);
-        else
-            fputc(c, stderr);
-    }
-    fputs("\"\n", stderr);
-}
-
 static int same(const buf_t *out, const char *want, size_t wlen)
 {
     return out->len == wlen && memcmp(out->data, want, wlen) == 0;
@@ -567,21 +541,8 @@ static void test_request_cap(void)
 
 /* ------------------------------------------------------------------ main */
 
-#define RUN(t)                                                                                     \
-    do {                                                                                           \
-        test_failed = 0;                                                                           \
-        t();                                                                                       \
-        if (test_failed) {                                                                         \
-            fprintf(stderr, "FAIL %s\n", #t);                                                      \
-            failed++;                                                                              \
-        } else {                                                                                   \
-            passed++;                                                                              \
-        }                                                                                          \
-    } while (0)
-
 int main(void)
 {
-    int passed = 0, failed = 0;
     RUN(test_inline_simple);
     RUN(test_inline_missing_cr);
     RUN(test_inline_whitespace);
@@ -611,6 +572,5 @@ int main(void)
     RUN(test_default_limits);
     RUN(test_unauthenticated_caps);
     RUN(test_request_cap);
-    printf("resp: %d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return check_summary("resp");
 }

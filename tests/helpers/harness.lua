@@ -601,21 +601,22 @@ function H.write_policy(dir, ns, src) return H.write_file(dir .. "/" .. ns .. ".
 
 function H.remove_policy(dir, ns) return os.remove(dir .. "/" .. ns .. ".lua") end
 
--- simple_policy(url_prefix, fields) -> source of a policy that GETs
--- url_prefix .. id: 404 -> nil, non-200 -> error("origin said N"), body as is.
+-- simple_policy(url_prefix, fields, suffix) -> source of a policy that GETs
+-- url_prefix .. id (.. suffix, when given): 404 -> nil, non-200 ->
+-- error("origin said N"), body as is.
 -- fields: extra Lua table fields as a source string, e.g. "ttl = 5, negative_ttl = 0".
-function H.simple_policy(url_prefix, fields)
+function H.simple_policy(url_prefix, fields, suffix)
   return string.format([[
 return {
   %s
   fetch = function(id, ctx)
-    local res = ctx.http.get(%q .. id)
+    local res = ctx.http.get(%q .. id%s)
     if res.status == 404 then return nil end
     if res.status ~= 200 then error("origin said " .. res.status) end
     return res.body
   end,
 }
-]], fields and (fields .. ",") or "", url_prefix)
+]], fields and (fields .. ",") or "", url_prefix, suffix and (" .. " .. string.format("%q", suffix)) or "")
 end
 
 
@@ -638,6 +639,32 @@ end
 function H.errtext(v, what)
   luassert(H.resp.is_err(v), (what or "reply") .. ": expected an error reply, got " .. tostring(v))
   return v.err
+end
+
+-- assert_err(text, value, kind): the reply is an error with exactly this text.
+function H.assert_err(text, v, kind)
+  luassert.equal("error", kind, "expected error '" .. text .. "', got " .. tostring(kind) .. ": "
+    .. tostring(type(v) == "table" and (v.err or v.n) or v))
+  luassert.equal(text, v.err)
+end
+
+-- Protocol errors: the exact error line, then the server closes the socket.
+function H.assert_proto_error(c, text)
+  luassert.equal("-ERR Protocol error: " .. text .. "\r\n", c:read_raw_reply(3))
+  luassert.is_true(c:closed_within(3), "server did not close after a protocol error")
+end
+
+-- Counters of one namespace from STATS ns (or from INFO when from_info):
+-- {name = number (or string)}.
+function H.ns_stats(srv, ns, from_info)
+  local text
+  if from_info then text = srv:call("INFO") else text = srv:call("STATS", ns) end
+  luassert.is_string(text)
+  local line = text:match("ns_" .. ns:gsub("%p", "%%%0") .. ":([^\r\n]*)")
+  luassert(line, "no ns_" .. ns .. " line in:\n" .. tostring(text))
+  local t = {}
+  for k, v in line:gmatch("([%w_]+)=([^,]*)") do t[k] = tonumber(v) or v end
+  return t
 end
 
 return H
@@ -663,6 +690,8 @@ H.start_origin{verbose, timeout}       -> {port, url, pid, :stats(), :count(path
 H.start_server{policies_dir, redis_port|redis_url, port, metrics_port, lua_path, extra_args, env, timeout, wait, bin}
                                        -> {port, pid, metrics_port, :call(...), :client(), :stop(sig, t), :signal(sig), :alive(), :wait_exit(t), :log(), :metrics()}
 H.write_policies{ns = src}, dir)       -> dir;  H.write_policy(dir, ns, src);  H.remove_policy(dir, ns)
-H.simple_policy(url_prefix, fields)    -> policy source
+H.simple_policy(url_prefix, fields, suffix) -> policy source
+H.assert_clean_exit(srv), H.errtext(v, what), H.assert_err(text, v, kind), H.assert_proto_error(c, text)
+H.ns_stats(srv, ns, from_info)         -> {counter = value} of one namespace (STATS ns or INFO)
 H.cleanup()                            stop all processes, close clients, remove temp dirs
 ]]

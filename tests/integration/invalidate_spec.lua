@@ -11,15 +11,7 @@ local H = require "tests.helpers.harness"
 local assert_clean_exit = H.assert_clean_exit
 
 -- Counters of one namespace from STATS ns: {name = number}.
-local function stats(srv, ns)
-  local text = srv:call("STATS", ns)
-  assert.is_string(text)
-  local line = text:match("ns_" .. ns:gsub("%p", "%%%0") .. ":([^\r\n]*)")
-  assert(line, "no ns_" .. ns .. " line in:\n" .. tostring(text))
-  local t = {}
-  for k, v in line:gmatch("([%w_]+)=([^,]*)") do t[k] = tonumber(v) or v end
-  return t
-end
+local stats = H.ns_stats
 
 local errtext = H.errtext
 
@@ -54,22 +46,10 @@ local function range(fmt, n)
   return t
 end
 
--- A policy that GETs url_prefix .. id (404: nil, non-200: error); extra
--- Lua source in `fields`, e.g. on_event.
+-- A policy that GETs url_prefix .. id .. suffix (404: nil, non-200: error),
+-- ttl 60; extra Lua source in `fields`, e.g. on_event.
 local function policy(url_prefix, fields, suffix)
-  return string.format([[
-local cjson = require "cjson"
-return {
-  ttl = 60,
-  %s
-  fetch = function(id, ctx)
-    local res = ctx.http.get(%q .. id .. %q)
-    if res.status == 404 then return nil end
-    if res.status ~= 200 then error("origin said " .. res.status) end
-    return res.body
-  end,
-}
-]], fields and (fields .. ",") or "", url_prefix, suffix or "")
+  return H.simple_policy(url_prefix, "ttl = 60" .. (fields and (",\n  " .. fields) or ""), suffix)
 end
 
 -- Fetches /widgets/<id> and tags the value with its owner (SPEC §4).

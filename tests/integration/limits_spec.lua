@@ -8,16 +8,8 @@ local socket = require "socket"
 local H = require "tests.helpers.harness"
 local resp = require "tests.helpers.resp"
 
-local function assert_err(text, v, kind)
-  assert.equal("error", kind, "expected error '" .. text .. "', got " .. tostring(kind) .. ": "
-    .. tostring(type(v) == "table" and (v.err or v.n) or v))
-  assert.equal(text, v.err)
-end
-
-local function assert_proto_error(c, text)
-  assert.equal("-ERR Protocol error: " .. text .. "\r\n", c:read_raw_reply(3))
-  assert.is_true(c:closed_within(3), "server did not close after a protocol error")
-end
+local assert_err = H.assert_err
+local assert_proto_error = H.assert_proto_error
 
 local assert_clean_stop = H.assert_clean_exit
 

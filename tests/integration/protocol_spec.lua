@@ -6,18 +6,8 @@
 local H = require "tests.helpers.harness"
 local resp = require "tests.helpers.resp"
 
--- assert_err(text, value, kind): the reply is an error with exactly this text.
-local function assert_err(text, v, kind)
-  assert.equal("error", kind, "expected error '" .. text .. "', got " .. tostring(kind) .. ": "
-    .. tostring(type(v) == "table" and (v.err or v.n) or v))
-  assert.equal(text, v.err)
-end
-
--- Protocol errors: the exact error line, then the server closes the socket.
-local function assert_proto_error(c, text)
-  assert.equal("-ERR Protocol error: " .. text .. "\r\n", c:read_raw_reply(3))
-  assert.is_true(c:closed_within(3), "server did not close after a protocol error")
-end
+local assert_err = H.assert_err
+local assert_proto_error = H.assert_proto_error
 
 local function sha1_of(path)
   local rc, out = H.run({ "sha1sum", path }, 5)

@@ -10,18 +10,8 @@ local H = require "tests.helpers.harness"
 
 local assert_clean_exit = H.assert_clean_exit
 
--- Counters of one namespace from STATS ns (or from INFO when from_info):
--- {name = number}.
-local function stats(srv, ns, from_info)
-  local text
-  if from_info then text = srv:call("INFO") else text = srv:call("STATS", ns) end
-  assert.is_string(text)
-  local line = text:match("ns_" .. ns:gsub("%p", "%%%0") .. ":([^\r\n]*)")
-  assert(line, "no ns_" .. ns .. " line in:\n" .. text)
-  local t = {}
-  for k, v in line:gmatch("([%w_]+)=([^,]*)") do t[k] = tonumber(v) or v end
-  return t
-end
+-- Counters of one namespace from STATS ns (or from INFO when from_info).
+local stats = H.ns_stats
 
 -- The sum of one counter over several servers.
 local function total(servers, ns, name)
@@ -49,19 +39,20 @@ local function read_all(conns, timeout)
   return out
 end
 
+-- GET key on every connection at once; the values (read as by read_all) and
+-- the seconds they took. The connections are closed.
+local function get_all(conns, key)
+  local t0 = H.now()
+  for i = 1, #conns do conns[i]:send("GET", key) end
+  local values = read_all(conns, 5)
+  local dt = H.now() - t0
+  H.close_clients(conns)
+  return values, dt
+end
+
 -- A policy that GETs url_prefix .. id .. suffix (404: nil, non-200: error).
 local function policy(url_prefix, suffix, fields)
-  return string.format([[
-return {
-  %s
-  fetch = function(id, ctx)
-    local res = ctx.http.get(%q .. id .. %q)
-    if res.status == 404 then return nil end
-    if res.status ~= 200 then error("origin said " .. res.status) end
-    return res.body
-  end,
-}
-]], fields and (fields .. ",") or "", url_prefix, suffix or "")
+  return H.simple_policy(url_prefix, fields, suffix)
 end
 
 local function peek(srv, key)
@@ -131,11 +122,7 @@ return {
     local n = 200
     local conns = {}
     for i = 1, n do conns[i] = H.connect((i % 2 == 1 and A or B).port, 10) end
-    local t0 = H.now()
-    for i = 1, n do conns[i]:send("GET", "herd:42") end
-    local values = read_all(conns, 5)
-    local dt = H.now() - t0
-    H.close_clients(conns)
+    local values, dt = get_all(conns, "herd:42")
     -- computed_at_ms differs between fetches: one value means one fetch
     for i = 2, n do assert.equal(values[1], values[i], "reply " .. i) end
     local obj = H.json_decode(values[1])
@@ -196,11 +183,7 @@ return {
       origin:control("/widgets/s1", { body = "swr v2", delay = 1 })
       local n = 50
       local conns = H.open_clients(A.port, n, 5)
-      local t0 = H.now()
-      for i = 1, n do conns[i]:send("GET", "swr:s1") end
-      local values = read_all(conns, 5)
-      local dt = H.now() - t0
-      H.close_clients(conns)
+      local values, dt = get_all(conns, "swr:s1")
       for i = 1, n do assert.equal("swr v1", values[i], "reply " .. i) end
       assert.is_true(dt < 0.4, string.format("50 stale GETs took %.2f s (origin delay 1 s)", dt))
       -- one background refresh; once it lands, GET answers the new value
@@ -226,11 +209,7 @@ return {
       local n = 50
       local conns = {}
       for i = 1, n do conns[i] = H.connect((i % 2 == 1 and A or B).port, 5) end
-      local t0 = H.now()
-      for i = 1, n do conns[i]:send("GET", "swr2:s2") end
-      local values = read_all(conns, 5)
-      local dt = H.now() - t0
-      H.close_clients(conns)
+      local values, dt = get_all(conns, "swr2:s2")
       for i = 1, n do assert.equal("swr2 v1", values[i], "reply " .. i) end
       assert.is_true(dt < 0.4, string.format("50 stale GETs took %.2f s (origin delay 1 s)", dt))
       local p = wait_state(A, "swr2:s2", "fresh", 3)

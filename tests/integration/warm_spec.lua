@@ -8,20 +8,9 @@ local assert_clean_exit = H.assert_clean_exit
 
 local errtext = H.errtext
 
--- A policy GETting url_prefix .. id .. suffix, with extra fields.
+-- A policy GETting url_prefix .. id .. suffix, ttl 60, with extra fields.
 local function policy(url_prefix, fields, suffix)
-  return string.format([[
-return {
-  ttl = 60,
-  %s
-  fetch = function(id, ctx)
-    local res = ctx.http.get(%q .. id .. %q)
-    if res.status == 404 then return nil end
-    if res.status ~= 200 then error("origin said " .. res.status) end
-    return res.body
-  end,
-}
-]], fields and (fields .. ",") or "", url_prefix, suffix or "")
+  return H.simple_policy(url_prefix, "ttl = 60" .. (fields and (",\n  " .. fields) or ""), suffix)
 end
 
 describe("warming", function()
