@@ -31,12 +31,7 @@ void cmd_policies(client_t *c)
  * on error the old version stays active. */
 static void on_reloaded(void *priv, const char *err)
 {
-    slot_t *slot = priv;
-    if (err)
-        reply_error(&slot->buf, "%s", err);
-    else
-        reply_ok(&slot->buf);
-    slot_finish(slot);
+    slot_finish_ok(priv, err);
 }
 
 void cmd_reload(client_t *c)

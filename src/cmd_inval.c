@@ -41,12 +41,7 @@ void cmd_purgetag(client_t *c)
 static void on_flushed(void *priv, long long removed, const char *err)
 {
     LC_UNUSED(removed);
-    slot_t *slot = priv;
-    if (err)
-        reply_error(&slot->buf, "%s", err);
-    else
-        reply_ok(&slot->buf);
-    slot_finish(slot);
+    slot_finish_ok(priv, err);
 }
 
 /* FLUSHNS ns: also for a namespace whose policy failed to load (its

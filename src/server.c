@@ -137,6 +137,15 @@ void slot_finish(slot_t *s)
     }
 }
 
+void slot_finish_ok(slot_t *s, const char *err)
+{
+    if (err)
+        reply_error(&s->buf, "%s", err);
+    else
+        reply_ok(&s->buf);
+    slot_finish(s);
+}
+
 void client_close_after_reply(client_t *c)
 {
     c->close_after_reply = true;

@@ -70,6 +70,8 @@ const char *client_arg(const client_t *c, long i, size_t *len);
 buf_t *client_reply_buf(client_t *c);
 slot_t *client_defer(client_t *c);
 void slot_finish(slot_t *s);
+/* Answer +OK, or -ERR err when err is set, and finish the slot. */
+void slot_finish_ok(slot_t *s, const char *err);
 
 /* Protocol error: reply, then close once the reply is flushed (as Redis). */
 void client_close_after_reply(client_t *c);

@@ -484,8 +484,10 @@ describe("request framing", function()
     c:close()
     H.wait_until(function() return origin:stats().inflight == 0 and origin:count("/slow/gone5") == 1 end,
       3, "orphaned fetches done")
-    H.sleep(0.1)
     local c2 = srv:client()
+    -- the store is sent right after the fetch ends: wait for it to land
+    H.wait_until(function() return type(c2:call("PEEK", "slow:gone3?delay=0.3")) == "table" end, 3,
+      "orphaned fetch stored")
     local v = c2:call("GET", "slow:gone3?delay=0.3")
     assert.equal("gone3", H.json_decode(v).id)
     assert.equal(1, origin:count("/slow/gone3"))    -- the orphaned fetch still filled the cache
