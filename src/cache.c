@@ -459,21 +459,13 @@ static void on_set(void *priv, redisReply *reply)
     slot_finish(slot);
 }
 
-void cache_set(slot_t *slot, const cache_key_t *key, const char *value, size_t vlen,
-               long long ttl_ms)
+/* Store value under the entry key of ns:id as fresh for ttl_ms, by the
+ * conf of policy p. */
+static void set_store(slot_t *slot, ns_t *ns, const policy_t *p, const char *id, size_t idlen,
+                      const char *value, size_t vlen, long long ttl_ms)
 {
-    ns_t *ns = key->ns;
-    policy_t *p = ns->cur;
-    ns->stats.requests_set++;
     buf_t rkey = {0};
-    cache_entry_key(&rkey, ns, key->id, key->idlen);
-    if (ttl_ms < 0) {
-        const char *err = NULL;
-        double ttl = p->conf.ttl_is_fn ? policy_ttl_for(p, key->id, key->idlen, value, vlen, &err)
-                                       : p->conf.ttl;
-        if (err) log_warn("[%s] ttl function failed for SET: %s", ns->name, err);
-        ttl_ms = ttl_jittered_ms(ttl, p->conf.ttl_jitter, cache_rand());
-    }
+    cache_entry_key(&rkey, ns, id, idlen);
     int64_t now = now_ms();
     entry_t e = {.kind = ENTRY_VALUE,
                  .version = p->conf.version,
@@ -498,6 +490,52 @@ void cache_set(slot_t *slot, const cache_key_t *key, const char *value, size_t v
     }
     buf_free(&val);
     buf_free(&rkey);
+}
+
+/* A SET waiting for the policy's ttl(id, value), with its own copies. */
+typedef struct set_job {
+    slot_t *slot;
+    ns_t *ns;
+    policy_t *p;
+    char *id, *value;
+    size_t idlen, vlen;
+} set_job_t;
+
+static void on_set_ttl(void *priv, double ttl, const char *err)
+{
+    set_job_t *j = priv;
+    if (err) log_warn("[%s] ttl function failed for SET: %s", j->ns->name, err);
+    long long ttl_ms = ttl_jittered_ms(ttl, j->p->conf.ttl_jitter, cache_rand());
+    set_store(j->slot, j->ns, j->p, j->id, j->idlen, j->value, j->vlen, ttl_ms);
+    policy_unref(j->p);
+    free(j->id);
+    free(j->value);
+    free(j);
+}
+
+void cache_set(slot_t *slot, const cache_key_t *key, const char *value, size_t vlen,
+               long long ttl_ms)
+{
+    ns_t *ns = key->ns;
+    policy_t *p = ns->cur;
+    ns->stats.requests_set++;
+    if (ttl_ms >= 0 || !p->conf.ttl_is_fn) {
+        if (ttl_ms < 0) ttl_ms = ttl_jittered_ms(p->conf.ttl, p->conf.ttl_jitter, cache_rand());
+        set_store(slot, ns, p, key->id, key->idlen, value, vlen, ttl_ms);
+        return;
+    }
+    /* ttl(id, value) runs as a coroutine; it usually finishes within its
+     * first slice, so before policy_ttl returns. */
+    set_job_t *j = xcalloc(1, sizeof(*j));
+    j->slot = slot;
+    j->ns = ns;
+    j->p = p;
+    policy_ref(p);
+    j->id = xmemdup(key->id, key->idlen);
+    j->idlen = key->idlen;
+    j->value = xmemdup(value, vlen);
+    j->vlen = vlen;
+    policy_ttl(p, j->id, j->idlen, j->value, j->vlen, on_set_ttl, j);
 }
 
 typedef struct del_req {

@@ -143,34 +143,51 @@ void cmd_del(client_t *c)
     free(keys);
 }
 
+typedef struct warm_cmd {
+    slot_t *slot;
+    ns_t *ns;
+} warm_cmd_t;
+
+static void on_warm_ids(void *priv, str_list_t *ids, const char *err)
+{
+    warm_cmd_t *w = priv;
+    if (err) {
+        reply_error(&w->slot->buf, "%s", err);
+        slot_finish(w->slot);
+    } else {
+        warm_command(w->slot, w->ns, ids);
+    }
+    free(w);
+}
+
 /* WARM ns [id ...]: fetch the ids given, or those the policy's warm()
  * returns; answers how many were fetched successfully. */
 void cmd_warm(client_t *c)
 {
     ns_t *ns = ns_arg_or_reply(c, 1, true);
     if (!ns) return;
-    str_list_t ids = {0};
     long n = client_argc(c) - 2;
-    if (n > 0) {
-        ids.v = xmalloc((size_t)n * sizeof(*ids.v));
-        ids.len = xmalloc((size_t)n * sizeof(*ids.len));
-        for (long i = 0; i < n; i++) {
-            const char *id = client_arg(c, 2 + i, &ids.len[i]);
-            ids.v[i] = xmemdup(id, ids.len[i]);
-        }
-        ids.n = (size_t)n;
-    } else if (!ns->cur->conf.has_warm) {
+    if (n == 0 && !ns->cur->conf.has_warm) {
         reply_error(client_reply_buf(c),
                     "namespace '%s' has no warm (name the ids: WARM %s id ...)", ns->name,
                     ns->name);
         return;
-    } else {
-        char msg[1024];
-        if (policy_warm(ns->cur, &ids, msg, sizeof(msg)) != 0) {
-            reply_error(client_reply_buf(c), "%s", msg);
-            return;
-        }
     }
     ns->stats.requests_other++;
+    if (n == 0) {
+        warm_cmd_t *w = xcalloc(1, sizeof(*w));
+        w->slot = client_defer(c);
+        w->ns = ns;
+        policy_warm(ns->cur, on_warm_ids, w);
+        return;
+    }
+    str_list_t ids = {0};
+    ids.v = xmalloc((size_t)n * sizeof(*ids.v));
+    ids.len = xmalloc((size_t)n * sizeof(*ids.len));
+    for (long i = 0; i < n; i++) {
+        const char *id = client_arg(c, 2 + i, &ids.len[i]);
+        ids.v[i] = xmemdup(id, ids.len[i]);
+    }
+    ids.n = (size_t)n;
     warm_command(client_defer(c), ns, &ids);
 }

@@ -132,7 +132,7 @@ static void error_text(const buf_t *b, const char **msg, int *len)
 }
 
 /* Check every key and pattern; on failure reply and return -1. */
-static int event_check(client_t *c, event_result_t *ev, cache_key_t *keys, event_job_t *j)
+static int event_check(buf_t *out, event_result_t *ev, cache_key_t *keys, event_job_t *j)
 {
     buf_t err = {0};
     const char *msg;
@@ -140,8 +140,8 @@ static int event_check(client_t *c, event_result_t *ev, cache_key_t *keys, event
     for (size_t i = 0; i < ev->keys.n; i++) {
         if (cache_key_parse(ev->keys.v[i], ev->keys.len[i], &keys[i], &err) != 0) {
             error_text(&err, &msg, &mlen);
-            reply_error(client_reply_buf(c), "on_event failed: result keys[%zu] '%.200s': %.*s",
-                        i + 1, ev->keys.v[i], mlen, msg);
+            reply_error(out, "on_event failed: result keys[%zu] '%.200s': %.*s", i + 1,
+                        ev->keys.v[i], mlen, msg);
             buf_free(&err);
             return -1;
         }
@@ -152,14 +152,67 @@ static int event_check(client_t *c, event_result_t *ev, cache_key_t *keys, event
         if (purge_parse(ev->patterns.v[i], ev->patterns.len[i], &j->pat_ns[i], &glob, &glen,
                         &err) != 0) {
             error_text(&err, &msg, &mlen);
-            reply_error(client_reply_buf(c), "on_event failed: result patterns[%zu] '%.200s': %.*s",
-                        i + 1, ev->patterns.v[i], mlen, msg);
+            reply_error(out, "on_event failed: result patterns[%zu] '%.200s': %.*s", i + 1,
+                        ev->patterns.v[i], mlen, msg);
             buf_free(&err);
             return -1;
         }
         j->pat_off[i] = (size_t)(glob - ev->patterns.v[i]);
     }
     return 0;
+}
+
+typedef struct event_cmd {
+    slot_t *slot;
+    ns_t *ns;
+} event_cmd_t;
+
+/* on_event returned (or failed): invalidate what it named. */
+static void on_event_result(void *priv, event_result_t *ev, const char *err)
+{
+    event_cmd_t *e = priv;
+    slot_t *slot = e->slot;
+    ns_t *ns = e->ns;
+    free(e);
+    if (err) {
+        reply_error(&slot->buf, "%s", err);
+        slot_finish(slot);
+        return;
+    }
+    event_job_t *j = xcalloc(1, sizeof(*j));
+    j->ns = ns;
+    j->pat_ns = xcalloc(ev->patterns.n + 1, sizeof(*j->pat_ns));
+    j->pat_off = xcalloc(ev->patterns.n + 1, sizeof(*j->pat_off));
+    cache_key_t *keys = xcalloc(ev->keys.n + 1, sizeof(*keys));
+    if (event_check(&slot->buf, ev, keys, j) != 0) {
+        free(keys);
+        free(j->pat_ns);
+        free(j->pat_off);
+        free(j);
+        event_result_free(ev);
+        slot_finish(slot);
+        return;
+    }
+    j->slot = slot;
+    j->patterns = ev->patterns; /* taken over: run one after another */
+    memset(&ev->patterns, 0, sizeof(ev->patterns));
+    j->pending = 1; /* held until everything is started */
+    if (ev->keys.n) {
+        j->pending++;
+        cache_del_keys(keys, (long)ev->keys.n, false, event_part_done, j);
+    }
+    for (size_t i = 0; i < ev->tags.n; i++) {
+        j->pending++;
+        purge_tag(ev->tags.v[i], ev->tags.len[i], false, event_part_done, j);
+    }
+    if (ev->flush) {
+        j->pending++;
+        flush_ns(ns, true, event_part_done, j);
+    }
+    event_next_pattern(j);
+    free(keys);
+    event_result_free(ev);
+    if (--j->pending == 0) event_finish(j);
 }
 
 void cmd_event(client_t *c)
@@ -178,43 +231,8 @@ void cmd_event(client_t *c)
     size_t nlen, plen = 0;
     const char *name = client_arg(c, 2, &nlen);
     const char *payload = client_argc(c) == 4 ? client_arg(c, 3, &plen) : NULL;
-    event_result_t ev;
-    char errbuf[1024];
-    if (policy_on_event(ns->cur, name, nlen, payload, plen, &ev, errbuf, sizeof(errbuf)) != 0) {
-        reply_error(client_reply_buf(c), "%s", errbuf);
-        return;
-    }
-    event_job_t *j = xcalloc(1, sizeof(*j));
-    j->ns = ns;
-    j->pat_ns = xcalloc(ev.patterns.n + 1, sizeof(*j->pat_ns));
-    j->pat_off = xcalloc(ev.patterns.n + 1, sizeof(*j->pat_off));
-    cache_key_t *keys = xcalloc(ev.keys.n + 1, sizeof(*keys));
-    if (event_check(c, &ev, keys, j) != 0) {
-        free(keys);
-        free(j->pat_ns);
-        free(j->pat_off);
-        free(j);
-        event_result_free(&ev);
-        return;
-    }
-    j->slot = client_defer(c);
-    j->patterns = ev.patterns; /* taken over: run one after another */
-    memset(&ev.patterns, 0, sizeof(ev.patterns));
-    j->pending = 1; /* held until everything is started */
-    if (ev.keys.n) {
-        j->pending++;
-        cache_del_keys(keys, (long)ev.keys.n, false, event_part_done, j);
-    }
-    for (size_t i = 0; i < ev.tags.n; i++) {
-        j->pending++;
-        purge_tag(ev.tags.v[i], ev.tags.len[i], false, event_part_done, j);
-    }
-    if (ev.flush) {
-        j->pending++;
-        flush_ns(ns, true, event_part_done, j);
-    }
-    event_next_pattern(j);
-    free(keys);
-    event_result_free(&ev);
-    if (--j->pending == 0) event_finish(j);
+    event_cmd_t *e = xcalloc(1, sizeof(*e));
+    e->slot = client_defer(c);
+    e->ns = ns;
+    policy_on_event(ns->cur, name, nlen, payload, plen, on_event_result, e);
 }

@@ -1,25 +1,36 @@
-/* fetch.c: a policy's fetch(id, ctx) as a coroutine on the event loop.
+/* fetch.c: the coroutine runner — a policy's fetch(id, ctx), and its
+ * on_event, warm and ttl functions (policy_hooks.c), as budgeted coroutines
+ * on the event loop.
  *
- * Each fetch is a Lua thread (lua_newthread, anchored by a registry ref and
- * released exactly once) running runtime.lua's fetch(h, id). The ctx I/O
- * primitives park it the OpenResty way: start the operation, note on the
- * fetch what it waits for, and `return lua_yieldk(L, 1, 0, k)` with
+ * Each run is a Lua thread (lua_newthread, anchored by a registry ref and
+ * released exactly once) running one of runtime.lua's entry points. The ctx
+ * I/O primitives park it the OpenResty way: start the operation, note on
+ * the run what it waits for, and `return lua_yieldk(L, 1, 0, k)` with
  * fetch_io_sentinel as the yielded value. The event handler (timer, HTTP
  * completion) resumes the thread through the one run function,
  * fetch_resume(); the continuation k then builds the primitive's results
- * from what the handler left on the fetch, inside the resumed thread (so in
- * protected mode), or raises the abort message. A thread parked on I/O is
- * always resumed exactly once: with its result, or at fetch timeout and
- * fetch_abort_all() with an error it cannot get past (the budget is spent
- * before such clean-up runs).
+ * from what the handler left on the run, inside the resumed thread (so in
+ * protected mode). A thread parked on I/O is resumed exactly once with its
+ * result; at the run's timeout and at fetch_abort_all() it is closed where
+ * it stands instead (lua_resetthread, its __close handlers under a spent
+ * budget) and never resumed again.
  *
- * A yield that is not an I/O park (coroutine.yield at the top of fetch) ends
- * the fetch with an error; coroutines the policy creates itself work as
- * usual, and ctx I/O inside them is forwarded by sandbox.lua's resume.
+ * Budget slices (policy_int.h): the count hook yields the thread after
+ * about 1 ms of Lua; the runner parks it (WAIT_SLICE) and resumes it from a
+ * zero timer on the next loop turn, so other clients are served between
+ * slices. The hook also yields when the budget is spent, and the runner
+ * then ends the run: nothing the policy does (pcall, xpcall handlers) can
+ * catch that.
  *
- * The policy is told about its fetch through a handle userdata (the `h` of
- * runtime.lua). The handle outlives the fetch if the policy keeps ctx
- * around; its pointer is cleared at release, so a late call raises. */
+ * A yield that is not an I/O park or a slice (coroutine.yield at the top
+ * of fetch) ends the run with an error; coroutines the policy creates
+ * itself work as usual, and ctx I/O and slices inside them are forwarded
+ * by sandbox.lua's resume.
+ *
+ * A fetch tells the policy about itself through a handle userdata (the `h`
+ * of runtime.lua), anchored by a registry ref while the fetch lives. The
+ * handle outlives the fetch if the policy keeps ctx around; its pointer is
+ * cleared at release, so a late call raises. */
 #include <lauxlib.h>
 #include <lua.h>
 #include <math.h>
@@ -37,7 +48,7 @@
 
 const char fetch_io_sentinel = 0;
 
-typedef enum wait_kind { WAIT_NONE, WAIT_SLEEP, WAIT_HTTP } wait_kind_t;
+typedef enum wait_kind { WAIT_NONE, WAIT_SLEEP, WAIT_HTTP, WAIT_SLICE } wait_kind_t;
 
 typedef struct fetch fetch_t;
 
@@ -49,16 +60,19 @@ struct fetch {
     fetch_t *prev, *next; /* in flight (until finalised), oldest first */
     uint64_t seq;
     policy_t *p;
-    lua_State *co; /* the fetch's thread; NULL if setup failed */
+    lua_State *co; /* the run's thread; NULL if setup failed */
     int co_ref;
-    fetch_handle_t *h;
-    fetch_cb cb;
+    fetch_handle_t *h;    /* fetches only */
+    int h_ref;            /* anchors h while the fetch lives */
+    fetch_cb cb;          /* a fetch's callback (ops NULL) */
+    const run_ops_t *ops; /* or another run's (policy_run) */
     void *priv;
+    lua_budget_t budget;
     uint64_t start_ns;
     uint64_t deadline_ms; /* mono_ms() at which fetch_timeout fires */
 
     uv_timer_t timeout; /* conf.fetch_timeout */
-    uv_timer_t sleep;   /* ctx.sleep */
+    uv_timer_t sleep;   /* ctx.sleep, and the next slice */
     int open_handles;   /* freed when both timers are closed */
 
     wait_kind_t wait;      /* what the parked thread waits for */
@@ -68,10 +82,9 @@ struct fetch {
     const char *io_err;    /* HTTP transport error, valid during the resume */
     http_response_t *io_resp;
 
-    bool running;       /* inside lua_resume */
-    bool finalised;     /* cb has run (or is running) */
-    bool released;      /* thread and policy let go */
-    char abort_msg[96]; /* non-empty: k raises it */
+    bool running;   /* inside lua_resume */
+    bool finalised; /* cb has run (or is running) */
+    bool released;  /* thread and policy let go */
 };
 
 static struct {
@@ -81,7 +94,7 @@ static struct {
     fetch_t *running; /* whose thread is in lua_resume now */
 } F;
 
-static void fetch_resume(fetch_t *f, int nargs);
+static void fetch_resume(fetch_t *f, int nargs, bool fresh);
 
 /* ------------------------------------------------------------------------ */
 /* Lifetime                                                                  */
@@ -104,11 +117,17 @@ static void list_unlink(fetch_t *f)
 /* Deliver the one callback. Everything r points to must stay anchored
  * until this returns. (The caller, cache.c, counts fetch results in the
  * namespace's stats.) */
-static void finalise(fetch_t *f, fetch_result_t *r)
+static bool mark_final(fetch_t *f)
 {
-    if (f->finalised) return;
+    if (f->finalised) return false;
     f->finalised = true;
     list_unlink(f);
+    return true;
+}
+
+static void finalise(fetch_t *f, fetch_result_t *r)
+{
+    if (!mark_final(f)) return;
     r->duration = (double)(uv_hrtime() - f->start_ns) / 1e9;
     r->policy = f->p; /* still referenced: release() comes after */
     f->cb(f->priv, r);
@@ -116,6 +135,10 @@ static void finalise(fetch_t *f, fetch_result_t *r)
 
 static void finalise_error(fetch_t *f, fetch_kind_t kind, const char *msg)
 {
+    if (f->ops) {
+        if (mark_final(f)) f->ops->failed(f->priv, kind, msg);
+        return;
+    }
     fetch_result_t r = {.kind = kind, .error = msg};
     finalise(f, &r);
 }
@@ -136,20 +159,28 @@ static void release(fetch_t *f, bool memerr)
         http_cancel(f->call);
         f->call = NULL;
     }
-    if (f->h) f->h->f = NULL;
     policy_t *p = f->p;
+    lua_State *L = p->L;
+    if (f->h) {
+        f->h->f = NULL;
+        luaL_unref(L, LUA_REGISTRYINDEX, f->h_ref);
+        f->h = NULL;
+    }
     if (f->co) {
-        lua_State *L = p->L;
+        pstate_t *ps = p->engine_private;
+        lua_budget_t *saved = ps->budget;
+        f->budget.thread = NULL;
         policy_budget_exhaust(f->co, p); /* __close handlers cannot loop */
         lua_resetthread(f->co);
         luaL_unref(L, LUA_REGISTRYINDEX, f->co_ref);
         f->co = NULL;
         if (memerr) {
-            /* The memory the failed fetch held is garbage now; free it
-             * before the next fetch of this state needs it. */
+            /* The memory the failed run held is garbage now; free it
+             * before the next run of this state needs it. */
             policy_budget_start(L, p);
             lua_gc(L, LUA_GCCOLLECT);
         }
+        ps->budget = saved == &f->budget ? &ps->main_budget : saved;
     }
     policy_unref(p);
     f->p = NULL;
@@ -157,28 +188,20 @@ static void release(fetch_t *f, bool memerr)
     uv_close((uv_handle_t *)&f->sleep, on_handle_closed);
 }
 
-/* Finalise with kind/msg. A parked thread is resumed once so it unwinds
- * (k raises msg), then released; a running one is released by
- * fetch_resume when lua_resume returns. */
+/* Finalise with kind/msg. A parked thread is closed where it stands; a
+ * running one is released by fetch_resume when lua_resume returns. */
 static void fetch_abort(fetch_t *f, fetch_kind_t kind, const char *msg)
 {
     if (f->finalised) return;
-    snprintf(f->abort_msg, sizeof(f->abort_msg), "%s", msg);
     uv_timer_stop(&f->timeout);
     uv_timer_stop(&f->sleep);
     if (f->call) {
         http_cancel(f->call);
         f->call = NULL;
     }
-    bool parked = f->wait != WAIT_NONE && !f->running;
     f->wait = WAIT_NONE;
-    finalise_error(f, kind, f->abort_msg);
-    if (parked) {
-        f->io_ready = true;
-        fetch_resume(f, 0);
-    } else if (!f->running) {
-        release(f, false);
-    }
+    finalise_error(f, kind, msg);
+    if (!f->running) release(f, false);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -247,38 +270,67 @@ static const char *error_message(lua_State *co, int status, char *buf, size_t bu
     return buf;
 }
 
-/* Resume the fetch's thread with nargs values on its stack and act on how
- * it stopped: parked on I/O, finished, failed, or yielded out of turn. */
-static void fetch_resume(fetch_t *f, int nargs)
+static void on_slice(uv_timer_t *t);
+
+/* Resume the run's thread with nargs values on its stack and act on how it
+ * stopped: parked on I/O, at the end of a slice, stopped by the budget,
+ * finished, failed, or yielded out of turn. fresh: a new budget (start,
+ * I/O resume) rather than the next slice of the current one. */
+static void fetch_resume(fetch_t *f, int nargs, bool fresh)
 {
     policy_t *p = f->p;
     lua_State *co = f->co;
     fetch_t *prev = F.running;
     F.running = f;
     f->running = true;
-    if (f->finalised)
-        policy_budget_exhaust(co, p); /* unwinding only */
-    else
-        policy_budget_start(co, p);
+    lua_budget_t *prevb = policy_budget_enter(p, co, &f->budget, fresh);
     int nres = 0;
     int st = lua_resume(co, p->L, nargs, &nres);
+    policy_budget_leave(p, prevb);
     F.running = prev;
     f->running = false;
 
     if (st == LUA_YIELD) {
         bool io = nres == 1 && lua_touserdata(co, -1) == (void *)&fetch_io_sentinel;
+        bool sliced = f->budget.sliced && (nres == 0 || io);
         lua_pop(co, nres);
-        if (io && f->wait != WAIT_NONE && !f->finalised) return; /* parked */
-        if (!f->finalised)
+        if (f->finalised) {
+            /* aborted while it ran */
+        } else if (f->budget.tripped && nres == 0) {
+            char msg[192];
+            policy_budget_message(&f->budget, msg, sizeof(msg));
+            finalise_error(f, FETCH_ERROR, msg);
+        } else if (sliced) {
+            f->wait = WAIT_SLICE;
+            uv_timer_start(&f->sleep, on_slice, 0, 0);
+            return;
+        } else if (io && f->wait != WAIT_NONE) {
+            return; /* parked */
+        } else {
             finalise_error(f, FETCH_ERROR,
                            "fetch yielded outside ctx I/O (coroutine.yield at the top level "
                            "of fetch)");
+        }
         release(f, false);
         return;
     }
     bool memerr = false;
     if (st == LUA_OK) {
-        if (!f->finalised) deliver_result(f, nres);
+        if (f->finalised) {
+            /* aborted while it ran */
+        } else if (f->budget.tripped) {
+            /* a coroutine of the policy's own caught the budget error */
+            char msg[192];
+            policy_budget_message(&f->budget, msg, sizeof(msg));
+            finalise_error(f, FETCH_ERROR, msg);
+        } else if (!lua_checkstack(co, 8)) {
+            finalise_error(f, FETCH_ERROR, "not enough memory for the results");
+            memerr = true;
+        } else if (f->ops) {
+            if (mark_final(f)) f->ops->done(f->priv, co, nres);
+        } else {
+            deliver_result(f, nres);
+        }
     } else {
         char buf[160];
         const char *msg = error_message(co, st, buf, sizeof(buf), p->mem_limit);
@@ -296,7 +348,8 @@ static void on_timeout(uv_timer_t *t)
 {
     fetch_t *f = t->data;
     char msg[64];
-    snprintf(msg, sizeof(msg), "fetch timed out after %gs", f->p->conf.fetch_timeout);
+    snprintf(msg, sizeof(msg), "%stimed out after %gs", f->ops ? "" : "fetch ",
+             f->p->conf.fetch_timeout);
     fetch_abort(f, FETCH_TIMEOUT, msg);
 }
 
@@ -306,7 +359,16 @@ static void on_sleep(uv_timer_t *t)
     if (f->wait != WAIT_SLEEP) return;
     f->wait = WAIT_NONE;
     f->io_ready = true;
-    fetch_resume(f, 0);
+    fetch_resume(f, 0, true);
+}
+
+/* The loop had its turn: the next slice of the run's budget. */
+static void on_slice(uv_timer_t *t)
+{
+    fetch_t *f = t->data;
+    if (f->wait != WAIT_SLICE) return;
+    f->wait = WAIT_NONE;
+    fetch_resume(f, 0, false);
 }
 
 static void on_http(void *priv, const char *err, http_response_t *resp)
@@ -324,7 +386,7 @@ static void on_http(void *priv, const char *err, http_response_t *resp)
     f->io_ready = true;
     f->io_err = err ? err : (resp ? NULL : "no response");
     f->io_resp = resp; /* owned by the client; valid while we resume */
-    fetch_resume(f, 0);
+    fetch_resume(f, 0, true);
     f->io_err = NULL;
     f->io_resp = NULL;
 }
@@ -350,8 +412,7 @@ static fetch_t *io_resumed(lua_State *L)
 {
     fetch_handle_t *h = lua_touserdata(L, 1);
     fetch_t *f = h ? h->f : NULL;
-    if (!f) luaL_error(L, "fetch finished");
-    if (f->abort_msg[0]) luaL_error(L, "%s", f->abort_msg);
+    if (!f || f->finalised) luaL_error(L, "fetch finished");
     if (!f->io_ready) luaL_error(L, "internal error: ctx I/O resumed without a result");
     f->io_ready = false;
     return f;
@@ -522,40 +583,49 @@ void fetch_push_prims(lua_State *L, const char *ns)
 
 typedef struct start_job {
     fetch_t *f;
-    const char *id;
-    size_t idlen;
+    int fn_ref;
+    bool with_handle;
+    int (*push_args)(lua_State *L, void *arg);
+    void *arg;
+    int nargs; /* out: arguments on the thread's stack after the function */
 } start_job_t;
 
-/* In protected mode on the main thread: the fetch's thread with
- * [runtime.fetch, h, id] on its stack, anchored in the registry. */
-static int fetch_setup(lua_State *L)
+/* In protected mode on the main thread: the run's thread with
+ * [fn, h?, args...] on its stack, anchored in the registry. */
+static int run_setup(lua_State *L)
 {
     start_job_t *j = lua_touserdata(L, 1);
     fetch_t *f = j->f;
-    pstate_t *ps = f->p->engine_private;
-    lua_State *co = lua_newthread(L);                        /* [job, co] */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ps->fetch_ref);        /* [job, co, run] */
-    fetch_handle_t *h = lua_newuserdatauv(L, sizeof(*h), 0); /* [job, co, run, h] */
-    h->f = NULL;
-    luaL_setmetatable(L, HANDLE_MT);
-    lua_pushlstring(L, j->id, j->idlen);        /* [job, co, run, h, id] */
-    lua_xmove(L, co, 3);                        /* [job, co]; co: [run, h, id] */
-    f->co_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* [job] */
+    lua_settop(L, 0);
+    lua_State *co = lua_newthread(L);             /* [co] */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, j->fn_ref); /* [co, fn] */
+    int nargs = 0;
+    fetch_handle_t *h = NULL;
+    if (j->with_handle) {
+        h = lua_newuserdatauv(L, sizeof(*h), 0); /* [co, fn, h] */
+        h->f = NULL;
+        luaL_setmetatable(L, HANDLE_MT);
+        lua_pushvalue(L, -1);                      /* [co, fn, h, h] */
+        f->h_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* [co, fn, h] */
+        f->h = h;
+        h->f = f;
+        nargs++;
+    }
+    nargs += j->push_args(L, j->arg); /* [co, fn, h?, args...] */
+    luaL_checkstack(co, nargs + 1, "policy run");
+    lua_xmove(L, co, nargs + 1);                /* [co]; co: [fn, h?, args...] */
+    f->co_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* [] */
     f->co = co;
-    f->h = h;
-    h->f = f;
+    j->nargs = nargs;
     return 0;
 }
 
-void fetch_start(policy_t *p, const char *id, size_t idlen, fetch_cb cb, void *priv)
+static void run_start(policy_t *p, fetch_t *f, start_job_t *job)
 {
-    fetch_t *f = xcalloc(1, sizeof(*f));
     f->seq = ++F.seq;
     f->p = p;
     policy_ref(p);
-    f->cb = cb;
-    f->priv = priv;
-    f->co_ref = LUA_NOREF;
+    f->co_ref = f->h_ref = LUA_NOREF;
     f->start_ns = uv_hrtime();
     double tmo_ms = ceil(p->conf.fetch_timeout * 1000.0);
     if (!(tmo_ms >= 1)) tmo_ms = 1;
@@ -575,18 +645,54 @@ void fetch_start(policy_t *p, const char *id, size_t idlen, fetch_cb cb, void *p
     F.inflight++;
 
     lua_State *L = p->L;
-    start_job_t job = {f, id, idlen};
-    lua_pushcfunction(L, fetch_setup); /* [fn] */
-    lua_pushlightuserdata(L, &job);    /* [fn, job] */
-    int st = lua_pcall(L, 1, 0, 0);    /* [] or [err] */
+    job->f = f;
+    lua_pushcfunction(L, run_setup); /* [fn] */
+    lua_pushlightuserdata(L, job);   /* [fn, job] */
+    policy_budget_start(L, p);
+    int st = lua_pcall(L, 1, 0, 0); /* [] or [err] */
     if (st != LUA_OK) {
         lua_pop(L, 1);
-        finalise_error(f, FETCH_ERROR, "not enough memory to start the fetch");
+        finalise_error(f, FETCH_ERROR, "not enough memory to start the policy function");
         release(f, true);
         return;
     }
     uv_timer_start(&f->timeout, on_timeout, (uint64_t)tmo_ms, 0);
-    fetch_resume(f, 2);
+    fetch_resume(f, job->nargs, true);
+}
+
+typedef struct id_arg {
+    const char *id;
+    size_t len;
+} id_arg_t;
+
+static int push_id_arg(lua_State *L, void *arg)
+{
+    const id_arg_t *a = arg;
+    lua_pushlstring(L, a->id, a->len);
+    return 1;
+}
+
+void fetch_start(policy_t *p, const char *id, size_t idlen, fetch_cb cb, void *priv)
+{
+    fetch_t *f = xcalloc(1, sizeof(*f));
+    f->cb = cb;
+    f->priv = priv;
+    pstate_t *ps = p->engine_private;
+    id_arg_t a = {id, idlen};
+    start_job_t job = {
+        .fn_ref = ps->fetch_ref, .with_handle = true, .push_args = push_id_arg, .arg = &a};
+    run_start(p, f, &job);
+}
+
+void policy_run(policy_t *p, int fn_ref, bool with_handle, const run_ops_t *ops, void *arg,
+                void *priv)
+{
+    fetch_t *f = xcalloc(1, sizeof(*f));
+    f->ops = ops;
+    f->priv = priv;
+    start_job_t job = {
+        .fn_ref = fn_ref, .with_handle = with_handle, .push_args = ops->push_args, .arg = arg};
+    run_start(p, f, &job);
 }
 
 void fetch_abort_all(void)

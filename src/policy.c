@@ -125,27 +125,104 @@ static int lc_panic(lua_State *L)
     abort(); /* every call that can fail is protected; this is a bug */
 }
 
+#define SLICE_NS 1000000ULL  /* Lua time before a coroutine yields to the loop */
+#define STALL_NS 25000000ULL /* Lua time a run may hold the loop where it cannot yield */
+
+/* "file:line: " of the Lua function at level of L, for the message of a
+ * run the hook ends by yielding (nothing allocated: hooks may not fail). */
+static void note_where(lua_budget_t *b, lua_State *L, int level)
+{
+    lua_Debug ar;
+    b->where[0] = '\0';
+    /* the nearest Lua function (pcall(string.find, ...) has two C levels) */
+    for (int i = level; i < level + 8 && lua_getstack(L, i, &ar); i++) {
+        if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
+            snprintf(b->where, sizeof(b->where), "%s:%d: ", ar.short_src, ar.currentline);
+            return;
+        }
+    }
+}
+
+/* Whether the run's budget is spent; sets tripped. now: uv_hrtime(). */
+static bool budget_spent(lua_budget_t *b, uint64_t now)
+{
+    bool over_count = b->instr > E.budget;
+    bool over_time = b->used_ns + (now - b->slice_start) > E.time_limit_ns;
+    if (!over_count && !over_time) return false;
+    b->tripped = true;
+    b->over_time = !over_count;
+    return true;
+}
+
+/* The count hook of every thread of a policy state. Three outcomes:
+ *  - within the budget and the slice: return;
+ *  - within the budget, slice over, in a coroutine that may yield: yield
+ *    (nothing to catch: the runner resumes it on the next loop turn);
+ *  - over the budget: in the run's own coroutine, yield too, and the
+ *    runner ends the run, so no pcall, xpcall handler or __close of the
+ *    policy gets to run; elsewhere (the main thread, or inside a C call
+ *    that cannot yield) raise an error, and keep raising on every
+ *    instruction so an enclosing pcall has no room to do anything else.
+ * Hooks are off while Lua runs a message handler for an error raised here
+ * (and in __gc, which the sandbox refuses), so the sandbox's xpcall skips
+ * the policy's handler once the budget is tripped (l_tripped). */
+#define STALL_MESSAGE                                                                              \
+    "ran %I ms without a chance to yield to the server (inside a C function that "                 \
+    "called back into Lua, such as a message handler, __tostring or a sort comparator)"
+
 static void budget_hook(lua_State *L, lua_Debug *ar)
 {
     LC_UNUSED(ar);
     policy_t *p = *(policy_t **)lua_getextraspace(L);
     pstate_t *ps = p->engine_private;
-    if (!ps->tripped) {
-        ps->instr += (uint64_t)lua_gethookcount(L);
+    lua_budget_t *b = ps->budget;
+    if (!b->tripped) {
+        b->instr += (uint64_t)lua_gethookcount(L);
         /* The clock is read once per BUDGET_STEP instructions: ~20 ns per
          * few microseconds of Lua, as Redis's script watchdog does. */
-        bool over_count = ps->instr > E.budget;
-        if (!over_count && uv_hrtime() <= ps->deadline_ns) return;
-        ps->tripped = true;
-        ps->over_time = !over_count;
+        uint64_t now = uv_hrtime();
+        if (budget_spent(b, now)) {
+            note_where(b, L, 0);
+        } else {
+            uint64_t in_slice = now - b->slice_start;
+            if (in_slice < SLICE_NS || !b->thread) return;
+            bool can_yield = lua_isyieldable(L);
+            /* A coroutine the policy made itself yields to sandbox.lua's
+             * resume, which passes the slice on (l_slice_taken) when it
+             * can. */
+            if (can_yield && L == b->thread) {
+                b->sliced = true;
+                lua_yield(L, 0);
+                return;
+            }
+            if (can_yield && in_slice < STALL_NS) {
+                b->nested_sliced = true;
+                lua_yield(L, 0);
+                return;
+            }
+            if (in_slice < STALL_NS) return;
+            /* Policy code that cannot be paused (inside a C function that
+             * called back into Lua: a message handler, tostring's
+             * __tostring, a sort comparator, a gsub callback) has held the
+             * loop for STALL_NS: that ends the run. */
+            b->tripped = b->stalled = true;
+            note_where(b, L, 0);
+        }
     }
-    /* Keep firing on every instruction of whichever thread runs, so an
-     * enclosing pcall that catches this has no room to do anything else. */
+    if (L == b->thread && lua_isyieldable(L)) {
+        lua_yield(L, 0);
+        return;
+    }
     lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+    /* and the run's own coroutine, which resumed this one: it stops at its
+     * next instruction, whatever catches this error */
+    if (b->thread && b->thread != L) lua_sethook(b->thread, budget_hook, LUA_MASKCOUNT, 1);
     /* Level 0 is the Lua function running (a count hook has no frame of
      * its own), so the message names the policy's line. */
     luaL_where(L, 0);
-    if (ps->over_time)
+    if (b->stalled)
+        lua_pushfstring(L, STALL_MESSAGE, (lua_Integer)(STALL_NS / 1000000));
+    else if (b->over_time)
         lua_pushfstring(L, "time budget exceeded (%I ms per call into Lua)",
                         (lua_Integer)(E.time_limit_ns / 1000000));
     else
@@ -154,50 +231,134 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
     lua_error(L);
 }
 
+void policy_budget_message(const lua_budget_t *b, char *buf, size_t len)
+{
+    if (b->stalled)
+        snprintf(buf, len, "%sran %llu ms without a chance to yield to the server", b->where,
+                 (unsigned long long)(STALL_NS / 1000000));
+    else if (b->over_time)
+        snprintf(buf, len, "%stime budget exceeded (%llu ms per call into Lua)", b->where,
+                 (unsigned long long)(E.time_limit_ns / 1000000));
+    else
+        snprintf(buf, len, "%sinstruction budget exceeded", b->where);
+}
+
+static void budget_reset(lua_budget_t *b, lua_State *thread)
+{
+    memset(b, 0, sizeof(*b));
+    b->slice_start = uv_hrtime();
+    b->thread = thread;
+}
+
 void policy_budget_start(lua_State *L, policy_t *p)
 {
     pstate_t *ps = p->engine_private;
-    ps->instr = 0;
-    ps->tripped = ps->over_time = false;
-    ps->deadline_ns = uv_hrtime() + E.time_limit_ns;
+    ps->budget = &ps->main_budget;
+    budget_reset(ps->budget, NULL);
     lua_sethook(L, budget_hook, LUA_MASKCOUNT, BUDGET_STEP);
 }
 
 void policy_budget_exhaust(lua_State *L, policy_t *p)
 {
     pstate_t *ps = p->engine_private;
-    ps->instr = E.budget;
-    ps->tripped = true;
+    ps->budget = &ps->main_budget;
+    budget_reset(ps->budget, NULL);
+    ps->budget->instr = E.budget;
+    ps->budget->tripped = true;
     lua_sethook(L, budget_hook, LUA_MASKCOUNT, BUDGET_STEP);
+}
+
+lua_budget_t *policy_budget_enter(policy_t *p, lua_State *co, lua_budget_t *b, bool fresh)
+{
+    pstate_t *ps = p->engine_private;
+    lua_budget_t *prev = ps->budget;
+    if (fresh) {
+        budget_reset(b, co);
+        lua_sethook(co, budget_hook, LUA_MASKCOUNT, BUDGET_STEP);
+    } else {
+        b->slice_start = uv_hrtime();
+        b->sliced = false;
+    }
+    ps->budget = b;
+    return prev;
+}
+
+void policy_budget_leave(policy_t *p, lua_budget_t *prev)
+{
+    pstate_t *ps = p->engine_private;
+    lua_budget_t *b = ps->budget;
+    b->used_ns += uv_hrtime() - b->slice_start;
+    ps->budget = prev ? prev : &ps->main_budget;
 }
 
 /* The pattern matcher (lua_pattern.c) runs in C, where the hook never
  * fires: it reports its steps here about every LUA_PATTERN_STEP steps, and
- * they count against the same per-call budget and deadline as VM
- * instructions (a step costs about what an instruction does). Over budget,
- * it trips exactly as the hook does: the hook re-arms to fire on every
- * instruction, and the error names the policy line that called the
- * matcher. final: the call is ending; record only (no clock read). */
+ * they count against the same budget as VM instructions (a step costs about
+ * what an instruction does). Over budget, it raises (a C function cannot
+ * yield here without a continuation) and re-arms the hook to fire on every
+ * instruction. final: the call is ending; record only (no clock read). */
 static void pattern_charge(lua_State *L, unsigned long steps, int final)
 {
     policy_t *p = *(policy_t **)lua_getextraspace(L);
     pstate_t *ps = p->engine_private;
-    if (!ps->tripped) {
-        ps->instr += steps;
-        if (final) return;
-        bool over_count = ps->instr > E.budget;
-        if (!over_count && uv_hrtime() <= ps->deadline_ns) return;
-        ps->tripped = true;
-        ps->over_time = !over_count;
+    lua_budget_t *b = ps->budget;
+    if (!b->tripped) {
+        b->instr += steps;
+        if (final || !budget_spent(b, uv_hrtime())) return;
+        note_where(b, L, 1);
     }
     lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
-    if (ps->over_time)
+    if (b->over_time)
         luaL_error(L, "pattern matching exceeded the time budget (%I ms per call into Lua)",
                    (lua_Integer)(E.time_limit_ns / 1000000));
     luaL_error(L, "pattern matching exceeded the instruction budget");
 }
 
 static const lua_pattern_budget_t pattern_budget = {pattern_charge};
+
+/* host.tripped() -> whether the run's budget is spent (sandbox.lua's xpcall
+ * then skips the policy's message handler, which would run unbudgeted). */
+static int l_tripped(lua_State *L)
+{
+    policy_t *p = *(policy_t **)lua_getextraspace(L);
+    pstate_t *ps = p->engine_private;
+    lua_pushboolean(L, ps->budget->tripped);
+    return 1;
+}
+
+static int slice_k(lua_State *L, int status, lua_KContext ctx)
+{
+    LC_UNUSED(status);
+    LC_UNUSED(ctx);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* host.slice_taken() -> whether a coroutine of the policy's own just came
+ * back from coroutine.resume because its budget slice ended (the hook
+ * yielded it), not by yielding. If so and the caller can yield, the run's
+ * coroutine is parked here until the next loop turn first: the yield
+ * carries the I/O sentinel, so enclosing sandbox resumes pass it up to the
+ * runner, which sees the slice flag. (Yielding from here, in C, leaves no
+ * window in which the hook could take another slice in between.) */
+static int l_slice_taken(lua_State *L)
+{
+    policy_t *p = *(policy_t **)lua_getextraspace(L);
+    pstate_t *ps = p->engine_private;
+    lua_budget_t *b = ps->budget;
+    if (!b->nested_sliced) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    b->nested_sliced = false;
+    if (!lua_isyieldable(L)) {
+        lua_pushboolean(L, 1); /* cannot pause here: go on at once */
+        return 1;
+    }
+    b->sliced = true;
+    lua_pushlightuserdata(L, (void *)&fetch_io_sentinel);
+    return lua_yieldk(L, 1, 0, slice_k);
+}
 
 /* A fresh state: capped allocator, panic handler, the policy in its extra
  * space (the hook finds its budget there; threads copy it), count hook
@@ -507,6 +668,10 @@ static int load_protected(lua_State *L)
     lua_setfield(L, -2, "find_module");
     lua_pushlightuserdata(L, (void *)&fetch_io_sentinel);
     lua_setfield(L, -2, "io_sentinel");
+    lua_pushcfunction(L, l_tripped);
+    lua_setfield(L, -2, "tripped");
+    lua_pushcfunction(L, l_slice_taken);
+    lua_setfield(L, -2, "slice_taken");
     fetch_push_prims(L, job->ns); /* [host, prims] */
     lua_getfield(L, -1, "log");   /* [host, prims, log] */
     lua_setfield(L, -3, "log");   /* [host, prims] */
@@ -590,6 +755,7 @@ static policy_t *policy_load_src(ns_t *ns, const char *name, const char *path, c
     policy_t *p = xcalloc(1, sizeof(*p));
     pstate_t *ps = xcalloc(1, sizeof(*ps));
     ps->fetch_ref = ps->ttl_ref = ps->on_event_ref = ps->warm_ref = LUA_NOREF;
+    ps->budget = &ps->main_budget;
     p->engine_private = ps;
     p->refs = 1;
     p->ns = ns;
@@ -1105,49 +1271,4 @@ int engine_check_dir(const engine_conf_t *conf)
     E.budget = saved.budget;
     E.time_limit_ns = saved.time_limit_ns;
     return failures;
-}
-
-/* ------------------------------------------------------------------------ */
-/* ttl(id, value) for SET                                                    */
-/* ------------------------------------------------------------------------ */
-
-typedef struct ttl_job {
-    policy_t *p;
-    const char *id, *value;
-    size_t idlen, vlen;
-    double ttl;
-} ttl_job_t;
-
-static int ttl_protected(lua_State *L)
-{
-    ttl_job_t *j = lua_touserdata(L, 1);
-    pstate_t *ps = j->p->engine_private;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ps->ttl_ref); /* [job, ttl_for] */
-    lua_pushlstring(L, j->id, j->idlen);            /* [job, ttl_for, id] */
-    lua_pushlstring(L, j->value, j->vlen);          /* [job, ttl_for, id, value] */
-    lua_call(L, 2, 1);                              /* [job, ttl] */
-    j->ttl = lua_tonumber(L, -1);
-    return 0;
-}
-
-double policy_ttl_for(policy_t *p, const char *id, size_t idlen, const char *value, size_t vlen,
-                      const char **err)
-{
-    static char errbuf[512];
-    if (err) *err = NULL;
-    if (!p->conf.ttl_is_fn) return p->conf.ttl;
-    lua_State *L = p->L;
-    ttl_job_t job = {p, id, value, idlen, vlen, 0};
-    lua_pushcfunction(L, ttl_protected); /* [fn] */
-    lua_pushlightuserdata(L, &job);      /* [fn, job] */
-    policy_budget_start(L, p);
-    int st = lua_pcall(L, 1, 0, 0); /* [] or [err] */
-    if (st == LUA_OK) return job.ttl;
-    const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "error in ttl()";
-    if (st == LUA_ERRMEM) msg = "not enough memory";
-    snprintf(errbuf, sizeof(errbuf), "ttl(id, value): %s", msg);
-    lua_pop(L, 1);
-    if (st == LUA_ERRMEM) lua_gc(L, LUA_GCCOLLECT);
-    if (err) *err = errbuf;
-    return 300;
 }

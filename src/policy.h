@@ -155,17 +155,14 @@ void policy_unref(policy_t *p);
  * "file:line: message" on stderr; returns the number of failures. */
 int engine_check_dir(const engine_conf_t *conf);
 
-/* Seconds of freshness for a value stored by SET when the policy's ttl is a
- * function (calls it with the budget); else conf.ttl. On error: conf default
- * 300 and *err set. */
-double policy_ttl_for(policy_t *p, const char *id, size_t idlen, const char *value, size_t vlen,
-                      const char **err);
-
-/* ---- on_event and warm: synchronous calls into a policy (policy_hooks.c) ----
+/* ---- on_event, warm and ttl: a policy's hooks (policy_hooks.c) ----
  *
- * Both run on the state's main thread under the usual budget (a runaway
- * fails only the call) and return validated, C-owned copies. Their ctx has
- * ns, now and log; ctx.http and ctx.sleep raise (docs/POLICIES.md). */
+ * Each runs as a budgeted coroutine like fetch (sliced, so a runaway delays
+ * other clients by about a millisecond at a time, and fails only its own
+ * command) and returns validated, C-owned copies to a callback that runs
+ * exactly once, possibly before the start function returns. Their ctx has
+ * ns, now and log; ctx.http and ctx.sleep raise (docs/POLICIES.md). Each
+ * holds a reference on p until its callback has run. */
 
 typedef struct str_list {
     char **v; /* each NUL-terminated too, for messages */
@@ -180,15 +177,27 @@ typedef struct event_result {
     bool flush;
 } event_result_t;
 
-/* on_event(name, data, ctx); payload NULL when absent. 0 ok; -1 with a
- * message ("on_event failed: ...") in err. */
-int policy_on_event(policy_t *p, const char *name, size_t nlen, const char *payload, size_t plen,
-                    event_result_t *out, char *err, size_t errlen);
 void event_result_free(event_result_t *r);
 
-/* warm(ctx): the ids to load (integers as decimal text). 0 ok; -1 with a
- * message ("warm failed: ...") in err. */
-int policy_warm(policy_t *p, str_list_t *ids, char *err, size_t errlen);
+/* ev is the callback's to keep or free (event_result_free); on failure it
+ * is empty and err says "on_event failed: ...". */
+typedef void (*policy_event_cb)(void *priv, event_result_t *ev, const char *err);
+/* on_event(name, data, ctx); payload NULL when absent. */
+void policy_on_event(policy_t *p, const char *name, size_t nlen, const char *payload, size_t plen,
+                     policy_event_cb cb, void *priv);
+
+/* ids (integers as decimal text) are the callback's to keep or free; on
+ * failure they are empty and err says "warm failed: ...". */
+typedef void (*policy_warm_cb)(void *priv, str_list_t *ids, const char *err);
+void policy_warm(policy_t *p, policy_warm_cb cb, void *priv);
+
+/* Seconds of freshness for a value stored by SET: ttl(id, value) when the
+ * policy's ttl is a function, else conf.ttl (the callback then runs at
+ * once). On failure ttl is conf's default 300 and err says
+ * "ttl(id, value): ...". */
+typedef void (*policy_ttl_cb)(void *priv, double ttl, const char *err);
+void policy_ttl(policy_t *p, const char *id, size_t idlen, const char *value, size_t vlen,
+                policy_ttl_cb cb, void *priv);
 
 /* ---- fetch: running a policy's fetch(id, ctx) as a coroutine ---- */
 

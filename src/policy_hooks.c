@@ -1,14 +1,13 @@
-/* policy_hooks.c: a policy's on_event and warm (EVENT, WARM, background
- * warm runs), called synchronously.
+/* policy_hooks.c: a policy's on_event, warm and ttl functions (EVENT, WARM,
+ * background warm runs, SET with a ttl function).
  *
- * Unlike fetch, neither runs as a coroutine: each is one lua_pcall on the
- * state's main thread under the usual instruction and time budget. They
- * only compute what to invalidate or which ids to load, so they need no
- * I/O (their ctx.http and ctx.sleep raise; see runtime.lua), and a runaway
- * fails only the command that called it. runtime.lua validates what they
- * return; the strings are copied into C memory inside the protected call,
- * where nothing between the copies can raise (raw reads of validated
- * strings), so a partial copy never leaks. */
+ * Each runs through the coroutine runner (fetch.c, policy_run) like fetch:
+ * budgeted and sliced, so a runaway fails only the command that called it
+ * and never holds the loop for more than a slice. They only compute what to
+ * invalidate, which ids to load or how long a value lives, so they need no
+ * I/O (their ctx.http and ctx.sleep raise; see runtime.lua). runtime.lua
+ * validates what they return; the strings are copied into C memory from
+ * the finished thread's stack with raw reads that cannot raise. */
 #include <lauxlib.h>
 #include <lua.h>
 #include <stdio.h>
@@ -18,14 +17,6 @@
 #include "policy.h"
 #include "policy_int.h"
 #include "util.h"
-
-typedef struct hook_job {
-    policy_t *p;
-    const char *name, *payload;
-    size_t nlen, plen;
-    event_result_t *ev;
-    str_list_t *ids;
-} hook_job_t;
 
 void str_list_free(str_list_t *l)
 {
@@ -43,92 +34,188 @@ void event_result_free(event_result_t *r)
     str_list_free(&r->tags);
 }
 
-/* Copy the array of strings at idx (validated by runtime.lua) into l. */
-static void copy_strings(lua_State *L, int idx, str_list_t *l)
+/* Copy the array of strings at idx of co (validated by runtime.lua) into l.
+ * One stack slot is used (the runner checked room for 8). */
+static void copy_strings(lua_State *co, int idx, str_list_t *l)
 {
-    size_t n = (size_t)lua_rawlen(L, idx);
+    size_t n = lua_type(co, idx) == LUA_TTABLE ? (size_t)lua_rawlen(co, idx) : 0;
     l->v = xcalloc(n ? n : 1, sizeof(*l->v));
     l->len = xcalloc(n ? n : 1, sizeof(*l->len));
     for (size_t i = 0; i < n; i++) {
         size_t len = 0;
-        lua_rawgeti(L, idx, (lua_Integer)i + 1); /* [.., s] */
-        const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : "";
+        lua_rawgeti(co, idx, (lua_Integer)i + 1); /* [.., s] */
+        const char *s = lua_type(co, -1) == LUA_TSTRING ? lua_tolstring(co, -1, &len) : "";
         l->v[i] = xmemdup(s, len);
         l->len[i] = len;
         l->n++;
-        lua_pop(L, 1); /* [..] */
+        lua_pop(co, 1); /* [..] */
     }
 }
 
-static int on_event_protected(lua_State *L)
+/* "<what> failed: <message>" (what: "on_event", "warm", "ttl(id, value)"). */
+static void hook_error(char *buf, size_t len, const char *what, const char *msg)
 {
-    hook_job_t *j = lua_touserdata(L, 1);
-    pstate_t *ps = j->p->engine_private;
-    luaL_checkstack(L, 6, "on_event");
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ps->on_event_ref); /* [job, run] */
-    lua_pushlstring(L, j->name, j->nlen);                /* [job, run, name] */
-    if (j->payload)
-        lua_pushlstring(L, j->payload, j->plen);
-    else
-        lua_pushnil(L); /* [job, run, name, payload] */
-    lua_call(L, 2, 4);  /* [job, keys, patterns, tags, flush] */
-    copy_strings(L, 2, &j->ev->keys);
-    copy_strings(L, 3, &j->ev->patterns);
-    copy_strings(L, 4, &j->ev->tags);
-    j->ev->flush = lua_toboolean(L, 5);
-    return 0;
+    snprintf(buf, len, "%s%s %s", what, strcmp(what, "ttl(id, value)") ? " failed:" : ":", msg);
 }
 
-static int warm_protected(lua_State *L)
+/* ------------------------------------------------------------------------ */
+/* on_event                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct event_run {
+    const char *name, *payload; /* valid while pushed (policy_run's start) */
+    size_t nlen, plen;
+    policy_event_cb cb;
+    void *priv;
+} event_run_t;
+
+static int event_push(lua_State *L, void *arg)
 {
-    hook_job_t *j = lua_touserdata(L, 1);
-    pstate_t *ps = j->p->engine_private;
-    luaL_checkstack(L, 4, "warm");
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ps->warm_ref); /* [job, run] */
-    lua_call(L, 0, 1);                               /* [job, ids] */
-    copy_strings(L, 2, j->ids);
-    return 0;
+    const event_run_t *r = arg;
+    lua_pushlstring(L, r->name, r->nlen);
+    if (r->payload)
+        lua_pushlstring(L, r->payload, r->plen);
+    else
+        lua_pushnil(L);
+    return 2;
 }
 
-/* Run fn(job) under the budget; on failure "<what> failed: <message>". */
-static int call_hook(lua_CFunction fn, hook_job_t *job, const char *what, char *err, size_t errlen)
+/* [keys, patterns, tags, flush] */
+static void event_done(void *priv, lua_State *co, int nres)
 {
-    lua_State *L = job->p->L;
-    lua_pushcfunction(L, fn);      /* [fn] */
-    lua_pushlightuserdata(L, job); /* [fn, job] */
-    policy_budget_start(L, job->p);
-    int st = lua_pcall(L, 1, 0, 0); /* [] or [err] */
-    if (st == LUA_OK) return 0;
-    const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-    if (st == LUA_ERRMEM)
-        snprintf(err, errlen, "%s failed: not enough memory (a policy's Lua state may use %zu MiB)",
-                 what, job->p->mem_limit >> 20);
-    else
-        snprintf(err, errlen, "%s failed: %s", what, msg ? msg : "(error object is not a string)");
-    lua_pop(L, 1); /* [] */
-    if (st == LUA_ERRMEM) {
-        policy_budget_start(L, job->p);
-        lua_gc(L, LUA_GCCOLLECT);
+    event_run_t *r = priv;
+    event_result_t ev = {0};
+    int base = lua_gettop(co) - nres + 1;
+    if (nres == 4) {
+        copy_strings(co, base, &ev.keys);
+        copy_strings(co, base + 1, &ev.patterns);
+        copy_strings(co, base + 2, &ev.tags);
+        ev.flush = lua_toboolean(co, base + 3);
     }
-    return -1;
+    r->cb(r->priv, &ev, nres == 4 ? NULL : "on_event failed: internal error: bad result");
+    free(r);
 }
 
-int policy_on_event(policy_t *p, const char *name, size_t nlen, const char *payload, size_t plen,
-                    event_result_t *out, char *err, size_t errlen)
+static void event_failed(void *priv, fetch_kind_t kind, const char *msg)
 {
-    memset(out, 0, sizeof(*out));
-    hook_job_t job = {
-        .p = p, .name = name, .nlen = nlen, .payload = payload, .plen = plen, .ev = out};
-    if (call_hook(on_event_protected, &job, "on_event", err, errlen) == 0) return 0;
-    event_result_free(out);
-    return -1;
+    LC_UNUSED(kind);
+    event_run_t *r = priv;
+    char err[1024];
+    hook_error(err, sizeof(err), "on_event", msg);
+    event_result_t ev = {0};
+    r->cb(r->priv, &ev, err);
+    free(r);
 }
 
-int policy_warm(policy_t *p, str_list_t *ids, char *err, size_t errlen)
+static const run_ops_t event_ops = {event_push, event_done, event_failed};
+
+void policy_on_event(policy_t *p, const char *name, size_t nlen, const char *payload, size_t plen,
+                     policy_event_cb cb, void *priv)
 {
-    memset(ids, 0, sizeof(*ids));
-    hook_job_t job = {.p = p, .ids = ids};
-    if (call_hook(warm_protected, &job, "warm", err, errlen) == 0) return 0;
-    str_list_free(ids);
-    return -1;
+    event_run_t *r = xcalloc(1, sizeof(*r));
+    *r = (event_run_t){name, payload, nlen, plen, cb, priv};
+    pstate_t *ps = p->engine_private;
+    policy_run(p, ps->on_event_ref, false, &event_ops, r, r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* warm                                                                      */
+/* ------------------------------------------------------------------------ */
+
+typedef struct warm_run {
+    policy_warm_cb cb;
+    void *priv;
+} warm_run_t;
+
+static int no_args(lua_State *L, void *arg)
+{
+    LC_UNUSED(L);
+    LC_UNUSED(arg);
+    return 0;
+}
+
+/* [ids] */
+static void warm_done(void *priv, lua_State *co, int nres)
+{
+    warm_run_t *r = priv;
+    str_list_t ids = {0};
+    if (nres == 1) copy_strings(co, -1, &ids);
+    r->cb(r->priv, &ids, nres == 1 ? NULL : "warm failed: internal error: bad result");
+    free(r);
+}
+
+static void warm_failed(void *priv, fetch_kind_t kind, const char *msg)
+{
+    LC_UNUSED(kind);
+    warm_run_t *r = priv;
+    char err[1024];
+    hook_error(err, sizeof(err), "warm", msg);
+    str_list_t ids = {0};
+    r->cb(r->priv, &ids, err);
+    free(r);
+}
+
+static const run_ops_t warm_ops = {no_args, warm_done, warm_failed};
+
+void policy_warm(policy_t *p, policy_warm_cb cb, void *priv)
+{
+    warm_run_t *r = xcalloc(1, sizeof(*r));
+    *r = (warm_run_t){cb, priv};
+    pstate_t *ps = p->engine_private;
+    policy_run(p, ps->warm_ref, false, &warm_ops, r, r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* ttl(id, value) for SET                                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct ttl_run {
+    const char *id, *value; /* valid while pushed */
+    size_t idlen, vlen;
+    policy_ttl_cb cb;
+    void *priv;
+} ttl_run_t;
+
+static int ttl_push(lua_State *L, void *arg)
+{
+    const ttl_run_t *r = arg;
+    lua_pushlstring(L, r->id, r->idlen);
+    lua_pushlstring(L, r->value, r->vlen);
+    return 2;
+}
+
+/* [ttl], validated by runtime.lua */
+static void ttl_done(void *priv, lua_State *co, int nres)
+{
+    ttl_run_t *r = priv;
+    if (nres == 1 && lua_type(co, -1) == LUA_TNUMBER)
+        r->cb(r->priv, lua_tonumber(co, -1), NULL);
+    else
+        r->cb(r->priv, 300, "ttl(id, value): internal error: bad result");
+    free(r);
+}
+
+static void ttl_failed(void *priv, fetch_kind_t kind, const char *msg)
+{
+    LC_UNUSED(kind);
+    ttl_run_t *r = priv;
+    char err[1024];
+    hook_error(err, sizeof(err), "ttl(id, value)", msg);
+    r->cb(r->priv, 300, err);
+    free(r);
+}
+
+static const run_ops_t ttl_ops = {ttl_push, ttl_done, ttl_failed};
+
+void policy_ttl(policy_t *p, const char *id, size_t idlen, const char *value, size_t vlen,
+                policy_ttl_cb cb, void *priv)
+{
+    if (!p->conf.ttl_is_fn) {
+        cb(priv, p->conf.ttl, NULL);
+        return;
+    }
+    ttl_run_t *r = xcalloc(1, sizeof(*r));
+    *r = (ttl_run_t){id, value, idlen, vlen, cb, priv};
+    pstate_t *ps = p->engine_private;
+    policy_run(p, ps->ttl_ref, false, &ttl_ops, r, r);
 }

@@ -116,18 +116,24 @@ void warm_command(slot_t *slot, ns_t *ns, str_list_t *ids)
  * Background runs
  * ------------------------------------------------------------------------- */
 
-static void run_background(ns_t *ns)
+static void on_background_ids(void *priv, str_list_t *ids, const char *err)
 {
-    ns->warm.started = true;
-    str_list_t ids;
-    char err[512];
-    if (policy_warm(ns->cur, &ids, err, sizeof(err)) != 0) {
-        log_warn("[%s] %s", ns->name, err);
+    ns_t *ns = priv;
+    if (err || W.stopping) {
+        if (err) log_warn("[%s] %s", ns->name, err);
+        str_list_free(ids);
+        ns->warm.running = false;
         ns->warm.last_end = mono_ms(); /* try again after warm_every */
         return;
     }
-    ns->warm.running = true;
-    run(ns, &ids, NULL);
+    run(ns, ids, NULL);
+}
+
+static void run_background(ns_t *ns)
+{
+    ns->warm.started = true;
+    ns->warm.running = true; /* from now: warm() itself runs as a coroutine */
+    policy_warm(ns->cur, on_background_ids, ns);
 }
 
 static bool due(const ns_t *ns, uint64_t now)

@@ -10,10 +10,10 @@
 --                   result (EVENT); returns keys, patterns, tags, flush
 --   warm()          runs the policy's warm and validates the ids (WARM)
 --
--- on_event and warm run synchronously on the state's main thread under the
--- usual budget, not as coroutines: their ctx has ns, now and log, and
--- ctx.http / ctx.sleep raise a clear error there (I/O belongs in fetch; an
--- event handler only says what to invalidate).
+-- on_event, warm and ttl_for run as budgeted coroutines like fetch, but
+-- their ctx has ns, now and log only: ctx.http / ctx.sleep raise a clear
+-- error there (I/O belongs in fetch; an event handler only says what to
+-- invalidate).
 --
 -- The C primitives behind ctx are injected as host.prims:
 --   http(h, method, url, body|nil, timeout|nil, "Name: value"...)
@@ -117,12 +117,11 @@ local function make_log(plog)
     end
 end
 
--- The ctx of on_event and warm, which run synchronously: no I/O.
+-- The ctx of on_event and warm: no I/O.
 local function sync_ctx(hook, ns, prims)
     local function no_io(what)
         return function()
-            error("ctx." .. what .. " is not available in " .. hook .. ": it runs synchronously, "
-                .. "not as a coroutine (do I/O in fetch)", 2)
+            error("ctx." .. what .. " is not available in " .. hook .. " (do I/O in fetch)", 2)
         end
     end
     return {
@@ -376,6 +375,8 @@ function M.load(host)
         cjson_safe = libs.json.safe(json),
         log = host.log,
         io_sentinel = host.io_sentinel,
+        tripped = host.tripped,
+        slice_taken = host.slice_taken,
     }
     local chunk, err = sb.load(host.source, "@" .. host.path)
     if not chunk then error(err, 0) end

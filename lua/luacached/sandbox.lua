@@ -25,6 +25,12 @@
 -- host's io_sentinel value. coroutine.resume/wrap here pass such a yield
 -- on to the enclosing coroutine and hand the result back, so a policy may
 -- call ctx.http.get from a coroutine of its own (OpenResty does the same).
+-- The engine's budget hook may also pause such a coroutine at the end of a
+-- slice; resume passes that on too, so the policy never sees it. Only
+-- coroutines the policy created may be resumed or closed.
+--
+-- Budget: xpcall's message handler does not run once the budget is spent,
+-- and setmetatable refuses __gc (both would run with Lua's hooks off).
 --
 -- Everything host-specific is injected through new(host), so this module
 -- loads under a plain lua5.4 for the unit tests.
@@ -54,19 +60,41 @@ local function copy_lib(name, lib)
     return t
 end
 
--- coroutine.resume/wrap that forward ctx I/O yields (see the file comment).
-local function make_coroutine(co, io)
+-- coroutine.resume/wrap that forward ctx I/O yields and budget slices (see
+-- the file comment), and refuse threads the policy did not create: the
+-- fetch's own coroutine (coroutine.running()) belongs to the engine, and
+-- resuming or closing it from another fetch would break its parking.
+local function make_coroutine(co, io, slice_taken)
     local create, real_resume, real_yield, status, close = co.create, co.resume, co.yield,
         co.status, co.close
+    local mine = setmetatable({}, { __mode = "k" })
+    local function own(c, fname)
+        if type(c) ~= "thread" then
+            error("bad argument #1 to '" .. fname .. "' (coroutine expected)", 3)
+        end
+        if not mine[c] then
+            error("coroutine." .. fname .. ": not a coroutine of this policy's own "
+                .. "(the one running fetch belongs to luacached)", 3)
+        end
+    end
     local function pass(c, ok, ...)
-        if ok and select("#", ...) == 1 and (...) == io and status(c) == "suspended" then
-            -- c is parked on ctx I/O: park the enclosing coroutine too and
-            -- give c whatever the engine resumes us with.
-            return pass(c, real_resume(c, real_yield(io)))
+        if ok and status(c) == "suspended" then
+            local n = select("#", ...)
+            if n == 1 and (...) == io then
+                -- c is parked on ctx I/O: park the enclosing coroutine too
+                -- and give c whatever the engine resumes us with.
+                return pass(c, real_resume(c, real_yield(io)))
+            end
+            if n == 0 and slice_taken and slice_taken() then
+                -- c's budget slice ended (it did not yield): slice_taken
+                -- gave the loop its turn; go on with c.
+                return pass(c, real_resume(c))
+            end
         end
         return ok, ...
     end
     local function resume(c, ...)
+        own(c, "resume")
         return pass(c, real_resume(c, ...))
     end
     local function unwrap(c, ok, ...)
@@ -75,11 +103,20 @@ local function make_coroutine(co, io)
         error((...), 0)
     end
     local lib = copy_lib("coroutine", co)
-    lib.resume = resume
-    lib.wrap = function(f)
+    lib.create = function(f)
         local c = create(f)
+        mine[c] = true
+        return c
+    end
+    lib.resume = resume
+    lib.close = function(c)
+        own(c, "close")
+        return close(c)
+    end
+    lib.wrap = function(f)
+        local c = lib.create(f)
         return function(...)
-            return unwrap(c, resume(c, ...))
+            return unwrap(c, pass(c, real_resume(c, ...)))
         end
     end
     return lib
@@ -91,6 +128,10 @@ end
 --   cjson_safe         optional; the "cjson.safe" module
 --   log(level, msg)    where print() goes (level "info")
 --   io_sentinel        the value ctx I/O primitives yield
+--   tripped()          optional: whether the run's budget is spent
+--   slice_taken()      optional: whether a coroutine came back from resume
+--                      because its budget slice ended (the engine's hook);
+--                      may first yield the io_sentinel to pause the run
 -- Returns sb with sb.env, sb.load(source, chunkname) and sb.seal().
 function M.new(host)
     local env = {}
@@ -99,7 +140,35 @@ function M.new(host)
     local os = {}
     for _, k in pairs(M.OS) do os[k] = G.os[k] end
     env.os = os
-    env.coroutine = make_coroutine(G.coroutine, host.io_sentinel)
+    env.coroutine = make_coroutine(G.coroutine, host.io_sentinel, host.slice_taken)
+
+    -- xpcall: once the budget is spent, the engine's hook raises from
+    -- inside itself, where Lua runs the message handler with hooks off; a
+    -- handler that loops would then never be stopped. So the handler runs
+    -- only while the budget holds.
+    local tripped, xpcall = host.tripped, G.xpcall
+    if tripped then
+        env.xpcall = function(f, msgh, ...)
+            if type(msgh) ~= "function" then
+                error("bad argument #2 to 'xpcall' (function expected, got " .. type(msgh) .. ")", 2)
+            end
+            return xpcall(f, function(e)
+                if tripped() then return e end
+                return msgh(e)
+            end, ...)
+        end
+    end
+
+    -- No finalizers: Lua runs __gc with hooks off (outside any budget), at
+    -- any allocation of any later request. Lua only honours a __gc field
+    -- present when setmetatable is called, so checking here is enough.
+    env.setmetatable = function(t, mt)
+        if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+            error("setmetatable: __gc finalizers are not allowed in policies (they would run "
+                .. "outside the instruction budget)", 2)
+        end
+        return setmetatable(t, mt)
+    end
     env._G = env
     env._VERSION = G._VERSION
 

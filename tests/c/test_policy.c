@@ -686,6 +686,20 @@ static void test_sandbox(void)
     res_free(&r);
 }
 
+typedef struct ttl_res {
+    int calls;
+    double ttl;
+    char err[256];
+} ttl_res_t;
+
+static void ttl_cb(void *priv, double ttl, const char *err)
+{
+    ttl_res_t *r = priv;
+    r->calls++;
+    r->ttl = ttl;
+    snprintf(r->err, sizeof(r->err), "%s", err ? err : "");
+}
+
 static void test_ttl_fn(void)
 {
     write_file("t.lua",
@@ -695,10 +709,13 @@ static void test_ttl_fn(void)
     REQUIRE(engine_up() == 0);
     policy_t *p = ns_find("t", 1)->cur;
     REQUIRE(p->conf.ttl_is_fn);
-    const char *err = "unset";
-    REQUIRE(policy_ttl_for(p, "a", 1, "12345", 5, &err) == 5 && err == NULL);
-    REQUIRE(policy_ttl_for(p, "bad", 3, "1", 1, &err) == 300);
-    CHECK_STR_HAS(err, "ttl(id, value) must return a number >= 0");
+    ttl_res_t a = {0}, bad = {0};
+    policy_ttl(p, "a", 1, "12345", 5, ttl_cb, &a);
+    policy_ttl(p, "bad", 3, "1", 1, ttl_cb, &bad);
+    REQUIRE(run_until(&bad.calls, 1, 2) && run_until(&a.calls, 1, 2));
+    REQUIRE(a.calls == 1 && a.ttl == 5 && a.err[0] == '\0');
+    REQUIRE(bad.calls == 1 && bad.ttl == 300);
+    CHECK_STR_HAS(bad.err, "ttl(id, value) must return a number >= 0");
     res_t r;
     fetch_wait("t", "abc", &r, 2);
     REQUIRE(r.calls == 1 && r.kind == FETCH_OK && r.ttl == 6);

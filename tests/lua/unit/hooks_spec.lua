@@ -103,7 +103,7 @@ describe("on_event", function()
             local rt = rt_for({ on_event = function(_, _, ctx) call(ctx) end })
             local ok, err = pcall(rt.on_event, "e", nil)
             assert.is_false(ok)
-            assert.matches("is not available in on_event: it runs synchronously", err, 1, true)
+            assert.matches("is not available in on_event (do I/O in fetch)", err, 1, true)
         end
     end)
 
