@@ -72,8 +72,12 @@ struct fetch {
     uint64_t deadline_ms; /* mono_ms() at which fetch_timeout fires */
 
     uv_timer_t timeout; /* conf.fetch_timeout */
-    uv_timer_t sleep;   /* ctx.sleep, and the next slice */
-    int open_handles;   /* freed when both timers are closed */
+    uv_timer_t sleep;   /* ctx.sleep */
+    /* The next slice. An idle handle runs once per loop turn, and keeps
+     * that turn's poll from blocking; a zero timer would not do: libuv
+     * runs a timer re-armed from its callback again in the same pass. */
+    uv_idle_t slice;
+    int open_handles; /* freed when all three handles are closed */
 
     wait_kind_t wait;      /* what the parked thread waits for */
     http_call_t *call;     /* WAIT_HTTP */
@@ -150,7 +154,7 @@ static void on_handle_closed(uv_handle_t *h)
 }
 
 /* Let go of the thread and the policy once the thread will not run again.
- * The memory is freed when libuv has closed both timers. */
+ * The memory is freed when libuv has closed its three handles. */
 static void release(fetch_t *f, bool memerr)
 {
     if (f->released) return;
@@ -186,6 +190,7 @@ static void release(fetch_t *f, bool memerr)
     f->p = NULL;
     uv_close((uv_handle_t *)&f->timeout, on_handle_closed);
     uv_close((uv_handle_t *)&f->sleep, on_handle_closed);
+    uv_close((uv_handle_t *)&f->slice, on_handle_closed);
 }
 
 /* Finalise with kind/msg. A parked thread is closed where it stands; a
@@ -195,6 +200,7 @@ static void fetch_abort(fetch_t *f, fetch_kind_t kind, const char *msg)
     if (f->finalised) return;
     uv_timer_stop(&f->timeout);
     uv_timer_stop(&f->sleep);
+    uv_idle_stop(&f->slice);
     if (f->call) {
         http_cancel(f->call);
         f->call = NULL;
@@ -270,7 +276,7 @@ static const char *error_message(lua_State *co, int status, char *buf, size_t bu
     return buf;
 }
 
-static void on_slice(uv_timer_t *t);
+static void on_slice(uv_idle_t *t);
 
 /* Resume the run's thread with nargs values on its stack and act on how it
  * stopped: parked on I/O, at the end of a slice, stopped by the budget,
@@ -302,7 +308,7 @@ static void fetch_resume(fetch_t *f, int nargs, bool fresh)
             finalise_error(f, FETCH_ERROR, msg);
         } else if (sliced) {
             f->wait = WAIT_SLICE;
-            uv_timer_start(&f->sleep, on_slice, 0, 0);
+            uv_idle_start(&f->slice, on_slice);
             return;
         } else if (io && f->wait != WAIT_NONE) {
             return; /* parked */
@@ -363,9 +369,10 @@ static void on_sleep(uv_timer_t *t)
 }
 
 /* The loop had its turn: the next slice of the run's budget. */
-static void on_slice(uv_timer_t *t)
+static void on_slice(uv_idle_t *t)
 {
     fetch_t *f = t->data;
+    uv_idle_stop(t);
     if (f->wait != WAIT_SLICE) return;
     f->wait = WAIT_NONE;
     fetch_resume(f, 0, false);
@@ -633,8 +640,9 @@ static void run_start(policy_t *p, fetch_t *f, start_job_t *job)
     f->deadline_ms = mono_ms() + (uint64_t)tmo_ms;
     uv_timer_init(engine_loop(), &f->timeout);
     uv_timer_init(engine_loop(), &f->sleep);
-    f->timeout.data = f->sleep.data = f;
-    f->open_handles = 2;
+    uv_idle_init(engine_loop(), &f->slice);
+    f->timeout.data = f->sleep.data = f->slice.data = f;
+    f->open_handles = 3;
 
     f->prev = F.tail;
     if (F.tail)
