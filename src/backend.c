@@ -42,7 +42,6 @@
 #include <hiredis/async.h>
 
 #include "log.h"
-#include "redact.h"
 #include "util.h"
 
 #define BACKOFF_MIN_MS     100
@@ -57,11 +56,20 @@ static_assert(sizeof(((backend_url_t *)0)->path) == sizeof(((struct sockaddr_un 
 /* URL parsing                                                              */
 /* ------------------------------------------------------------------------ */
 
-/* Set while parsing a URL that holds a password (redact.h decides): its
- * parts are then not quoted in errors, since a '/' or '?' in a password that
- * was not %-escaped puts password bytes where a port or host is expected. */
+/* Set while parsing a URL whose parts may be password bytes: then no part
+ * is quoted in errors. That is when an '@' comes after the host (a '/' or
+ * '?' in the password was not %-escaped, so password bytes land where a
+ * port, db or option is expected), or when the URL says "password" at all
+ * (a raw '&' in a password= value, or a typo like "?passwordS3cret"). */
 static bool url_quiet;
 #define SHOWN(len, s) (url_quiet ? 3 : (int)(len)), (url_quiet ? "***" : (s))
+
+static bool url_parts_may_be_secret(const char *url)
+{
+    const char *s = strstr(url, "://");
+    if (s && strchr(s + 3 + strcspn(s + 3, "/?"), '@')) return true;
+    return strcasestr(url, "password") != NULL;
+}
 
 static int url_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -305,8 +313,7 @@ int backend_parse_url(const char *url, backend_url_t *out, char *err, size_t err
     out->port = DEFAULT_PORT;
     if (err && errlen) err[0] = '\0';
     int rc;
-    char shown[8];
-    url_quiet = url && redact_url(url, shown, sizeof(shown));
+    url_quiet = url && url_parts_may_be_secret(url);
     if (!url || !url[0]) {
         rc = url_err(err, errlen, "empty URL");
     } else if (has_prefix_nocase(url, "rediss://")) {

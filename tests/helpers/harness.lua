@@ -568,8 +568,9 @@ function H.start_server(o)
     local port = o.port or H.free_port()
     local mport = o.metrics_port or 0
     if mport == true then mport = H.free_port() end
-    local argv = { bin, "--port", port, "--policies", policies, "--metrics-port", mport }
+    local argv = { bin, "--port", port }
     if redis_url then argv[#argv + 1] = "--redis"; argv[#argv + 1] = redis_url end
+    for _, a in ipairs{ "--policies", policies, "--metrics-port", mport } do argv[#argv + 1] = a end
     if o.lua_path then argv[#argv + 1] = "--lua-path"; argv[#argv + 1] = o.lua_path end
     for _, a in ipairs(o.extra_args or {}) do argv[#argv + 1] = a end
     local proc = H.spawn{ argv = argv, name = "luacached", env = o.env }
