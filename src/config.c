@@ -88,8 +88,9 @@ static bool redis_flag, requirepass_flag;
  * ps and /proc/PID/cmdline. Keep a copy and overwrite argv's bytes with the
  * redacted text (NUL-padded; the kernel shows that as spaces), so it is
  * visible only for the moment before start-up reached this point. */
-static const char *keep_secret(const char *v, bool whole_secret)
+static const char *keep_secret(const char *v, bool whole_secret, const char *prev)
 {
+    if (prev) free((char *)prev); /* the flag given twice: the last one counts */
     char *copy = xstrdup(v);
     size_t len = strlen(v);
     char shown[4096];
@@ -155,7 +156,7 @@ int config_parse(int argc, char **argv)
         if (strcmp(name, "--bind") == 0)
             cfg.bind = v;
         else if (strcmp(name, "--redis") == 0) {
-            cfg.redis_url = keep_secret(v, false);
+            cfg.redis_url = keep_secret(v, false, redis_flag ? cfg.redis_url : NULL);
             cfg.redis_url_from = "--redis";
             redis_flag = true;
         } else if (strcmp(name, "--redis-file") == 0)
@@ -169,7 +170,7 @@ int config_parse(int argc, char **argv)
         else if (strcmp(name, "--lua-path") == 0)
             cfg.lua_path = v;
         else if (strcmp(name, "--requirepass") == 0) {
-            cfg.requirepass = keep_secret(v, true);
+            cfg.requirepass = keep_secret(v, true, requirepass_flag ? cfg.requirepass : NULL);
             requirepass_flag = true;
         } else if (strcmp(name, "--log-level") == 0)
             cfg.log_level = v;
