@@ -56,6 +56,21 @@ static_assert(sizeof(((backend_url_t *)0)->path) == sizeof(((struct sockaddr_un 
 /* URL parsing                                                              */
 /* ------------------------------------------------------------------------ */
 
+/* Set while parsing a URL whose parts may be password bytes: then no part
+ * is quoted in errors. That is when an '@' comes after the host (a '/' or
+ * '?' in the password was not %-escaped, so password bytes land where a
+ * port, db or option is expected), or when the URL says "password" at all
+ * (a raw '&' in a password= value, or a typo like "?passwordS3cret"). */
+static bool url_quiet;
+#define SHOWN(len, s) (url_quiet ? 3 : (int)(len)), (url_quiet ? "***" : (s))
+
+static bool url_parts_may_be_secret(const char *url)
+{
+    const char *s = strstr(url, "://");
+    if (s && strchr(s + 3 + strcspn(s + 3, "/?"), '@')) return true;
+    return strcasestr(url, "password") != NULL;
+}
+
 static int url_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -68,6 +83,11 @@ static int url_err(char *err, size_t errlen, const char *fmt, ...)
             va_start(ap, fmt);
             vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
             va_end(ap);
+            size_t used = strlen(err);
+            if (url_quiet)
+                snprintf(err + used, errlen - used,
+                         " (parts not shown: the URL holds a password; write a '/' or '?' in it "
+                         "as %%2F or %%3F)");
         }
     }
     return -1;
@@ -128,7 +148,7 @@ static int parse_db(const char *s, size_t len, backend_url_t *out, char *err, si
 {
     long v;
     if (parse_uint(s, len, INT_MAX, &v) != 0)
-        return url_err(err, errlen, "bad db number '%.*s' (want 0 or more)", (int)len, s);
+        return url_err(err, errlen, "bad db number '%.*s' (want 0 or more)", SHOWN(len, s));
     out->db = (int)v;
     return 0;
 }
@@ -141,7 +161,7 @@ static int parse_query(const char *q, backend_url_t *out, bool have_db, char *er
     while (*q) {
         size_t len = strcspn(q, "&");
         const char *eq = memchr(q, '=', len);
-        if (!eq) return url_err(err, errlen, "option '%.*s' needs a value", (int)len, q);
+        if (!eq) return url_err(err, errlen, "option '%.*s' needs a value", SHOWN(len, q));
         size_t klen = (size_t)(eq - q), vlen = len - klen - 1;
         const char *v = eq + 1;
         if (klen == 2 && strncasecmp(q, "db", 2) == 0) {
@@ -160,7 +180,7 @@ static int parse_query(const char *q, backend_url_t *out, bool have_db, char *er
             have_user = true;
         } else {
             return url_err(err, errlen, "unknown option '%.*s' (want db, user or password)",
-                           (int)klen, q);
+                           SHOWN(klen, q));
         }
         q += len;
         if (*q == '&') q++;
@@ -209,18 +229,18 @@ static int parse_tcp_url(const char *s, backend_url_t *out, char *err, size_t er
         char tmp[INET6_ADDRSTRLEN];
         struct in6_addr a6;
         if (ilen == 0 || ilen >= sizeof(tmp))
-            return url_err(err, errlen, "bad IPv6 address '%.*s'", (int)ilen, host + 1);
+            return url_err(err, errlen, "bad IPv6 address '%.*s'", SHOWN(ilen, host + 1));
         memcpy(tmp, host + 1, ilen);
         tmp[ilen] = '\0';
         if (inet_pton(AF_INET6, tmp, &a6) != 1)
-            return url_err(err, errlen, "bad IPv6 address '%s'", tmp);
+            return url_err(err, errlen, "bad IPv6 address '%.*s'", SHOWN(strlen(tmp), tmp));
         memcpy(out->host, tmp, ilen + 1);
         const char *after = close + 1;
         size_t rest = hlen - (size_t)(after - host);
         if (rest > 0) {
             if (*after != ':')
-                return url_err(err, errlen, "unexpected '%.*s' after the IPv6 address", (int)rest,
-                               after);
+                return url_err(err, errlen, "unexpected '%.*s' after the IPv6 address",
+                               SHOWN(rest, after));
             port = after + 1;
             portlen = rest - 1;
         }
@@ -238,14 +258,14 @@ static int parse_tcp_url(const char *s, backend_url_t *out, char *err, size_t er
             return url_err(err, errlen, "host name too long (max %zu)", sizeof(out->host) - 1);
         for (size_t i = 0; i < namelen; i++)
             if (!host_char_ok(host[i]))
-                return url_err(err, errlen, "bad character in host '%.*s'", (int)namelen, host);
+                return url_err(err, errlen, "bad character in host '%.*s'", SHOWN(namelen, host));
         memcpy(out->host, host, namelen);
         out->host[namelen] = '\0';
     }
     if (port) {
         long p;
         if (parse_uint(port, portlen, 65535, &p) != 0 || p == 0)
-            return url_err(err, errlen, "bad port '%.*s' (want 1-65535)", (int)portlen, port);
+            return url_err(err, errlen, "bad port '%.*s' (want 1-65535)", SHOWN(portlen, port));
         out->port = (int)p;
     }
 
@@ -293,6 +313,7 @@ int backend_parse_url(const char *url, backend_url_t *out, char *err, size_t err
     out->port = DEFAULT_PORT;
     if (err && errlen) err[0] = '\0';
     int rc;
+    url_quiet = url && url_parts_may_be_secret(url);
     if (!url || !url[0]) {
         rc = url_err(err, errlen, "empty URL");
     } else if (has_prefix_nocase(url, "rediss://")) {
@@ -543,10 +564,10 @@ static void link_lost(struct redis_link *link, const char *why, enum link_loss l
     link->ac = NULL;
     link->handshake_left = 0;
     link->state = LINK_WAIT;
-    if (!was_up) {
-        link->errors_total++; /* a connect attempt that failed */
-        link->addr_turn++;    /* a host with several addresses: try the next one */
-    }
+    /* Counted either way: a connection that was up and is lost, or an attempt
+     * to make one (the first, or a reconnect) that failed. */
+    link->errors_total++;
+    if (!was_up) link->addr_turn++; /* a host with several addresses: try the next one */
 
     uint64_t delay = link->backoff_ms;
     link->backoff_ms = delay * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : delay * 2;

@@ -55,7 +55,10 @@ int backend_init(uv_loop_t *loop, const backend_conf_t *conf, char *err, size_t 
 void backend_close(void); /* pending callbacks get NULL */
 
 bool backend_up(void);
-uint64_t backend_errors_total(void); /* failed/timed-out commands + failed connects */
+/* Of the command link: each command that failed or timed out, each loss of
+ * an established connection, each connection attempt (first or reconnect)
+ * that failed. So it keeps growing, one per retry, while Redis is away. */
+uint64_t backend_errors_total(void);
 uint64_t backend_outages_total(void);
 
 /* 0: queued, cb will run exactly once later. -1: not connected, cb never runs.

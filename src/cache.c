@@ -17,6 +17,7 @@
 #include "backend.h"
 #include "cache_int.h"
 #include "config.h"
+#include "fetch_log.h"
 #include "l1.h"
 #include "log.h"
 #include "reply.h"
@@ -661,6 +662,7 @@ void cache_shutdown(void)
 
 void cache_close(void)
 {
+    fetch_log_close();
     fills_close();
     tags_close();
     l1_close();

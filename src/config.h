@@ -15,6 +15,9 @@ typedef struct config {
     int metrics_port;
     const char *lua_path; /* NULL: <dir of binary>/lua */
     const char *requirepass;
+    const char *redis_file;       /* --redis-file: the URL is read from it at start */
+    const char *requirepass_file; /* --requirepass-file: the same for the password */
+    const char *redis_url_from;   /* where redis_url came from, for the log */
     const char *log_level;
     bool check;
     /* limits (SPEC §8) */
@@ -42,5 +45,11 @@ extern uint64_t lc_start_mono_ms; /* when the process started (mono_ms) */
 /* Parse argv into cfg. Returns 0 to run, 1 when --help/--version printed,
  * -1 on a usage error (message printed). */
 int config_parse(int argc, char **argv);
+
+/* The secrets: the Redis URL and --requirepass, each from its flag, else
+ * its file flag, else its environment variable (LUACACHED_REDIS_URL,
+ * LUACACHED_REQUIREPASS), else the default. Reads the files; call once
+ * after config_parse() and the log level. -1 with the error printed. */
+int config_load_secrets(void);
 
 #endif

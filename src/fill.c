@@ -29,6 +29,7 @@
 #include "cache_int.h"
 #include "config.h"
 #include "dict.h"
+#include "fetch_log.h"
 #include "glob.h"
 #include "log.h"
 #include "reply.h"
@@ -335,6 +336,7 @@ static void on_fetched(void *priv, const fetch_result_t *r)
         res.kind = FETCH_ERROR;
         res.error = "value exceeds --max-value";
     }
+    fetch_log_result(ns->name, f->id, f->idlen, &res);
     bool serve_stale = false;
     /* A PURGETAG of one of its tags since the fetch started overtook it. */
     for (size_t i = 0; res.kind == FETCH_OK && !f->invalidated && i < res.ntags; i++)

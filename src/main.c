@@ -17,6 +17,7 @@
 #include "log.h"
 #include "metrics_http.h"
 #include "policy.h"
+#include "redact.h"
 #include "server.h"
 #include "util.h"
 #include "watch.h"
@@ -130,6 +131,7 @@ int main(int argc, char **argv)
         return 2;
     }
     log_min_level = lvl;
+    if (config_load_secrets() != 0) return 2;
     engine_conf_t econf = {
         .policies_dir = cfg.policies_dir,
         .lua_path = cfg.lua_path ? cfg.lua_path : default_lua_path(),
@@ -173,8 +175,10 @@ int main(int argc, char **argv)
     uv_signal_start(&sig_term, on_signal, SIGTERM);
     uv_signal_start(&sig_int, on_signal, SIGINT);
     uv_signal_start(&sig_hup, on_signal, SIGHUP);
-    log_info("luacached %s listening on %s:%d, redis %s", LUACACHED_VERSION, cfg.bind, cfg.port,
-             cfg.redis_url);
+    char redis_shown[1024];
+    redact_url(cfg.redis_url, redis_shown, sizeof(redis_shown));
+    log_info("luacached %s listening on %s:%d, redis %s (from %s)", LUACACHED_VERSION, cfg.bind,
+             cfg.port, redis_shown, cfg.redis_url_from);
 
     uv_run(loop, UV_RUN_DEFAULT);
 

@@ -254,9 +254,10 @@ void metrics_render_from(buf_t *o, const metrics_ns_t *ns, size_t nns, const met
 
     scalar(o, "luacached_backend_up", "gauge", "1 while the Redis connection is up, else 0.",
            g->backend_up ? 1 : 0);
-    scalar(o, "luacached_backend_errors_total", "counter",
-           "Redis commands that failed or timed out, plus failed connects.",
-           g->backend_errors_total);
+    scalar(
+        o, "luacached_backend_errors_total", "counter",
+        "Redis commands that failed or timed out, lost connections and failed connection attempts.",
+        g->backend_errors_total);
     scalar(o, "luacached_backend_outages_total", "counter",
            "Times the Redis connection was lost (or never made at start).",
            g->backend_outages_total);

@@ -539,7 +539,7 @@ function H.run_luacached(args, timeout)
   return H.run(argv, timeout or 20)
 end
 
--- start_server{policies_dir = DIR, redis_port = RP | redis_url = URL,
+-- start_server{policies_dir = DIR, redis_port = RP | redis_url = URL | false,
 --              port = P, metrics_port = 0 | true (pick one) | P,
 --              lua_path = DIR, extra_args = {...}, env = {K = V},
 --              timeout = 10, wait = true, bin = path} -> server
@@ -556,7 +556,11 @@ function H.start_server(o)
   if not H.read_file(bin) then
     error("luacached binary not found at " .. bin .. " (build it, or set LUACACHED_BIN)", 2)
   end
-  local redis_url = o.redis_url or ("redis://127.0.0.1:" .. assert(o.redis_port, "start_server: redis_port or redis_url required") .. "/0")
+  -- redis_url = false: no --redis flag (the URL comes from --redis-file or the environment)
+  local redis_url = o.redis_url
+  if redis_url == nil then
+    redis_url = "redis://127.0.0.1:" .. assert(o.redis_port, "start_server: redis_port or redis_url required") .. "/0"
+  end
   local policies = o.policies_dir or H.write_policies{}
   local attempts = o.port and 1 or 5
   local last
@@ -564,7 +568,9 @@ function H.start_server(o)
     local port = o.port or H.free_port()
     local mport = o.metrics_port or 0
     if mport == true then mport = H.free_port() end
-    local argv = { bin, "--port", port, "--redis", redis_url, "--policies", policies, "--metrics-port", mport }
+    local argv = { bin, "--port", port }
+    if redis_url then argv[#argv + 1] = "--redis"; argv[#argv + 1] = redis_url end
+    for _, a in ipairs{ "--policies", policies, "--metrics-port", mport } do argv[#argv + 1] = a end
     if o.lua_path then argv[#argv + 1] = "--lua-path"; argv[#argv + 1] = o.lua_path end
     for _, a in ipairs(o.extra_args or {}) do argv[#argv + 1] = a end
     local proc = H.spawn{ argv = argv, name = "luacached", env = o.env }
