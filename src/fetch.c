@@ -86,9 +86,11 @@ struct fetch {
     const char *io_err;    /* HTTP transport error, valid during the resume */
     http_response_t *io_resp;
 
-    bool running;   /* inside lua_resume */
-    bool finalised; /* cb has run (or is running) */
-    bool released;  /* thread and policy let go */
+    bool running;     /* inside lua_resume */
+    int defer_nargs;  /* WAIT_SLICE: resume with these (a deferred start) */
+    bool defer_fresh; /* WAIT_SLICE: with a fresh budget */
+    bool finalised;   /* cb has run (or is running) */
+    bool released;    /* thread and policy let go */
 };
 
 static struct {
@@ -96,7 +98,16 @@ static struct {
     size_t inflight;
     uint64_t seq;
     fetch_t *running; /* whose thread is in lua_resume now */
+    /* Lua time spent in the loop turn that began at uv_now() == turn_ms
+     * (a turn that ran Lua takes longer than a millisecond, so the next
+     * one has another uv_now()). */
+    uint64_t turn_ms, turn_lua_ns;
 } F;
+
+/* Lua time per loop turn for runs resuming from a slice: a hundred busy
+ * runs then take turns, a few per loop turn, instead of delaying every
+ * other client by a hundred slices. */
+#define TURN_LUA_NS 2000000ULL
 
 static void fetch_resume(fetch_t *f, int nargs, bool fresh);
 
@@ -171,20 +182,24 @@ static void release(fetch_t *f, bool memerr)
         f->h = NULL;
     }
     if (f->co) {
-        pstate_t *ps = p->engine_private;
-        lua_budget_t *saved = ps->budget;
+        /* The thread is let go as it stands, for the collector: never
+         * closed (lua_resetthread), so a stopped run's pending __close
+         * handlers do not run. If the budget's hook stopped it with an
+         * error, Lua left its hooks off, and Lua 5.4.4 may leave a stale
+         * message-handler slot in it: code run there could not be
+         * stopped. */
         f->budget.thread = NULL;
-        policy_budget_exhaust(f->co, p); /* __close handlers cannot loop */
-        lua_resetthread(f->co);
         luaL_unref(L, LUA_REGISTRYINDEX, f->co_ref);
         f->co = NULL;
         if (memerr) {
             /* The memory the failed run held is garbage now; free it
              * before the next run of this state needs it. */
+            pstate_t *ps = p->engine_private;
+            lua_budget_t *saved = ps->budget;
             policy_budget_start(L, p);
             lua_gc(L, LUA_GCCOLLECT);
+            ps->budget = saved == &f->budget ? &ps->main_budget : saved;
         }
-        ps->budget = saved == &f->budget ? &ps->main_budget : saved;
     }
     policy_unref(p);
     f->p = NULL;
@@ -208,6 +223,18 @@ static void fetch_abort(fetch_t *f, fetch_kind_t kind, const char *msg)
     f->wait = WAIT_NONE;
     finalise_error(f, kind, msg);
     if (!f->running) release(f, false);
+}
+
+/* A run that is not parked on I/O has none in progress: cancel what a
+ * primitive may have started before its yield failed. */
+static void drop_io(fetch_t *f)
+{
+    uv_timer_stop(&f->sleep);
+    if (f->call) {
+        http_cancel(f->call);
+        f->call = NULL;
+    }
+    if (f->wait == WAIT_SLEEP || f->wait == WAIT_HTTP) f->wait = WAIT_NONE;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -277,6 +304,7 @@ static const char *error_message(lua_State *co, int status, char *buf, size_t bu
 }
 
 static void on_slice(uv_idle_t *t);
+static void resume_or_defer(fetch_t *f, int nargs, bool fresh);
 
 /* Resume the run's thread with nargs values on its stack and act on how it
  * stopped: parked on I/O, at the end of a slice, stopped by the budget,
@@ -290,15 +318,23 @@ static void fetch_resume(fetch_t *f, int nargs, bool fresh)
     F.running = f;
     f->running = true;
     lua_budget_t *prevb = policy_budget_enter(p, co, &f->budget, fresh);
+    uint64_t t0 = uv_hrtime();
     int nres = 0;
     int st = lua_resume(co, p->L, nargs, &nres);
+    uint64_t took = uv_hrtime() - t0;
     policy_budget_leave(p, prevb);
+    if (uv_now(engine_loop()) != F.turn_ms) {
+        F.turn_ms = uv_now(engine_loop());
+        F.turn_lua_ns = 0;
+    }
+    F.turn_lua_ns += took;
     F.running = prev;
     f->running = false;
 
+    bool sliced = f->budget.sliced;
+    f->budget.sliced = false;
     if (st == LUA_YIELD) {
         bool io = nres == 1 && lua_touserdata(co, -1) == (void *)&fetch_io_sentinel;
-        bool sliced = f->budget.sliced && (nres == 0 || io);
         lua_pop(co, nres);
         if (f->finalised) {
             /* aborted while it ran */
@@ -306,20 +342,25 @@ static void fetch_resume(fetch_t *f, int nargs, bool fresh)
             char msg[192];
             policy_budget_message(&f->budget, msg, sizeof(msg));
             finalise_error(f, FETCH_ERROR, msg);
-        } else if (sliced) {
+        } else if (io && (f->wait == WAIT_SLEEP || f->wait == WAIT_HTTP)) {
+            return; /* parked on I/O */
+        } else if (sliced && (nres == 0 || io) && f->wait == WAIT_NONE) {
             f->wait = WAIT_SLICE;
             uv_idle_start(&f->slice, on_slice);
             return;
-        } else if (io && f->wait != WAIT_NONE) {
-            return; /* parked */
         } else {
             finalise_error(f, FETCH_ERROR,
-                           "fetch yielded outside ctx I/O (coroutine.yield at the top level "
-                           "of fetch)");
+                           f->ops ? "policy function yielded outside ctx I/O (coroutine.yield "
+                                    "outside a coroutine of its own)"
+                                  : "fetch yielded outside ctx I/O (coroutine.yield at the top "
+                                    "level of fetch)");
         }
+        drop_io(f);
         release(f, false);
         return;
     }
+    /* Finished or failed: whatever I/O a primitive started is orphaned. */
+    drop_io(f);
     bool memerr = false;
     if (st == LUA_OK) {
         if (f->finalised) {
@@ -365,17 +406,48 @@ static void on_sleep(uv_timer_t *t)
     if (f->wait != WAIT_SLEEP) return;
     f->wait = WAIT_NONE;
     f->io_ready = true;
-    fetch_resume(f, 0, true);
+    resume_or_defer(f, 0, true);
 }
 
-/* The loop had its turn: the next slice of the run's budget. */
+/* The loop had its turn: the next slice of the run's budget, unless this
+ * turn's Lua time is used up. Then the handle stays where it is in libuv's
+ * idle queue, ahead of those that ran (they were stopped and restarted,
+ * which queues them at the end): round robin. */
 static void on_slice(uv_idle_t *t)
 {
     fetch_t *f = t->data;
+    if (f->wait != WAIT_SLICE) {
+        uv_idle_stop(t);
+        return;
+    }
+    uint64_t now = uv_now(engine_loop());
+    if (now != F.turn_ms) {
+        F.turn_ms = now;
+        F.turn_lua_ns = 0;
+    }
+    if (F.turn_lua_ns >= TURN_LUA_NS) return;
     uv_idle_stop(t);
-    if (f->wait != WAIT_SLICE) return;
     f->wait = WAIT_NONE;
-    fetch_resume(f, 0, false);
+    int nargs = f->defer_nargs;
+    bool fresh = f->defer_fresh;
+    f->defer_nargs = 0;
+    f->defer_fresh = false;
+    fetch_resume(f, nargs, fresh);
+}
+
+/* Resume now, or, when this loop turn's Lua time is used up, on a later
+ * turn in round robin with the runs resuming from a slice: a burst of
+ * starts or I/O completions cannot hold the loop either. */
+static void resume_or_defer(fetch_t *f, int nargs, bool fresh)
+{
+    if (uv_now(engine_loop()) == F.turn_ms && F.turn_lua_ns >= TURN_LUA_NS) {
+        f->wait = WAIT_SLICE;
+        f->defer_nargs = nargs;
+        f->defer_fresh = fresh;
+        uv_idle_start(&f->slice, on_slice);
+        return;
+    }
+    fetch_resume(f, nargs, fresh);
 }
 
 static void on_http(void *priv, const char *err, http_response_t *resp)
@@ -410,7 +482,10 @@ static fetch_t *check_fetch(lua_State *L)
     if (!f || f->finalised)
         luaL_error(L, "ctx used after its fetch finished (returned, timed out or was aborted)");
     if (f != F.running) luaL_error(L, "ctx I/O used outside the fetch it belongs to");
-    if (f->wait != WAIT_NONE) luaL_error(L, "fetch is already waiting on ctx I/O");
+    if (f->wait != WAIT_NONE || f->call) luaL_error(L, "fetch is already waiting on ctx I/O");
+    /* runtime.lua checks the whole chain of resumes; this is the last link */
+    if (!lua_isyieldable(L))
+        luaL_error(L, "ctx I/O cannot wait here: it is called from inside a C function");
     return f;
 }
 
@@ -665,7 +740,7 @@ static void run_start(policy_t *p, fetch_t *f, start_job_t *job)
         return;
     }
     uv_timer_start(&f->timeout, on_timeout, (uint64_t)tmo_ms, 0);
-    fetch_resume(f, job->nargs, true);
+    resume_or_defer(f, job->nargs, true);
 }
 
 typedef struct id_arg {

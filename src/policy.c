@@ -134,13 +134,25 @@ static void note_where(lua_budget_t *b, lua_State *L, int level)
 {
     lua_Debug ar;
     b->where[0] = '\0';
-    /* the nearest Lua function (pcall(string.find, ...) has two C levels) */
-    for (int i = level; i < level + 8 && lua_getstack(L, i, &ar); i++) {
-        if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
-            snprintf(b->where, sizeof(b->where), "%s:%d: ", ar.short_src, ar.currentline);
-            return;
-        }
+    /* the nearest Lua function of the policy's (pcall(string.find, ...)
+     * has two C levels; the sandbox's wrappers are luacached's) */
+    size_t plen = strlen(E.lua_path);
+    for (int i = level; i < level + 12 && lua_getstack(L, i, &ar); i++) {
+        if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0) continue;
+        if (ar.source[0] == '@' && plen && strncmp(ar.source + 1, E.lua_path, plen) == 0) continue;
+        snprintf(b->where, sizeof(b->where), "%s:%d: ", ar.short_src, ar.currentline);
+        return;
     }
+}
+
+/* Whether the Lua function running on L is one of the shipped lua/
+ * modules (the sandbox's wrappers) rather than the policy's. */
+static bool in_shipped_code(lua_State *L)
+{
+    lua_Debug ar;
+    size_t plen = strlen(E.lua_path);
+    if (!plen || !lua_getstack(L, 0, &ar) || !lua_getinfo(L, "S", &ar)) return false;
+    return ar.source[0] == '@' && strncmp(ar.source + 1, E.lua_path, plen) == 0;
 }
 
 /* Whether the run's budget is spent; sets tripped. now: uv_hrtime(). */
@@ -167,8 +179,8 @@ static bool budget_spent(lua_budget_t *b, uint64_t now)
  * (and in __gc, which the sandbox refuses), so the sandbox's xpcall skips
  * the policy's handler once the budget is tripped (l_tripped). */
 #define STALL_MESSAGE                                                                              \
-    "ran %I ms without a chance to yield to the server (inside a C function that "                 \
-    "called back into Lua, such as a message handler, __tostring or a sort comparator)"
+    "time budget exceeded: ran %I ms without a chance to yield to the server (inside a C "         \
+    "function that called back into Lua, such as __tostring or a sort comparator)"
 
 static void budget_hook(lua_State *L, lua_Debug *ar)
 {
@@ -177,7 +189,9 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
     pstate_t *ps = p->engine_private;
     lua_budget_t *b = ps->budget;
     if (!b->tripped) {
-        b->instr += (uint64_t)lua_gethookcount(L);
+        int count = lua_gethookcount(L);
+        b->instr += (uint64_t)count;
+        if (count != BUDGET_STEP) lua_sethook(L, budget_hook, LUA_MASKCOUNT, BUDGET_STEP);
         /* The clock is read once per BUDGET_STEP instructions: ~20 ns per
          * few microseconds of Lua, as Redis's script watchdog does. */
         uint64_t now = uv_hrtime();
@@ -196,7 +210,11 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
                 return;
             }
             if (can_yield && in_slice < STALL_NS) {
-                b->nested_sliced = true;
+                /* Not inside sandbox.lua's resume: it is between a
+                 * coroutine's slice and handing it on (l_slice_taken),
+                 * and one pending slice is all it can tell apart. */
+                if (in_shipped_code(L)) return;
+                b->nested_sliced = L;
                 lua_yield(L, 0);
                 return;
             }
@@ -234,8 +252,9 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
 void policy_budget_message(const lua_budget_t *b, char *buf, size_t len)
 {
     if (b->stalled)
-        snprintf(buf, len, "%sran %llu ms without a chance to yield to the server", b->where,
-                 (unsigned long long)(STALL_NS / 1000000));
+        snprintf(buf, len,
+                 "%stime budget exceeded: ran %llu ms without a chance to yield to the server",
+                 b->where, (unsigned long long)(STALL_NS / 1000000));
     else if (b->over_time)
         snprintf(buf, len, "%stime budget exceeded (%llu ms per call into Lua)", b->where,
                  (unsigned long long)(E.time_limit_ns / 1000000));
@@ -304,10 +323,33 @@ static void pattern_charge(lua_State *L, unsigned long steps, int final)
     lua_budget_t *b = ps->budget;
     if (!b->tripped) {
         b->instr += steps;
-        if (final || !budget_spent(b, uv_hrtime())) return;
-        note_where(b, L, 1);
+        if (final) return;
+        uint64_t now = uv_hrtime();
+        if (budget_spent(b, now)) {
+            note_where(b, L, 1);
+        } else {
+            if (!b->thread || now - b->slice_start < SLICE_NS) return;
+            /* The slice is over, but a C function cannot yield: have the
+             * hook fire at the first instruction after this call (and
+             * yield there), rather than after its usual count, since a loop
+             * of matches runs few instructions. */
+            if (now - b->slice_start < STALL_NS) {
+                lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+                return;
+            }
+            /* one match that cannot be paused: held to the same cap as
+             * other code that cannot yield */
+            b->tripped = b->stalled = true;
+            note_where(b, L, 1);
+        }
     }
     lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+    if (b->thread && b->thread != L) lua_sethook(b->thread, budget_hook, LUA_MASKCOUNT, 1);
+    if (b->stalled)
+        luaL_error(L,
+                   "pattern matching exceeded the time budget (%I ms at a stretch: a match "
+                   "cannot be paused)",
+                   (lua_Integer)(STALL_NS / 1000000));
     if (b->over_time)
         luaL_error(L, "pattern matching exceeded the time budget (%I ms per call into Lua)",
                    (lua_Integer)(E.time_limit_ns / 1000000));
@@ -334,7 +376,7 @@ static int slice_k(lua_State *L, int status, lua_KContext ctx)
     return 1;
 }
 
-/* host.slice_taken() -> whether a coroutine of the policy's own just came
+/* host.slice_taken(co, can_park) -> whether co, a coroutine of the policy's own, just came
  * back from coroutine.resume because its budget slice ended (the hook
  * yielded it), not by yielding. If so and the caller can yield, the run's
  * coroutine is parked here until the next loop turn first: the yield
@@ -346,12 +388,14 @@ static int l_slice_taken(lua_State *L)
     policy_t *p = *(policy_t **)lua_getextraspace(L);
     pstate_t *ps = p->engine_private;
     lua_budget_t *b = ps->budget;
-    if (!b->nested_sliced) {
+    lua_State *co = lua_tothread(L, 1);        /* the coroutine that came back */
+    bool reaches_runner = lua_toboolean(L, 2); /* sandbox's can_park() */
+    if (!co || b->nested_sliced != co) {
         lua_pushboolean(L, 0);
         return 1;
     }
-    b->nested_sliced = false;
-    if (!lua_isyieldable(L)) {
+    b->nested_sliced = NULL;
+    if (!reaches_runner || !lua_isyieldable(L)) {
         lua_pushboolean(L, 1); /* cannot pause here: go on at once */
         return 1;
     }

@@ -17,14 +17,14 @@
  * coroutine back to the loop, which resumes it on the next iteration, so a
  * busy policy delays other clients by a slice, not by its whole budget. */
 typedef struct lua_budget {
-    uint64_t instr;       /* VM instructions (and pattern steps) used by this run */
-    uint64_t used_ns;     /* Lua time of this run's finished slices */
-    uint64_t slice_start; /* uv_hrtime() when the current slice began */
-    bool tripped;         /* over budget: the hook stops whatever runs */
-    bool over_time;       /* tripped by the clock, not the count */
-    bool stalled;         /* tripped by holding the loop where it cannot yield */
-    bool sliced;          /* the run's coroutine yields at the end of a slice */
-    bool nested_sliced;   /* the hook yielded a coroutine of the policy's own */
+    uint64_t instr;           /* VM instructions (and pattern steps) used by this run */
+    uint64_t used_ns;         /* Lua time of this run's finished slices */
+    uint64_t slice_start;     /* uv_hrtime() when the current slice began */
+    bool tripped;             /* over budget: the hook stops whatever runs */
+    bool over_time;           /* tripped by the clock, not the count */
+    bool stalled;             /* tripped by holding the loop where it cannot yield */
+    bool sliced;              /* the run's coroutine yields at the end of a slice */
+    lua_State *nested_sliced; /* a coroutine of the policy's own the hook yielded */
     /* The coroutine this run belongs to, which the hook may yield; NULL on
      * the main thread and while a thread is being closed. */
     lua_State *thread;

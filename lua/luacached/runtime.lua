@@ -39,6 +39,11 @@ M.MAX_EVENT_PATTERNS = 100
 M.MAX_EVENT_TAGS = 1000
 M.MAX_WARM_IDS = 100000
 
+-- ctx I/O parks the fetch's coroutine, which is impossible where Lua runs
+-- the policy from inside a C function.
+local NO_PARK = "ctx I/O cannot wait here: it is called from inside a C function (a "
+    .. "string.gsub or table.sort callback, __tostring, ...); call it from plain code"
+
 local LEVELS = { debug = true, info = true, warn = true, error = true }
 local REQUEST_FIELDS = { method = true, url = true, headers = true, body = true, timeout = true }
 local EVENT_FIELDS = { keys = true, patterns = true, tags = true, flush = true }
@@ -208,6 +213,7 @@ end
 function M.new(o)
     local policy, conf, ns, prims, encode, decode = o.policy, o.conf, o.ns, o.prims, o.encode,
         o.decode
+    local can_park = o.can_park or function() return true end
     local fetch_fn = policy.fetch
     local ttl_fn = type(policy.ttl) == "function" and policy.ttl or nil
     local rt = {}
@@ -217,6 +223,7 @@ function M.new(o)
         -- Levels: 1 is request(), 2 the ctx.http function, 3 the policy.
         local function request(req)
             local method, url, body, timeout, hdrs, n = check_request(req, 4)
+            if not can_park() then error(NO_PARK, 3) end
             local res, err = phttp(h, method, url, body, timeout, unpack(hdrs, 1, n))
             if res == nil then error(err, 3) end
             return res
@@ -258,6 +265,7 @@ function M.new(o)
                 if not nonneg(seconds) then
                     error("ctx.sleep expects a number of seconds >= 0 " .. got(seconds), 2)
                 end
+                if not can_park() then error(NO_PARK, 2) end
                 psleep(h, seconds)
             end,
             now = prims.now,
@@ -386,7 +394,7 @@ function M.load(host)
     if not conf then error(verr, 0) end
     local rt = M.new {
         policy = policy, conf = conf, ns = host.ns, prims = host.prims, encode = json.encode,
-        decode = json.decode,
+        decode = json.decode, can_park = sb.can_park,
     }
     return conf, rt.fetch, rt.ttl_for, rt.on_event, rt.warm
 end

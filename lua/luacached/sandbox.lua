@@ -29,8 +29,10 @@
 -- slice; resume passes that on too, so the policy never sees it. Only
 -- coroutines the policy created may be resumed or closed.
 --
--- Budget: xpcall's message handler does not run once the budget is spent,
--- and setmetatable refuses __gc (both would run with Lua's hooks off).
+-- Budget: xpcall's message handler runs as ordinary code after the error
+-- (not inside it, where Lua's hooks can be off) and not at all once the
+-- budget is spent; setmetatable refuses __gc (finalizers run with hooks
+-- off).
 --
 -- Everything host-specific is injected through new(host), so this module
 -- loads under a plain lua5.4 for the unit tests.
@@ -64,10 +66,20 @@ end
 -- the file comment), and refuse threads the policy did not create: the
 -- fetch's own coroutine (coroutine.running()) belongs to the engine, and
 -- resuming or closing it from another fetch would break its parking.
+-- Returns the library and can_park(): whether a yield of the running
+-- coroutine reaches the engine (it is yieldable, and so was every resume
+-- on the way from the run's own coroutine), which ctx I/O needs.
 local function make_coroutine(co, io, slice_taken)
-    local create, real_resume, real_yield, status, close = co.create, co.resume, co.yield,
-        co.status, co.close
+    local create, real_resume, real_yield, status, close, isyieldable, running = co.create,
+        co.resume, co.yield, co.status, co.close, co.isyieldable, co.running
     local mine = setmetatable({}, { __mode = "k" })
+    -- c -> false when c was last resumed from where a yield cannot go up
+    local reaches = setmetatable({}, { __mode = "k" })
+    -- c -> the error c died in, for close(c) (see below)
+    local died = setmetatable({}, { __mode = "k" })
+    local function can_park()
+        return isyieldable() and reaches[running()] ~= false
+    end
     local function own(c, fname)
         if type(c) ~= "thread" then
             error("bad argument #1 to '" .. fname .. "' (coroutine expected)", 3)
@@ -78,29 +90,26 @@ local function make_coroutine(co, io, slice_taken)
         end
     end
     local function pass(c, ok, ...)
-        if ok and status(c) == "suspended" then
+        if not ok then
+            died[c] = (...)
+        elseif status(c) == "suspended" then
             local n = select("#", ...)
             if n == 1 and (...) == io then
                 -- c is parked on ctx I/O: park the enclosing coroutine too
                 -- and give c whatever the engine resumes us with.
                 return pass(c, real_resume(c, real_yield(io)))
             end
-            if n == 0 and slice_taken and slice_taken() then
+            if n == 0 and slice_taken and slice_taken(c, can_park()) then
                 -- c's budget slice ended (it did not yield): slice_taken
-                -- gave the loop its turn; go on with c.
+                -- gave the loop its turn if it could; go on with c.
                 return pass(c, real_resume(c))
             end
         end
         return ok, ...
     end
-    local function resume(c, ...)
-        own(c, "resume")
+    local function start(c, ...)
+        reaches[c] = can_park()
         return pass(c, real_resume(c, ...))
-    end
-    local function unwrap(c, ok, ...)
-        if ok then return ... end
-        close(c)
-        error((...), 0)
     end
     local lib = copy_lib("coroutine", co)
     lib.create = function(f)
@@ -108,18 +117,35 @@ local function make_coroutine(co, io, slice_taken)
         mine[c] = true
         return c
     end
-    lib.resume = resume
+    lib.resume = function(c, ...)
+        own(c, "resume")
+        return start(c, ...)
+    end
+    -- A coroutine that died in an error is not closed again: if the budget
+    -- killed it, Lua left its hooks off, and its pending __close handlers
+    -- would run unbudgeted. So close() of a dead coroutine only reports
+    -- how it ended, and wrap() does not close on error (unlike stock Lua).
     lib.close = function(c)
         own(c, "close")
+        if status(c) == "dead" then
+            local e = died[c]
+            died[c] = nil
+            if e ~= nil then return false, e end
+            return true
+        end
         return close(c)
+    end
+    local function unwrap(ok, ...)
+        if ok then return ... end
+        error((...), 0)
     end
     lib.wrap = function(f)
         local c = lib.create(f)
         return function(...)
-            return unwrap(c, pass(c, real_resume(c, ...)))
+            return unwrap(start(c, ...))
         end
     end
-    return lib
+    return lib, can_park
 end
 
 -- host fields:
@@ -129,10 +155,12 @@ end
 --   log(level, msg)    where print() goes (level "info")
 --   io_sentinel        the value ctx I/O primitives yield
 --   tripped()          optional: whether the run's budget is spent
---   slice_taken()      optional: whether a coroutine came back from resume
---                      because its budget slice ended (the engine's hook);
---                      may first yield the io_sentinel to pause the run
--- Returns sb with sb.env, sb.load(source, chunkname) and sb.seal().
+--   slice_taken(c, can_park)  optional: whether coroutine c came back from
+--                      resume because its budget slice ended (the engine's
+--                      hook); if can_park, may first yield the io_sentinel
+--                      to pause the run
+-- Returns sb with sb.env, sb.load(source, chunkname), sb.seal() and
+-- sb.can_park() (whether ctx I/O can park the running coroutine).
 function M.new(host)
     local env = {}
     for _, k in pairs(M.BASE) do env[k] = G[k] end
@@ -140,23 +168,28 @@ function M.new(host)
     local os = {}
     for _, k in pairs(M.OS) do os[k] = G.os[k] end
     env.os = os
-    env.coroutine = make_coroutine(G.coroutine, host.io_sentinel, host.slice_taken)
+    local can_park
+    env.coroutine, can_park = make_coroutine(G.coroutine, host.io_sentinel, host.slice_taken)
 
-    -- xpcall: once the budget is spent, the engine's hook raises from
-    -- inside itself, where Lua runs the message handler with hooks off; a
-    -- handler that loops would then never be stopped. So the handler runs
-    -- only while the budget holds.
-    local tripped, xpcall = host.tripped, G.xpcall
-    if tripped then
-        env.xpcall = function(f, msgh, ...)
-            if type(msgh) ~= "function" then
-                error("bad argument #2 to 'xpcall' (function expected, got " .. type(msgh) .. ")", 2)
-            end
-            return xpcall(f, function(e)
-                if tripped() then return e end
-                return msgh(e)
-            end, ...)
+    -- xpcall over pcall: the handler runs after the error has unwound, as
+    -- ordinary budgeted code. (Lua runs a real message handler inside the
+    -- error, with hooks off when the engine's hook raised it, so a looping
+    -- handler could never be stopped; and Lua 5.4.4 leaves a stale handler
+    -- slot in a thread stopped inside xpcall.) Once the budget is spent the
+    -- handler is skipped. There is no debug library, so nothing a handler
+    -- could see differs, except that an error in the handler propagates as
+    -- itself instead of "error in error handling".
+    local tripped = host.tripped
+    local function handled(msgh, ok, ...)
+        if ok then return true, ... end
+        if tripped and tripped() then return false, (...) end
+        return false, (msgh((...)))
+    end
+    env.xpcall = function(f, msgh, ...)
+        if type(msgh) ~= "function" then
+            error("bad argument #2 to 'xpcall' (function expected, got " .. type(msgh) .. ")", 2)
         end
+        return handled(msgh, pcall(f, ...))
     end
 
     -- No finalizers: Lua runs __gc with hooks off (outside any budget), at
@@ -237,7 +270,7 @@ function M.new(host)
         __metatable = false,
     })
 
-    local sb = { env = env }
+    local sb = { env = env, can_park = can_park }
     function sb.load(source, chunkname)
         return load(source, chunkname, "t", env)
     end

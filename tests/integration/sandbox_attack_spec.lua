@@ -106,6 +106,57 @@ A.concat_huge = function()
 end
 A.require_dotdot = function() return require("../../etc/passwd") end
 A.require_abs = function() return require("/etc/passwd") end
+-- __close handlers of a run the budget stopped never run (Lua left hooks off)
+A.close_after_stop = function()
+  local x <close> = setmetatable({}, { __close = spin })
+  string.gsub("a", ".", spin)
+end
+A.kill_co = function()
+  stash.co = coroutine.create(function()
+    local x <close> = setmetatable({}, { __close = spin })
+    while true do end
+  end)
+  local ok, err = coroutine.resume(stash.co)
+  error(err, 0)
+end
+A.close_killed = function()
+  local ok, err = coroutine.close(stash.co)
+  return "closed: " .. tostring(ok) .. " " .. tostring(err)
+end
+A.nested_close_after_stop = function()
+  coroutine.wrap(function()
+    coroutine.wrap(function()
+      local x <close> = setmetatable({}, { __close = spin })
+      string.gsub("a", ".", spin)
+    end)()
+  end)()
+end
+-- ctx I/O where the coroutine cannot park
+A.io_in_gsub = function(id, ctx)
+  local ok, err = pcall(string.gsub, "a", ".", function() return ctx.http.get("http://127.0.0.1:1/") end)
+  for i = 1, 1e6 do end -- past a slice: a stale park would show here
+  error(err, 0)
+end
+A.sleep_in_nested_gsub = function(id, ctx)
+  local ok, err = pcall(string.gsub, "a", ".", function()
+    return coroutine.wrap(function() ctx.sleep(0.01) return "slept" end)()
+  end)
+  error(err, 0)
+end
+-- legitimate: nested coroutines busy past a slice inside a gsub callback
+A.nested_busy_in_gsub = function()
+  local r = string.gsub("ab", "%w", function(ch)
+    return coroutine.wrap(function()
+      return coroutine.wrap(function()
+        local n = 0
+        for i = 1, 300000 do n = n + 1 end
+        return ch .. n
+      end)()
+    end)()
+  end)
+  return r
+end
+A.pattern_long = function() return tostring(string.find(string.rep("a", 200000), ".-b")) end
 -- regression: a table result of ~200 items (use-after-free of the fetch handle)
 A.table200 = function(id)
   local t = {} for i = 1, 200 do t[i] = { i = i, s = id .. ":" .. i } end return t
@@ -150,6 +201,12 @@ local EXPECT = {
   string_rep_cap = "not enough memory",
   concat_huge = "not enough memory",
   require_dotdot = "not found",
+  close_after_stop = "budget exceeded",
+  kill_co = "budget exceeded",
+  nested_close_after_stop = "budget exceeded",
+  io_in_gsub = "ctx I/O cannot wait here",
+  sleep_in_nested_gsub = "ctx I/O cannot wait here",
+  pattern_long = "time budget (25 ms at a stretch",
   require_abs = "not found",
 }
 
@@ -209,6 +266,55 @@ describe("hostile policies", function()
     end, 5)
     assert.equal("parked", (parker:read_reply(5)))
     parker:close()
+    still_serving()
+  end)
+
+  it("a coroutine the budget killed is not closed again (its __close would run unbudgeted)", function()
+    local v = c:call("GET", "attack:kill_co")
+    assert.truthy(errtext(v):find("budget exceeded", 1, true))
+    local v2, kind, worst, slow = call_while_pinging(c, pinger, 10, "GET", "attack:close_killed")
+    assert.equal("bulk", kind, tostring(type(v2) == "table" and v2.err or v2))
+    -- (how it ended may or may not be known: the budget stops the
+    -- bookkeeping too; what matters is that no __close ran)
+    assert.matches("^closed: ", v2)
+    assert_responsive(worst, slow, "close_killed")
+    still_serving()
+  end)
+
+  it("nested coroutines busy past a slice inside a gsub callback still work", function()
+    local v, kind = c:call("GET", "attack:nested_busy_in_gsub")
+    assert.equal("bulk", kind, tostring(type(v) == "table" and v.err or v))
+    assert.equal("a300000b300000", v)
+  end)
+
+  it("thirty runaways pipelined on one connection take turns with other clients", function()
+    local cmds = {}
+    for i = 1, 30 do cmds[i] = { "GET", "attack:pcall_loop:p" .. i } end
+    local out = {}
+    for i = 1, #cmds do out[i] = H.resp.encode(table.unpack(cmds[i])) end
+    local runner = srv:client(20)
+    runner:send_raw(table.concat(out))
+    local worst, slow, got = 0, 0, 0
+    local deadline = H.now() + 20
+    while got < #cmds and H.now() < deadline do
+      local t0 = H.now()
+      assert.equal("PONG", (pinger:call("PING")))
+      local dt = H.now() - t0
+      if dt > worst then worst = dt end
+      if dt > PING_LIMIT then slow = slow + 1 end
+      local r = socket.select({ runner.sock }, nil, 0.01)
+      while ((r and #r > 0) or #runner:pending() > 0) and got < #cmds do
+        local v, kind = runner:read_reply(5)
+        assert.equal("error", kind)
+        got = got + 1
+        r = socket.select({ runner.sock }, nil, 0)
+        if #runner:pending() == 0 and not (r and #r > 0) then break end
+      end
+    end
+    assert.equal(#cmds, got)
+    assert.is_true(slow <= 2 and worst < PING_HARD_LIMIT,
+      string.format("PING took up to %.0f ms (%d over 50 ms)", worst * 1000, slow))
+    runner:close()
     still_serving()
   end)
 
