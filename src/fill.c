@@ -722,7 +722,6 @@ void fill_wait(op_t *op, const entry_t *stale)
     bool strict = op->kind == CACHE_REFRESH && !op->warm;
     fill_t *f = dict_get(&fills, op->rkey.data, op->rkey.len);
     if (f) {
-        op->ns->stats.coalesced++;
         if (strict && fetch_under_way(f)) {
             /* That fetch started before this REFRESH: wait for the next
              * one, which the REFRESHes queued here share. */
@@ -730,6 +729,7 @@ void fill_wait(op_t *op, const entry_t *stale)
             f->refreshers = op;
             return;
         }
+        op->ns->stats.coalesced++;
         f->background = false;      /* someone waits on it now */
         if (strict) make_strict(f); /* it has not fetched yet */
         join(f, op);
@@ -764,6 +764,7 @@ static void refresh_again(fill_t *done)
     f->background = false;
     while (w) {
         op_t *next = w->next_waiter;
+        if (!start || f->waiters) f->ns->stats.coalesced++; /* the first starts it */
         join(f, w);
         w = next;
     }

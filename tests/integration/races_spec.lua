@@ -223,6 +223,7 @@ describe("races with a fill that just answered", function()
     for _ = 1, 3 do assert.equal("rfq-k:2", (cr:read_reply(3))) end
     assert.equal("rfq-k:2", (B:call("GET", "rfq:k")))
     assert.equal(2, origin:count("/seq/rfq-k"))
+    assert.equal(2, stats(A, "rfq").coalesced)
     cg:close()
     cr:close()
   end)
@@ -234,6 +235,7 @@ describe("races with a fill that just answered", function()
     for _ = 1, 5 do assert.equal("rfs-k:2", (c:read_reply(3))) end
     c:close()
     assert.equal(2, origin:count("/seq/rfs-k"))
+    assert.equal(4, stats(A, "rfs").coalesced)
   end)
 
   it("both instances shut down cleanly", function()
