@@ -17,6 +17,8 @@ GET /users/<id>     200 {"id":..,"name":"user <id>","email":..,"tier":..}
                     ids starting with "missing" -> 404; tier is "vip" when a
                     numeric id is a multiple of 5, else "standard"
 GET /slow/<id>      a slow computed value: sleeps ?delay= seconds (default 0.3)
+GET /seq/<id>       200 "<id>:<n>", n = how many requests this path has had,
+                    this one included: a value that changes on every fetch
 ANY /echo[/...]     200 JSON {"method","path","query","headers","body"}
 
 "id" is an integer when the id is all digits (optionally signed), else the
@@ -91,22 +93,24 @@ class State:
             self.overrides = {}
 
     def arrive(self, path):
-        """Count a request; return a copy of the override to apply, if any."""
+        """Count a request; return a copy of the override to apply (if any)
+        and the path's count, this request included."""
         with self.lock:
             self.total += 1
             self.paths[path] = self.paths.get(path, 0) + 1
+            count = self.paths[path]
             n = self.inflight.get(path, 0) + 1
             self.inflight[path] = n
             if n > self.max_inflight.get(path, 0):
                 self.max_inflight[path] = n
             ov = self.overrides.get(path)
             if ov is None:
-                return None
+                return None, count
             if "times" in ov:
                 ov["times"] -= 1
                 if ov["times"] <= 0:
                     del self.overrides[path]
-            return dict(ov)
+            return dict(ov), count
 
     def leave(self, path):
         with self.lock:
@@ -137,6 +141,9 @@ def owner_of(raw):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "luacached-origin/1.0"
+    # Headers and body go out in two writes: with Nagle on, the body of a
+    # kept-alive connection's second answer waits ~40 ms for a delayed ACK.
+    disable_nagle_algorithm = True
 
     def version_string(self):
         return self.server_version
@@ -259,17 +266,17 @@ class Handler(BaseHTTPRequestHandler):
                 n, v = h.split(":", 1)
                 extra_headers[n.strip()] = v.strip()
 
-        ov = STATE.arrive(path)
+        ov, count = STATE.arrive(path)
         try:
             if ov:
                 ov.pop("times", None)
                 extra_headers.update(ov.pop("headers", None) or {})
                 ctl.update(ov)
-            self.answer(path, query, body, ctl, extra_headers)
+            self.answer(path, query, body, ctl, extra_headers, count)
         finally:
             STATE.leave(path)
 
-    def answer(self, path, query, body, ctl, extra_headers):
+    def answer(self, path, query, body, ctl, extra_headers, count):
         if ctl.get("drop") not in (None, False, "", "0", 0):
             self.close_connection = True
             try:
@@ -321,6 +328,10 @@ class Handler(BaseHTTPRequestHandler):
                 "headers": {k: v for k, v in self.headers.items()},
                 "body": body.decode("utf-8", "replace"),
             }, extra_headers)
+            return
+
+        if kind == "seq" and rid:
+            self.send(200, "%s:%d" % (rid, count), "text/plain; charset=utf-8", extra_headers)
             return
 
         if kind in ("widgets", "users", "slow") and rid and "/" not in rid:

@@ -57,11 +57,16 @@ void bcast_keys_add(buf_t *batch, const char *rkey, size_t len)
     buf_append(batch, rkey, len);
 }
 
-void bcast_keys_send(buf_t *batch)
+int bcast_keys_send(buf_t *batch, backend_cb cb, void *priv)
 {
-    if (batch->len == 0) return;
-    backend_publish(cache_channel.data, batch->data, batch->len);
+    if (batch->len == 0) return -1;
+    /* A PUBLISH with a reply: once it comes, Redis has handed the message
+     * to every subscriber (PURGETAG answers after that). */
+    const char *argv[3] = {"PUBLISH", cache_channel.data, batch->data};
+    size_t lens[3] = {7, cache_channel.len, batch->len};
+    int rc = backend_cmd_argv(cb, priv, 3, argv, lens);
     buf_reset(batch);
+    return rc;
 }
 
 void bcast_pattern(const char *glob, size_t len)

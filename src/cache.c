@@ -38,6 +38,7 @@ struct request {
 uv_loop_t *cache_loop;
 const char *cache_instance_id;
 buf_t cache_channel;
+uint64_t cache_inval_epoch;
 static char instance_id_buf[24];
 static uint64_t rng_state;
 
@@ -262,7 +263,9 @@ static void answer_get(op_t *op, const entry_t *e, bool have)
         else
             s->hits_redis++;
         op_answer_entry(op, e);
-        cache_l1_store(op->ns, &op->rkey, e);
+        /* Not if an invalidation came while the lookup was under way: the
+         * entry may be the one it removed. */
+        if (op->epoch == cache_inval_epoch) cache_l1_store(op->ns, &op->rkey, e);
         maybe_refresh_early(op->ns, &op->rkey, op->id, op->idlen, e, now);
         op_done(op);
         return;
@@ -362,6 +365,7 @@ static void op_start(op_t *op)
             return;
         }
     }
+    op->epoch = cache_inval_epoch;
     if (backend_cmd(on_lookup, op, "GET %b", op->rkey.data, op->rkey.len) != 0)
         on_lookup(op, NULL); /* Redis down: fail open */
 }
@@ -413,6 +417,7 @@ void cache_warm_one(ns_t *ns, const char *id, size_t idlen, cache_warm_cb cb, vo
     op_t *op = &r->ops[0];
     op->req = r;
     op->kind = CACHE_REFRESH; /* force, through the key's fill and lock */
+    op->warm = true;
     op->ns = ns;
     op->id = xmemdup(id, idlen);
     op->idlen = idlen;
@@ -426,25 +431,31 @@ void cache_warm_one(ns_t *ns, const char *id, size_t idlen, cache_warm_cb cb, vo
 
 void cache_invalidate_local(const char *rkey, size_t len)
 {
+    cache_inval_epoch++;
     fill_invalidate(rkey, len);
     l1_del(rkey, len);
 }
 
 void cache_invalidate_matching(const char *glob, size_t len)
 {
+    cache_inval_epoch++;
     fills_invalidate_matching(glob, len);
     l1_del_matching(glob, len);
 }
 
-/* Drop the key's fill lock (a fill that overtook us then cannot store),
- * stop a local fill from storing, and tell the other instances. */
+/* SET and DEL change the entry and delete its fill lock in one script
+ * (both share the key's hash tag): a fill's store, which needs the lock,
+ * lands before them or not at all. Two commands would let it land between
+ * and survive the invalidation. */
+static const char SET_UNLOCK[] =
+    "redis.call('del',KEYS[2]) return redis.call('set',KEYS[1],ARGV[1],'px',ARGV[2])";
+static const char DEL_UNLOCK[] = "redis.call('del',KEYS[2]) return redis.call('del',KEYS[1])";
+
+/* Stop a local fill from storing, drop the tier item, and tell the other
+ * instances. */
 static void invalidate_key(const buf_t *rkey)
 {
     cache_invalidate_local(rkey->data, rkey->len);
-    buf_t lkey = {0};
-    cache_lock_key(&lkey, rkey);
-    backend_cmd(NULL, NULL, "DEL %b", lkey.data, lkey.len);
-    buf_free(&lkey);
     bcast_key(rkey);
 }
 
@@ -477,19 +488,21 @@ static void set_store(slot_t *slot, ns_t *ns, const policy_t *p, const char *id,
     e.fresh_until = now + ttl_ms;
     e.stale_until = e.fresh_until + (int64_t)llround(p->conf.stale_ttl * 1000.0);
     e.error_until = e.fresh_until + (int64_t)llround(p->conf.stale_if_error * 1000.0);
-    buf_t val = {0};
+    buf_t val = {0}, lkey = {0};
     entry_encode(&val, &e);
+    cache_lock_key(&lkey, &rkey);
     long long px = (long long)entry_redis_ttl_ms(&e, now);
-    if (backend_cmd(on_set, slot, "SET %b %b PX %lld", rkey.data, rkey.len, val.data, val.len,
-                    px) != 0) {
+    if (backend_cmd(on_set, slot, "EVAL %s 2 %b %b %b %lld", SET_UNLOCK, rkey.data, rkey.len,
+                    lkey.data, lkey.len, val.data, val.len, px) != 0) {
         reply_error(&slot->buf, "backend unavailable, value not stored");
         slot_finish(slot);
     } else {
-        /* After the SET on the same link: the lock goes after the value is
-         * in place, so a waiting instance re-reads the new value. */
+        /* After the SET on the same link: the "I" goes out once the value
+         * is in place, so a waiting instance re-reads the new value. */
         invalidate_key(&rkey);
     }
     buf_free(&val);
+    buf_free(&lkey);
     buf_free(&rkey);
 }
 
@@ -569,24 +582,28 @@ void cache_del_keys(const cache_key_t *keys, long nkeys, bool count, cache_inval
     d->cb = cb;
     d->priv = priv;
     d->remaining = 1; /* held until every DEL is queued */
-    buf_t rkey = {0};
+    buf_t rkey = {0}, lkey = {0};
     for (long i = 0; i < nkeys; i++) {
         buf_reset(&rkey);
+        buf_reset(&lkey);
         cache_entry_key(&rkey, keys[i].ns, keys[i].id, keys[i].idlen);
+        cache_lock_key(&lkey, &rkey);
         if (count) {
             keys[i].ns->stats.requests_del++;
             keys[i].ns->stats.invalidations_del++;
         }
-        /* One DEL per key: keys of a namespace live in different cluster
-         * slots (SPEC §9). */
+        /* One script per key: keys of a namespace live in different
+         * cluster slots (SPEC §9). */
         d->remaining++;
-        if (backend_cmd(on_del, d, "DEL %b", rkey.data, rkey.len) != 0) {
+        if (backend_cmd(on_del, d, "EVAL %s 2 %b %b", DEL_UNLOCK, rkey.data, rkey.len, lkey.data,
+                        lkey.len) != 0) {
             d->remaining--;
             d->failed = true;
         }
         invalidate_key(&rkey);
     }
     buf_free(&rkey);
+    buf_free(&lkey);
     if (--d->remaining == 0) del_finish(d);
 }
 

@@ -11,6 +11,7 @@
 
 #include <uv.h>
 
+#include "backend.h"
 #include "buf.h"
 #include "cache.h"
 #include "entry.h"
@@ -27,6 +28,8 @@ typedef struct op {
     buf_t rkey; /* Redis key of the entry */
     char *id;
     size_t idlen;
+    bool warm;      /* CACHE_REFRESH for WARM: a fill that landed meanwhile will do */
+    uint64_t epoch; /* cache_inval_epoch when its lookup was sent */
     struct op *next_waiter;
 } op_t;
 
@@ -47,6 +50,9 @@ void cache_tag_key(buf_t *out, const char *tag, size_t len); /* PREFIX:#tag:TAG 
 extern const char *cache_instance_id;                        /* random, tags our own broadcasts */
 extern buf_t cache_channel;                                  /* pub/sub channel of this prefix */
 extern uv_loop_t *cache_loop;
+/* Bumped by every invalidation this process applies: an entry read from
+ * Redis while one happened may predate it and does not go to the tier. */
+extern uint64_t cache_inval_epoch;
 /* What this process holds of rkey is outdated: drop its tier item, and a
  * fill of it in flight must not store. */
 void cache_invalidate_local(const char *rkey, size_t len);
@@ -75,8 +81,8 @@ void fill_invalidate(const char *rkey, size_t len);
 void fills_invalidate_matching(const char *glob, size_t len);
 /* The same for every fill of ns (a newer generation: FLUSHNS). */
 void fills_invalidate_ns(const ns_t *ns);
-/* mono_ms() when the oldest fetch still running here started (now if
- * none): a tag purged before it cannot concern any fetch in flight. */
+/* tag_clock() when the oldest fetch still running or storing here started
+ * (the clock now if none): a tag purged before it concerns no fetch. */
 uint64_t fills_oldest_fetch(void);
 /* Broadcast from another instance: a fill of rkey landed. */
 void fill_remote_landed(const char *rkey, size_t len);
@@ -87,16 +93,20 @@ void fills_resync(void);
 void bcast_landed(const buf_t *rkey);                            /* F */
 void bcast_key(const buf_t *rkey);                               /* I */
 void bcast_keys_add(buf_t *batch, const char *rkey, size_t len); /* K, built up */
-void bcast_keys_send(buf_t *batch);                              /* and sent; batch reset */
-void bcast_pattern(const char *glob, size_t len);                /* P */
-void bcast_tag(const char *tag, size_t len);                     /* T */
-void bcast_gen(const ns_t *ns, long long gen);                   /* G */
+/* and sent, cb told when Redis has delivered it (0); -1: nothing sent. batch reset */
+int bcast_keys_send(buf_t *batch, backend_cb cb, void *priv);
+void bcast_pattern(const char *glob, size_t len); /* P */
+void bcast_tag(const char *tag, size_t len);      /* T */
+void bcast_gen(const ns_t *ns, long long gen);    /* G */
 void bcast_on_message(const char *msg, size_t len);
 
 /* purge.c: tags purged recently, so a fetch in flight that returns one of
- * them does not store its result. */
+ * them does not store its result. The clock counts the purges this process
+ * has noted (its own and other instances' "T"), so "since" is exact: no
+ * two events share a tick, as two in one millisecond would. */
+uint64_t tag_clock(void);
 void tag_note_purged(const char *tag, size_t len);
-bool tag_purged_since(const char *tag, size_t len, uint64_t since_mono);
+bool tag_purged_since(const char *tag, size_t len, uint64_t since_clock);
 void tags_close(void);
 
 /* nsgen.c: namespace generations */

@@ -8,17 +8,21 @@
  *
  *  - lock taken, entry fresh: another instance's fill landed just before;
  *    release the lock and answer from the entry.
- *  - lock taken: fetch, then store only if we still hold the lock (one
- *    script: compare token, SET entry, DEL lock) and PUBLISH "F" so
- *    waiting instances re-read at once. An invalidation deletes the lock,
- *    so a fill it overtook cannot store (SPEC §3).
+ *  - lock taken: fetch, index the value under its tags, then store only if
+ *    we still hold the lock (one script: compare token, SET entry, DEL
+ *    lock) and PUBLISH "F" so waiting instances re-read at once. An
+ *    invalidation deletes the lock, so a fill it overtook cannot store
+ *    (SPEC §3). The fill's waiters are answered once Redis has confirmed
+ *    the store: a value a client has seen is in Redis and in its tag sets,
+ *    so any invalidation sent afterwards finds it (docs/STAMPEDE.md).
  *  - lock held elsewhere: wait for the "F" broadcast (or the subscription's
  *    resync), then re-read. Nothing usable there (the other fetch failed or
  *    was invalidated): try the lock again. After lock_timeout of waiting in
  *    total, take the fill over and fetch without the lock (counted).
  *  - Redis unreachable: fetch without a lock (fail open, SPEC §6).
  * A background fill (stale-while-revalidate, early refresh) that finds the
- * lock held just ends: someone else is already refreshing. */
+ * lock held just ends: someone else is already refreshing. A REFRESH is
+ * answered only by a fetch that started after it arrived. */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -60,6 +64,7 @@ typedef enum fill_state {
     FILL_WAITING,  /* lock held elsewhere; waiting for its broadcast */
     FILL_CHECKING, /* re-reading the entry after a broadcast */
     FILL_FETCHING, /* the policy's fetch runs here */
+    FILL_STORING,  /* fetched; tag index and entry sent, waiters wait for Redis */
     FILL_DONE,
 } fill_state_t;
 
@@ -73,13 +78,16 @@ typedef struct fill {
     char *id;
     size_t idlen;
     op_t *waiters;
+    op_t *refreshers; /* REFRESHes that came while fetching: they need a new fetch */
     bool background;  /* nobody waits: stale-while-revalidate / early refresh */
-    bool force;       /* REFRESH: fetch even if the entry is fresh */
+    bool force;       /* REFRESH, WARM: fetch even if the entry is fresh */
+    bool strict;      /* REFRESH: only a fetch of this fill answers it */
     bool invalidated; /* an invalidation landed while in flight: do not store */
     bool own_lock;
-    bool landed;            /* an "F" came while the lock request was in flight */
-    long long gen;          /* the namespace generation when the fetch started */
-    uint64_t fetch_started; /* mono ms, when the fetch started */
+    bool landed;        /* an "F" came while the lock request was in flight */
+    long long gen;      /* the namespace generation when the fetch started */
+    uint64_t fetch_seq; /* tag_clock() when the fetch started */
+    uint64_t epoch;     /* cache_inval_epoch when the last entry read was sent */
     lock_result_t lock;
     char token[48];
     int64_t created_ms;
@@ -92,6 +100,16 @@ typedef struct fill {
         char *value;
         size_t len;
     } stale;
+    struct {              /* FILL_STORING: what is being stored */
+        buf_t encoded;    /* the entry as sent to Redis */
+        entry_t e;        /* decoded view; e.value points into encoded */
+        long long px;     /* its Redis lifetime */
+        buf_t tags;       /* its tags, back to back ... */
+        size_t *tag_lens; /* ... this long */
+        size_t ntags;
+        size_t tags_pending; /* TAG_ADD replies still to come */
+        bool tags_failed;
+    } st;
 } fill_t;
 
 static dict_t fills; /* rkey -> fill in flight in this process */
@@ -100,6 +118,7 @@ static bool shutting_down;
 
 static void fill_lock(fill_t *f);
 static void fill_fetch(fill_t *f);
+static void refresh_again(fill_t *done);
 
 /* ---------------------------------------------------------------------------
  * Lifetime
@@ -111,6 +130,9 @@ static void fill_free(fill_t *f)
     buf_free(&f->lkey);
     free(f->id);
     free(f->stale.value);
+    buf_free(&f->st.encoded);
+    buf_free(&f->st.tags);
+    free(f->st.tag_lens);
     free(f);
 }
 
@@ -170,9 +192,8 @@ static fill_t *fill_new(ns_t *ns, const buf_t *rkey, const char *id, size_t idle
  * Answering waiters
  * ------------------------------------------------------------------------- */
 
-static void answer_from_entry(fill_t *f, const entry_t *e)
+static void answer_waiters(fill_t *f, const entry_t *e)
 {
-    cache_l1_store(f->ns, &f->rkey, e);
     op_t *w = f->waiters;
     f->waiters = NULL;
     while (w) {
@@ -181,6 +202,15 @@ static void answer_from_entry(fill_t *f, const entry_t *e)
         op_done(w);
         w = next;
     }
+}
+
+/* An entry read from Redis answers the fill. It goes to the in-process
+ * tier only if no invalidation came while the read was under way: the
+ * read may predate it. */
+static void answer_from_entry(fill_t *f, const entry_t *e)
+{
+    if (f->epoch == cache_inval_epoch) cache_l1_store(f->ns, &f->rkey, e);
+    answer_waiters(f, e);
 }
 
 static void answer_from_fetch(fill_t *f, const fetch_result_t *r, bool serve_stale)
@@ -207,20 +237,22 @@ static void answer_from_fetch(fill_t *f, const fetch_result_t *r, bool serve_sta
 
 /* ---------------------------------------------------------------------------
  * Storing and broadcasting
+ *
+ * A result to store goes out in this order, on the one command link:
+ *   1. one TAG_ADD per tag (the entry key into each tag set), and their
+ *      replies are awaited;
+ *   2. if no invalidation has overtaken the fetch meanwhile, the entry
+ *      (STORE_IF_LOCKED, or a plain SET without a lock), then "F";
+ *   3. once Redis has answered the store, the in-process tier and the
+ *      waiters.
+ * So when a client sees the value, the entry and its tag index are already
+ * in Redis: a PURGETAG (or DEL, PURGE) sent afterwards, through any
+ * instance, finds and removes it. A PURGETAG that walks the tag set before
+ * step 1 landed was sent while the fetch was in flight; its "T" broadcast
+ * stops step 2 (tag_purged_since). One that finds the key after step 1
+ * deletes the lock before the entry, so the store either lands before its
+ * UNLINK or is refused.
  * ------------------------------------------------------------------------- */
-
-static void on_stored(void *priv, redisReply *reply)
-{
-    ns_t *ns = priv;
-    if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        ns->stats.store_errors++;
-        if (reply) log_warn("[%s] storing in redis failed: %s", ns->name, reply->str);
-    } else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0) {
-        /* Our lock was gone: an invalidation (or a lease that ran out)
-         * overtook this fill, so its result must not be stored. */
-        ns->stats.invalidations_race++;
-    }
-}
 
 static void release_lock(fill_t *f)
 {
@@ -229,49 +261,155 @@ static void release_lock(fill_t *f)
     backend_cmd(NULL, NULL, "EVAL %s 1 %b %s", RELEASE_LOCK, f->lkey.data, f->lkey.len, f->token);
 }
 
-static void index_tags(fill_t *f, const fetch_result_t *r, long long px)
+/* An invalidation since the fetch started: a key invalidation or pattern
+ * (f->invalidated), a flush (newer generation), a purge of one of its tags. */
+static bool overtaken(const fill_t *f)
 {
-    buf_t tkey = {0};
-    for (size_t i = 0; i < r->ntags; i++) {
-        buf_reset(&tkey);
-        cache_tag_key(&tkey, r->tags[i], r->tag_lens[i]);
-        backend_cmd(NULL, NULL, "EVAL %s 1 %b %b %lld", TAG_ADD, tkey.data, tkey.len, f->rkey.data,
-                    f->rkey.len, px);
-    }
-    buf_free(&tkey);
+    if (f->invalidated || f->gen < f->ns->gen) return true;
+    const char *tag = f->st.tags.data;
+    for (size_t i = 0; i < f->st.ntags; tag += f->st.tag_lens[i], i++)
+        if (tag_purged_since(tag, f->st.tag_lens[i], f->fetch_seq)) return true;
+    return false;
 }
 
-/* Store e (r: the fetch it came from, for its tags; NULL for none). */
-static void store(fill_t *f, const entry_t *e, const fetch_result_t *r)
+/* The store is over (stored, refused, failed or skipped): answer. */
+static void store_done(fill_t *f, bool to_l1)
 {
-    /* Invalidated in flight, or the namespace was flushed since the fetch
-     * started (such an entry would be ignored anyway: its gen is old). */
-    if (f->invalidated || f->gen < f->ns->gen) {
+    if (to_l1 && !overtaken(f)) cache_l1_store(f->ns, &f->rkey, &f->st.e);
+    answer_waiters(f, &f->st.e);
+    fill_finish(f);
+    refresh_again(f);
+    fill_unref(f); /* the fetch's reference */
+}
+
+/* Nothing goes to Redis after all: free the lock, wake other instances'
+ * waiters (they try themselves), answer. to_l1: Redis is unreachable,
+ * keep the value here (fail open). */
+static void store_skip(fill_t *f, bool to_l1)
+{
+    release_lock(f);
+    bcast_landed(&f->rkey);
+    store_done(f, to_l1);
+}
+
+static void on_stored(void *priv, redisReply *reply)
+{
+    fill_t *f = priv;
+    ns_t *ns = f->ns;
+    bool to_l1 = true; /* no answer: Redis is gone, fail open */
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        ns->stats.store_errors++;
+        log_warn("[%s] storing in redis failed: %s", ns->name, reply->str);
+        to_l1 = false;
+    } else if (!reply) {
+        ns->stats.store_errors++;
+    } else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0) {
+        /* Our lock was gone: an invalidation (or a lease that ran out)
+         * overtook this fill, so its result must not be stored. */
+        ns->stats.invalidations_race++;
+        to_l1 = false;
+    }
+    if (f->state == FILL_STORING) store_done(f, to_l1);
+    fill_unref(f);
+}
+
+/* Step 2: the entry itself. */
+static void store_entry(fill_t *f)
+{
+    if (overtaken(f)) {
         f->ns->stats.invalidations_race++;
-        release_lock(f);
+        store_skip(f, false);
         return;
     }
-    buf_t val = {0};
-    entry_encode(&val, e);
-    long long px = (long long)entry_redis_ttl_ms(e, now_ms());
+    if (f->st.tags_failed) { /* unindexed, a PURGETAG could not find it */
+        f->ns->stats.store_errors++;
+        store_skip(f, !backend_up());
+        return;
+    }
+    const buf_t *val = &f->st.encoded;
     int rc;
+    f->refs++;
     if (f->own_lock) {
         f->own_lock = false; /* the script drops it */
-        rc = backend_cmd(on_stored, f->ns, "EVAL %s 2 %b %b %s %b %lld", STORE_IF_LOCKED,
-                         f->rkey.data, f->rkey.len, f->lkey.data, f->lkey.len, f->token, val.data,
-                         val.len, px);
+        rc = backend_cmd(on_stored, f, "EVAL %s 2 %b %b %s %b %lld", STORE_IF_LOCKED, f->rkey.data,
+                         f->rkey.len, f->lkey.data, f->lkey.len, f->token, val->data, val->len,
+                         f->st.px);
     } else {
-        rc = backend_cmd(on_stored, f->ns, "SET %b %b PX %lld", f->rkey.data, f->rkey.len, val.data,
-                         val.len, px);
+        rc = backend_cmd(on_stored, f, "SET %b %b PX %lld", f->rkey.data, f->rkey.len, val->data,
+                         val->len, f->st.px);
     }
-    if (rc == 0) {
-        f->ns->stats.stores++;
-        /* After the entry on the same link, so a PURGETAG that finds the
-         * tag finds the entry too. */
-        if (r && r->ntags && e->kind == ENTRY_VALUE) index_tags(f, r, px);
+    if (rc != 0) { /* Redis down: fail open */
+        f->refs--;
+        store_skip(f, true);
+        return;
     }
-    cache_l1_store(f->ns, &f->rkey, e); /* also while Redis is down: fail open */
-    buf_free(&val);
+    f->ns->stats.stores++;
+    /* After the entry on the same link: a waiter that re-reads finds it. */
+    bcast_landed(&f->rkey);
+}
+
+static void on_tag_added(void *priv, redisReply *reply)
+{
+    fill_t *f = priv;
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        if (reply) log_warn("[%s] indexing a tag failed: %s", f->ns->name, reply->str);
+        f->st.tags_failed = true;
+    }
+    if (--f->st.tags_pending == 0 && f->state == FILL_STORING) store_entry(f);
+    fill_unref(f);
+}
+
+/* Step 1: index the value under each of its tags. The set lives at least
+ * as long as the entry (TAG_ADD). */
+static void index_tags(fill_t *f)
+{
+    buf_t tkey = {0};
+    const char *tag = f->st.tags.data;
+    f->st.tags_pending = 1; /* held until every TAG_ADD is queued */
+    for (size_t i = 0; i < f->st.ntags; tag += f->st.tag_lens[i], i++) {
+        buf_reset(&tkey);
+        cache_tag_key(&tkey, tag, f->st.tag_lens[i]);
+        f->refs++;
+        f->st.tags_pending++;
+        if (backend_cmd(on_tag_added, f, "EVAL %s 1 %b %b %lld", TAG_ADD, tkey.data, tkey.len,
+                        f->rkey.data, f->rkey.len, f->st.px) != 0) {
+            f->refs--;
+            f->st.tags_pending--;
+            f->st.tags_failed = true;
+        }
+    }
+    buf_free(&tkey);
+    if (--f->st.tags_pending == 0) store_entry(f);
+}
+
+/* Store e (r: the fetch it came from, for its tags; NULL for none) and
+ * answer the waiters with it once that is done. Takes over the fetch's
+ * reference. */
+static void store(fill_t *f, const entry_t *e, const fetch_result_t *r)
+{
+    f->state = FILL_STORING;
+    entry_encode(&f->st.encoded, e);
+    f->st.e = *e;
+    f->st.e.value = f->st.encoded.data + f->st.encoded.len - e->len;
+    f->st.px = (long long)entry_redis_ttl_ms(e, now_ms());
+    if (r && r->ntags && e->kind == ENTRY_VALUE) {
+        f->st.tag_lens = xmalloc(r->ntags * sizeof(*f->st.tag_lens));
+        for (size_t i = 0; i < r->ntags; i++) {
+            buf_append(&f->st.tags, r->tags[i], r->tag_lens[i]);
+            f->st.tag_lens[i] = r->tag_lens[i];
+        }
+        f->st.ntags = r->ntags;
+    }
+    /* Invalidated in flight, or the namespace was flushed since the fetch
+     * started (such an entry would be ignored anyway: its gen is old). */
+    if (overtaken(f)) {
+        f->ns->stats.invalidations_race++;
+        store_skip(f, false);
+    } else if (f->st.ntags) {
+        index_tags(f);
+    } else {
+        store_entry(f);
+    }
 }
 
 static void entry_from_fetch(const policy_conf_t *pc, long long gen, const fetch_result_t *r,
@@ -338,9 +476,6 @@ static void on_fetched(void *priv, const fetch_result_t *r)
     }
     fetch_log_result(ns->name, f->id, f->idlen, &res);
     bool serve_stale = false;
-    /* A PURGETAG of one of its tags since the fetch started overtook it. */
-    for (size_t i = 0; res.kind == FETCH_OK && !f->invalidated && i < res.ntags; i++)
-        if (tag_purged_since(res.tags[i], res.tag_lens[i], f->fetch_started)) f->invalidated = true;
     /* Stored by the version the fetch ran on: after a reload that bumped
      * `version`, its result is not mistaken for the new version's. */
     const policy_t *ran_on = r->policy ? r->policy : ns->cur;
@@ -349,12 +484,14 @@ static void on_fetched(void *priv, const fetch_result_t *r)
         entry_t e;
         entry_from_fetch(pc, f->gen, &res, &e);
         if (res.kind == FETCH_OK || (res.kind == FETCH_NOT_FOUND && res.ttl > 0)) {
-            store(f, &e, &res);
-        } else {
-            serve_stale = (res.kind == FETCH_ERROR || res.kind == FETCH_TIMEOUT) &&
-                          f->stale.present && now_ms() < f->stale.error_until;
-            if (res.kind != FETCH_NOT_FOUND && !serve_stale && pc->error_ttl > 0)
-                store(f, &e, NULL);
+            store(f, &e, &res); /* answers when done */
+            return;
+        }
+        serve_stale = (res.kind == FETCH_ERROR || res.kind == FETCH_TIMEOUT) && f->stale.present &&
+                      now_ms() < f->stale.error_until;
+        if (res.kind != FETCH_NOT_FOUND && !serve_stale && pc->error_ttl > 0) {
+            store(f, &e, NULL);
+            return;
         }
     }
     release_lock(f);
@@ -363,6 +500,7 @@ static void on_fetched(void *priv, const fetch_result_t *r)
     bcast_landed(&f->rkey);
     answer_from_fetch(f, &res, serve_stale);
     fill_finish(f);
+    refresh_again(f);
     fill_unref(f); /* the fetch's reference */
 }
 
@@ -371,7 +509,7 @@ static void fill_fetch(fill_t *f)
     stop_timer(f);
     f->state = FILL_FETCHING;
     f->gen = f->ns->gen;
-    f->fetch_started = mono_ms();
+    f->fetch_seq = tag_clock();
     if (shutting_down || !f->ns->cur) {
         fetch_result_t r = {.kind = FETCH_ERROR, .error = "shutting down"};
         f->refs++;
@@ -437,14 +575,18 @@ static void wait_remote(fill_t *f)
     arm_timer(f);
 }
 
-/* An entry another instance stored answers this fill if it is fresh and,
- * for REFRESH, stored after the refresh was asked for; for a background
- * refresh, newer than the entry it set out to refresh (a refresh that
- * landed just before ours took the lock must not be fetched again). */
+/* An entry another instance stored answers this fill if it is fresh and:
+ * for a background refresh, newer than the entry it set out to refresh (a
+ * refresh that landed just before ours took the lock must not be fetched
+ * again); for WARM, stored since the warm began (the millisecond it began
+ * included: a warm wants the key present, not a fetch of its own). Never
+ * for REFRESH: its answer must come from a fetch that started after it
+ * arrived, which no entry read here can prove. */
 static bool answers_fill(const fill_t *f, const entry_t *e)
 {
     if (entry_state(e, now_ms()) != STATE_FRESH) return false;
     if (f->background) return e->stored_at > f->basis_stored_at;
+    if (f->strict) return false;
     return !f->force || e->stored_at >= f->created_ms;
 }
 
@@ -467,6 +609,7 @@ static void on_recheck(void *priv, redisReply *reply)
 static void recheck(fill_t *f)
 {
     f->state = FILL_CHECKING;
+    f->epoch = cache_inval_epoch;
     f->refs++;
     if (backend_cmd(on_recheck, f, "GET %b", f->rkey.data, f->rkey.len) != 0) {
         f->refs--;
@@ -535,6 +678,7 @@ static void fill_lock(fill_t *f)
         return;
     }
     f->refs++;
+    f->epoch = cache_inval_epoch;
     if (backend_cmd(on_lock_get, f, "GET %b", f->rkey.data, f->rkey.len) != 0) {
         f->refs--;
         /* The link dropped between the two: on_lock_set gets NULL; fetch. */
@@ -563,19 +707,70 @@ bool fill_join_if_running(op_t *op)
     return true;
 }
 
+static bool fetch_under_way(const fill_t *f)
+{
+    return f->state == FILL_FETCHING || f->state == FILL_STORING;
+}
+
+/* From now on only a fetch of f answers it (a REFRESH joined). */
+static void make_strict(fill_t *f)
+{
+    f->background = false; /* someone waits on it now */
+    f->force = f->strict = true;
+}
+
 void fill_wait(op_t *op, const entry_t *stale)
 {
+    bool strict = op->kind == CACHE_REFRESH && !op->warm;
     fill_t *f = dict_get(&fills, op->rkey.data, op->rkey.len);
     if (f) {
+        if (strict && fetch_under_way(f)) {
+            /* That fetch started before this REFRESH: wait for the next
+             * one, which the REFRESHes queued here share. */
+            op->next_waiter = f->refreshers;
+            f->refreshers = op;
+            return;
+        }
         op->ns->stats.coalesced++;
-        f->background = false; /* someone waits on it now */
+        f->background = false;      /* someone waits on it now */
+        if (strict) make_strict(f); /* it has not fetched yet */
         join(f, op);
         return;
     }
     f = fill_new(op->ns, &op->rkey, op->id, op->idlen, stale);
     f->force = op->kind == CACHE_REFRESH;
+    f->strict = strict;
     join(f, op);
     fill_lock(f);
+}
+
+/* done's fetch has answered: the REFRESHes that came while it ran get a
+ * fetch of their own. A fill now in the table was created after done left
+ * it, so after these REFRESHes arrived: it may answer them even if it is
+ * fetching already. Else a new fill. */
+static void refresh_again(fill_t *done)
+{
+    op_t *w = done->refreshers;
+    done->refreshers = NULL;
+    if (!w) return;
+    if (shutting_down) {
+        fetch_result_t r = {.kind = FETCH_ERROR, .error = "shutting down"};
+        done->waiters = w;
+        answer_from_fetch(done, &r, false);
+        return;
+    }
+    fill_t *f = dict_get(&fills, done->rkey.data, done->rkey.len);
+    bool start = !f;
+    if (!f) f = fill_new(done->ns, &done->rkey, done->id, done->idlen, NULL);
+    if (!fetch_under_way(f)) make_strict(f);
+    f->background = false;
+    while (w) {
+        op_t *next = w->next_waiter;
+        if (!start || f->waiters) f->ns->stats.coalesced++; /* the first starts it */
+        join(f, w);
+        w = next;
+    }
+    if (start) fill_lock(f);
 }
 
 void fill_background(ns_t *ns, const buf_t *rkey, const char *id, size_t idlen,
@@ -605,7 +800,7 @@ static void overtake(fill_t *f)
 void fill_invalidate(const char *rkey, size_t len)
 {
     fill_t *f = dict_get(&fills, rkey, len);
-    if (f && f->state == FILL_FETCHING) overtake(f);
+    if (f && fetch_under_way(f)) overtake(f);
 }
 
 typedef bool (*fill_pred)(const fill_t *f, const void *arg, size_t len);
@@ -618,7 +813,7 @@ static void overtake_where(fill_pred pred, const void *arg, size_t len)
     fill_t **list = xmalloc(fills.count * sizeof(*list));
     for (dict_entry_t *e = dict_first(&fills, &i); e; e = dict_next(&fills, &i, e)) {
         fill_t *f = e->value;
-        if (f->state == FILL_FETCHING && pred(f, arg, len)) list[n++] = f;
+        if (fetch_under_way(f) && pred(f, arg, len)) list[n++] = f;
     }
     for (size_t j = 0; j < n; j++)
         overtake(list[j]);
@@ -648,11 +843,11 @@ void fills_invalidate_ns(const ns_t *ns)
 
 uint64_t fills_oldest_fetch(void)
 {
-    uint64_t oldest = mono_ms();
+    uint64_t oldest = tag_clock();
     size_t i;
     for (dict_entry_t *e = dict_first(&fills, &i); e; e = dict_next(&fills, &i, e)) {
         fill_t *f = e->value;
-        if (f->state == FILL_FETCHING && f->fetch_started < oldest) oldest = f->fetch_started;
+        if (fetch_under_way(f) && f->fetch_seq < oldest) oldest = f->fetch_seq;
     }
     return oldest;
 }
@@ -700,14 +895,15 @@ size_t fills_in_flight(void)
 void fills_shutdown(void)
 {
     shutting_down = true;
-    /* Fills running a fetch end through fetch_abort_all(); the others
-     * (waiting on a lock or a Redis reply) are answered here. Their pending
-     * Redis replies find them done and only drop their reference. */
+    /* Fills running a fetch end through fetch_abort_all(), and fills
+     * storing when Redis answers the store (or the backend closes); the
+     * others (waiting on a lock or a Redis reply) are answered here. Their
+     * pending Redis replies find them done and only drop their reference. */
     size_t i, n = 0;
     fill_t **list = xmalloc((fills.count + 1) * sizeof(*list));
     for (dict_entry_t *e = dict_first(&fills, &i); e; e = dict_next(&fills, &i, e)) {
         fill_t *f = e->value;
-        if (f->state != FILL_FETCHING) list[n++] = f;
+        if (!fetch_under_way(f)) list[n++] = f;
     }
     for (size_t j = 0; j < n; j++) {
         fetch_result_t r = {.kind = FETCH_ERROR, .error = "shutting down"};

@@ -25,6 +25,13 @@
  *    tag was last purged ("T" broadcast); a fetch that started before that
  *    and returns the tag is not stored (tag_purged_since). Across instances
  *    this holds once the broadcast has arrived (typically well under 1 ms).
+ *    A fill indexes its tags before it stores the entry (fill.c), so a
+ *    member found here may belong to a store still on its way: the lock is
+ *    deleted before the entry, and the store either lands before the UNLINK
+ *    or is refused.
+ *  - PURGETAG answers once the UNLINKs and the "K" messages have been
+ *    handled by Redis, so every instance has been sent the keys to drop
+ *    from its in-process tier before the client hears the count.
  *
  * PURGETAG removes the members it handled from the tag's set (SREM) rather
  * than deleting the set at the end: an entry stored and indexed while the
@@ -143,6 +150,14 @@ static void on_unlinked(void *priv, redisReply *reply)
     maybe_finish(j);
 }
 
+static void on_keys_sent(void *priv, redisReply *reply)
+{
+    job_t *j = priv;
+    LC_UNUSED(reply); /* lost: other instances' tiers expire by l1_ttl */
+    j->outstanding--;
+    maybe_finish(j);
+}
+
 static void unlink_key(job_t *j, ns_t *ns, const char *key, size_t len)
 {
     unlink_ctx_t *u = xmalloc(sizeof(*u));
@@ -234,16 +249,19 @@ static void tag_batch(job_t *j, redisReply *items)
         bool ok;
         ns_t *ns = entry_ns(m->str, m->len, &ok);
         if (!ok) continue;
-        unlink_key(j, ns, m->str, m->len);
+        /* The lock first: a store in flight lands before the UNLINK or not
+         * at all. */
         buf_reset(&lock);
         buf_append(&lock, m->str, m->len);
         buf_append(&lock, ":lock", 5);
         backend_cmd(NULL, NULL, "DEL %b", lock.data, lock.len);
+        unlink_key(j, ns, m->str, m->len);
         cache_invalidate_local(m->str, m->len);
         bcast_keys_add(&j->bcast, m->str, m->len);
     }
     if (n) backend_cmd_argv(NULL, NULL, (int)(n + 2), argv, lens);
-    bcast_keys_send(&j->bcast);
+    j->outstanding++;
+    if (bcast_keys_send(&j->bcast, on_keys_sent, j) != 0) j->outstanding--;
     buf_free(&lock);
     free(argv);
     free(lens);
@@ -340,9 +358,15 @@ void purge_tag(const char *tag, size_t len, bool count, cache_inval_cb cb, void 
 
 #define TAGS_PRUNE_MIN 256
 
-static dict_t purged; /* tag -> mono ms of the purge, as a pointer-sized integer */
+static dict_t purged; /* tag -> tag_clock() of its last purge, as a pointer-sized integer */
 static bool purged_ready;
 static size_t prune_at = TAGS_PRUNE_MIN;
+static uint64_t clock_ticks; /* purges noted */
+
+uint64_t tag_clock(void)
+{
+    return clock_ticks;
+}
 
 /* Forget purges older than every fetch in flight: they cannot concern any. */
 static void prune(void)
@@ -351,7 +375,7 @@ static void prune(void)
     size_t i, n = 0;
     dict_entry_t **old = xmalloc(purged.count * sizeof(*old));
     for (dict_entry_t *e = dict_first(&purged, &i); e; e = dict_next(&purged, &i, e))
-        if ((uint64_t)(uintptr_t)e->value < oldest) old[n++] = e;
+        if ((uint64_t)(uintptr_t)e->value <= oldest) old[n++] = e;
     buf_t key = {0};
     for (size_t k = 0; k < n; k++) {
         /* copy: dict_del frees the entry holding the key */
@@ -370,16 +394,15 @@ void tag_note_purged(const char *tag, size_t len)
         dict_init(&purged);
         purged_ready = true;
     }
-    dict_set(&purged, tag, len, (void *)(uintptr_t)(mono_ms() + 1));
+    dict_set(&purged, tag, len, (void *)(uintptr_t)++clock_ticks);
     if (purged.count >= prune_at) prune();
 }
 
-bool tag_purged_since(const char *tag, size_t len, uint64_t since_mono)
+bool tag_purged_since(const char *tag, size_t len, uint64_t since_clock)
 {
     if (!purged_ready || purged.count == 0) return false;
     uintptr_t t = (uintptr_t)dict_get(&purged, tag, len);
-    /* +1 above: a purge in the same millisecond as the fetch start counts */
-    return t && (uint64_t)t >= since_mono + 1;
+    return t && (uint64_t)t > since_clock;
 }
 
 void tags_close(void)
