@@ -1,818 +1,931 @@
-/* lua_pattern.c: string.find, string.match, string.gmatch and string.gsub
- * for policy states, with a matcher that answers to the policy budget.
+/* lua_pattern.c: string.find, match, gmatch and gsub for policies, with a
+ * pattern matcher of our own that counts its work.
  *
- * Adapted from the pattern-matching section of lstrlib.c of Lua 5.4
- * (5.4.4, the version luacached builds against):
+ * Why: Lua patterns backtrack, so a short pattern can run for minutes
+ * (string.find(("a"):rep(2000), ".-.-.-.-b")), and the count hook that
+ * bounds a policy never fires inside a C function. This matcher reports
+ * its steps to a budget callback (lua_pattern.h) about every
+ * LUA_PATTERN_STEP steps, and the callback stops it with a Lua error.
  *
- *   Copyright (C) 1994-2022 Lua.org, PUC-Rio.
+ * Written from the Lua 5.4 manual (§6.4.1 Patterns, §6.4 for the four
+ * functions); where the manual leaves things open (ranges next to classes
+ * in a set, nesting limits, which error comes when), we follow what the
+ * stock functions observably do, and tests/c/test_pattern_diff.c compares
+ * the two on a large generated corpus.
  *
- *   Permission is hereby granted, free of charge, to any person obtaining
- *   a copy of this software and associated documentation files (the
- *   "Software"), to deal in the Software without restriction, including
- *   without limitation the rights to use, copy, modify, merge, publish,
- *   distribute, sublicense, and/or sell copies of the Software, and to
- *   permit persons to whom the Software is furnished to do so, subject to
- *   the following conditions:
+ * Design:
+ *  - compile: the pattern becomes an array of nodes, one per item: a
+ *    single-byte test (literal, '.', %class or [set], the set as a 256-bit
+ *    map) with its quantifier, a capture boundary, %b, %f, a back-reference,
+ *    a final '$'. Capture numbering and back-reference checks are static:
+ *    every path through a pattern passes the same items in order.
+ *  - errors are deferred: a malformed item compiles to an error node, raised
+ *    only if matching gets there, because stock Lua reports a bad item only
+ *    when it reaches it (("abc"):find("x%") is nil, ("xbc"):find("x%") is an
+ *    error). Nothing after an error node is reachable, so compiling stops.
+ *  - match: a backtracking matcher over the nodes. It recurses only at
+ *    choice points (a quantified item that could take the byte in front of
+ *    it), so the C stack is bounded by MAX_DEPTH.
  *
- *   The above copyright notice and this permission notice shall be
- *   included in all copies or substantial portions of the Software.
- *
- *   THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND,
- *   EXPRESS OR IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF
- *   MERCHANTABILITY, FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT.
- *   IN NO EVENT SHALL THE AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY
- *   CLAIM, DAMAGES OR OTHER LIABILITY, WHETHER IN AN ACTION OF CONTRACT,
- *   TORT OR OTHERWISE, ARISING FROM, OUT OF OR IN CONNECTION WITH THE
- *   SOFTWARE OR THE USE OR OTHER DEALINGS IN THE SOFTWARE.
- *
- * Why: a policy's instruction and time budget is a Lua count hook, and
- * hooks never fire inside C functions. Lua's matcher backtracks, so one
- * call such as string.find(string.rep("a", 2000), ".-.-.-.-b") runs for
- * minutes inside lstrlib, and `.-b` on a 100 KB subject is quadratic: the
- * event loop would hang. (Redis has the same hole.)
- *
- * What changed, and nothing else (results, error messages, the MAXCCALLS
- * "pattern too complex" depth limit and every other limit are Lua's):
- *  - MatchState carries the budget (a callback, lua_pattern.h) and a
- *    countdown of steps. Every step of match() (each pass through its
- *    `init:` label, tail steps included), every iteration of the loops in
- *    max_expand, min_expand and matchbalance, and every candidate of the
- *    plain search (lmemfind) takes one step off; work proportional to a
- *    length (a back-reference's memcmp, a long [set], classend scanning
- *    one, a replacement string copied) takes length/32 (/8 for sets). When
- *    the countdown runs out the callback hears how many steps were taken
- *    and may raise a Lua error to stop the match (policy.c raises "pattern
- *    matching exceeded the instruction budget", or the time budget), like
- *    lstrlib's own errors: the matcher holds no resources. When a call
- *    ends, the steps not yet reported are handed over with final = 1.
- *  - The functions find their budget in an upvalue; gmatch's iterator in
- *    its state userdata. lmemfind is counted too: a plain find of a long
- *    needle that almost matches everywhere is O(n*m).
- *  - gmatch's iterator resets its depth counter and countdown on each
- *    call, since a budget error may have left the previous call mid-match.
- *  - Written against the public API only (luaL_pushfail, luaL_Buffer);
- *    lstrlib's private macros (l_unlikely, lua_assert) are dropped.
- */
+ * Memory: small patterns compile into a buffer on the C stack; larger ones
+ * into a Lua userdata, so a policy's memory cap applies and a Lua error
+ * (budget, malformed pattern) leaks nothing. gmatch compiles once, into its
+ * iterator's userdata. */
 #include "lua_pattern.h"
 
 #include <ctype.h>
 #include <lauxlib.h>
-#include <lua.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
-/* Maximum number of captures a pattern can do; must fit an unsigned char. */
-#if !defined(LUA_MAXCAPTURES)
-#define LUA_MAXCAPTURES 32
-#endif
-
-/* maximum recursion depth for 'match' (lstrlib's MAXCCALLS) */
-#define MAXCCALLS 200
-
-#define uchar(c) ((unsigned char)(c))
-
-#define CAP_UNFINISHED (-1)
-#define CAP_POSITION   (-2)
-
-#define L_ESC    '%'
-#define SPECIALS "^$*+?.([%-"
-
-typedef struct MatchState {
-    const char *src_init; /* init of source string */
-    const char *src_end;  /* end ('\0') of source string */
-    const char *p_end;    /* end ('\0') of pattern */
-    lua_State *L;
-    int matchdepth;      /* control for recursive depth (to avoid C stack overflow) */
-    unsigned char level; /* total number of captures (finished or unfinished) */
-    struct {
-        const char *init;
-        ptrdiff_t len;
-    } capture[LUA_MAXCAPTURES];
-    /* luacached: the budget */
-    const lua_pattern_budget_t *budget;
-    long left; /* steps until the next charge */
-} MatchState;
+/* Stock Lua's limits, which are observable: the 33rd capture is "too many
+ * captures"; and "pattern too complex" comes when its matcher would nest
+ * more than 200 calls: one per attempt at a start position, one more per
+ * capture boundary passed, one more per open choice point. We keep the same
+ * count (m->depth) so the same patterns fail on the same subjects. */
+#define MAX_CAPTURES 32
+#define MAX_DEPTH    200
 
 /* ------------------------------------------------------------------------ */
-/* The budget (luacached)                                                    */
+/* Compiled patterns                                                         */
 /* ------------------------------------------------------------------------ */
 
-static void budget_init(MatchState *ms, const lua_pattern_budget_t *budget)
+enum node_op {
+    N_END,        /* end of the pattern: the match succeeds */
+    N_END_ANCHOR, /* a '$' ending the pattern: succeeds at the subject's end only */
+    N_SINGLE,     /* one byte tested by cls, maybe repeated (rep) */
+    N_OPEN,       /* '(': capture x starts */
+    N_POSITION,   /* '()': capture x is the position */
+    N_CLOSE,      /* ')': capture x ends */
+    N_BALANCE,    /* %bxy */
+    N_FRONTIER,   /* %f[set] */
+    N_BACKREF,    /* %1-%9: the text of capture x again */
+    N_ERROR,      /* malformed here: luaL_error(err, arg) when reached */
+};
+
+enum byte_class {
+    CL_BYTE,  /* the byte x */
+    CL_ANY,   /* '.' */
+    CL_CLASS, /* %x for a class letter x (upper case: the complement) */
+    CL_SET,   /* [set]: sets[set] */
+};
+
+typedef struct node {
+    uint8_t op;  /* node_op */
+    uint8_t cls; /* N_SINGLE: byte_class */
+    uint8_t rep; /* N_SINGLE: 0 (exactly once), '?', '*', '+' or '-' */
+    uint8_t x;   /* the byte, class letter, capture index, or %b's opener */
+    uint8_t y;   /* %b's closer */
+    int arg;     /* N_ERROR: the format's %d */
+    uint32_t set;
+    const char *err; /* N_ERROR: luaL_error format */
+} node_t;
+
+typedef struct byteset {
+    uint8_t bits[32];
+} byteset_t;
+
+typedef struct prog {
+    node_t *node;
+    byteset_t *set;
+    int ncap; /* captures in the pattern (up to where it is malformed) */
+} prog_t;
+
+/* Patterns up to this size compile on the C stack. */
+#define SMALL_NODES 32
+#define SMALL_SETS  4
+
+typedef struct small_prog {
+    node_t node[SMALL_NODES];
+    byteset_t set[SMALL_SETS];
+} small_prog_t;
+
+static bool set_has(const byteset_t *set, unsigned char c)
 {
-    ms->budget = budget;
-    ms->left = LUA_PATTERN_STEP;
+    return set->bits[c >> 3] & (1u << (c & 7));
 }
 
-/* The countdown ran out: report the steps taken; the callback may raise. */
-static void budget_charge(MatchState *ms)
+static void set_add(byteset_t *set, unsigned char c)
 {
-    unsigned long used = (unsigned long)(LUA_PATTERN_STEP - ms->left);
-    ms->left = LUA_PATTERN_STEP;
-    if (ms->budget) ms->budget->charge(ms->L, used, 0);
+    set->bits[c >> 3] |= (uint8_t)(1u << (c & 7));
 }
 
-/* A call into the matcher ends: hand over what was not reported yet. */
-static void budget_flush(MatchState *ms)
+/* The class letters of §6.4.1, and 'z' ('\0', dropped from the manual
+ * but still honoured by stock Lua); their upper-case forms are
+ * complements. Any other byte after '%' stands for itself. */
+static bool is_class_letter(unsigned char l)
 {
-    unsigned long used = (unsigned long)(LUA_PATTERN_STEP - ms->left);
-    ms->left = LUA_PATTERN_STEP;
-    if (ms->budget && used) ms->budget->charge(ms->L, used, 1);
+    if (!((l >= 'a' && l <= 'z') || (l >= 'A' && l <= 'Z'))) return false;
+    return strchr("acdglpsuwxz", l | 0x20) != NULL;
 }
 
-/* Take n steps (n >= 0). */
-#define STEPS(ms, n)                                                                               \
-    do {                                                                                           \
-        if (((ms)->left -= (long)(n)) <= 0) budget_charge(ms);                                     \
-    } while (0)
-#define STEP(ms) STEPS(ms, 1)
-
-/* ------------------------------------------------------------------------ */
-/* Lua 5.4's matcher, counted                                                */
-/* ------------------------------------------------------------------------ */
-
-/*
-** translate a relative initial string position
-** (negative means back from end): clip result to [1, inf).
-** The length of any string in Lua must fit in a lua_Integer,
-** so there are no overflows in the casts.
-** The inverted comparison avoids a possible overflow
-** computing '-pos'.
-*/
-static size_t posrelatI(lua_Integer pos, size_t len)
+/* Is c in the class of letter l (a class letter)? The classes are C's
+ * <ctype.h> ones, as the manual defines them. */
+static bool class_has(unsigned char l, unsigned char c)
 {
-    if (pos > 0)
-        return (size_t)pos;
-    else if (pos == 0)
-        return 1;
-    else if (pos < -(lua_Integer)len) /* inverted comparison */
-        return 1;                     /* clip to 1 */
-    else
-        return len + (size_t)pos + 1;
-}
-
-/* recursive function */
-static const char *match(MatchState *ms, const char *s, const char *p);
-
-static int check_capture(MatchState *ms, int l)
-{
-    l -= '1';
-    if (l < 0 || l >= ms->level || ms->capture[l].len == CAP_UNFINISHED)
-        return luaL_error(ms->L, "invalid capture index %%%d", l + 1);
-    return l;
-}
-
-static int capture_to_close(MatchState *ms)
-{
-    int level = ms->level;
-    for (level--; level >= 0; level--)
-        if (ms->capture[level].len == CAP_UNFINISHED) return level;
-    return luaL_error(ms->L, "invalid pattern capture");
-}
-
-static const char *classend(MatchState *ms, const char *p)
-{
-    switch (*p++) {
-    case L_ESC: {
-        if (p == ms->p_end) luaL_error(ms->L, "malformed pattern (ends with '%%')");
-        return p + 1;
-    }
-    case '[': {
-        const char *start = p;
-        if (*p == '^') p++;
-        do { /* look for a ']' */
-            if (p == ms->p_end) luaL_error(ms->L, "malformed pattern (missing ']')");
-            if (*(p++) == L_ESC && p < ms->p_end) p++; /* skip escapes (e.g. '%]') */
-        } while (*p != ']');
-        STEPS(ms, (p - start) >> 3); /* luacached: a long set costs */
-        return p + 1;
-    }
-    default: {
-        return p;
-    }
-    }
-}
-
-static int match_class(int c, int cl)
-{
-    int res;
-    switch (tolower(cl)) {
+    bool in;
+    switch (l | 0x20) {
     case 'a':
-        res = isalpha(c);
+        in = isalpha(c);
         break;
     case 'c':
-        res = iscntrl(c);
+        in = iscntrl(c);
         break;
     case 'd':
-        res = isdigit(c);
+        in = isdigit(c);
         break;
     case 'g':
-        res = isgraph(c);
+        in = isgraph(c);
         break;
     case 'l':
-        res = islower(c);
+        in = islower(c);
         break;
     case 'p':
-        res = ispunct(c);
+        in = ispunct(c);
         break;
     case 's':
-        res = isspace(c);
+        in = isspace(c);
         break;
     case 'u':
-        res = isupper(c);
+        in = isupper(c);
         break;
     case 'w':
-        res = isalnum(c);
+        in = isalnum(c);
         break;
     case 'x':
-        res = isxdigit(c);
+        in = isxdigit(c);
         break;
-    case 'z':
-        res = (c == 0);
-        break; /* deprecated option */
     default:
-        return (cl == c);
+        in = c == 0;
+        break; /* 'z' */
     }
-    return (islower(cl) ? res : !res);
+    return (l & 0x20) ? in : !in;
 }
 
-static int matchbracketclass(MatchState *ms, int c, const char *p, const char *ec)
+static bool byte_matches(const prog_t *prog, const node_t *n, unsigned char c)
 {
-    int sig = 1;
-    STEPS(ms, (ec - p) >> 3); /* luacached: a long set costs */
-    if (*(p + 1) == '^') {
-        sig = 0;
-        p++; /* skip the '^' */
+    switch (n->cls) {
+    case CL_BYTE:
+        return c == n->x;
+    case CL_ANY:
+        return true;
+    case CL_CLASS:
+        return class_has(n->x, c);
+    default:
+        return set_has(&prog->set[n->set], c);
     }
-    while (++p < ec) {
-        if (*p == L_ESC) {
-            p++;
-            if (match_class(c, uchar(*p))) return sig;
-        } else if ((*(p + 1) == '-') && (p + 2 < ec)) {
-            p += 2;
-            if (uchar(*(p - 2)) <= c && c <= uchar(*p)) return sig;
-        } else if (uchar(*p) == c)
-            return sig;
-    }
-    return !sig;
 }
 
-static int singlematch(MatchState *ms, const char *s, const char *p, const char *ep)
+/* ------------------------------------------------------------------------ */
+/* Compiler                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct compiler {
+    const unsigned char *end; /* of the pattern */
+    prog_t *prog;
+    size_t nnode, nset;
+    bool closed[MAX_CAPTURES]; /* capture i has ended (or is a position) */
+    unsigned long work;        /* steps to charge for compiling */
+} compiler_t;
+
+static node_t *new_node(compiler_t *c, enum node_op op)
 {
-    if (s >= ms->src_end)
-        return 0;
-    else {
-        int c = uchar(*s);
+    node_t *n = &c->prog->node[c->nnode++];
+    memset(n, 0, sizeof(*n));
+    n->op = op;
+    return n;
+}
+
+static void fail(node_t *n, const char *err, int arg)
+{
+    n->op = N_ERROR;
+    n->err = err;
+    n->arg = arg;
+}
+
+static void set_add_class(compiler_t *c, byteset_t *set, unsigned char l)
+{
+    if (!is_class_letter(l)) {
+        set_add(set, l);
+        return;
+    }
+    for (int b = 0; b < 256; b++)
+        if (class_has(l, (unsigned char)b)) set_add(set, (unsigned char)b);
+    c->work += 16;
+}
+
+/* A set at p ('['): into a new byteset (*idx). Returns the end of the item,
+ * or NULL if there is no closing ']'.
+ *
+ * The closing ']' is the first one after at least one member, and '%'
+ * escapes the byte after it, so "[]]" and "[%]]" are sets of ']'. Members
+ * are then read left to right: '%x' is a class (or the byte x), 'a-z' a
+ * range unless the 'z' would be the closing ']', anything else itself.
+ * Stock Lua reads a '%' that follows a range as an escape even when it is
+ * the byte before the ']' ("[a-%%]" holds a..'%', and ']'); so do we. */
+static const unsigned char *compile_set(compiler_t *c, const unsigned char *p, uint32_t *idx)
+{
+    const unsigned char *q = p + 1;
+    bool negate = false;
+    if (q < c->end && *q == '^') {
+        negate = true;
+        q++;
+    }
+    const unsigned char *first = q;
+    do {
+        if (q == c->end) return NULL;
+        if (*q++ == '%' && q < c->end) q++;
+    } while (q == c->end || *q != ']');
+    const unsigned char *close = q;
+
+    *idx = (uint32_t)c->nset;
+    byteset_t *set = &c->prog->set[c->nset++];
+    memset(set, 0, sizeof(*set));
+    for (const unsigned char *r = first; r < close; r++) {
+        if (*r == '%') {
+            r++; /* r <= close: the ']' itself at worst */
+            set_add_class(c, set, *r);
+        } else if (r[1] == '-' && r + 2 < close) {
+            for (int b = r[0]; b <= r[2]; b++)
+                set_add(set, (unsigned char)b);
+            c->work += (unsigned long)(r[2] > r[0] ? r[2] - r[0] : 0) / 16;
+            r += 2;
+        } else {
+            set_add(set, *r);
+        }
+    }
+    if (negate)
+        for (int i = 0; i < 32; i++)
+            set->bits[i] = (uint8_t)~set->bits[i];
+    c->work += (unsigned long)(close - p);
+    return close + 1;
+}
+
+/* A single-byte item at p and its quantifier. Returns the end of the item,
+ * or NULL if it is malformed (n is then an error node). */
+static const unsigned char *compile_single(compiler_t *c, node_t *n, const unsigned char *p)
+{
+    if (*p == '%') {
+        if (p + 1 == c->end) {
+            fail(n, "malformed pattern (ends with '%%')", 0);
+            return NULL;
+        }
+        n->cls = is_class_letter(p[1]) ? CL_CLASS : CL_BYTE;
+        n->x = p[1];
+        p += 2;
+    } else if (*p == '[') {
+        p = compile_set(c, p, &n->set);
+        if (!p) {
+            fail(n, "malformed pattern (missing ']')", 0);
+            return NULL;
+        }
+        n->cls = CL_SET;
+    } else if (*p == '.') {
+        n->cls = CL_ANY;
+        p++;
+    } else {
+        n->cls = CL_BYTE;
+        n->x = *p++;
+    }
+    if (p < c->end && (*p == '?' || *p == '*' || *p == '+' || *p == '-')) n->rep = *p++;
+    return p;
+}
+
+/* Pattern [p, end) into c->prog, which has room for end - p + 1 nodes and
+ * as many sets as the pattern has '['. */
+static void compile(compiler_t *c, const unsigned char *p)
+{
+    prog_t *prog = c->prog;
+    for (;;) {
+        if (p == c->end) {
+            new_node(c, N_END);
+            return;
+        }
+        node_t *n = new_node(c, N_SINGLE);
         switch (*p) {
-        case '.':
-            return 1; /* matches any char */
-        case L_ESC:
-            return match_class(c, uchar(*(p + 1)));
-        case '[':
-            return matchbracketclass(ms, c, p, ep - 1);
-        default:
-            return (uchar(*p) == c);
+        case '(':
+            if (prog->ncap == MAX_CAPTURES) {
+                fail(n, "too many captures", 0);
+                return;
+            }
+            n->x = (uint8_t)prog->ncap;
+            if (p + 1 < c->end && p[1] == ')') {
+                n->op = N_POSITION;
+                c->closed[prog->ncap++] = true;
+                p += 2;
+            } else {
+                n->op = N_OPEN;
+                c->closed[prog->ncap++] = false;
+                p++;
+            }
+            continue;
+        case ')': {
+            /* closes the innermost capture still open */
+            int i = prog->ncap - 1;
+            while (i >= 0 && c->closed[i])
+                i--;
+            if (i < 0) {
+                fail(n, "invalid pattern capture", 0);
+                return;
+            }
+            n->op = N_CLOSE;
+            n->x = (uint8_t)i;
+            c->closed[i] = true;
+            p++;
+            continue;
         }
+        case '$':
+            if (p + 1 == c->end) {
+                n->op = N_END_ANCHOR;
+                return;
+            }
+            break; /* elsewhere '$' is itself */
+        case '%':
+            if (p + 1 == c->end) break; /* compile_single reports it */
+            if (p[1] == 'b') {
+                if (p + 3 >= c->end) {
+                    fail(n, "malformed pattern (missing arguments to '%%b')", 0);
+                    return;
+                }
+                n->op = N_BALANCE;
+                n->x = p[2];
+                n->y = p[3];
+                p += 4;
+                continue;
+            }
+            if (p[1] == 'f') {
+                p += 2;
+                if (p == c->end || *p != '[') {
+                    fail(n, "missing '[' after '%%f' in pattern", 0);
+                    return;
+                }
+                n->op = N_FRONTIER;
+                p = compile_set(c, p, &n->set);
+                if (!p) {
+                    fail(n, "malformed pattern (missing ']')", 0);
+                    return;
+                }
+                continue;
+            }
+            if (p[1] >= '0' && p[1] <= '9') {
+                int i = p[1] - '1'; /* %0 is -1: invalid, like a capture not yet ended */
+                if (i < 0 || i >= prog->ncap || !c->closed[i]) {
+                    fail(n, "invalid capture index %%%d", i + 1);
+                    return;
+                }
+                n->op = N_BACKREF;
+                n->x = (uint8_t)i;
+                p += 2;
+                continue;
+            }
+            break;
+        }
+        p = compile_single(c, n, p);
+        if (!p) return;
     }
 }
 
-static const char *matchbalance(MatchState *ms, const char *s, const char *p)
+/* The room pattern [p, p + len) needs: a node per byte and one for the
+ * end (each node takes at least one byte), a set per '['. */
+static size_t prog_room(const char *p, size_t len, size_t *nnode, size_t *nset)
 {
-    if (p >= ms->p_end - 1) luaL_error(ms->L, "malformed pattern (missing arguments to '%%b')");
-    if (*s != *p)
-        return NULL;
-    else {
-        int b = *p;
-        int e = *(p + 1);
-        int cont = 1;
-        while (++s < ms->src_end) {
-            STEP(ms);
-            if (*s == e) {
-                if (--cont == 0) return s + 1;
-            } else if (*s == b)
-                cont++;
-        }
-    }
-    return NULL; /* string ends out of balance */
+    *nset = 0;
+    for (size_t i = 0; i < len; i++)
+        *nset += p[i] == '[';
+    *nnode = len + 1;
+    return *nnode * sizeof(node_t) + *nset * sizeof(byteset_t);
 }
 
-static const char *max_expand(MatchState *ms, const char *s, const char *p, const char *ep)
+/* Compile into nodes and sets (of prog_room's sizes). Returns the work in
+ * steps. */
+static unsigned long prog_compile(prog_t *prog, node_t *nodes, byteset_t *sets, const char *p,
+                                  size_t len)
 {
-    ptrdiff_t i = 0; /* counts maximum expand for item */
-    while (singlematch(ms, s + i, p, ep)) {
-        STEP(ms);
+    prog->node = nodes;
+    prog->set = sets;
+    prog->ncap = 0;
+    compiler_t c = {.end = (const unsigned char *)p + len, .prog = prog};
+    compile(&c, (const unsigned char *)p);
+    return c.work + 1;
+}
+
+/* Compile pattern [p, p + len): into *small if it fits, else into a new
+ * userdata left on the stack (nodes, then sets, which need no alignment).
+ * Returns the work in steps. */
+static unsigned long prog_build(lua_State *L, prog_t *prog, small_prog_t *small, const char *p,
+                                size_t len)
+{
+    size_t nnode, nset;
+    size_t room = prog_room(p, len, &nnode, &nset);
+    if (nnode <= SMALL_NODES && nset <= SMALL_SETS)
+        return prog_compile(prog, small->node, small->set, p, len);
+    char *mem = lua_newuserdatauv(L, room, 0);
+    return prog_compile(prog, (node_t *)(void *)mem,
+                        (byteset_t *)(void *)(mem + nnode * sizeof(node_t)), p, len);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Matcher                                                                   */
+/* ------------------------------------------------------------------------ */
+
+#define CAP_OPEN     (-1) /* started, not ended */
+#define CAP_POSITION (-2)
+
+typedef struct capture {
+    const unsigned char *start;
+    ptrdiff_t len; /* or CAP_OPEN / CAP_POSITION */
+} capture_t;
+
+typedef struct matcher {
+    lua_State *L;
+    const lua_pattern_budget_t *budget; /* NULL: count nothing */
+    unsigned long steps;                /* not yet charged */
+    const prog_t *prog;
+    const unsigned char *subject, *end; /* the whole subject (%f looks behind init) */
+    int depth;                          /* see MAX_DEPTH */
+    capture_t cap[MAX_CAPTURES];
+} matcher_t;
+
+static void matcher_init(matcher_t *m, lua_State *L, const lua_pattern_budget_t *budget,
+                         const char *s, size_t len)
+{
+    m->L = L;
+    m->budget = budget;
+    m->steps = 0;
+    m->prog = NULL;
+    m->subject = (const unsigned char *)s;
+    m->end = m->subject + len;
+}
+
+/* Charge the steps so far; final: the call is ending. May raise. */
+static void charge(matcher_t *m, int final)
+{
+    unsigned long n = m->steps;
+    m->steps = 0;
+    if (m->budget) m->budget->charge(m->L, n, final);
+}
+
+static inline void step(matcher_t *m, unsigned long n)
+{
+    m->steps += n;
+    if (m->steps >= LUA_PATTERN_STEP) charge(m, 0);
+}
+
+/* One more level of stock Lua's nesting (see MAX_DEPTH). */
+static void enter(matcher_t *m)
+{
+    if (m->depth == MAX_DEPTH) luaL_error(m->L, "pattern too complex");
+    m->depth++;
+}
+
+static const unsigned char *match_seq(matcher_t *m, const unsigned char *s, const node_t *n);
+
+/* Match nodes n... at s, as a new level; returns the match's end or NULL.
+ * Levels taken inside (capture boundaries) are given back on return. */
+static const unsigned char *match(matcher_t *m, const unsigned char *s, const node_t *n)
+{
+    int depth = m->depth;
+    enter(m);
+    const unsigned char *e = match_seq(m, s, n);
+    m->depth = depth;
+    return e;
+}
+
+/* Item n repeated, as many times as it goes from s (at least once, since
+ * the caller saw it take *s), then the rest; on failure give back one
+ * repetition at a time. */
+static const unsigned char *match_greedy(matcher_t *m, const unsigned char *s, const node_t *n)
+{
+    size_t i = 0;
+    while (s + i < m->end && byte_matches(m->prog, n, s[i]))
         i++;
+    step(m, i);
+    for (;;) {
+        const unsigned char *e = match(m, s + i, n + 1);
+        if (e || i == 0) return e;
+        i--;
     }
-    /* keeps trying to match with the maximum repetitions */
-    while (i >= 0) {
-        const char *res = match(ms, (s + i), ep + 1);
-        if (res) return res;
-        STEP(ms);
-        i--; /* else didn't match; reduce 1 repetition to try again */
-    }
-    return NULL;
 }
 
-static const char *min_expand(MatchState *ms, const char *s, const char *p, const char *ep)
+/* Item n repeated as few times as possible: the rest first, then one more
+ * repetition, while the item takes the next byte. */
+static const unsigned char *match_lazy(matcher_t *m, const unsigned char *s, const node_t *n)
 {
     for (;;) {
-        const char *res = match(ms, s, ep + 1);
-        if (res != NULL)
-            return res;
-        else if (singlematch(ms, s, p, ep)) {
-            STEP(ms);
-            s++; /* try with one more repetition */
-        } else
+        const unsigned char *e = match(m, s, n + 1);
+        if (e) return e;
+        if (s == m->end || !byte_matches(m->prog, n, *s)) return NULL;
+        s++;
+        step(m, 1);
+    }
+}
+
+/* %bxy at s: an x, then bytes up to the y that balances it. */
+static const unsigned char *match_balance(matcher_t *m, const unsigned char *s, const node_t *n)
+{
+    if (s == m->end || *s != n->x) return NULL;
+    const unsigned char *from = s;
+    size_t open = 1;
+    for (s++; s < m->end; s++) {
+        /* the closer first: with x == y, the second x closes */
+        if (*s == n->y) {
+            if (--open == 0) break;
+        } else if (*s == n->x) {
+            open++;
+        }
+    }
+    step(m, (unsigned long)(s - from));
+    return s < m->end ? s + 1 : NULL;
+}
+
+static const unsigned char *match_seq(matcher_t *m, const unsigned char *s, const node_t *n)
+{
+    for (;; n++) {
+        step(m, 1);
+        switch (n->op) {
+        case N_END:
+            return s;
+        case N_END_ANCHOR:
+            return s == m->end ? s : NULL;
+        case N_ERROR:
+            luaL_error(m->L, n->err, n->arg);
             return NULL;
-    }
-}
-
-static const char *start_capture(MatchState *ms, const char *s, const char *p, int what)
-{
-    const char *res;
-    int level = ms->level;
-    if (level >= LUA_MAXCAPTURES) luaL_error(ms->L, "too many captures");
-    ms->capture[level].init = s;
-    ms->capture[level].len = what;
-    ms->level = (unsigned char)(level + 1);
-    if ((res = match(ms, s, p)) == NULL) /* match failed? */
-        ms->level--;                     /* undo capture */
-    return res;
-}
-
-static const char *end_capture(MatchState *ms, const char *s, const char *p)
-{
-    int l = capture_to_close(ms);
-    const char *res;
-    ms->capture[l].len = s - ms->capture[l].init; /* close capture */
-    if ((res = match(ms, s, p)) == NULL)          /* match failed? */
-        ms->capture[l].len = CAP_UNFINISHED;      /* undo capture */
-    return res;
-}
-
-static const char *match_capture(MatchState *ms, const char *s, int l)
-{
-    size_t len;
-    l = check_capture(ms, l);
-    len = (size_t)ms->capture[l].len;
-    if ((size_t)(ms->src_end - s) >= len) {
-        STEPS(ms, len >> 5); /* luacached: the memcmp costs */
-        if (memcmp(ms->capture[l].init, s, len) == 0) return s + len;
-    }
-    return NULL;
-}
-
-static const char *match(MatchState *ms, const char *s, const char *p)
-{
-    const char *ep; /* end of a class (declared here: 'dflt:' labels a statement) */
-    if (ms->matchdepth-- == 0) luaL_error(ms->L, "pattern too complex");
-init:                     /* using goto's to optimize tail recursion */
-    STEP(ms);             /* luacached: every step counts */
-    if (p != ms->p_end) { /* end of pattern? */
-        switch (*p) {
-        case '(': {              /* start capture */
-            if (*(p + 1) == ')') /* position capture? */
-                s = start_capture(ms, s, p + 2, CAP_POSITION);
-            else
-                s = start_capture(ms, s, p + 1, CAP_UNFINISHED);
+        case N_OPEN:
+        case N_POSITION:
+            /* Captures need no undoing on backtracking: every path to a
+             * node passes the same boundaries, so each is set again
+             * before anything reads it. Stock Lua nests a level here. */
+            enter(m);
+            m->cap[n->x].start = s;
+            m->cap[n->x].len = n->op == N_OPEN ? CAP_OPEN : CAP_POSITION;
+            break;
+        case N_CLOSE:
+            enter(m);
+            m->cap[n->x].len = s - m->cap[n->x].start;
+            break;
+        case N_BALANCE:
+            s = match_balance(m, s, n);
+            if (!s) return NULL;
+            break;
+        case N_FRONTIER: {
+            /* between a byte not in the set and one in it; the subject's
+             * edges count as '\0' */
+            const byteset_t *set = &m->prog->set[n->set];
+            unsigned char before = s == m->subject ? 0 : s[-1];
+            unsigned char here = s == m->end ? 0 : *s;
+            if (set_has(set, before) || !set_has(set, here)) return NULL;
             break;
         }
-        case ')': { /* end capture */
-            s = end_capture(ms, s, p + 1);
+        case N_BACKREF: {
+            const capture_t *c = &m->cap[n->x];
+            if (c->len == CAP_POSITION) return NULL; /* has no text: never matches */
+            size_t len = (size_t)c->len;
+            if ((size_t)(m->end - s) < len) return NULL;
+            step(m, len / 16); /* a comparison of len bytes */
+            if (memcmp(c->start, s, len) != 0) return NULL;
+            s += len;
             break;
         }
-        case '$': {
-            if ((p + 1) != ms->p_end)          /* is the '$' the last char in pattern? */
-                goto dflt;                     /* no; go to default */
-            s = (s == ms->src_end) ? s : NULL; /* check end of string */
-            break;
-        }
-        case L_ESC: { /* escaped sequences not in the format class[*+?-]? */
-            switch (*(p + 1)) {
-            case 'b': { /* balanced string? */
-                s = matchbalance(ms, s, p + 2);
-                if (s != NULL) {
-                    p += 4;
-                    goto init; /* return match(ms, s, p + 4); */
-                }              /* else fail (s == NULL) */
-                break;
+        default: { /* N_SINGLE */
+            bool takes = s < m->end && byte_matches(m->prog, n, *s);
+            if (!takes) {
+                /* zero repetitions are all there is: no choice to remember */
+                if (n->rep == '?' || n->rep == '*' || n->rep == '-') break;
+                return NULL;
             }
-            case 'f': { /* frontier? */
-                char previous;
-                p += 2;
-                if (*p != '[') luaL_error(ms->L, "missing '[' after '%%f' in pattern");
-                ep = classend(ms, p); /* points to what is next */
-                previous = (s == ms->src_init) ? '\0' : *(s - 1);
-                if (!matchbracketclass(ms, uchar(previous), p, ep - 1) &&
-                    matchbracketclass(ms, uchar(*s), p, ep - 1)) {
-                    p = ep;
-                    goto init; /* return match(ms, s, ep); */
-                }
-                s = NULL; /* match failed */
-                break;
+            switch (n->rep) {
+            case '?': {
+                const unsigned char *e = match(m, s + 1, n + 1);
+                if (e) return e;
+                break; /* without it */
             }
-            case '0':
-            case '1':
-            case '2':
-            case '3':
-            case '4':
-            case '5':
-            case '6':
-            case '7':
-            case '8':
-            case '9': { /* capture results (%0-%9)? */
-                s = match_capture(ms, s, uchar(*(p + 1)));
-                if (s != NULL) {
-                    p += 2;
-                    goto init; /* return match(ms, s, p + 2) */
-                }
-                break;
-            }
+            case '*':
+                return match_greedy(m, s, n);
+            case '+':
+                return match_greedy(m, s + 1, n);
+            case '-':
+                return match_lazy(m, s, n);
             default:
-                goto dflt;
-            }
-            break;
-        }
-        default:
-        dflt:                     /* pattern class plus optional suffix */
-            ep = classend(ms, p); /* points to optional suffix */
-            /* does not match at least once? */
-            if (!singlematch(ms, s, p, ep)) {
-                if (*ep == '*' || *ep == '?' || *ep == '-') { /* accept empty? */
-                    p = ep + 1;
-                    goto init; /* return match(ms, s, ep + 1); */
-                } else         /* '+' or no suffix */
-                    s = NULL;  /* fail */
-            } else {           /* matched once */
-                switch (*ep) { /* handle optional suffix */
-                case '?': {    /* optional */
-                    const char *res;
-                    if ((res = match(ms, s + 1, ep + 1)) != NULL)
-                        s = res;
-                    else {
-                        p = ep + 1;
-                        goto init; /* else return match(ms, s, ep + 1); */
-                    }
-                    break;
-                }
-                case '+': /* 1 or more repetitions */
-                    s++;  /* 1 match already done */
-                    /* FALLTHROUGH */
-                case '*': /* 0 or more repetitions */
-                    s = max_expand(ms, s, p, ep);
-                    break;
-                case '-': /* 0 or more repetitions (minimum) */
-                    s = min_expand(ms, s, p, ep);
-                    break;
-                default: /* no suffix */
-                    s++;
-                    p = ep;
-                    goto init; /* return match(ms, s + 1, ep); */
-                }
-            }
-            break;
-        }
-    }
-    ms->matchdepth++;
-    return s;
-}
-
-static const char *lmemfind(MatchState *ms, const char *s1, size_t l1, const char *s2, size_t l2)
-{
-    if (l2 == 0)
-        return s1; /* empty strings are everywhere */
-    else if (l2 > l1)
-        return NULL; /* avoids a negative 'l1' */
-    else {
-        const char *init; /* to search for a '*s2' inside 's1' */
-        l2--;             /* 1st char will be checked by 'memchr' */
-        l1 = l1 - l2;     /* 's2' cannot be found after that */
-        while (l1 > 0 && (init = (const char *)memchr(s1, *s2, l1)) != NULL) {
-            STEPS(ms, 1 + (l2 >> 5)); /* luacached: each candidate's memcmp costs */
-            init++;                   /* 1st char is already checked */
-            if (memcmp(init, s2 + 1, l2) == 0)
-                return init - 1;
-            else { /* correct 'l1' and 's1' to try again */
-                l1 -= (size_t)(init - s1);
-                s1 = init;
+                s++;
+                break;
             }
         }
-        return NULL; /* not found */
+        }
     }
 }
 
-/*
-** get information about the i-th capture. If there are no captures
-** and 'i==0', return information about the whole match, which
-** is the range 's'..'e'. If the capture is a string, return
-** its length and put its address in '*cap'. If it is an integer
-** (a position), push it on the stack and return CAP_POSITION.
-*/
-static size_t get_onecapture(MatchState *ms, int i, const char *s, const char *e, const char **cap)
+/* Try the whole pattern at s. */
+static const unsigned char *match_at(matcher_t *m, const unsigned char *s)
 {
-    if (i >= ms->level) {
-        if (i != 0) luaL_error(ms->L, "invalid capture index %%%d", i + 1);
-        *cap = s;
-        return (size_t)(e - s);
-    } else {
-        ptrdiff_t capl = ms->capture[i].len;
-        *cap = ms->capture[i].init;
-        if (capl == CAP_UNFINISHED)
-            luaL_error(ms->L, "unfinished capture");
-        else if (capl == CAP_POSITION)
-            lua_pushinteger(ms->L, (ms->capture[i].init - ms->src_init) + 1);
-        return (size_t)capl;
+    m->depth = 0;
+    return match(m, s, m->prog->node);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Results                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Push capture i of the match [s, e); with no captures, "capture 0" is the
+ * whole match. */
+static void push_capture(matcher_t *m, int i, const unsigned char *s, const unsigned char *e)
+{
+    lua_State *L = m->L;
+    if (i >= m->prog->ncap) {
+        if (i != 0) luaL_error(L, "invalid capture index %%%d", i + 1);
+        lua_pushlstring(L, (const char *)s, (size_t)(e - s));
+        return;
     }
+    const capture_t *c = &m->cap[i];
+    if (c->len == CAP_OPEN) luaL_error(L, "unfinished capture");
+    if (c->len == CAP_POSITION)
+        lua_pushinteger(L, (lua_Integer)(c->start - m->subject) + 1);
+    else
+        lua_pushlstring(L, (const char *)c->start, (size_t)c->len);
 }
 
-/*
-** Push the i-th capture on the stack.
-*/
-static void push_onecapture(MatchState *ms, int i, const char *s, const char *e)
+/* Push every capture (or, with whole and no captures, the match itself);
+ * returns how many. */
+static int push_captures(matcher_t *m, const unsigned char *s, const unsigned char *e, bool whole)
 {
-    const char *cap;
-    ptrdiff_t l = (ptrdiff_t)get_onecapture(ms, i, s, e, &cap);
-    if (l != CAP_POSITION) lua_pushlstring(ms->L, cap, (size_t)l);
-    /* else position was already pushed */
+    int n = (m->prog->ncap == 0 && whole) ? 1 : m->prog->ncap;
+    luaL_checkstack(m->L, n, "too many captures");
+    for (int i = 0; i < n; i++)
+        push_capture(m, i, s, e);
+    return n;
 }
 
-static int push_captures(MatchState *ms, const char *s, const char *e)
-{
-    int i;
-    int nlevels = (ms->level == 0 && s) ? 1 : ms->level;
-    luaL_checkstack(ms->L, nlevels, "too many captures");
-    for (i = 0; i < nlevels; i++)
-        push_onecapture(ms, i, s, e);
-    return nlevels; /* number of strings pushed */
-}
+/* ------------------------------------------------------------------------ */
+/* The library functions                                                     */
+/* ------------------------------------------------------------------------ */
 
-/* check whether pattern has no special characters */
-static int nospecials(const char *p, size_t l)
-{
-    size_t upto = 0;
-    do {
-        if (strpbrk(p + upto, SPECIALS)) return 0; /* pattern has a special character */
-        upto += strlen(p + upto) + 1;              /* may have more after \0 */
-    } while (upto <= l);
-    return 1; /* no special chars found */
-}
-
-static void prepstate(MatchState *ms, lua_State *L, const char *s, size_t ls, const char *p,
-                      size_t lp)
-{
-    ms->L = L;
-    ms->matchdepth = MAXCCALLS;
-    ms->src_init = s;
-    ms->src_end = s + ls;
-    ms->p_end = p + lp;
-}
-
-static void reprepstate(MatchState *ms)
-{
-    ms->level = 0;
-}
-
-static const lua_pattern_budget_t *upvalue_budget(lua_State *L)
+static const lua_pattern_budget_t *budget_of(lua_State *L)
 {
     return lua_touserdata(L, lua_upvalueindex(1));
 }
 
-static int str_find_aux(lua_State *L, int find)
+/* init (1-based, negative from the end) as a 0-based offset; may be past
+ * the end, which each caller treats in its own way. */
+static size_t start_offset(lua_Integer init, size_t len)
+{
+    if (init > 0) return (size_t)init - 1;
+    if (init == 0 || init < -(lua_Integer)len) return 0;
+    return len - (size_t)(-init);
+}
+
+/* A pattern without any of these is a plain string: find it as one. */
+static bool has_specials(const char *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (strchr("^$*+?.([%-", p[i]) && p[i] != '\0') return true;
+    return false;
+}
+
+/* Plain search for [p, p + lp) in [s, s + ls). Each place where the first
+ * byte matches costs a step and a comparison of the rest. */
+static const char *find_plain(matcher_t *m, const char *s, size_t ls, const char *p, size_t lp)
+{
+    if (lp == 0) return s;
+    if (lp > ls) return NULL;
+    const char *last = s + (ls - lp);
+    for (const char *at = s; at <= last; at++) {
+        at = memchr(at, p[0], (size_t)(last - at) + 1);
+        if (!at) return NULL;
+        step(m, 1 + lp / 16);
+        if (memcmp(at + 1, p + 1, lp - 1) == 0) return at;
+    }
+    return NULL;
+}
+
+static int find_or_match(lua_State *L, bool find)
 {
     size_t ls, lp;
     const char *s = luaL_checklstring(L, 1, &ls);
     const char *p = luaL_checklstring(L, 2, &lp);
-    size_t init = posrelatI(luaL_optinteger(L, 3, 1), ls) - 1;
-    MatchState ms;
-    budget_init(&ms, upvalue_budget(L));
-    ms.L = L;
-    if (init > ls) {      /* start after string's end? */
-        luaL_pushfail(L); /* cannot find anything */
+    size_t init = start_offset(luaL_optinteger(L, 3, 1), ls);
+    if (init > ls) {
+        lua_pushnil(L);
         return 1;
     }
-    /* explicit request or no special characters? */
-    if (find && (lua_toboolean(L, 4) || nospecials(p, lp))) {
-        /* do a plain search */
-        const char *s2 = lmemfind(&ms, s + init, ls - init, p, lp);
-        budget_flush(&ms);
-        if (s2) {
-            lua_pushinteger(L, (s2 - s) + 1);
-            lua_pushinteger(L, (lua_Integer)((size_t)(s2 - s) + lp));
-            return 2;
+    matcher_t m;
+    matcher_init(&m, L, budget_of(L), s, ls);
+    if (find && (lua_toboolean(L, 4) || !has_specials(p, lp))) {
+        const char *at = find_plain(&m, s + init, ls - init, p, lp);
+        charge(&m, 1);
+        if (!at) {
+            lua_pushnil(L);
+            return 1;
         }
-    } else {
-        const char *s1 = s + init;
-        int anchor = (*p == '^');
-        if (anchor) {
-            p++;
-            lp--; /* skip anchor character */
-        }
-        prepstate(&ms, L, s, ls, p, lp);
-        do {
-            const char *res;
-            reprepstate(&ms);
-            if ((res = match(&ms, s1, p)) != NULL) {
-                budget_flush(&ms);
-                if (find) {
-                    lua_pushinteger(L, (s1 - s) + 1); /* start */
-                    lua_pushinteger(L, res - s);      /* end */
-                    return push_captures(&ms, NULL, 0) + 2;
-                } else
-                    return push_captures(&ms, s1, res);
-            }
-        } while (s1++ < ms.src_end && !anchor);
-        budget_flush(&ms);
+        lua_pushinteger(L, (lua_Integer)(at - s) + 1);
+        lua_pushinteger(L, (lua_Integer)(at - s) + (lua_Integer)lp);
+        return 2;
     }
-    luaL_pushfail(L); /* not found */
+    bool anchored = lp > 0 && p[0] == '^';
+    if (anchored) p++, lp--;
+    prog_t prog;
+    small_prog_t small;
+    m.steps = prog_build(L, &prog, &small, p, lp);
+    m.prog = &prog;
+    for (const unsigned char *at = m.subject + init;; at++) {
+        const unsigned char *e = match_at(&m, at);
+        if (e) {
+            charge(&m, 1);
+            if (!find) return push_captures(&m, at, e, true);
+            lua_pushinteger(L, (lua_Integer)(at - m.subject) + 1);
+            lua_pushinteger(L, (lua_Integer)(e - m.subject));
+            return 2 + push_captures(&m, at, e, false);
+        }
+        if (anchored || at == m.end) break;
+    }
+    charge(&m, 1);
+    lua_pushnil(L);
     return 1;
 }
 
-static int str_find(lua_State *L)
+static int lp_find(lua_State *L)
 {
-    return str_find_aux(L, 1);
+    return find_or_match(L, true);
 }
 
-static int str_match(lua_State *L)
+static int lp_match(lua_State *L)
 {
-    return str_find_aux(L, 0);
+    return find_or_match(L, false);
 }
 
-/* state for 'gmatch' */
-typedef struct GMatchState {
-    const char *src;       /* current position */
-    const char *p;         /* pattern */
-    const char *lastmatch; /* end of last match */
-    MatchState ms;         /* match state */
-} GMatchState;
+/* gmatch's iterator state; the compiled pattern follows it in the same
+ * userdata. No anchor: in gmatch a leading '^' is an ordinary byte. */
+typedef struct gmatch_state {
+    size_t pos;  /* where the next search starts */
+    size_t last; /* end of the previous match (SIZE_MAX: none yet) */
+    prog_t prog;
+} gmatch_t;
 
-static int gmatch_aux(lua_State *L)
+/* upvalues: budget, subject, state */
+static int gmatch_next(lua_State *L)
 {
-    GMatchState *gm = (GMatchState *)lua_touserdata(L, lua_upvalueindex(3));
-    const char *src;
-    gm->ms.L = L;
-    /* luacached: a budget error may have left an earlier call mid-match */
-    gm->ms.matchdepth = MAXCCALLS;
-    gm->ms.left = LUA_PATTERN_STEP;
-    for (src = gm->src; src <= gm->ms.src_end; src++) {
-        const char *e;
-        reprepstate(&gm->ms);
-        if ((e = match(&gm->ms, src, gm->p)) != NULL && e != gm->lastmatch) {
-            gm->src = gm->lastmatch = e;
-            budget_flush(&gm->ms);
-            return push_captures(&gm->ms, src, e);
+    size_t ls;
+    const char *s = lua_tolstring(L, lua_upvalueindex(2), &ls);
+    gmatch_t *g = lua_touserdata(L, lua_upvalueindex(3));
+    matcher_t m;
+    matcher_init(&m, L, budget_of(L), s, ls);
+    m.prog = &g->prog;
+    for (size_t at = g->pos; at <= ls; at++) {
+        const unsigned char *e = match_at(&m, m.subject + at);
+        /* an empty match where the previous one ended is no match */
+        if (e && (size_t)(e - m.subject) != g->last) {
+            g->pos = g->last = (size_t)(e - m.subject);
+            charge(&m, 1);
+            return push_captures(&m, m.subject + at, e, true);
         }
     }
-    budget_flush(&gm->ms);
-    return 0; /* not found */
+    g->pos = ls + 1;
+    charge(&m, 1);
+    return 0;
 }
 
-static int gmatch(lua_State *L)
+static int lp_gmatch(lua_State *L)
 {
     size_t ls, lp;
-    const char *s = luaL_checklstring(L, 1, &ls);
+    luaL_checklstring(L, 1, &ls);
     const char *p = luaL_checklstring(L, 2, &lp);
-    size_t init = posrelatI(luaL_optinteger(L, 3, 1), ls) - 1;
-    GMatchState *gm;
-    lua_settop(L, 2); /* keep strings on closure to avoid being collected */
-    gm = (GMatchState *)lua_newuserdatauv(L, sizeof(GMatchState), 0);
-    if (init > ls)     /* start after string's end? */
-        init = ls + 1; /* avoid overflows in 's + init' */
-    prepstate(&gm->ms, L, s, ls, p, lp);
-    budget_init(&gm->ms, upvalue_budget(L));
-    gm->src = s + init;
-    gm->p = p;
-    gm->lastmatch = NULL;
-    lua_pushcclosure(L, gmatch_aux, 3);
+    size_t init = start_offset(luaL_optinteger(L, 3, 1), ls);
+    lua_settop(L, 2);
+    /* one block: the state, then the nodes (at a multiple of their size,
+     * so aligned), then the sets */
+    size_t nnode, nset;
+    size_t room = prog_room(p, lp, &nnode, &nset);
+    size_t nodes_at = (sizeof(gmatch_t) + sizeof(node_t) - 1) / sizeof(node_t) * sizeof(node_t);
+    char *mem = lua_newuserdatauv(L, nodes_at + room, 0); /* [s, p, ud] */
+    gmatch_t *g = (gmatch_t *)(void *)mem;
+    g->pos = init > ls ? ls + 1 : init;
+    g->last = SIZE_MAX;
+    unsigned long work =
+        prog_compile(&g->prog, (node_t *)(void *)(mem + nodes_at),
+                     (byteset_t *)(void *)(mem + nodes_at + nnode * sizeof(node_t)), p, lp);
+    matcher_t m;
+    matcher_init(&m, L, budget_of(L), NULL, 0);
+    m.steps = work;
+    charge(&m, 1);
+    lua_pushvalue(L, lua_upvalueindex(1)); /* [s, p, ud, budget] */
+    lua_pushvalue(L, 1);                   /* [s, p, ud, budget, s] */
+    lua_pushvalue(L, 3);                   /* [s, p, ud, budget, s, ud] */
+    lua_pushcclosure(L, gmatch_next, 3);   /* [s, p, ud, next] */
     return 1;
 }
 
-static void add_s(MatchState *ms, luaL_Buffer *b, const char *s, const char *e)
+/* Append the replacement string r for the match [s, e): '%0' is the match,
+ * '%1'-'%9' captures, '%%' a '%'. */
+static void add_repl_string(matcher_t *m, luaL_Buffer *b, const char *r, size_t lr,
+                            const unsigned char *s, const unsigned char *e)
 {
-    size_t l;
-    lua_State *L = ms->L;
-    const char *news = lua_tolstring(L, 3, &l);
-    const char *p;
-    STEPS(ms, l >> 5); /* luacached: copying the replacement costs */
-    while ((p = (char *)memchr(news, L_ESC, l)) != NULL) {
-        luaL_addlstring(b, news, (size_t)(p - news));
-        p++;             /* skip ESC */
-        if (*p == L_ESC) /* '%%' */
-            luaL_addchar(b, *p);
-        else if (*p == '0') /* '%0' */
-            luaL_addlstring(b, s, (size_t)(e - s));
-        else if (isdigit(uchar(*p))) { /* '%n' */
-            const char *cap;
-            ptrdiff_t resl = (ptrdiff_t)get_onecapture(ms, *p - '1', s, e, &cap);
-            if (resl == CAP_POSITION)
-                luaL_addvalue(b); /* add position to accumulated result */
-            else
-                luaL_addlstring(b, cap, (size_t)resl);
-        } else
-            luaL_error(L, "invalid use of '%c' in replacement string", L_ESC);
-        l -= (size_t)(p + 1 - news);
-        news = p + 1;
+    lua_State *L = m->L;
+    const char *end = r + lr;
+    while (r < end) {
+        const char *pct = memchr(r, '%', (size_t)(end - r));
+        if (!pct) {
+            luaL_addlstring(b, r, (size_t)(end - r));
+            return;
+        }
+        luaL_addlstring(b, r, (size_t)(pct - r));
+        char c = pct + 1 < end ? pct[1] : '\0';
+        r = pct + 2;
+        if (c == '%') {
+            luaL_addchar(b, '%');
+        } else if (c == '0') {
+            luaL_addlstring(b, (const char *)s, (size_t)(e - s));
+        } else if (c >= '1' && c <= '9') {
+            push_capture(m, c - '1', s, e); /* a position becomes its digits */
+            luaL_tolstring(L, -1, NULL);
+            lua_remove(L, -2);
+            luaL_addvalue(b);
+        } else {
+            luaL_error(L, "invalid use of '%c' in replacement string", '%');
+        }
     }
-    luaL_addlstring(b, news, l);
 }
 
-/*
-** Add the replacement value to the string buffer 'b'.
-** Return true if the original string was changed. (Function calls and
-** table indexing resulting in nil or false do not change the subject.)
-*/
-static int add_value(MatchState *ms, luaL_Buffer *b, const char *s, const char *e, int tr)
+/* Append the replacement for the match [s, e): repl at stack index 3 is a
+ * string (r), a table indexed by the first capture, or a function called
+ * with the captures. false or nil from those keeps the match. */
+static void add_replacement(matcher_t *m, luaL_Buffer *b, int type, const char *r, size_t lr,
+                            const unsigned char *s, const unsigned char *e)
 {
-    lua_State *L = ms->L;
-    switch (tr) {
-    case LUA_TFUNCTION: { /* call the function */
-        int n;
-        lua_pushvalue(L, 3);         /* push the function */
-        n = push_captures(ms, s, e); /* all captures as arguments */
-        lua_call(L, n, 1);           /* call it */
-        break;
-    }
-    case LUA_TTABLE: {                /* index the table */
-        push_onecapture(ms, 0, s, e); /* first capture is the index */
+    lua_State *L = m->L;
+    if (type == LUA_TFUNCTION) {
+        lua_pushvalue(L, 3);
+        int n = push_captures(m, s, e, true);
+        lua_call(L, n, 1);
+    } else if (type == LUA_TTABLE) {
+        push_capture(m, 0, s, e);
         lua_gettable(L, 3);
-        break;
+    } else {
+        add_repl_string(m, b, r, lr, s, e);
+        return;
     }
-    default: {              /* LUA_TNUMBER or LUA_TSTRING */
-        add_s(ms, b, s, e); /* add value to the buffer */
-        return 1;           /* something changed */
-    }
-    }
-    if (!lua_toboolean(L, -1)) {                /* nil or false? */
-        lua_pop(L, 1);                          /* remove value */
-        luaL_addlstring(b, s, (size_t)(e - s)); /* keep original text */
-        return 0;                               /* no changes */
-    } else if (!lua_isstring(L, -1))
-        return luaL_error(L, "invalid replacement value (a %s)", luaL_typename(L, -1));
-    else {
-        luaL_addvalue(b); /* add result to accumulator */
-        return 1;         /* something changed */
+    if (!lua_toboolean(L, -1)) {
+        lua_pop(L, 1);
+        luaL_addlstring(b, (const char *)s, (size_t)(e - s));
+    } else if (!lua_isstring(L, -1)) {
+        luaL_error(L, "invalid replacement value (a %s)", luaL_typename(L, -1));
+    } else {
+        luaL_addvalue(b);
     }
 }
 
-static int str_gsub(lua_State *L)
+static int lp_gsub(lua_State *L)
 {
-    size_t srcl, lp;
-    const char *src = luaL_checklstring(L, 1, &srcl);                 /* subject */
-    const char *p = luaL_checklstring(L, 2, &lp);                     /* pattern */
-    const char *lastmatch = NULL;                                     /* end of last match */
-    int tr = lua_type(L, 3);                                          /* replacement type */
-    lua_Integer max_s = luaL_optinteger(L, 4, (lua_Integer)srcl + 1); /* max replacements */
-    int anchor = (*p == '^');
-    lua_Integer n = 0; /* replacement count */
-    int changed = 0;   /* change flag */
-    MatchState ms;
+    size_t ls, lp, lr = 0;
+    const char *s = luaL_checklstring(L, 1, &ls);
+    const char *p = luaL_checklstring(L, 2, &lp);
+    int type = lua_type(L, 3);
+    lua_Integer max_n = luaL_optinteger(L, 4, (lua_Integer)ls + 1);
+    luaL_argexpected(L,
+                     type == LUA_TNUMBER || type == LUA_TSTRING || type == LUA_TFUNCTION ||
+                         type == LUA_TTABLE,
+                     3, "string/function/table");
+    const char *r = NULL;
+    if (type == LUA_TNUMBER || type == LUA_TSTRING) r = lua_tolstring(L, 3, &lr);
+    bool anchored = lp > 0 && p[0] == '^';
+    if (anchored) p++, lp--;
+    matcher_t m;
+    matcher_init(&m, L, budget_of(L), s, ls);
+    prog_t prog;
+    small_prog_t small;
+    m.steps = prog_build(L, &prog, &small, p, lp);
+    m.prog = &prog;
     luaL_Buffer b;
-    luaL_argexpected(
-        L, tr == LUA_TNUMBER || tr == LUA_TSTRING || tr == LUA_TFUNCTION || tr == LUA_TTABLE, 3,
-        "string/function/table");
     luaL_buffinit(L, &b);
-    if (anchor) {
-        p++;
-        lp--; /* skip anchor character */
-    }
-    prepstate(&ms, L, src, srcl, p, lp);
-    budget_init(&ms, upvalue_budget(L));
-    while (n < max_s) {
-        const char *e;
-        reprepstate(&ms); /* (re)prepare state for new match */
-        if ((e = match(&ms, src, p)) != NULL && e != lastmatch) { /* match? */
+    const unsigned char *at = m.subject, *last = NULL;
+    lua_Integer n = 0;
+    while (n < max_n) {
+        const unsigned char *e = match_at(&m, at);
+        if (e && e != last) { /* an empty match where the last one ended is none */
             n++;
-            changed = add_value(&ms, &b, src, e, tr) | changed;
-            src = lastmatch = e;
-        } else if (src < ms.src_end) /* otherwise, skip one character */
-            luaL_addchar(&b, *src++);
-        else
-            break; /* end of subject */
-        if (anchor) break;
+            add_replacement(&m, &b, type, r, lr, at, e);
+            at = last = e;
+        } else if (at < m.end) {
+            luaL_addchar(&b, (char)*at++);
+        } else {
+            break;
+        }
+        if (anchored) break;
     }
-    budget_flush(&ms);
-    if (!changed)            /* no changes? */
-        lua_pushvalue(L, 1); /* return original string */
-    else {                   /* something changed */
-        luaL_addlstring(&b, src, (size_t)(ms.src_end - src));
-        luaL_pushresult(&b); /* create and return new string */
-    }
-    lua_pushinteger(L, n); /* number of substitutions */
+    luaL_addlstring(&b, (const char *)at, (size_t)(m.end - at));
+    charge(&m, 1);
+    luaL_pushresult(&b);
+    lua_pushinteger(L, n);
     return 2;
 }
 
-/* ------------------------------------------------------------------------ */
-/* Registration (luacached)                                                  */
-/* ------------------------------------------------------------------------ */
-
 void lua_pattern_register(lua_State *L, int idx, const lua_pattern_budget_t *budget)
 {
-    static const luaL_Reg funcs[] = {
-        {"find", str_find}, {"match", str_match}, {"gmatch", gmatch},
-        {"gsub", str_gsub}, {NULL, NULL},
-    };
+    static const luaL_Reg fns[] = {
+        {"find", lp_find}, {"match", lp_match}, {"gmatch", lp_gmatch}, {"gsub", lp_gsub}};
     idx = lua_absindex(L, idx);
-    luaL_checkstack(L, 2, "lua_pattern_register");
-    lua_pushvalue(L, idx);                    /* [lib] */
-    lua_pushlightuserdata(L, (void *)budget); /* [lib, budget] */
-    luaL_setfuncs(L, funcs, 1);               /* [lib] */
-    lua_pop(L, 1);                            /* [] */
+    for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
+        lua_pushlightuserdata(L, (void *)budget);
+        lua_pushcclosure(L, fns[i].func, 1);
+        lua_setfield(L, idx, fns[i].name);
+    }
 }

@@ -1,6 +1,6 @@
-/* lua_pattern.h: Lua 5.4's string.find, match, gmatch and gsub with a
- * matcher that counts its steps against a caller-supplied budget (see
- * lua_pattern.c for why). */
+/* lua_pattern.h: string.find, match, gmatch and gsub as Lua 5.4 defines
+ * them, on our own matcher, which counts its steps against a
+ * caller-supplied budget (see lua_pattern.c for why and how). */
 #ifndef LC_LUA_PATTERN_H
 #define LC_LUA_PATTERN_H
 
