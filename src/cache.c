@@ -423,16 +423,30 @@ void cache_warm_one(ns_t *ns, const char *id, size_t idlen, cache_warm_cb cb, vo
  * Invalidation: SET and DEL
  * ------------------------------------------------------------------------- */
 
+/* How long an invalidation keeps older entries out of the in-process tier:
+ * longer than a Redis read in flight can take (the backend timeout fails
+ * it), so a read sent before the invalidation cannot cache what it removed. */
+static uint64_t forbid_ms(void)
+{
+    return 2 * (uint64_t)cfg.backend_timeout_ms + 1000;
+}
+
+/* Entries stored up to this millisecond stay out of the tier for a while:
+ * "up to", not "before", as stored_at has millisecond resolution and a
+ * value stored in the same millisecond may be the one removed. The price is
+ * that a SET's own value, too, is read from Redis for that while. */
 void cache_invalidate_local(const char *rkey, size_t len)
 {
+    uint64_t now = uv_now(cache_loop);
     fill_invalidate(rkey, len);
-    l1_del(rkey, len);
+    l1_forbid(rkey, len, now_ms(), now, now + forbid_ms());
 }
 
 void cache_invalidate_matching(const char *glob, size_t len)
 {
+    uint64_t now = uv_now(cache_loop);
     fills_invalidate_matching(glob, len);
-    l1_del_matching(glob, len);
+    l1_forbid_matching(glob, len, now_ms(), now, now + forbid_ms());
 }
 
 /* Drop the key's fill lock (a fill that overtook us then cannot store),

@@ -80,6 +80,31 @@ describe("in-process tier", function()
     c:close()
   end)
 
+  -- Found by the chaos test: a GET whose Redis read was in flight when a
+  -- SET or DEL of the key came put the old value into the tier after the
+  -- invalidation, and the next GETs answered it for l1_ttl.
+  it("a read in flight during a SET or DEL does not put the old value back", function()
+    local c = a:client()
+    for round = 1, 20 do
+      local key = "hot:inflight" .. round
+      assert.equal("OK", c:call("SET", key, "old"))
+      -- the GET's read goes to Redis first; the SET drops the tier's item
+      -- before that read answers with the old entry
+      local r = c:pipeline{ { "GET", key }, { "SET", key, "new" } }
+      assert.equal("old", r[1][1])
+      assert.equal("OK", r[2][1])
+      assert.equal("new", c:call("GET", key), "round " .. round)
+      assert.equal("new", c:call("GET", key), "round " .. round)
+      r = c:pipeline{ { "GET", key }, { "DEL", key } }
+      assert.equal("new", r[1][1])
+      assert.equal(1, r[2][1])
+      local v = c:call("GET", key) -- refetched from the origin
+      assert.is_string(v)
+      assert.not_equal("new", v, "round " .. round)
+    end
+    c:close()
+  end)
+
   it("drops the item on another instance within 100 ms of an invalidation", function()
     local ca, cb = a:client(), b:client()
     local v = cb:call("GET", "hot:4")
