@@ -202,6 +202,10 @@ void cache_l1_store(const ns_t *ns, const buf_t *rkey, const entry_t *e)
 static bool l1_lookup(const ns_t *ns, const buf_t *rkey, entry_t *e)
 {
     if (!(ns->cur && ns->cur->conf.l1_ttl > 0)) return false;
+    /* Redis is there but its broadcasts are not: another instance's
+     * invalidation would go unheard, so read Redis. (With Redis down too,
+     * the tier is all there is: fail open, SPEC §6.) */
+    if (backend_up() && !backend_subscribed()) return false;
     if (!l1_get(rkey->data, rkey->len, uv_now(cache_loop), !backend_up(), e)) return false;
     if (e->version != ns->cur->conf.version || e->gen < ns->gen ||
         entry_state(e, now_ms()) != STATE_FRESH) {
@@ -625,6 +629,8 @@ void cache_del(slot_t *slot, const cache_key_t *keys, long nkeys)
 /* The subscription is (re)established: broadcasts may have been missed. */
 static void on_resync(void)
 {
+    /* Any item may have missed its invalidation meanwhile. */
+    l1_clear();
     fills_resync();
     nsgen_sync_all();
 }

@@ -30,6 +30,7 @@ describe("in-process tier", function()
     dir = H.write_policies{
       hot = H.simple_policy(origin.url .. "/widgets/", "ttl = 30, l1_ttl = 2, negative_ttl = 30"),
       cold = H.simple_policy(origin.url .. "/widgets/", "ttl = 30"),
+      ver = H.simple_policy(origin.url .. "/chaos/ver/", "ttl = 30, l1_ttl = 30"),
     }
     a = H.start_server{ policies_dir = dir, redis_port = redis.port }
     b = H.start_server{ policies_dir = dir, redis_port = redis.port }
@@ -103,6 +104,32 @@ describe("in-process tier", function()
       assert.not_equal("new", v, "round " .. round)
     end
     c:close()
+  end)
+
+  -- Found by the chaos test: an instance whose subscription was down when
+  -- another one invalidated a key kept serving the key from its tier, also
+  -- after it had subscribed again (Redis itself stayed up).
+  it("skips the tier while its subscription is down, and drops the tier on resubscribe", function()
+    local ca, cb, rc = a:client(), b:client(), redis:client()
+    local function numsub()
+      local r = rc:call("PUBSUB", "NUMSUB", "lc:#events")
+      return r[2]
+    end
+    H.wait_until(function() return numsub() == 2 end, 5, "both instances subscribed")
+    for _, id in ipairs{ "1", "2" } do
+      assert.equal("key=ver:" .. id .. " v=1", cb:call("GET", "ver:" .. id))
+      assert.equal("key=ver:" .. id .. " v=1", cb:call("GET", "ver:" .. id)) -- in b's tier
+    end
+    assert.is_true(rc:call("CLIENT", "KILL", "TYPE", "pubsub") >= 2)
+    -- b is deaf now (it reconnects after a backoff of 100 ms or more)
+    assert.equal(1, ca:call("DEL", "ver:1"))
+    assert.equal(1, ca:call("DEL", "ver:2"))
+    assert.equal("key=ver:1 v=2", cb:call("GET", "ver:1"))
+    H.wait_until(function() return numsub() == 2 end, 5, "both instances subscribed again")
+    assert.equal("key=ver:2 v=2", cb:call("GET", "ver:2"))
+    ca:close()
+    cb:close()
+    rc:close()
   end)
 
   it("drops the item on another instance within 100 ms of an invalidation", function()
