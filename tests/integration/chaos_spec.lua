@@ -262,7 +262,14 @@ describe("chaos", function()
       end
     end
 
+    local get_errors = {} -- phase -> {[message] = n}
     local function note_error(i, op, v)
+      if op.cmd == "GET" then
+        local t = get_errors[phase] or {}
+        get_errors[phase] = t
+        local msg = tostring(v.err):gsub("%d+", "N")
+        t[msg] = (t[msg] or 0) + 1
+      end
       phase_errors[phase] = (phase_errors[phase] or 0) + 1
       phase_errors[phase .. " first"] = phase_errors[phase .. " first"]
         or string.format("instance %d %s %s:%s: %s", i, op.cmd, op.ns, op.ids[1], tostring(v.err))
@@ -452,6 +459,8 @@ describe("chaos", function()
     local errs_down = { tonumber(info(1)("backend_errors_total")), tonumber(info(2)("backend_errors_total")) }
     redis:restart()
     await_recovery(f)
+    -- SPEC §6: with the origin healthy, a GET answers by fetching while Redis is dead
+    assert.equal(nil, get_errors["redis killed"], "GET errors while Redis was dead")
     for i = 1, 2 do
       -- issue 6 item 10: the lost connection and each failed reconnect count
       assert.is_true(errs_down[i] > errs_before[i],
@@ -468,8 +477,10 @@ describe("chaos", function()
     redis:signal("CONT")
     assert(ok, err)
     await_recovery(f)
+    assert.equal(nil, get_errors["redis stopped"], "GET errors while Redis hung")
 
     -- the origin answers 500
+    local se0 = sum_metric("luacached_stale_served_total", { ns = "chaos", reason = "error" })
     local fe0 = sum_metric("luacached_fetches_total", { ns = "chaos", result = "error" })
     f = fault("origin 500", false)
     origin_mode(origin, "error")
@@ -501,6 +512,10 @@ describe("chaos", function()
     assert.is_true(origin_counts(origin, "chaos").reset > 0, "the origin reset no connection")
     assert.is_true(sum_metric("luacached_fetches_total", { ns = "chaos", result = "error" }) > fe0,
       "no fetch failed while the origin reset connections")
+
+    -- stale_if_error answered some of the failed fetches
+    assert.is_true(sum_metric("luacached_stale_served_total", { ns = "chaos", reason = "error" }) > se0,
+      "no stale value served while the origin failed")
 
     phase = "final"
     load_for(2)
@@ -633,6 +648,9 @@ describe("chaos", function()
       assert.is_true(m("luacached_backend_errors_total") >= 2, where .. ": backend_errors_total " .. m("luacached_backend_errors_total"))
       assert.equal(0, m("luacached_fills_in_flight"), where .. ": fills_in_flight")
       assert.equal(0, m("luacached_fetches_in_flight"), where .. ": fetches_in_flight")
+      -- at most one item per key the test used (probe keys included)
+      assert.is_true(m("luacached_l1_entries") <= NKEYS + MISSING + probe_seq,
+        where .. ": l1_entries " .. m("luacached_l1_entries"))
       for ns in pairs(POLICY) do
         local w = where .. ", ns " .. ns .. ": "
         local function c(name, labels)
@@ -705,6 +723,11 @@ describe("chaos", function()
     print(string.format("\nchaos: %d rounds, %d GETs in %.1f s of load; error replies: %s; recovered in: %s",
       rounds, #gets, t_load, table.concat(errs, ", "), table.concat(took, ", ")))
 
+    if os.getenv("CHAOS_VERBOSE") then
+      for ph, t in pairs(get_errors) do
+        for msg, n in pairs(t) do print(string.format("  GET errors in %s: %d x %s", ph, n, msg)) end
+      end
+    end
     for i = 1, 2 do H.assert_clean_exit(I[i].srv) end
   end)
 end)
