@@ -19,6 +19,11 @@ GET /users/<id>     200 {"id":..,"name":"user <id>","email":..,"tier":..}
 GET /slow/<id>      a slow computed value: sleeps ?delay= seconds (default 0.3)
 GET /seq/<id>       200 "<id>:<n>", n = how many requests this path has had,
                     this one included: a value that changes on every fetch
+GET /chaos/<ns>/<id>
+                    200 "key=<ns>:<id> v=<N>", text/plain: N counts the 200
+                    answers of that key from 1, so every answer is a new
+                    version (the chaos test tells them apart; see /_chaos);
+                    ids starting with "missing" -> 404
 ANY /echo[/...]     200 JSON {"method","path","query","headers","body"}
 
 "id" is an integer when the id is all digits (optionally signed), else the
@@ -52,13 +57,31 @@ Programmable per-path overrides (for policies whose URL a test can't change):
                      counts requests per path on arrival (before any delay),
                      excluding /_ endpoints; max_inflight is the highest
                      number of concurrent requests seen per path.
-    POST   /_reset   clear counts and overrides
+    POST   /_reset   clear counts, overrides, chaos versions and the fault mode
+
+Run-time fault mode (the chaos test), for every non-/_ path under a prefix:
+    POST   /_mode {"mode":"ok"|"error"|"hang"|"reset","hang":1.5,
+                   "prefix":"/chaos/"}
+           error: 500 "origin error"; hang: sleep "hang" seconds (default
+           1.5), then answer as usual; reset: read the request, then abort
+           the connection with a TCP RST (SO_LINGER 0), no answer.
+           Applies to requests arriving from then on; /_control overrides
+           of a path win over the mode.
+    GET    /_mode   the current mode
+    GET    /_chaos  {"versions":{"<ns>:<id>":[[N,t],..]},
+                     "counts":{"<ns>":{"arrived":..,"ok":..,"not_found":..,
+                                        "error":..,"hang":..,"reset":..}}}
+                    every version of /chaos/ handed out, with the wall-clock
+                    time t (seconds, time.time()) it was made, just before
+                    its answer was written; counts per namespace by outcome.
 """
 
 import argparse
 import json
 import re
 import signal
+import socket
+import struct
 import sys
 import threading
 import time
@@ -84,6 +107,9 @@ class State:
         self.inflight = {}
         self.max_inflight = {}
         self.overrides = {}
+        self.mode = {"mode": "ok", "hang": 1.5, "prefix": "/chaos/"}
+        self.versions = {}  # "<ns>:<id>" -> [[N, t], ...]
+        self.chaos_counts = {}  # ns -> {"arrived": n, "ok": n, ...}
 
     def reset(self):
         with self.lock:
@@ -91,6 +117,36 @@ class State:
             self.paths = {}
             self.max_inflight = {p: n for p, n in self.inflight.items() if n > 0}
             self.overrides = {}
+            self.mode = {"mode": "ok", "hang": 1.5, "prefix": "/chaos/"}
+            self.versions = {}
+            self.chaos_counts = {}
+
+    def fault_for(self, path):
+        """The run-time fault mode that applies to path, or None."""
+        with self.lock:
+            m = self.mode
+            if m["mode"] == "ok" or not path.startswith(m["prefix"]):
+                return None
+            return dict(m)
+
+    def chaos_count(self, ns, what):
+        with self.lock:
+            c = self.chaos_counts.setdefault(
+                ns, {"arrived": 0, "ok": 0, "not_found": 0, "error": 0, "hang": 0, "reset": 0})
+            c[what] += 1
+
+    def new_version(self, key):
+        """The next version of key, recorded with the time it was made."""
+        with self.lock:
+            lst = self.versions.setdefault(key, [])
+            n = len(lst) + 1
+            lst.append([n, time.time()])
+            return n
+
+    def chaos(self):
+        with self.lock:
+            return {"versions": {k: list(v) for k, v in self.versions.items()},
+                    "counts": {k: dict(v) for k, v in self.chaos_counts.items()}}
 
     def arrive(self, path):
         """Count a request; return a copy of the override to apply (if any)
@@ -132,6 +188,14 @@ VERBOSE = False
 
 def json_id(raw):
     return int(raw) if NUMERIC.match(raw) else raw
+
+
+def chaos_ns(path):
+    """The namespace of a /chaos/<ns>/<id> path, else None."""
+    segs = path.split("/")
+    if len(segs) == 4 and segs[1] == "chaos" and segs[2] and segs[3]:
+        return segs[2]
+    return None
 
 
 def owner_of(raw):
@@ -252,6 +316,26 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/_control" and m == "GET":
             with STATE.lock:
                 self.send_json(200, dict(STATE.overrides))
+        elif path == "/_mode" and m == "POST":
+            try:
+                spec = json.loads(body.decode("utf-8") or "{}")
+                mode = {"mode": spec.get("mode", "ok"), "hang": float(spec.get("hang", 1.5)),
+                        "prefix": spec.get("prefix", "/chaos/")}
+                if mode["mode"] not in ("ok", "error", "hang", "reset"):
+                    raise ValueError("mode must be ok, error, hang or reset")
+                if not isinstance(mode["prefix"], str) or not mode["prefix"].startswith("/"):
+                    raise ValueError("prefix must start with /")
+            except (ValueError, TypeError, AttributeError) as e:
+                self.send_json(400, {"error": "bad mode: %s" % e})
+                return
+            with STATE.lock:
+                STATE.mode = mode
+            self.send_json(200, {"ok": True})
+        elif path == "/_mode" and m == "GET":
+            with STATE.lock:
+                self.send_json(200, dict(STATE.mode))
+        elif path == "/_chaos" and m == "GET":
+            self.send_json(200, STATE.chaos())
         else:
             self.send_json(404, {"error": "unknown control endpoint"})
 
@@ -267,14 +351,44 @@ class Handler(BaseHTTPRequestHandler):
                 extra_headers[n.strip()] = v.strip()
 
         ov, count = STATE.arrive(path)
+        ns = chaos_ns(path)
+        if ns is not None:
+            STATE.chaos_count(ns, "arrived")
         try:
             if ov:
                 ov.pop("times", None)
                 extra_headers.update(ov.pop("headers", None) or {})
                 ctl.update(ov)
+            elif self.apply_fault(ns, STATE.fault_for(path)):
+                return
             self.answer(path, query, body, ctl, extra_headers, count)
         finally:
             STATE.leave(path)
+
+    def apply_fault(self, ns, fault):
+        """Apply the run-time fault mode (ns: the /chaos/ namespace, for its
+        counts, or None); True when the request is done."""
+        if fault is None:
+            return False
+        if ns is not None:
+            STATE.chaos_count(ns, fault["mode"])
+        if fault["mode"] == "error":
+            self.send(500, "origin error", "text/plain; charset=utf-8")
+            return True
+        if fault["mode"] == "reset":
+            # SO_LINGER 0 then close: the kernel answers with RST, not FIN.
+            # detach() first, so the handler's later close is a no-op and
+            # never closes a descriptor number another thread reused.
+            self.close_connection = True
+            try:
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                           struct.pack("ii", 1, 0))
+                socket.socket(fileno=self.connection.detach()).close()
+            except OSError:
+                pass
+            return True
+        time.sleep(max(0.0, fault["hang"]))  # hang, then answer as usual
+        return False
 
     def answer(self, path, query, body, ctl, extra_headers, count):
         if ctl.get("drop") not in (None, False, "", "0", 0):
@@ -319,6 +433,18 @@ class Handler(BaseHTTPRequestHandler):
         version = ctl.get("version")
         if version is not None:
             version = json_id(str(version))
+
+        if kind == "chaos" and len(segs) == 4 and segs[2] and segs[3]:
+            ns, cid = segs[2], segs[3]
+            key = ns + ":" + cid
+            if cid.startswith("missing"):
+                STATE.chaos_count(ns, "not_found")
+                self.send(404, "not found", "text/plain; charset=utf-8", extra_headers)
+                return
+            STATE.chaos_count(ns, "ok")
+            n = STATE.new_version(key)
+            self.send(200, "key=%s v=%d" % (key, n), "text/plain; charset=utf-8", extra_headers)
+            return
 
         if kind == "echo":
             self.send_json(200, {

@@ -204,6 +204,10 @@ void cache_l1_store(const ns_t *ns, const buf_t *rkey, const entry_t *e)
 static bool l1_lookup(const ns_t *ns, const buf_t *rkey, entry_t *e)
 {
     if (!(ns->cur && ns->cur->conf.l1_ttl > 0)) return false;
+    /* Redis is there but its broadcasts are not: another instance's
+     * invalidation would go unheard, so read Redis. (With Redis down too,
+     * the tier is all there is: fail open, SPEC §6.) */
+    if (backend_up() && !backend_subscribed()) return false;
     if (!l1_get(rkey->data, rkey->len, uv_now(cache_loop), !backend_up(), e)) return false;
     if (e->version != ns->cur->conf.version || e->gen < ns->gen ||
         entry_state(e, now_ms()) != STATE_FRESH) {
@@ -429,18 +433,32 @@ void cache_warm_one(ns_t *ns, const char *id, size_t idlen, cache_warm_cb cb, vo
  * Invalidation: SET and DEL
  * ------------------------------------------------------------------------- */
 
+/* How long an invalidation keeps older entries out of the in-process tier:
+ * longer than a Redis read in flight can take (the backend timeout fails
+ * it), so a read sent before the invalidation cannot cache what it removed. */
+static uint64_t forbid_ms(void)
+{
+    return 2 * (uint64_t)cfg.backend_timeout_ms + 1000;
+}
+
+/* Entries stored up to this millisecond stay out of the tier for a while:
+ * "up to", not "before", as stored_at has millisecond resolution and a
+ * value stored in the same millisecond may be the one removed. The price is
+ * that a SET's own value, too, is read from Redis for that while. */
 void cache_invalidate_local(const char *rkey, size_t len)
 {
     cache_inval_epoch++;
+    uint64_t now = uv_now(cache_loop);
     fill_invalidate(rkey, len);
-    l1_del(rkey, len);
+    l1_forbid(rkey, len, now_ms(), now, now + forbid_ms());
 }
 
 void cache_invalidate_matching(const char *glob, size_t len)
 {
     cache_inval_epoch++;
+    uint64_t now = uv_now(cache_loop);
     fills_invalidate_matching(glob, len);
-    l1_del_matching(glob, len);
+    l1_forbid_matching(glob, len, now_ms(), now, now + forbid_ms());
 }
 
 /* SET and DEL change the entry and delete its fill lock in one script
@@ -629,6 +647,8 @@ void cache_del(slot_t *slot, const cache_key_t *keys, long nkeys)
 /* The subscription is (re)established: broadcasts may have been missed. */
 static void on_resync(void)
 {
+    /* Any item may have missed its invalidation meanwhile. */
+    l1_clear();
     fills_resync();
     nsgen_sync_all();
 }

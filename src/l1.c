@@ -1,5 +1,8 @@
 /* l1.c: the in-process tier (see l1.h): a hash table plus an age-ordered
- * list for eviction. Items are immutable copies of an entry; put replaces. */
+ * list for eviction. Items are immutable copies of an entry; put replaces.
+ * Invalidations leave a tombstone per key (and one floor for patterns) for
+ * a while, so a Redis read that was in flight cannot put back what they
+ * removed. */
 #include "l1.h"
 
 #include <stdlib.h>
@@ -18,18 +21,72 @@ typedef struct item {
     char data[]; /* value bytes, then the key */
 } item_t;
 
+/* "Nothing stored at or before floor may enter for this key until
+ * expires". Kept oldest first: they all live the same time, so the list is
+ * in expiry order too. */
+typedef struct tomb {
+    struct tomb *prev, *next;
+    int64_t floor;    /* wall ms, as entry_t.stored_at */
+    uint64_t expires; /* mono ms */
+    size_t klen;
+    char key[];
+} tomb_t;
+
+/* Tombstones are small, but a DEL storm must not grow them without bound:
+ * past this many the oldest goes (its read in flight is long answered). */
+#define MAX_TOMBS 65536
+
 static struct {
     dict_t map;
     item_t *oldest, *newest;
     size_t bytes, max_bytes;
+    dict_t tombs;
+    tomb_t *tomb_oldest, *tomb_newest;
+    int64_t all_floor; /* a pattern invalidation's floor, for every key */
+    uint64_t all_floor_expires;
+    uint64_t now; /* the latest mono time a caller gave */
     bool ready;
 } l1;
 
 void l1_init(size_t max_bytes)
 {
+    memset(&l1, 0, sizeof(l1)); /* a fresh tier, clock included (tests re-init) */
     dict_init(&l1.map);
+    dict_init(&l1.tombs);
     l1.max_bytes = max_bytes;
+    l1.all_floor = INT64_MIN;
     l1.ready = true;
+}
+
+static void tomb_drop(tomb_t *t)
+{
+    dict_del(&l1.tombs, t->key, t->klen);
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        l1.tomb_oldest = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    else
+        l1.tomb_newest = t->prev;
+    free(t);
+}
+
+static void tombs_expire(uint64_t now_mono)
+{
+    if (now_mono > l1.now) l1.now = now_mono;
+    while (l1.tomb_oldest && (l1.tomb_oldest->expires <= l1.now || l1.tombs.count > MAX_TOMBS))
+        tomb_drop(l1.tomb_oldest);
+    if (l1.all_floor_expires <= l1.now) l1.all_floor = INT64_MIN;
+}
+
+/* May an entry stored at stored_at enter for key? */
+static bool allowed(const char *key, size_t klen, int64_t stored_at)
+{
+    if (stored_at <= l1.all_floor && l1.all_floor_expires > l1.now) return false;
+    if (l1.tombs.count == 0) return true;
+    tomb_t *t = dict_get(&l1.tombs, key, klen);
+    return !t || t->expires <= l1.now || stored_at > t->floor;
 }
 
 static void unlink_item(item_t *it)
@@ -54,7 +111,9 @@ static void drop(item_t *it)
 
 bool l1_get(const char *key, size_t klen, uint64_t now_mono, bool ignore_expiry, entry_t *out)
 {
-    if (!l1.ready || l1.map.count == 0) return false;
+    if (!l1.ready) return false;
+    tombs_expire(now_mono);
+    if (l1.map.count == 0) return false;
     item_t *it = dict_get(&l1.map, key, klen);
     if (!it) return false;
     if (now_mono >= it->expires && !ignore_expiry) {
@@ -68,6 +127,8 @@ bool l1_get(const char *key, size_t klen, uint64_t now_mono, bool ignore_expiry,
 void l1_put(const char *key, size_t klen, const entry_t *e, uint64_t expires_mono)
 {
     if (!l1.ready) return;
+    /* An item it holds came after the invalidation: newer than e, keep it. */
+    if (!allowed(key, klen, e->stored_at)) return;
     /* Approximate footprint: item, value, key and the table entry. */
     size_t size = sizeof(item_t) + e->len + 2 * klen + sizeof(dict_entry_t) + 16;
     l1_del(key, klen);                   /* first: an older item must not outlive a newer value */
@@ -111,6 +172,44 @@ void l1_del_matching(const char *glob, size_t len)
     }
 }
 
+void l1_forbid(const char *key, size_t klen, int64_t floor, uint64_t now_mono, uint64_t until_mono)
+{
+    if (!l1.ready) return;
+    l1_del(key, klen);
+    tombs_expire(now_mono);
+    tomb_t *t = dict_get(&l1.tombs, key, klen);
+    if (t) {
+        if (t->floor > floor) floor = t->floor;
+        tomb_drop(t); /* re-added as the newest */
+    }
+    t = xmalloc(sizeof(*t) + klen);
+    t->floor = floor;
+    t->expires = until_mono;
+    t->klen = klen;
+    memcpy(t->key, key, klen);
+    t->next = NULL;
+    t->prev = l1.tomb_newest;
+    if (l1.tomb_newest)
+        l1.tomb_newest->next = t;
+    else
+        l1.tomb_oldest = t;
+    l1.tomb_newest = t;
+    dict_set(&l1.tombs, t->key, klen, t);
+    tombs_expire(now_mono); /* keeps the count bounded */
+}
+
+void l1_forbid_matching(const char *glob, size_t len, int64_t floor, uint64_t now_mono,
+                        uint64_t until_mono)
+{
+    if (!l1.ready) return;
+    l1_del_matching(glob, len);
+    tombs_expire(now_mono);
+    /* One floor for every key: patterns are rare, and a key they did not
+     * match only misses the tier for a moment (it is still read from Redis). */
+    if (floor > l1.all_floor) l1.all_floor = floor;
+    if (until_mono > l1.all_floor_expires) l1.all_floor_expires = until_mono;
+}
+
 void l1_clear(void)
 {
     while (l1.oldest)
@@ -131,6 +230,9 @@ void l1_close(void)
 {
     if (!l1.ready) return;
     l1_clear();
+    while (l1.tomb_oldest)
+        tomb_drop(l1.tomb_oldest);
     dict_free(&l1.map);
+    dict_free(&l1.tombs);
     l1.ready = false;
 }

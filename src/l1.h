@@ -22,8 +22,20 @@ void l1_close(void);
  * ignore_expiry: serve past the item's l1 lifetime (Redis is down, so the
  * tier is all there is; the entry's own freshness still applies). */
 bool l1_get(const char *key, size_t klen, uint64_t now_mono, bool ignore_expiry, entry_t *out);
+/* Store a copy of e until expires_mono, unless an invalidation forbids it
+ * (l1_forbid): then keep what the tier holds of the key (it is newer). */
 void l1_put(const char *key, size_t klen, const entry_t *e, uint64_t expires_mono);
 void l1_del(const char *key, size_t klen);
+/* An invalidation of key: drop its item and, until until_mono, refuse
+ * every entry stored (entry_t.stored_at, wall ms) at or before floor. A
+ * Redis read sent before the invalidation may answer after it with the
+ * value it removed; without this, that value would be cached again and
+ * served for l1_ttl after the DEL or SET was acknowledged. */
+void l1_forbid(const char *key, size_t klen, int64_t floor, uint64_t now_mono, uint64_t until_mono);
+/* The same for every key matching a Redis glob (PURGE). The floor applies
+ * to every key, to keep this O(items) with no per-pattern state. */
+void l1_forbid_matching(const char *glob, size_t len, int64_t floor, uint64_t now_mono,
+                        uint64_t until_mono);
 /* Drop every item whose key matches a Redis glob (PURGE): O(items). */
 void l1_del_matching(const char *glob, size_t len);
 void l1_clear(void);

@@ -132,12 +132,56 @@ static void test_del_matching(void)
     l1_close();
 }
 
+/* An invalidation keeps entries stored up to its floor out for a while:
+ * a read that was in flight cannot put back what it removed. */
+static void test_forbid(void)
+{
+    l1_init(1 << 20);
+    entry_t old = value_entry("old"), newer = value_entry("new"), out;
+    old.stored_at = 100;
+    newer.stored_at = 101;
+    l1_put("ns:a", 4, &old, 1000);
+    l1_forbid("ns:a", 4, 100, 10, 50);
+    REQUIRE(!l1_get("ns:a", 4, 10, false, &out)); /* dropped */
+    REQUIRE(l1_entries() == 0);                   /* a tombstone is no item */
+    l1_put("ns:a", 4, &old, 1000);                /* the read in flight */
+    REQUIRE(!l1_get("ns:a", 4, 20, false, &out));
+    l1_put("ns:a", 4, &newer, 1000); /* stored after it: fine */
+    REQUIRE(l1_get("ns:a", 4, 20, false, &out) && out.stored_at == 101);
+    l1_put("ns:a", 4, &old, 1000); /* refused, and the newer item stays */
+    REQUIRE(l1_get("ns:a", 4, 20, false, &out) && out.stored_at == 101);
+    /* a second invalidation raises the floor, never lowers it */
+    l1_forbid("ns:b", 4, 200, 20, 60);
+    l1_forbid("ns:b", 4, 150, 20, 60);
+    entry_t mid = value_entry("mid");
+    mid.stored_at = 180;
+    l1_put("ns:b", 4, &mid, 1000);
+    REQUIRE(!l1_get("ns:b", 4, 30, false, &out));
+    /* after until_mono the tombstone is gone */
+    REQUIRE(!l1_get("ns:b", 4, 60, false, &out));
+    l1_put("ns:b", 4, &mid, 1000);
+    REQUIRE(l1_get("ns:b", 4, 61, false, &out) && out.stored_at == 180);
+    /* a pattern: its floor holds for every key until it expires */
+    l1_put("lc:{uw:5:1}", 11, &old, 1000);
+    l1_forbid_matching("lc:{uw:5:*}", 11, 100, 70, 90);
+    REQUIRE(!l1_get("lc:{uw:5:1}", 11, 70, false, &out));
+    l1_put("lc:{uw:5:1}", 11, &old, 1000);
+    REQUIRE(!l1_get("lc:{uw:5:1}", 11, 80, false, &out));
+    l1_put("lc:{uw:5:1}", 11, &newer, 1000);
+    REQUIRE(l1_get("lc:{uw:5:1}", 11, 80, false, &out));
+    REQUIRE(!l1_get("zz", 2, 95, false, &out)); /* the clock passes 90 */
+    l1_put("lc:{uw:6:1}", 11, &old, 1000);
+    REQUIRE(l1_get("lc:{uw:6:1}", 11, 96, false, &out));
+    l1_close();
+}
+
 int main(void)
 {
     RUN(test_dict);
     RUN(test_get_put_expire);
     RUN(test_eviction_oldest_first);
     RUN(test_negative_entry);
+    RUN(test_forbid);
     RUN(test_del_matching);
     return check_summary("l1");
 }

@@ -30,6 +30,7 @@ describe("in-process tier", function()
     dir = H.write_policies{
       hot = H.simple_policy(origin.url .. "/widgets/", "ttl = 30, l1_ttl = 2, negative_ttl = 30"),
       cold = H.simple_policy(origin.url .. "/widgets/", "ttl = 30"),
+      ver = H.simple_policy(origin.url .. "/chaos/ver/", "ttl = 30, l1_ttl = 30"),
     }
     a = H.start_server{ policies_dir = dir, redis_port = redis.port }
     b = H.start_server{ policies_dir = dir, redis_port = redis.port }
@@ -78,6 +79,57 @@ describe("in-process tier", function()
     assert.is_string(c:call("GET", "hot:3"))
     assert.equal(2, origin:count("/widgets/3"))
     c:close()
+  end)
+
+  -- Found by the chaos test: a GET whose Redis read was in flight when a
+  -- SET or DEL of the key came put the old value into the tier after the
+  -- invalidation, and the next GETs answered it for l1_ttl.
+  it("a read in flight during a SET or DEL does not put the old value back", function()
+    local c = a:client()
+    for round = 1, 20 do
+      local key = "hot:inflight" .. round
+      assert.equal("OK", c:call("SET", key, "old"))
+      -- the GET's read goes to Redis first; the SET drops the tier's item
+      -- before that read answers with the old entry
+      local r = c:pipeline{ { "GET", key }, { "SET", key, "new" } }
+      assert.equal("old", r[1][1])
+      assert.equal("OK", r[2][1])
+      assert.equal("new", c:call("GET", key), "round " .. round)
+      assert.equal("new", c:call("GET", key), "round " .. round)
+      r = c:pipeline{ { "GET", key }, { "DEL", key } }
+      assert.equal("new", r[1][1])
+      assert.equal(1, r[2][1])
+      local v = c:call("GET", key) -- refetched from the origin
+      assert.is_string(v)
+      assert.not_equal("new", v, "round " .. round)
+    end
+    c:close()
+  end)
+
+  -- Found by the chaos test: an instance whose subscription was down when
+  -- another one invalidated a key kept serving the key from its tier, also
+  -- after it had subscribed again (Redis itself stayed up).
+  it("skips the tier while its subscription is down, and drops the tier on resubscribe", function()
+    local ca, cb, rc = a:client(), b:client(), redis:client()
+    local function numsub()
+      local r = rc:call("PUBSUB", "NUMSUB", "lc:#events")
+      return r[2]
+    end
+    H.wait_until(function() return numsub() == 2 end, 5, "both instances subscribed")
+    for _, id in ipairs{ "1", "2" } do
+      assert.equal("key=ver:" .. id .. " v=1", cb:call("GET", "ver:" .. id))
+      assert.equal("key=ver:" .. id .. " v=1", cb:call("GET", "ver:" .. id)) -- in b's tier
+    end
+    assert.is_true(rc:call("CLIENT", "KILL", "TYPE", "pubsub") >= 2)
+    -- b is deaf now (it reconnects after a backoff of 100 ms or more)
+    assert.equal(1, ca:call("DEL", "ver:1"))
+    assert.equal(1, ca:call("DEL", "ver:2"))
+    assert.equal("key=ver:1 v=2", cb:call("GET", "ver:1"))
+    H.wait_until(function() return numsub() == 2 end, 5, "both instances subscribed again")
+    assert.equal("key=ver:2 v=2", cb:call("GET", "ver:2"))
+    ca:close()
+    cb:close()
+    rc:close()
   end)
 
   it("drops the item on another instance within 100 ms of an invalidation", function()

@@ -185,6 +185,62 @@ describe("example origin", function()
     assert.has_error(function() origin:get("/widgets/6") end)
   end)
 
+  it("/chaos/<ns>/<id> hands out a new version per answer and logs it in /_chaos", function()
+    local t0 = H.now()
+    local st, body = origin:get("/chaos/c/7")
+    assert.equal(200, st)
+    assert.equal("key=c:7 v=1", body)
+    assert.equal("key=c:7 v=2", select(2, origin:get("/chaos/c/7")))
+    assert.equal("key=d:7 v=1", select(2, origin:get("/chaos/d/7")))
+    assert.equal(404, (origin:get("/chaos/c/missing1")))
+    local ch = H.json_decode(select(2, origin:get("/_chaos")))
+    assert.equal(2, #ch.versions["c:7"])
+    assert.equal(2, ch.versions["c:7"][2][1])
+    local t = ch.versions["c:7"][1][2]
+    assert.is_true(t >= t0 - 0.05 and t <= H.now() + 0.05, "version time " .. t)
+    assert.same({ arrived = 3, ok = 2, not_found = 1, error = 0, hang = 0, reset = 0 }, ch.counts.c)
+    origin:reset()
+    assert.same({}, H.json_decode(select(2, origin:get("/_chaos"))).versions)
+  end)
+
+  it("/_mode switches every path under its prefix to 500, hang or reset at run time", function()
+    local function mode(m, extra)
+      local spec = { mode = m, hang = 0.3 }
+      for k, v in pairs(extra or {}) do spec[k] = v end
+      local st = H.http{ url = origin.url .. "/_mode", method = "POST", body = H.json_encode(spec) }
+      return st
+    end
+    assert.equal(200, mode("error"))
+    assert.equal(500, (origin:get("/chaos/c/1")))
+    assert.equal(200, (origin:get("/widgets/1"))) -- outside the prefix
+    assert.equal(200, mode("hang"))
+    local t0 = H.now()
+    assert.equal("key=c:1 v=1", select(2, origin:get("/chaos/c/1")))
+    assert.is_true(H.now() - t0 >= 0.28, "did not hang")
+    assert.equal(200, mode("reset"))
+    -- an RST, not an orderly close (luasocket reports both as "closed")
+    local rc, out = H.run({ "python3", "-c", string.format([[
+import socket
+s = socket.create_connection(("127.0.0.1", %d), 5)
+s.sendall(b"GET /chaos/c/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+try:
+    print("eof" if s.recv(100) == b"" else "data")
+except ConnectionResetError:
+    print("reset")
+]], origin.port) }, 10)
+    assert.equal(0, rc, out)
+    assert.equal("reset", out:match("%a+"))
+    assert.equal(200, mode("error", { prefix = "/widgets/" }))
+    assert.equal(200, (origin:get("/chaos/c/1")))
+    assert.equal(500, (origin:get("/widgets/1")))
+    assert.equal(400, mode("bogus"))
+    assert.equal(200, mode("ok"))
+    assert.equal(200, (origin:get("/widgets/1")))
+    local c = H.json_decode(select(2, origin:get("/_chaos"))).counts.c
+    assert.same({ arrived = 4, ok = 2, not_found = 0, error = 1, hang = 1, reset = 1 }, c)
+    origin:reset()
+  end)
+
   it("echoes method, path, headers and body", function()
     local st, body = H.http{ url = origin.url .. "/echo/x?a=1", method = "PUT", body = "payload",
                              headers = { ["x-test"] = "yes" } }
