@@ -235,9 +235,13 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
     /* and the run's own coroutine, which resumed this one: it stops at its
      * next instruction, whatever catches this error */
     if (b->thread && b->thread != L) lua_sethook(b->thread, budget_hook, LUA_MASKCOUNT, 1);
-    /* Level 0 is the Lua function running (a count hook has no frame of
-     * its own), so the message names the policy's line. */
-    luaL_where(L, 0);
+    /* Where the budget ran out (the policy's line, not the sandbox's);
+     * else level 0, the Lua function running (a count hook has no frame of
+     * its own). */
+    if (b->where[0])
+        lua_pushstring(L, b->where);
+    else
+        luaL_where(L, 0);
     if (b->stalled)
         lua_pushfstring(L, STALL_MESSAGE, (lua_Integer)(STALL_NS / 1000000));
     else if (b->over_time)

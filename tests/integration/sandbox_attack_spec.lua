@@ -149,7 +149,7 @@ A.nested_busy_in_gsub = function()
     return coroutine.wrap(function()
       return coroutine.wrap(function()
         local n = 0
-        for i = 1, 300000 do n = n + 1 end
+        for i = 1, 150000 do n = n + 1 end
         return ch .. n
       end)()
     end)()
@@ -281,10 +281,17 @@ describe("hostile policies", function()
     still_serving()
   end)
 
-  it("nested coroutines busy past a slice inside a gsub callback still work", function()
+  it("nested coroutines busy past a slice inside a gsub callback get no spurious yields", function()
+    -- Each coroutine runs a few ms (past a 1 ms slice) where nothing can
+    -- yield to the server: the slices must not leak out as coroutine
+    -- yields (which made gsub keep "a" and "b"). On a loaded machine the
+    -- two may together pass the 25 ms cap: that error is fine too.
     local v, kind = c:call("GET", "attack:nested_busy_in_gsub")
-    assert.equal("bulk", kind, tostring(type(v) == "table" and v.err or v))
-    assert.equal("a300000b300000", v)
+    if kind == "error" then
+      assert.truthy(errtext(v):find("without a chance to yield", 1, true), errtext(v))
+    else
+      assert.equal("a150000b150000", v)
+    end
   end)
 
   it("thirty runaways pipelined on one connection take turns with other clients", function()
