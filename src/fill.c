@@ -797,10 +797,26 @@ static void overtake(fill_t *f)
     dict_del(&fills, f->rkey.data, f->rkey.len);
 }
 
+/* A fill still locking or waiting is not overtaken, but the stale copy it
+ * keeps for stale_if_error is of the entry just invalidated: if its fetch
+ * fails later, that copy must not answer. */
+static void forget_stale(fill_t *f)
+{
+    if (!f->stale.present) return;
+    f->stale.present = false;
+    free(f->stale.value);
+    f->stale.value = NULL;
+    f->stale.len = 0;
+}
+
 void fill_invalidate(const char *rkey, size_t len)
 {
     fill_t *f = dict_get(&fills, rkey, len);
-    if (f && fetch_under_way(f)) overtake(f);
+    if (!f) return;
+    if (fetch_under_way(f))
+        overtake(f);
+    else
+        forget_stale(f);
 }
 
 typedef bool (*fill_pred)(const fill_t *f, const void *arg, size_t len);
@@ -813,7 +829,11 @@ static void overtake_where(fill_pred pred, const void *arg, size_t len)
     fill_t **list = xmalloc(fills.count * sizeof(*list));
     for (dict_entry_t *e = dict_first(&fills, &i); e; e = dict_next(&fills, &i, e)) {
         fill_t *f = e->value;
-        if (fetch_under_way(f) && pred(f, arg, len)) list[n++] = f;
+        if (!pred(f, arg, len)) continue;
+        if (fetch_under_way(f))
+            list[n++] = f;
+        else
+            forget_stale(f);
     }
     for (size_t j = 0; j < n; j++)
         overtake(list[j]);

@@ -244,3 +244,61 @@ describe("races with a fill that just answered", function()
     H.assert_clean_exit(C)
   end)
 end)
+
+-- A fill waiting on another instance's lock keeps the stale entry it found,
+-- to answer if its fetch fails (stale_if_error). A DEL acknowledged while it
+-- waits removed that entry: a failing fetch must not bring it back.
+describe("an invalidation while a fill waits on a lock", function()
+  local redis, origin, srv
+
+  setup(function()
+    redis = H.start_redis()
+    origin = H.start_origin()
+    local dir = H.write_policies{
+      w = string.format([[
+return {
+  ttl = 1, stale_ttl = 0, stale_if_error = 30, lock_timeout = 1,
+  fetch = function(id, ctx)
+    local res = ctx.http.get(%q .. id)
+    if res.status ~= 200 then error("origin said " .. res.status) end
+    return res.body
+  end,
+}
+]], origin.url .. "/chaos/w/"),
+    }
+    srv = H.start_server{ redis_port = redis.port, policies_dir = dir }
+  end)
+
+  teardown(function()
+    if srv then H.assert_clean_exit(srv) end
+    H.cleanup()
+  end)
+
+  local function origin_mode(mode)
+    local st, body = H.http{ url = origin.url .. "/_mode", method = "POST",
+                             body = H.json_encode{ mode = mode, prefix = "/chaos/" },
+                             headers = { ["content-type"] = "application/json" } }
+    assert(st == 200, "origin /_mode answered " .. tostring(st) .. ": " .. tostring(body))
+  end
+
+  it("does not answer the deleted value when its fetch then fails", function()
+    local c1, c2 = srv:client(10), srv:client(10)
+    assert.equal("key=w:1 v=1", (c2:call("GET", "w:1")))
+    H.wait_until(function() return (c2:call("PEEK", "w:1") or {})[1] == "stale" end, 5, "stale")
+    -- another instance holds the fill lock; the origin fails from now on
+    assert.equal("OK", (redis:call("SET", "lc:{w:1}:lock", "other", "PX", "5000")))
+    origin_mode("error")
+    c1:send("GET", "w:1") -- waits on the lock, holding the stale entry
+    H.wait_until(function() return H.ns_stats(srv, "w").misses >= 2 end, 5, "second GET waiting")
+    assert.equal(1, (c2:call("DEL", "w:1")))
+    -- the waiting fill takes over after lock_timeout, its fetch fails: an
+    -- error, never the deleted "key=w:1 v=1"
+    local v, kind = c1:read_reply(10)
+    assert.equal("error", kind, "answered " .. tostring(v))
+    local v2, kind2 = c2:call("GET", "w:1")
+    assert.equal("error", kind2, "answered " .. tostring(v2))
+    origin_mode("ok")
+    c1:close()
+    c2:close()
+  end)
+end)
