@@ -76,6 +76,11 @@ typedef struct fill {
     bool force;       /* REFRESH: fetch even if the entry is fresh */
     bool invalidated; /* an invalidation landed while in flight: do not store */
     bool own_lock;
+    /* Never read the entry: Redis was down or its reply was lost when we
+     * looked. A value may be there (a user's SET), so a store must not
+     * replace one (SET NX), whatever Redis says by the time the fetch is
+     * done. */
+    bool blind;
     bool landed;            /* an "F" came while the lock request was in flight */
     long long gen;          /* the namespace generation when the fetch started */
     uint64_t fetch_started; /* mono ms, when the fetch started */
@@ -259,6 +264,9 @@ static void store(fill_t *f, const entry_t *e, const fetch_result_t *r)
         rc = backend_cmd(on_stored, f->ns, "EVAL %s 2 %b %b %s %b %lld", STORE_IF_LOCKED,
                          f->rkey.data, f->rkey.len, f->lkey.data, f->lkey.len, f->token, val.data,
                          val.len, px);
+    } else if (f->blind && !f->force) {
+        rc = backend_cmd(on_stored, f->ns, "SET %b %b PX %lld NX", f->rkey.data, f->rkey.len,
+                         val.data, val.len, px);
     } else {
         rc = backend_cmd(on_stored, f->ns, "SET %b %b PX %lld", f->rkey.data, f->rkey.len, val.data,
                          val.len, px);
@@ -468,6 +476,7 @@ static void recheck(fill_t *f)
     f->refs++;
     if (backend_cmd(on_recheck, f, "GET %b", f->rkey.data, f->rkey.len) != 0) {
         f->refs--;
+        f->blind = true;
         fill_fetch(f); /* Redis gone: fail open */
     }
 }
@@ -498,6 +507,7 @@ static void on_lock_get(void *priv, redisReply *reply)
         fill_unref(f);
         return;
     }
+    f->blind = !reply || reply->type == REDIS_REPLY_ERROR; /* this read is what we know */
     entry_t e;
     bool fresh = reply && reply->type == REDIS_REPLY_STRING &&
                  entry_usable(f->ns, reply->str, reply->len, &e) && answers_fill(f, &e);
@@ -529,6 +539,7 @@ static void fill_lock(fill_t *f)
     if (backend_cmd(on_lock_set, f, "SET %b %s NX PX %lld", f->lkey.data, f->lkey.len, f->token,
                     lease) != 0) {
         f->refs--;
+        f->blind = true;
         fill_fetch(f); /* Redis down: fail open, coalesced in this process only */
         return;
     }
@@ -536,6 +547,7 @@ static void fill_lock(fill_t *f)
     if (backend_cmd(on_lock_get, f, "GET %b", f->rkey.data, f->rkey.len) != 0) {
         f->refs--;
         /* The link dropped between the two: on_lock_set gets NULL; fetch. */
+        f->blind = true;
         fill_fetch(f);
         return;
     }
