@@ -18,10 +18,14 @@
 /* Commands one client may start per loop iteration: a read of 64 KiB of
  * tiny pipelined commands is ~2000 of them, and others wait meanwhile. */
 #define COMMANDS_PER_ITERATION 256
-/* A new client's guess at one reply's size, as a fraction of the soft
- * limit: before any reply has told us, at most that many run at once (a
- * slow start), and each finished reply refines the guess. */
-#define INITIAL_REPLIES_IN_FLIGHT 16
+/* Bytes of replies one client may have on their way (from Redis, over the
+ * one shared link, or from an origin) beyond its first pending one: more
+ * would only queue ahead of other clients' replies on the Redis link. */
+#define IN_FLIGHT_BYTES (8 * 1024 * 1024)
+/* A new client's guess at one reply's size: before any reply has told us,
+ * at most IN_FLIGHT_BYTES / that run at once (a slow start), and each
+ * finished reply refines the guess. */
+#define INITIAL_REPLY_EST (IN_FLIGHT_BYTES / 16)
 /* Write buffers larger than this are freed rather than kept when empty. */
 #define KEEP_BUFFER_MAX (1024 * 1024)
 
@@ -184,6 +188,7 @@ static void on_write(uv_write_t *req, int status)
 {
     client_t *c = req->data;
     c->writing = false;
+    c->last_active_ms = uv_now(srv.loop); /* it took its output */
     if (c->wbuf.cap > KEEP_BUFFER_MAX)
         buf_free(&c->wbuf);
     else
@@ -289,7 +294,8 @@ static bool may_start(client_t *c)
     count_tail(c);
     size_t soft = soft_output_limit(), held = held_output(c);
     if (held >= soft) return false;
-    return (size_t)c->pending <= (soft - held) / (c->reply_est ? c->reply_est : 1);
+    size_t room = soft - held < IN_FLIGHT_BYTES ? soft - held : IN_FLIGHT_BYTES;
+    return (size_t)c->pending <= room / (c->reply_est ? c->reply_est : 1);
 }
 
 /* Enforce --output-limit after every command, as Redis does, so one read
@@ -508,7 +514,7 @@ static void on_connection(uv_stream_t *listener, int status)
     resp_parser_init(&c->parser, &lim);
     c->id = ++srv.next_id;
     c->authed = cfg.requirepass == NULL;
-    c->reply_est = soft_output_limit() / INITIAL_REPLIES_IN_FLIGHT;
+    c->reply_est = INITIAL_REPLY_EST;
     c->last_active_ms = uv_now(srv.loop);
     c->next = srv.clients;
     if (srv.clients) srv.clients->prev = c;
@@ -527,6 +533,11 @@ static void on_idle_timer(uv_timer_t *t)
     client_t *c = srv.clients;
     while (c) {
         client_t *next = c->next;
+        /* A slow reader taking its output is not idle, even while it is
+         * paused and sends nothing. */
+        size_t unsent = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+        if (c->writing && unsent != c->last_unsent) c->last_active_ms = now;
+        c->last_unsent = unsent;
         /* A client waiting on its own replies is not idle. */
         if (c->pending == 0 && now - c->last_active_ms > limit) client_close(c);
         c = next;

@@ -55,6 +55,7 @@ struct client {
     bool flush_queued;
     char *name; /* CLIENT SETNAME */
     uint64_t last_active_ms;
+    size_t last_unsent;         /* write queue at the last idle check */
     struct client *prev, *next; /* all clients */
     struct client *flush_next;  /* clients with output to flush */
 };

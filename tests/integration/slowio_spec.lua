@@ -69,7 +69,9 @@ describe("a slow reader", function()
     }
     srv = H.start_server{ redis_port = redis.port, policies_dir = dir, env = asan_env(),
                           extra_args = { "--output-limit", tostring(OUTPUT_LIMIT),
-                                         "--backend-timeout", "500" } }
+                                         "--backend-timeout", "500",
+                                         -- paused, yet not idle while it takes its output
+                                         "--timeout", "1" } }
   end)
   teardown(H.cleanup)
 
@@ -119,6 +121,8 @@ describe("a slow reader", function()
     -- every reply whole, in order
     assert.is_true(table.concat(parts) == one:rep(n), "the replies are not the value, n times")
     local grown = (status_kb(srv.pid, "VmHWM") - base_hwm) * 1024
+    io.stderr:write(string.format("\n  [%s x %d at %.0f MiB/s: %.1f s, worst PING %.1f ms, peak RSS +%.1f MiB]\n",
+      key, n, rate / MiB, H.now() - t0, worst_ping * 1000, grown / MiB))
     return worst_ping, grown
   end
 
