@@ -30,16 +30,19 @@
 #include <assert.h>
 #include <limits.h>
 #include <netdb.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <hiredis/async.h>
+#include <hiredis/sds.h>
 
 #include "log.h"
 #include "util.h"
@@ -48,6 +51,11 @@
 #define BACKOFF_MAX_MS     5000
 #define DEFAULT_TIMEOUT_MS 1000
 #define DEFAULT_PORT       6379
+/* hiredis reads 16 KiB per redisAsyncHandleRead(); a wake-up reads on while
+ * the socket has more, up to this many times (1 MiB), so a large reply
+ * arrives at socket speed rather than 16 KiB per loop iteration, and other
+ * handles still get their turn between wake-ups. */
+#define READS_PER_WAKEUP 64
 
 static_assert(sizeof(((backend_url_t *)0)->path) == sizeof(((struct sockaddr_un *)0)->sun_path),
               "backend_url_t.path must match sun_path");
@@ -353,14 +361,34 @@ struct link_poll {
     int events;
 };
 
+/* Bytes that have arrived on fd and are not read yet (0 on any error). */
+static int fd_unread(int fd)
+{
+    int n = 0;
+    if (fd < 0 || ioctl(fd, FIONREAD, &n) != 0) return 0;
+    return n;
+}
+
+static void link_read_progress(redisAsyncContext *ac);
+static void link_write_progress(redisAsyncContext *ac, size_t written);
+
 static void poll_cb(uv_poll_t *handle, int status, int events)
 {
     struct link_poll *p = handle->data;
     int ev = status < 0 ? p->events : events;
     /* Each call may free the context (p->ac turns NULL); p lives until the
      * close callback. */
-    if (p->ac && (ev & UV_READABLE)) redisAsyncHandleRead(p->ac);
-    if (p->ac && (ev & UV_WRITABLE)) redisAsyncHandleWrite(p->ac);
+    for (int i = 0; i < READS_PER_WAKEUP && p->ac && (ev & UV_READABLE); i++) {
+        link_read_progress(p->ac);
+        redisAsyncHandleRead(p->ac);
+        if (!p->ac || fd_unread(p->ac->c.fd) <= 0) break;
+    }
+    if (p->ac && (ev & UV_WRITABLE)) {
+        size_t before = sdslen(p->ac->c.obuf);
+        redisAsyncHandleWrite(p->ac);
+        /* A write never runs callbacks, so the context is still here. */
+        if (p->ac) link_write_progress(p->ac, before - sdslen(p->ac->c.obuf));
+    }
 }
 
 static void poll_update(struct link_poll *p, int events)
@@ -447,8 +475,9 @@ struct redis_link;
 struct link_req {
     struct link_req *prev, *next;
     struct redis_link *link;
-    uint64_t sent_ms; /* uv_now() when queued */
-    const char *step; /* handshake step ("AUTH", ...); NULL for a caller's command */
+    uint64_t sent_ms;  /* uv_now() when queued */
+    uint64_t wire_end; /* link->queued_bytes once this command was queued */
+    const char *step;  /* handshake step ("AUTH", ...); NULL for a caller's command */
     backend_cb cb;
     void *priv;
 };
@@ -470,6 +499,13 @@ struct redis_link {
     redisAsyncContext *ac; /* NULL whenever the link is not connecting or up */
     uv_timer_t *timer;     /* heap: outlives link_close() until its close callback */
     struct link_req *head, *tail;
+    /* Progress of the current context, for the timeout: a command is late
+     * only after timeout_ms with no byte of any reply arriving (replies come
+     * in order, so bytes arriving are the head's) and, while the head's own
+     * bytes are still being written, none of those leaving either. */
+    uint64_t last_io_ms;    /* uv_now() of the last such progress */
+    uint64_t queued_bytes;  /* bytes ever appended to the context's write buffer */
+    uint64_t written_bytes; /* bytes of them written to the socket */
     unsigned handshake_left;
     struct link_resolve *resolving; /* the lookup we still wait for, if any */
     unsigned addr_turn;             /* rotates through resolved addresses on failure */
@@ -505,6 +541,35 @@ static void free_handle_cb(uv_handle_t *h)
 static bool link_live(const struct redis_link *link)
 {
     return link->state != LINK_OFF && link->state != LINK_CLOSED;
+}
+
+static void link_read_progress(redisAsyncContext *ac)
+{
+    struct redis_link *link = ac->data;
+    link->last_io_ms = uv_now(link->loop);
+}
+
+/* Writing counts only while the head command is not all out: once it is,
+ * a Redis that reads but never answers (hung, paused) must still time out. */
+static void link_write_progress(redisAsyncContext *ac, size_t written)
+{
+    struct redis_link *link = ac->data;
+    if (written == 0) return;
+    if (link->head && link->written_bytes < link->head->wire_end)
+        link->last_io_ms = uv_now(link->loop);
+    link->written_bytes += written;
+}
+
+/* Is there progress the poll phase has not seen yet: reply bytes unread in
+ * the socket, or the head command not all written while the socket would
+ * take more? Then a late timer is our loop's delay, not Redis's. */
+static bool link_progress_pending(const struct redis_link *link)
+{
+    if (!link->ac || link->ac->c.fd < 0) return false;
+    if (fd_unread(link->ac->c.fd) > 0) return true;
+    if (!link->head || link->written_bytes >= link->head->wire_end) return false;
+    struct pollfd pfd = {.fd = link->ac->c.fd, .events = POLLOUT};
+    return poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLOUT);
 }
 
 static const char *ac_errstr(const redisAsyncContext *ac)
@@ -686,9 +751,12 @@ static void link_on_disconnect(const redisAsyncContext *ac, int status)
     link_lost(link, status == REDIS_OK ? "connection closed" : ac_errstr(ac), LOSS_SEEN);
 }
 
-static void link_track(struct redis_link *link, struct link_req *req)
+/* obuf_before: the write buffer's length before the command was queued. */
+static void link_track(struct redis_link *link, struct link_req *req, size_t obuf_before)
 {
     req->sent_ms = uv_now(link->loop);
+    link->queued_bytes += sdslen(link->ac->c.obuf) - obuf_before;
+    req->wire_end = link->queued_bytes;
     fifo_push(link, req);
     link_arm(link);
 }
@@ -705,11 +773,12 @@ static int link_send_argv(struct redis_link *link, const char *step, backend_cb 
                           int argc, const char **argv, const size_t *lens)
 {
     struct link_req *req = req_new(link, step, cb, priv);
+    size_t obuf = sdslen(link->ac->c.obuf);
     if (redisAsyncCommandArgv(link->ac, link_reply_cb, req, argc, argv, lens) != REDIS_OK) {
         free(req);
         return -1;
     }
-    link_track(link, req);
+    link_track(link, req, obuf);
     return 0;
 }
 
@@ -717,11 +786,12 @@ static int link_sendv(struct redis_link *link, backend_cb cb, void *priv, const 
                       va_list ap)
 {
     struct link_req *req = req_new(link, NULL, cb, priv);
+    size_t obuf = sdslen(link->ac->c.obuf);
     if (redisvAsyncCommand(link->ac, link_reply_cb, req, fmt, ap) != REDIS_OK) {
         free(req);
         return -1;
     }
-    link_track(link, req);
+    link_track(link, req, obuf);
     return 0;
 }
 
@@ -784,6 +854,8 @@ static void link_start(struct redis_link *link, redisAsyncContext *ac)
     redisAsyncSetConnectCallback(ac, link_on_connect);
     redisAsyncSetDisconnectCallback(ac, link_on_disconnect);
     link->ac = ac;
+    link->last_io_ms = 0;
+    link->queued_bytes = link->written_bytes = 0;
     link->state = LINK_CONNECTING;
     log_debug("%s: connecting to %s", link->name, link->where);
     if (link_handshake(link) != 0) link_lost(link, "cannot queue the handshake", LOSS_DROP);
@@ -914,14 +986,26 @@ static void link_timer_cb(uv_timer_t *t)
         if (link->on_idle && link->state != LINK_CONNECTING) link->on_idle(link);
         return;
     }
-    uint64_t due = head->sent_ms + (uint64_t)link->timeout_ms;
+    /* Measured from the head's sending or the last progress, whichever is
+     * later: a large reply still arriving is not a dead Redis. */
+    uint64_t since = head->sent_ms > link->last_io_ms ? head->sent_ms : link->last_io_ms;
+    uint64_t due = since + (uint64_t)link->timeout_ms;
     uint64_t now = uv_now(link->loop);
     if (now < due) {
         uv_timer_start(t, link_timer_cb, due - now, 0);
         return;
     }
-    /* A reply this late means the link is unusable (or Redis is stuck):
-     * drop it, which fails every pending command, and start over. */
+    /* Timers run before the poll phase: after the loop was busy elsewhere
+     * (say, formatting a large command), progress may be waiting for us. */
+    if (link_progress_pending(link)) {
+        link->last_io_ms = now;
+        uv_timer_start(t, link_timer_cb, (uint64_t)link->timeout_ms, 0);
+        return;
+    }
+    /* No byte for the whole timeout while a command waits: the link is
+     * unusable (or Redis is stuck). Replies come in order, so one command
+     * cannot be given up alone: drop the link, which fails every pending
+     * command, and start over. */
     if (link->state == LINK_CONNECTING)
         snprintf(why, sizeof(why), "connect timed out after %ld ms", link->timeout_ms);
     else if (head->step)

@@ -199,7 +199,9 @@ int config_parse(int argc, char **argv)
             if (want_ll(name, v, 1024, 16LL << 30, &n)) return -1;
             cfg.max_request = (size_t)n;
         } else if (strcmp(name, "--max-value") == 0) {
-            if (want_ll(name, v, 1024, 512LL << 20, &n)) return -1;
+            /* Redis takes bulks up to 512 MiB (proto-max-bulk-len) and an
+             * entry is the value plus a header: leave the header room. */
+            if (want_ll(name, v, 1024, (512LL << 20) - 4096, &n)) return -1;
             cfg.max_value = (size_t)n;
         } else if (strcmp(name, "--output-limit") == 0) {
             if (want_ll(name, v, 1 << 20, 16LL << 30, &n)) return -1;

@@ -84,6 +84,11 @@ typedef struct fill {
     bool strict;      /* REFRESH: only a fetch of this fill answers it */
     bool invalidated; /* an invalidation landed while in flight: do not store */
     bool own_lock;
+    /* Never read the entry: Redis was down or its reply was lost when we
+     * looked. A value may be there (a user's SET), so a store must not
+     * replace one (SET NX), whatever Redis says by the time the fetch is
+     * done. */
+    bool blind;
     bool landed;        /* an "F" came while the lock request was in flight */
     long long gen;      /* the namespace generation when the fetch started */
     uint64_t fetch_seq; /* tag_clock() when the fetch started */
@@ -308,6 +313,10 @@ static void on_stored(void *priv, redisReply *reply)
          * overtook this fill, so its result must not be stored. */
         ns->stats.invalidations_race++;
         to_l1 = false;
+    } else if (reply->type == REDIS_REPLY_NIL) {
+        /* A blind store's SET NX found a value there (a user's SET, say):
+         * it stays, and is what the next read gets; not this one. */
+        to_l1 = false;
     }
     if (f->state == FILL_STORING) store_done(f, to_l1);
     fill_unref(f);
@@ -334,6 +343,9 @@ static void store_entry(fill_t *f)
         rc = backend_cmd(on_stored, f, "EVAL %s 2 %b %b %s %b %lld", STORE_IF_LOCKED, f->rkey.data,
                          f->rkey.len, f->lkey.data, f->lkey.len, f->token, val->data, val->len,
                          f->st.px);
+    } else if (f->blind && !f->force) {
+        rc = backend_cmd(on_stored, f, "SET %b %b PX %lld NX", f->rkey.data, f->rkey.len, val->data,
+                         val->len, f->st.px);
     } else {
         rc = backend_cmd(on_stored, f, "SET %b %b PX %lld", f->rkey.data, f->rkey.len, val->data,
                          val->len, f->st.px);
@@ -613,6 +625,7 @@ static void recheck(fill_t *f)
     f->refs++;
     if (backend_cmd(on_recheck, f, "GET %b", f->rkey.data, f->rkey.len) != 0) {
         f->refs--;
+        f->blind = true;
         fill_fetch(f); /* Redis gone: fail open */
     }
 }
@@ -643,6 +656,7 @@ static void on_lock_get(void *priv, redisReply *reply)
         fill_unref(f);
         return;
     }
+    f->blind = !reply || reply->type == REDIS_REPLY_ERROR; /* this read is what we know */
     entry_t e;
     bool fresh = reply && reply->type == REDIS_REPLY_STRING &&
                  entry_usable(f->ns, reply->str, reply->len, &e) && answers_fill(f, &e);
@@ -674,6 +688,7 @@ static void fill_lock(fill_t *f)
     if (backend_cmd(on_lock_set, f, "SET %b %s NX PX %lld", f->lkey.data, f->lkey.len, f->token,
                     lease) != 0) {
         f->refs--;
+        f->blind = true;
         fill_fetch(f); /* Redis down: fail open, coalesced in this process only */
         return;
     }
@@ -682,6 +697,7 @@ static void fill_lock(fill_t *f)
     if (backend_cmd(on_lock_get, f, "GET %b", f->rkey.data, f->rkey.len) != 0) {
         f->refs--;
         /* The link dropped between the two: on_lock_set gets NULL; fetch. */
+        f->blind = true;
         fill_fetch(f);
         return;
     }

@@ -15,12 +15,26 @@
  * loop to others (libuv itself would read up to 32 times per wake-up). */
 #define READ_BUDGET_PER_ITERATION (64 * 1024)
 #define READ_CHUNK                (64 * 1024)
+/* Commands one client may start per loop iteration: a read of 64 KiB of
+ * tiny pipelined commands is ~2000 of them, and others wait meanwhile. */
+#define COMMANDS_PER_ITERATION 256
+/* Bytes of replies one client may have on their way (from Redis, over the
+ * one shared link, or from an origin) beyond its first pending one: more
+ * would only queue ahead of other clients' replies on the Redis link. */
+#define IN_FLIGHT_BYTES (8 * 1024 * 1024)
+/* A new client's guess at one reply's size: before any reply has told us,
+ * at most IN_FLIGHT_BYTES / that run at once (a slow start), and each
+ * finished reply refines the guess. */
+#define INITIAL_REPLY_EST (IN_FLIGHT_BYTES / 16)
+/* Write buffers larger than this are freed rather than kept when empty. */
+#define KEEP_BUFFER_MAX (1024 * 1024)
 
 static struct {
     uv_loop_t *loop;
     uv_tcp_t listener;
     bool listening;
     uv_check_t flusher;
+    uv_idle_t spinner; /* active while a client yielded: no blocking poll then */
     uv_timer_t idle_timer;
     client_t *clients;
     size_t nclients;
@@ -126,6 +140,10 @@ void slot_finish(slot_t *s)
     }
     s->done = true;
     c->pending--;
+    /* A decaying maximum: one large reply makes the client wait for room
+     * for the next ones; a run of small ones lets its pipeline widen. */
+    size_t decayed = c->reply_est - c->reply_est / 8;
+    c->reply_est = s->buf.len > decayed ? s->buf.len : decayed;
     if (s == c->head) {
         drain_slots(c);
     } else {
@@ -170,7 +188,11 @@ static void on_write(uv_write_t *req, int status)
 {
     client_t *c = req->data;
     c->writing = false;
-    buf_reset(&c->wbuf);
+    c->last_active_ms = uv_now(srv.loop); /* it took its output */
+    if (c->wbuf.cap > KEEP_BUFFER_MAX)
+        buf_free(&c->wbuf);
+    else
+        buf_reset(&c->wbuf);
     if (status < 0) {
         if (status != UV_ECANCELED)
             log_debug("client %llu: write failed: %s", (unsigned long long)c->id,
@@ -193,6 +215,7 @@ static void flush(client_t *c)
         return;
     }
     if (c->writing) return;
+    size_t sent = 0;
     if (c->out.len > 0) {
         uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
         int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
@@ -200,16 +223,19 @@ static void flush(client_t *c)
             client_close(c);
             return;
         }
-        if (n > 0) buf_consume(&c->out, (size_t)n);
+        if (n > 0) sent = (size_t)n;
     }
-    if (c->out.len > 0) {
-        /* The socket is full: hand the rest to libuv and keep collecting. */
+    if (sent < c->out.len) {
+        /* The socket is full: hand the rest to libuv and keep collecting.
+         * The rest is written from where it lies; moving it to the front
+         * after every partial write would copy a slow reader's whole
+         * backlog each time (quadratic). */
         buf_t tmp = c->wbuf;
         c->wbuf = c->out;
         c->out = tmp;
         c->writing = true;
         c->wreq.data = c;
-        uv_buf_t b = uv_buf_init(c->wbuf.data, (unsigned)c->wbuf.len);
+        uv_buf_t b = uv_buf_init(c->wbuf.data + sent, (unsigned)(c->wbuf.len - sent));
         int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
         if (rc < 0) {
             c->writing = false;
@@ -217,7 +243,8 @@ static void flush(client_t *c)
         }
         return;
     }
-    if (c->out.cap > 1024 * 1024) buf_free(&c->out); /* don't keep a big buffer idle */
+    buf_reset(&c->out);
+    if (c->out.cap > KEEP_BUFFER_MAX) buf_free(&c->out); /* don't keep a big buffer idle */
     if (c->close_after_reply && c->pending == 0 && !c->head) client_close(c);
 }
 
@@ -233,30 +260,73 @@ static void pause_reading(client_t *c)
     }
 }
 
+/* Back-pressure starts here; the client is closed only at the whole limit. */
+static size_t soft_output_limit(void)
+{
+    return cfg.output_limit / 2;
+}
+
 /* A reply answered at once but queued behind an unfinished one is held
- * too: count it. Then enforce --output-limit after every command, as Redis
- * does, so one read of small requests cannot pile up huge replies before
- * the next flush. */
-static bool over_output_limit(client_t *c)
+ * too: count it (its slot was filled after client_reply_buf() returned). */
+static void count_tail(client_t *c)
 {
     slot_t *t = c->tail;
     if (t && t->done && !t->held && t != c->head) {
         t->held = t->buf.len;
         c->held_bytes += t->held;
     }
-    if (c->out.len + c->wbuf.len + c->held_bytes <= cfg.output_limit) return false;
+}
+
+/* Output bytes this client makes us hold: collected, being written, and
+ * finished but queued behind an unfinished reply. */
+static size_t held_output(const client_t *c)
+{
+    return c->out.len + c->wbuf.len + c->held_bytes;
+}
+
+/* May this client start another command now? Not while its output plus
+ * what its pending replies will likely add reaches the soft limit: it is
+ * not read from until that drains. One command may always start once the
+ * output is below the limit, so a client that reads never stalls. */
+static bool may_start(client_t *c)
+{
+    if (c->pending >= cfg.max_pending) return false;
+    count_tail(c);
+    size_t soft = soft_output_limit(), held = held_output(c);
+    if (held >= soft) return false;
+    size_t room = soft - held < IN_FLIGHT_BYTES ? soft - held : IN_FLIGHT_BYTES;
+    return (size_t)c->pending <= room / (c->reply_est ? c->reply_est : 1);
+}
+
+/* Enforce --output-limit after every command, as Redis does, so one read
+ * of small requests cannot pile up huge replies before the next flush. */
+static bool over_output_limit(client_t *c)
+{
+    count_tail(c);
+    if (held_output(c) <= cfg.output_limit) return false;
     log_warn("client %llu: output buffer over --output-limit (%zu bytes), closing",
              (unsigned long long)c->id, cfg.output_limit);
     client_close(c);
     return true;
 }
 
-/* Parse and run commands from data; what cannot be run now (client paused)
- * is kept in c->inbuf. */
+static void on_spin(uv_idle_t *h)
+{
+    LC_UNUSED(h); /* its being active is the point: see on_check */
+}
+
+/* Parse and run commands from data; what cannot be run now (client paused
+ * by back-pressure, or out of its per-iteration budget) is kept in
+ * c->inbuf. */
 static void process_input(client_t *c, const char *data, size_t len)
 {
+    long budget = COMMANDS_PER_ITERATION;
     while (len > 0 && !c->closing && !c->close_after_reply) {
-        if (c->pending >= cfg.max_pending) {
+        if (budget == 0 || !may_start(c)) {
+            if (budget == 0) {
+                c->yielded = true;
+                uv_idle_start(&srv.spinner, on_spin);
+            }
             pause_reading(c);
             buf_append(&c->inbuf, data, len);
             return;
@@ -272,6 +342,7 @@ static void process_input(client_t *c, const char *data, size_t len)
             return;
         }
         if (st == RESP_DONE) {
+            budget--;
             srv.total_commands++;
             commands_dispatch(c);
             resp_next_command(&c->parser);
@@ -319,7 +390,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
  * stack. */
 static void maybe_resume(client_t *c)
 {
-    if (!c->paused || c->closing || c->pending >= cfg.max_pending) return;
+    if (!c->paused || c->closing) return;
+    c->yielded = false;
+    if (!may_start(c)) return;
     if (c->inbuf.len > 0) {
         buf_t in = c->inbuf;
         c->inbuf = (buf_t){0};
@@ -338,8 +411,14 @@ static void on_check(uv_check_t *h)
     LC_UNUSED(h);
     /* Resuming may run commands that queue more flushes: loop until quiet,
      * but visit each paused client once per iteration. */
-    for (client_t *c = srv.clients; c; c = c->next)
+    bool yielded = false;
+    for (client_t *c = srv.clients; c; c = c->next) {
         if (c->paused) maybe_resume(c);
+        if (c->yielded) yielded = true;
+    }
+    /* A client that yielded resumes next iteration even if no I/O comes:
+     * the idle handle keeps the poll phase from blocking until then. */
+    if (!yielded) uv_idle_stop(&srv.spinner);
     while (srv.flush_list) {
         client_t *list = srv.flush_list;
         srv.flush_list = NULL;
@@ -435,6 +514,7 @@ static void on_connection(uv_stream_t *listener, int status)
     resp_parser_init(&c->parser, &lim);
     c->id = ++srv.next_id;
     c->authed = cfg.requirepass == NULL;
+    c->reply_est = INITIAL_REPLY_EST;
     c->last_active_ms = uv_now(srv.loop);
     c->next = srv.clients;
     if (srv.clients) srv.clients->prev = c;
@@ -453,6 +533,11 @@ static void on_idle_timer(uv_timer_t *t)
     client_t *c = srv.clients;
     while (c) {
         client_t *next = c->next;
+        /* A slow reader taking its output is not idle, even while it is
+         * paused and sends nothing. */
+        size_t unsent = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+        if (c->writing && unsent != c->last_unsent) c->last_active_ms = now;
+        c->last_unsent = unsent;
         /* A client waiting on its own replies is not idle. */
         if (c->pending == 0 && now - c->last_active_ms > limit) client_close(c);
         c = next;
@@ -481,6 +566,8 @@ int server_start(uv_loop_t *loop, char *err, size_t errlen)
     uv_check_init(loop, &srv.flusher);
     uv_check_start(&srv.flusher, on_check);
     uv_unref((uv_handle_t *)&srv.flusher);
+    uv_idle_init(loop, &srv.spinner);
+    uv_unref((uv_handle_t *)&srv.spinner);
     uv_timer_init(loop, &srv.idle_timer);
     uv_timer_start(&srv.idle_timer, on_idle_timer, 1000, 1000);
     uv_unref((uv_handle_t *)&srv.idle_timer);
@@ -502,6 +589,7 @@ void server_close_clients(void)
         if (srv.flusher.loop) uv_close((uv_handle_t *)&srv.flusher, NULL);
     }
     if (srv.idle_timer.loop) uv_close((uv_handle_t *)&srv.idle_timer, NULL);
+    if (srv.spinner.loop) uv_close((uv_handle_t *)&srv.spinner, NULL);
 }
 
 long server_pending_replies(void)

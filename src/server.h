@@ -6,7 +6,13 @@
  * in request order; finished slots at the head move to the output buffer.
  * If the client goes away first, its unfinished slots are orphaned
  * (slot->c == NULL) and slot_finish() frees them. Output is flushed once per
- * loop iteration (uv_check), so a burst of completions costs one write. */
+ * loop iteration (uv_check), so a burst of completions costs one write.
+ *
+ * Back-pressure comes before the work: a client whose unsent output, plus
+ * what its pending replies are likely to add, reaches half of
+ * --output-limit is not read from (nor are its buffered commands started)
+ * until that drains below it. Only a client whose output still exceeds the
+ * whole limit is closed, as Redis closes one. */
 #ifndef LC_SERVER_H
 #define LC_SERVER_H
 
@@ -39,14 +45,17 @@ struct client {
     slot_t *head, *tail;
     long pending;      /* slots not yet finished */
     size_t held_bytes; /* replies finished but queued behind an unfinished one */
+    size_t reply_est;  /* likely bytes of one pending reply (back-pressure) */
     buf_t inbuf;       /* input held back while reading is paused */
-    bool paused;       /* reading stopped: too many replies pending */
+    bool paused;       /* reading stopped: back-pressure, or yielding the loop */
+    bool yielded;      /* paused for fairness only: resume next iteration */
     bool close_after_reply;
     bool closing;
     bool authed;
     bool flush_queued;
     char *name; /* CLIENT SETNAME */
     uint64_t last_active_ms;
+    size_t last_unsent;         /* write queue at the last idle check */
     struct client *prev, *next; /* all clients */
     struct client *flush_next;  /* clients with output to flush */
 };
