@@ -536,6 +536,7 @@ typedef struct set_job {
 static void on_set_ttl(void *priv, double ttl, const char *err)
 {
     set_job_t *j = priv;
+    slot_release_input(j->slot); /* the SET below goes out before the next command */
     if (err) log_warn("[%s] ttl function failed for SET: %s", j->ns->name, err);
     long long ttl_ms = ttl_jittered_ms(ttl, j->p->conf.ttl_jitter, cache_rand());
     set_store(j->slot, j->ns, j->p, j->id, j->idlen, j->value, j->vlen, ttl_ms);
@@ -557,7 +558,8 @@ void cache_set(slot_t *slot, const cache_key_t *key, const char *value, size_t v
         return;
     }
     /* ttl(id, value) runs as a coroutine; it usually finishes within its
-     * first slice, so before policy_ttl returns. */
+     * first slice, so before policy_ttl returns. Until it does, the
+     * client's next commands wait, so they see this SET, as in Redis. */
     set_job_t *j = xcalloc(1, sizeof(*j));
     j->slot = slot;
     j->ns = ns;
@@ -567,6 +569,7 @@ void cache_set(slot_t *slot, const cache_key_t *key, const char *value, size_t v
     j->idlen = key->idlen;
     j->value = xmemdup(value, vlen);
     j->vlen = vlen;
+    slot_hold_input(slot); /* the client's next command sees this SET */
     policy_ttl(p, j->id, j->idlen, j->value, j->vlen, on_set_ttl, j);
 }
 

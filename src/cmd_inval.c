@@ -174,6 +174,8 @@ static void on_event_result(void *priv, event_result_t *ev, const char *err)
     slot_t *slot = e->slot;
     ns_t *ns = e->ns;
     free(e);
+    /* The invalidations below go out before the client's next command. */
+    slot_release_input(slot);
     if (err) {
         reply_error(&slot->buf, "%s", err);
         slot_finish(slot);
@@ -234,5 +236,6 @@ void cmd_event(client_t *c)
     event_cmd_t *e = xcalloc(1, sizeof(*e));
     e->slot = client_defer(c);
     e->ns = ns;
+    slot_hold_input(e->slot); /* until on_event has said what to invalidate */
     policy_on_event(ns->cur, name, nlen, payload, plen, on_event_result, e);
 }

@@ -130,8 +130,29 @@ static void drain_slots(client_t *c)
     queue_flush(c);
 }
 
+static void on_spin(uv_idle_t *h);
+
+void slot_hold_input(slot_t *s)
+{
+    if (s->holds_input || !s->c) return;
+    s->holds_input = true;
+    s->c->input_holds++;
+}
+
+void slot_release_input(slot_t *s)
+{
+    if (!s->holds_input) return;
+    s->holds_input = false;
+    client_t *c = s->c;
+    if (!c || --c->input_holds > 0 || !c->paused) return;
+    /* resume from the check phase, not from inside this callback */
+    c->yielded = true;
+    uv_idle_start(&srv.spinner, on_spin);
+}
+
 void slot_finish(slot_t *s)
 {
+    slot_release_input(s);
     client_t *c = s->c;
     if (!c) { /* client gone: nobody will read this */
         buf_free(&s->buf);
@@ -290,7 +311,7 @@ static size_t held_output(const client_t *c)
  * output is below the limit, so a client that reads never stalls. */
 static bool may_start(client_t *c)
 {
-    if (c->pending >= cfg.max_pending) return false;
+    if (c->input_holds > 0 || c->pending >= cfg.max_pending) return false;
     count_tail(c);
     size_t soft = soft_output_limit(), held = held_output(c);
     if (held >= soft) return false;

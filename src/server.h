@@ -31,7 +31,8 @@ typedef struct slot {
     client_t *c; /* NULL once the client has gone */
     buf_t buf;
     bool done;
-    size_t held; /* bytes counted in c->held_bytes (finished, not at the head) */
+    size_t held;      /* bytes counted in c->held_bytes (finished, not at the head) */
+    bool holds_input; /* the client's next command waits (slot_hold_input) */
 } slot_t;
 
 struct client {
@@ -49,6 +50,7 @@ struct client {
     buf_t inbuf;       /* input held back while reading is paused */
     bool paused;       /* reading stopped: back-pressure, or yielding the loop */
     bool yielded;      /* paused for fairness only: resume next iteration */
+    int input_holds;   /* slots holding the next commands back (slot_hold_input) */
     bool close_after_reply;
     bool closing;
     bool authed;
@@ -79,6 +81,13 @@ const char *client_arg(const client_t *c, long i, size_t *len);
 buf_t *client_reply_buf(client_t *c);
 slot_t *client_defer(client_t *c);
 void slot_finish(slot_t *s);
+/* The client's next commands wait until slot_release_input (or
+ * slot_finish): for a command whose effect must come before theirs while
+ * it computes what to do (a policy's ttl function for SET, on_event for
+ * EVENT), as Redis orders a client's commands. Its reply still leaves in
+ * order whenever it finishes. Release before the slot may finish. */
+void slot_hold_input(slot_t *s);
+void slot_release_input(slot_t *s);
 /* Answer +OK, or -ERR err when err is set, and finish the slot. */
 void slot_finish_ok(slot_t *s, const char *err);
 

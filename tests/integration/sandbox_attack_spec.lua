@@ -385,11 +385,19 @@ describe("hostile hooks and main chunks", function()
     dir = H.write_policies{
       hooks = [[
 return {
-  ttl = function(id, v) if id == "loop" then while true do end end return 60 end,
+  ttl = function(id, v)
+    if id == "loop" then while true do end end
+    if id == "slow" then local t = os.clock() while os.clock() - t < 0.005 do end end
+    return 60
+  end,
   fetch = function(id) return "v:" .. id end,
   on_event = function(name)
     if name == "loop" then while true do end end
     if name == "xpcall" then xpcall(function() while true do end end, function() while true do end end) end
+    if name == "slowinv" then
+      local t = os.clock() while os.clock() - t < 0.005 do end
+      return { keys = { "hooks:ev" } }
+    end
     return { keys = { "hooks:" .. name } }
   end,
   warm = function(ctx) while true do end end,
@@ -432,6 +440,23 @@ return {
     assert_responsive(worst, slow, "ttl")
     assert.equal("x", (c:call("GET", "hooks:loop")))
     H.wait_until(function() return srv:log():find("ttl function failed for SET", 1, true) end, 5)
+  end)
+
+  it("a SET whose ttl function takes several slices comes before the next command", function()
+    local c = srv:client(10)
+    local r = c:pipeline{ { "SET", "hooks:slow", "v1" }, { "DEL", "hooks:slow" }, { "GET", "hooks:slow" } }
+    assert.equal("OK", r[1][1])
+    assert.equal(1, r[2][1])
+    assert.equal("v:slow", r[3][1])
+  end)
+
+  it("an EVENT whose on_event takes several slices comes before the next command", function()
+    local c = srv:client(10)
+    local r = c:pipeline{ { "SET", "hooks:ev", "x" }, { "EVENT", "hooks", "slowinv" },
+                          { "GET", "hooks:ev" } }
+    assert.equal("OK", r[1][1])
+    assert.equal(1, r[2][1])
+    assert.equal("v:ev", r[3][1])
   end)
 
   it("a main chunk whose xpcall handler loops fails its reload, old version stays", function()
