@@ -12,6 +12,17 @@
 #include "reply.h"
 #include "util.h"
 
+/* A reply slot for an invalidation walk: the client's next commands wait
+ * until it is done, so a pipelined GET after it never reads what it
+ * removes (Redis runs one client's commands in order). Other clients go
+ * on. */
+static slot_t *deferred_in_order(client_t *c)
+{
+    slot_t *s = client_defer(c);
+    slot_hold_input(s);
+    return s;
+}
+
 /* PURGE NS:IDGLOB */
 void cmd_purge(client_t *c)
 {
@@ -27,7 +38,7 @@ void cmd_purge(client_t *c)
         return;
     }
     ns->stats.requests_other++;
-    purge_pattern(ns, idglob, idlen, true, cache_reply_removed, client_defer(c));
+    purge_pattern(ns, idglob, idlen, true, cache_reply_removed, deferred_in_order(c));
 }
 
 /* PURGETAG tag */
@@ -35,7 +46,7 @@ void cmd_purgetag(client_t *c)
 {
     size_t len;
     const char *tag = client_arg(c, 1, &len);
-    purge_tag(tag, len, true, cache_reply_removed, client_defer(c));
+    purge_tag(tag, len, true, cache_reply_removed, deferred_in_order(c));
 }
 
 static void on_flushed(void *priv, long long removed, const char *err)
@@ -51,13 +62,13 @@ void cmd_flushns(client_t *c)
     ns_t *ns = ns_arg_or_reply(c, 1, false);
     if (!ns) return;
     ns->stats.requests_other++;
-    flush_ns(ns, true, on_flushed, client_defer(c));
+    flush_ns(ns, true, on_flushed, deferred_in_order(c));
 }
 
 /* ---------------------------------------------------------------------------
  * EVENT ns name [payload]
  *
- * on_event runs synchronously (policy_hooks.c); every key and pattern it
+ * on_event runs as a budgeted coroutine (policy_hooks.c); every key and pattern it
  * returns is checked before anything is invalidated, so a bad result
  * changes nothing. Then keys (DEL semantics) and tags (PURGETAG) run at
  * once, patterns one after another (each is a walk over the keyspace), and
@@ -174,8 +185,6 @@ static void on_event_result(void *priv, event_result_t *ev, const char *err)
     slot_t *slot = e->slot;
     ns_t *ns = e->ns;
     free(e);
-    /* The invalidations below go out before the client's next command. */
-    slot_release_input(slot);
     if (err) {
         reply_error(&slot->buf, "%s", err);
         slot_finish(slot);
@@ -234,8 +243,7 @@ void cmd_event(client_t *c)
     const char *name = client_arg(c, 2, &nlen);
     const char *payload = client_argc(c) == 4 ? client_arg(c, 3, &plen) : NULL;
     event_cmd_t *e = xcalloc(1, sizeof(*e));
-    e->slot = client_defer(c);
+    e->slot = deferred_in_order(c); /* until everything it names is invalidated */
     e->ns = ns;
-    slot_hold_input(e->slot); /* until on_event has said what to invalidate */
     policy_on_event(ns->cur, name, nlen, payload, plen, on_event_result, e);
 }

@@ -308,6 +308,9 @@ static void on_stored(void *priv, redisReply *reply)
         to_l1 = false;
     } else if (!reply) {
         ns->stats.store_errors++;
+        /* a blind store's SET NX may have been refused: a value the user
+         * SET may be there, which the tier must not hide */
+        if (f->blind) to_l1 = false;
     } else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0) {
         /* Our lock was gone: an invalidation (or a lease that ran out)
          * overtook this fill, so its result must not be stored. */
@@ -343,7 +346,7 @@ static void store_entry(fill_t *f)
         rc = backend_cmd(on_stored, f, "EVAL %s 2 %b %b %s %b %lld", STORE_IF_LOCKED, f->rkey.data,
                          f->rkey.len, f->lkey.data, f->lkey.len, f->token, val->data, val->len,
                          f->st.px);
-    } else if (f->blind && !f->force) {
+    } else if (f->blind && !f->strict) { /* only REFRESH asks to replace */
         rc = backend_cmd(on_stored, f, "SET %b %b PX %lld NX", f->rkey.data, f->rkey.len, val->data,
                          val->len, f->st.px);
     } else {

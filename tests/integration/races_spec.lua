@@ -302,3 +302,65 @@ return {
     c2:close()
   end)
 end)
+
+-- One client's invalidation, then a pipelined GET of what it removes: the
+-- GET must not see it (Redis runs a client's commands in order), with and
+-- without the in-process tier. The walks (PURGE, PURGETAG, an EVENT's
+-- patterns and tags) answer after Redis has removed the entries, so the
+-- client's next commands wait for them.
+describe("a pipelined GET after an invalidation", function()
+  local redis, origin, srv
+
+  setup(function()
+    redis = H.start_redis()
+    origin = H.start_origin()
+    local u = origin.url .. "/seq/"
+    local function pol(ns, fields)
+      return string.format([[
+return {
+  ttl = 60, %s
+  fetch = function(id, ctx)
+    local res = ctx.http.get(%q .. id)
+    return res.body, { tags = { "t:" .. id:sub(1, 1) } }
+  end,
+  on_event = function(name)
+    if name == "pat" then return { patterns = { "%s:a*", "%s:b*" } } end
+    return { tags = { "t:" .. name } }
+  end,
+}
+]], fields, u .. ns .. "-", ns, ns)
+    end
+    srv = H.start_server{ redis_port = redis.port,
+                          policies_dir = H.write_policies{ ev = pol("ev", ""), evl = pol("evl", "l1_ttl = 30,") } }
+  end)
+
+  teardown(function()
+    if srv then H.assert_clean_exit(srv) end
+    H.cleanup()
+  end)
+
+  for _, ns in ipairs{ "ev", "evl" } do
+    local cases = {
+      { "EVENT with patterns", function(id) return { "EVENT", ns, "pat" } end, "b1" },
+      { "EVENT with tags", function(id) return { "EVENT", ns, "c" } end, "c1" },
+      { "PURGETAG", function(id) return { "PURGETAG", "t:d" } end, "d1" },
+      { "PURGE", function(id) return { "PURGE", ns .. ":e*" } end, "e1" },
+    }
+    for _, case in ipairs(cases) do
+      it(case[1] .. " then GET (" .. ns .. ")", function()
+        local c = srv:client(10)
+        for run = 1, 20 do
+          local id = case[3] .. "-" .. run
+          local key = ns .. ":" .. id
+          local v1 = c:call("GET", key)
+          assert.equal(v1, (c:call("GET", key)), "cached")
+          local r = c:pipeline{ case[2](id), { "GET", key } }
+          assert.is_true(type(r[1][1]) == "number" and r[1][1] >= 1,
+            case[1] .. " answered " .. tostring(type(r[1][1]) == "table" and r[1][1].err or r[1][1]))
+          assert.are_not.equal(v1, r[2][1], "run " .. run .. ": the GET after " .. case[1] .. " saw the removed value")
+        end
+        c:close()
+      end)
+    end
+  end
+end)
