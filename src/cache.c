@@ -328,7 +328,7 @@ static void answer_peek(op_t *op, const entry_t *e, bool have)
                                                         : "fresh";
         reply_array(out, 3);
         reply_bulk_str(out, state);
-        reply_int(out, ms_sub_sat(e->fresh_until, now)); /* negative: ms since expiry */
+        reply_int(out, entry_fresh_left_ms(e, now)); /* negative: ms since expiry */
         if (e->kind == ENTRY_NEGATIVE)
             reply_nil(out);
         else
@@ -343,9 +343,7 @@ static void answer_ttl(op_t *op, const entry_t *e, bool have)
     if (!have || entry_state(e, now) == STATE_EXPIRED) {
         reply_int(op_out(op), -2);
     } else {
-        int64_t ms = ms_sub_sat(e->fresh_until, now);
-        if (ms < 0) ms = 0; /* cached but stale: no freshness left */
-        reply_int(op_out(op), op->kind == CACHE_PTTL ? ms : ms_to_s_round(ms));
+        reply_int(op_out(op), entry_ttl_left(e, now, op->kind == CACHE_PTTL));
     }
     op_done(op);
 }

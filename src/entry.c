@@ -145,6 +145,18 @@ entry_state_t entry_state(const entry_t *e, int64_t now)
     return STATE_EXPIRED;
 }
 
+int64_t entry_fresh_left_ms(const entry_t *e, int64_t now)
+{
+    return ms_sub_sat(e->fresh_until, now);
+}
+
+int64_t entry_ttl_left(const entry_t *e, int64_t now, int in_ms)
+{
+    int64_t ms = ms_sub_sat(e->fresh_until, now);
+    if (ms < 0) ms = 0; /* cached but stale: no freshness left */
+    return in_ms ? ms : ms_to_s_round(ms);
+}
+
 int64_t entry_redis_ttl_ms(const entry_t *e, int64_t now)
 {
     int64_t until = e->fresh_until;

@@ -94,6 +94,11 @@ int64_t ms_to_s_round(int64_t ms);
 int64_t entry_secs_to_ms(double s);
 
 entry_state_t entry_state(const entry_t *e, int64_t now);
+/* PEEK's milliseconds: freshness left, negative since expiry (saturating). */
+int64_t entry_fresh_left_ms(const entry_t *e, int64_t now);
+/* TTL (in_ms 0: seconds, rounded) or PTTL of a cached entry: freshness
+ * left, 0 once stale. */
+int64_t entry_ttl_left(const entry_t *e, int64_t now, int in_ms);
 /* Milliseconds Redis should keep the key: until the latest deadline, >= 1. */
 int64_t entry_redis_ttl_ms(const entry_t *e, int64_t now);
 

@@ -183,6 +183,15 @@ static void test_saturating_math(void)
     REQUIRE(entry_secs_to_ms(-3) == 0 && entry_secs_to_ms(0.0 / 0.0) == 0);
     REQUIRE(entry_secs_to_ms(1e300) == ENTRY_TTL_MAX &&
             entry_secs_to_ms(1.0 / 0.0) == ENTRY_TTL_MAX);
+    /* PEEK and TTL of extreme deadlines: no overflow */
+    entry_t x = {.fresh_until = INT64_MIN + 5};
+    REQUIRE(entry_fresh_left_ms(&x, NOW) == INT64_MIN);
+    REQUIRE(entry_ttl_left(&x, NOW, 1) == 0 && entry_ttl_left(&x, NOW, 0) == 0);
+    x.fresh_until = INT64_MAX;
+    REQUIRE(entry_fresh_left_ms(&x, -NOW) == INT64_MAX);
+    REQUIRE(entry_ttl_left(&x, -NOW, 0) == INT64_MAX / 1000 + 1);
+    x.fresh_until = NOW + 1499;
+    REQUIRE(entry_ttl_left(&x, NOW, 0) == 1 && entry_ttl_left(&x, NOW, 1) == 1499);
     /* Redis TTL of an entry far in the past or future: no overflow */
     entry_t e = {.fresh_until = INT64_MAX, .stale_until = 0, .error_until = 0};
     REQUIRE(entry_redis_ttl_ms(&e, -10) == INT64_MAX);
