@@ -169,11 +169,12 @@ int64_t entry_redis_ttl_ms(const entry_t *e, int64_t now)
 int64_t ttl_jittered_ms(double ttl_s, double jitter, double u)
 {
     if (!(ttl_s > 0)) return 0;
-    if (jitter < 0) jitter = 0;
+    if (!(jitter >= 0)) jitter = 0; /* NaN too: llround(NaN) is not a number of ms */
     if (jitter > 1) jitter = 1;
+    if (!(u >= 0 && u <= 1)) u = 0.5;
     double factor = 1.0 + jitter * (2.0 * u - 1.0);
     double ms = ttl_s * 1000.0 * factor;
-    if (ms < 0) ms = 0;
+    if (!(ms > 0)) return 0;
     if (ms > (double)ENTRY_TTL_MAX) ms = (double)ENTRY_TTL_MAX; /* far below int64 overflow */
     return (int64_t)llround(ms);
 }

@@ -85,6 +85,12 @@ static void test_jitter(void)
     REQUIRE(ttl_jittered_ms(-5, 0.1, 0.9) == 0);
     REQUIRE(ttl_jittered_ms(1e300, 0, 0.5) == 1000000000000000LL);
     REQUIRE(ttl_jittered_ms(0.0015, 0, 0.5) == 2); /* rounds, not truncates */
+    /* NaN jitter or draw (found by fuzz_entry, corpus/entry/nan_jitter):
+     * no jitter, never llround(NaN) */
+    REQUIRE(ttl_jittered_ms(100, 0.0 / 0.0, 0.9) == 100000);
+    REQUIRE(ttl_jittered_ms(2.4825424780260236e-191, 0.0 / 0.0, 0.3) == 0);
+    REQUIRE(ttl_jittered_ms(100, 0.5, 0.0 / 0.0) == 100000);
+    REQUIRE(ttl_jittered_ms(1.0 / 0.0, 0.5, 0.5) == ENTRY_TTL_MAX);
 }
 
 static void test_xfetch(void)

@@ -4,7 +4,8 @@
  * Checks: the value lies inside the input; a decoded entry re-encodes to a
  * header that decodes to the same fields; a valid entry (entry_check) has
  * a Redis TTL >= 1 and a TTL no longer than its freshness. The input's
- * first 8 bytes are the clock (little-endian int64), the rest the value. */
+ * first 8 bytes are the clock (little-endian int64; also read as a double
+ * for the policy-side ttl math), the rest the value. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,21 @@ static void math_at(const entry_t *e, int64_t now, double u)
     (void)xfetch_should_refresh(now, e->fresh_until, e->fetch_ms, 1e300, u);
 }
 
+/* The policy-side TTL math on the clock's bits read as doubles (NaN,
+ * infinities and huge values included): never negative, never past the
+ * clamp. */
+static void policy_math(uint64_t bits)
+{
+    double d, j;
+    uint64_t swapped = bits << 32 | bits >> 32;
+    memcpy(&d, &bits, sizeof(d));
+    memcpy(&j, &swapped, sizeof(j));
+    double u = (double)(bits >> 11) / 9007199254740992.0;
+    int64_t a = entry_secs_to_ms(d), b = ttl_jittered_ms(d, u, u), c = ttl_jittered_ms(d, j, u);
+    if (a < 0 || a > ENTRY_TTL_MAX || b < 0 || b > ENTRY_TTL_MAX || c < 0 || c > ENTRY_TTL_MAX)
+        abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     int64_t now = 1800000000000;
@@ -42,6 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (int i = 7; i >= 0; i--)
             v = v << 8 | data[i];
         memcpy(&now, &v, sizeof(now));
+        policy_math(v);
         data += 8;
         size -= 8;
     }
