@@ -86,7 +86,10 @@ bool metrics_http_req_feed(metrics_http_req_t *r, const char *data, size_t len,
     r->in_bytes += len;
     size_t done = http_parser_execute(&r->parser, &settings, data, len);
     enum http_errno e = HTTP_PARSER_ERRNO(&r->parser);
-    size_t header_bytes = r->headers_done ? before + done : r->in_bytes;
+    /* Only what the parser took counts toward the cap: bytes after the end
+     * of the headers, or after a malformed byte, are not header bytes, so
+     * the answer does not depend on how the request was split into reads. */
+    size_t header_bytes = before + done;
     if (e == HPE_HEADER_OVERFLOW || header_bytes > METRICS_HTTP_MAX_HEADER) {
         answer(a, 431, "Request Header Fields Too Large", "request header fields too large\n");
         return true;
