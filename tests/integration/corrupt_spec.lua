@@ -181,6 +181,8 @@ describe("a poisoned namespace generation at start-up", function()
     plist = false, -- a list, written below
   }
 
+  teardown(H.cleanup)
+
   it("is treated as generation 0, repaired, and the namespace keeps working", function()
     local redis = H.start_redis()
     local origin = H.start_origin()
@@ -214,6 +216,5 @@ describe("a poisoned namespace generation at start-up", function()
                  origin:count("/widgets/a"))
     c:close()
     H.assert_clean_exit(srv)
-    H.cleanup()
   end)
 end)
