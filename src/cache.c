@@ -115,11 +115,48 @@ int cache_key_parse(const char *key, size_t len, cache_key_t *out, buf_t *err)
     return 0;
 }
 
-/* An entry of another policy version counts as absent, and so does one of
- * an older namespace generation (FLUSHNS). */
-bool entry_usable(ns_t *ns, const char *data, size_t len, entry_t *e)
+/* A bad entry is logged once per kind, then at most once a minute per kind
+ * with how many more were seen: Redis full of foreign data must not flood
+ * the log. The key is shown with unprintable bytes as '?'. */
+#define BAD_ENTRY_LOG_EVERY_MS 60000
+
+static void log_bad_entry(const ns_t *ns, const buf_t *rkey, entry_fault_t f)
 {
-    if (entry_decode(data, len, e) != 0) return false;
+    static struct {
+        bool logged;
+        uint64_t last;
+        unsigned long suppressed;
+    } seen[ENTRY_FAULTS];
+    uint64_t now = mono_ms();
+    if (seen[f].logged && now - seen[f].last < BAD_ENTRY_LOG_EVERY_MS) {
+        seen[f].suppressed++;
+        return;
+    }
+    char key[201];
+    size_t n = rkey->len < sizeof(key) - 1 ? rkey->len : sizeof(key) - 1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)rkey->data[i];
+        key[i] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+    }
+    key[n] = '\0';
+    log_warn("[%s] ignoring the entry at %s%s in Redis: %s; treated as absent, the next fill "
+             "overwrites it (%lu more of this kind since the last report)",
+             ns->name, key, n < rkey->len ? "..." : "", entry_fault_text(f), seen[f].suppressed);
+    seen[f].logged = true;
+    seen[f].last = now;
+    seen[f].suppressed = 0;
+}
+
+/* An entry of another policy version counts as absent, and so does one of
+ * an older namespace generation (FLUSHNS), and one that fails validation
+ * (entry_check: foreign or corrupt data). */
+bool entry_usable(ns_t *ns, const buf_t *rkey, const char *data, size_t len, entry_t *e)
+{
+    entry_fault_t f = entry_decode(data, len, e) != 0 ? ENTRY_BAD_HEADER : entry_check(e, now_ms());
+    if (f != ENTRY_OK) {
+        log_bad_entry(ns, rkey, f);
+        return false;
+    }
     if (!ns->cur || e->version != ns->cur->conf.version) return false;
     if (e->gen > ns->gen) nsgen_learn(ns, e->gen); /* we missed a FLUSHNS */
     return e->gen == ns->gen;
@@ -187,7 +224,7 @@ void op_answer_entry(op_t *op, const entry_t *e)
 void cache_l1_store(const ns_t *ns, const buf_t *rkey, const entry_t *e)
 {
     double l1_ttl = ns->cur ? ns->cur->conf.l1_ttl : 0;
-    int64_t fresh_left = e->fresh_until - now_ms();
+    int64_t fresh_left = ms_sub_sat(e->fresh_until, now_ms());
     if (!(l1_ttl > 0) || e->kind == ENTRY_ERROR || fresh_left <= 0) {
         l1_del(rkey->data, rkey->len); /* whatever it held is older than e */
         return;
@@ -195,7 +232,7 @@ void cache_l1_store(const ns_t *ns, const buf_t *rkey, const entry_t *e)
     /* While Redis is down the tier is all there is: keep the item for the
      * entry's whole freshness (SPEC §6, "the in-process tier keeps
      * serving"). */
-    int64_t life = backend_up() ? (int64_t)llround(l1_ttl * 1000.0) : fresh_left;
+    int64_t life = backend_up() ? entry_secs_to_ms(l1_ttl) : fresh_left;
     if (life > fresh_left) life = fresh_left;
     l1_put(rkey->data, rkey->len, e, uv_now(cache_loop) + (uint64_t)life);
 }
@@ -299,7 +336,7 @@ static void answer_peek(op_t *op, const entry_t *e, bool have)
                                                         : "fresh";
         reply_array(out, 3);
         reply_bulk_str(out, state);
-        reply_int(out, (long long)(e->fresh_until - now)); /* negative: ms since expiry */
+        reply_int(out, entry_fresh_left_ms(e, now)); /* negative: ms since expiry */
         if (e->kind == ENTRY_NEGATIVE)
             reply_nil(out);
         else
@@ -314,9 +351,7 @@ static void answer_ttl(op_t *op, const entry_t *e, bool have)
     if (!have || entry_state(e, now) == STATE_EXPIRED) {
         reply_int(op_out(op), -2);
     } else {
-        int64_t ms = e->fresh_until - now;
-        if (ms < 0) ms = 0; /* cached but stale: no freshness left */
-        reply_int(op_out(op), op->kind == CACHE_PTTL ? ms : (ms + 500) / 1000);
+        reply_int(op_out(op), entry_ttl_left(e, now, op->kind == CACHE_PTTL));
     }
     op_done(op);
 }
@@ -326,7 +361,7 @@ static void on_lookup(void *priv, redisReply *reply)
     op_t *op = priv;
     entry_t e;
     bool have = reply && reply->type == REDIS_REPLY_STRING &&
-                entry_usable(op->ns, reply->str, reply->len, &e);
+                entry_usable(op->ns, &op->rkey, reply->str, reply->len, &e);
     switch (op->kind) {
     case CACHE_GET:
         answer_get(op, &e, have);
@@ -503,9 +538,9 @@ static void set_store(slot_t *slot, ns_t *ns, const policy_t *p, const char *id,
                  .value = value,
                  .len = vlen};
     e.stored_at = now;
-    e.fresh_until = now + ttl_ms;
-    e.stale_until = e.fresh_until + (int64_t)llround(p->conf.stale_ttl * 1000.0);
-    e.error_until = e.fresh_until + (int64_t)llround(p->conf.stale_if_error * 1000.0);
+    e.fresh_until = now + ttl_ms; /* ttl_ms <= ENTRY_TTL_MAX: SET's cap, ttl_jittered_ms */
+    e.stale_until = e.fresh_until + entry_secs_to_ms(p->conf.stale_ttl);
+    e.error_until = e.fresh_until + entry_secs_to_ms(p->conf.stale_if_error);
     buf_t val = {0}, lkey = {0};
     entry_encode(&val, &e);
     cache_lock_key(&lkey, &rkey);

@@ -37,10 +37,11 @@ typedef struct op {
 buf_t *op_out(op_t *op); /* where op writes its answer */
 void op_done(op_t *op);  /* op has written its answer (may free the request) */
 void op_answer_entry(op_t *op, const entry_t *e);
-/* Decode; false when it is not an entry, of another policy version, or of
+/* Decode and validate; false when it is not a valid entry (logged, rate-
+ * limited, naming rkey), of another policy version, or of
  * an older namespace generation. An entry of a newer generation teaches ns
  * that generation (nsgen_learn). */
-bool entry_usable(ns_t *ns, const char *data, size_t len, entry_t *e);
+bool entry_usable(ns_t *ns, const buf_t *rkey, const char *data, size_t len, entry_t *e);
 double cache_rand(void); /* uniform in [0,1) */
 /* Keep a fresh entry in the in-process tier when its policy has l1_ttl. */
 void cache_l1_store(const ns_t *ns, const buf_t *rkey, const entry_t *e);

@@ -2,6 +2,7 @@
 #include "entry.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,6 +63,80 @@ int entry_decode(const char *data, size_t len, entry_t *e)
     return 0;
 }
 
+static bool in_range(int64_t v, int64_t lo, int64_t hi)
+{
+    return v >= lo && v <= hi;
+}
+
+entry_fault_t entry_check(const entry_t *e, int64_t now)
+{
+    if (!in_range(e->gen, 0, ENTRY_GEN_MAX)) return ENTRY_BAD_GEN;
+    if (!in_range(e->fresh_until, 0, ENTRY_TIME_MAX) ||
+        !in_range(e->stale_until, 0, ENTRY_TIME_MAX) ||
+        !in_range(e->error_until, 0, ENTRY_TIME_MAX) || !in_range(e->fetch_ms, 0, ENTRY_TIME_MAX))
+        return ENTRY_BAD_TIME;
+    /* Our encoder adds stale_ttl and stale_if_error (>= 0) to fresh_until. */
+    if (e->stale_until < e->fresh_until || e->error_until < e->fresh_until) return ENTRY_BAD_ORDER;
+    /* A stored_at ahead of every clock would pass for "stored after this
+     * REFRESH was asked for" (fill.c) for as long as it stays ahead. */
+    if (!in_range(e->stored_at, 0, ms_add_sat(now, ENTRY_FUTURE_MS))) return ENTRY_BAD_STORED_AT;
+    return ENTRY_OK;
+}
+
+const char *entry_fault_text(entry_fault_t f)
+{
+    switch (f) {
+    case ENTRY_OK:
+        return "valid";
+    case ENTRY_BAD_HEADER:
+        return "not an entry (header does not parse)";
+    case ENTRY_BAD_GEN:
+        return "generation out of range";
+    case ENTRY_BAD_TIME:
+        return "time field out of range";
+    case ENTRY_BAD_ORDER:
+        return "deadlines out of order";
+    case ENTRY_BAD_STORED_AT:
+        return "stored_at in the future";
+    case ENTRY_FAULTS:
+        break;
+    }
+    return "unknown fault";
+}
+
+int64_t ms_sub_sat(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_sub_overflow(a, b, &r)) return b < 0 ? INT64_MAX : INT64_MIN;
+    return r;
+}
+
+int64_t ms_add_sat(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_add_overflow(a, b, &r)) return b > 0 ? INT64_MAX : INT64_MIN;
+    return r;
+}
+
+int64_t ms_to_s_round(int64_t ms)
+{
+    /* floor((ms + 500) / 1000) without the addition overflowing */
+    int64_t q = ms / 1000, r = ms % 1000;
+    if (r < 0) {
+        q--;
+        r += 1000;
+    }
+    return r >= 500 ? q + 1 : q;
+}
+
+int64_t entry_secs_to_ms(double s)
+{
+    if (!(s > 0)) return 0;
+    double ms = s * 1000.0;
+    if (ms >= (double)ENTRY_TTL_MAX) return ENTRY_TTL_MAX;
+    return (int64_t)llround(ms);
+}
+
 entry_state_t entry_state(const entry_t *e, int64_t now)
 {
     if (now < e->fresh_until) return STATE_FRESH;
@@ -70,23 +145,37 @@ entry_state_t entry_state(const entry_t *e, int64_t now)
     return STATE_EXPIRED;
 }
 
+int64_t entry_fresh_left_ms(const entry_t *e, int64_t now)
+{
+    return ms_sub_sat(e->fresh_until, now);
+}
+
+int64_t entry_ttl_left(const entry_t *e, int64_t now, int in_ms)
+{
+    int64_t ms = ms_sub_sat(e->fresh_until, now);
+    if (ms < 0) ms = 0; /* cached but stale: no freshness left */
+    return in_ms ? ms : ms_to_s_round(ms);
+}
+
 int64_t entry_redis_ttl_ms(const entry_t *e, int64_t now)
 {
     int64_t until = e->fresh_until;
     if (e->stale_until > until) until = e->stale_until;
     if (e->error_until > until) until = e->error_until;
-    return until - now > 0 ? until - now : 1;
+    int64_t left = ms_sub_sat(until, now);
+    return left > 0 ? left : 1;
 }
 
 int64_t ttl_jittered_ms(double ttl_s, double jitter, double u)
 {
     if (!(ttl_s > 0)) return 0;
-    if (jitter < 0) jitter = 0;
+    if (!(jitter >= 0)) jitter = 0; /* NaN too: llround(NaN) is not a number of ms */
     if (jitter > 1) jitter = 1;
+    if (!(u >= 0 && u <= 1)) u = 0.5;
     double factor = 1.0 + jitter * (2.0 * u - 1.0);
     double ms = ttl_s * 1000.0 * factor;
-    if (ms < 0) ms = 0;
-    if (ms > 1e15) ms = 1e15; /* clamp absurd TTLs far below int64 overflow */
+    if (!(ms > 0)) return 0;
+    if (ms > (double)ENTRY_TTL_MAX) ms = (double)ENTRY_TTL_MAX; /* far below int64 overflow */
     return (int64_t)llround(ms);
 }
 

@@ -434,15 +434,15 @@ static void entry_from_fetch(const policy_conf_t *pc, long long gen, const fetch
     memset(e, 0, sizeof(*e));
     e->version = pc->version;
     e->gen = gen;
-    e->fetch_ms = (int64_t)llround(r->duration * 1000.0);
+    e->fetch_ms = entry_secs_to_ms(r->duration);
     e->stored_at = now;
     if (r->kind == FETCH_OK) {
         e->kind = ENTRY_VALUE;
         e->value = r->value;
         e->len = r->len;
         e->fresh_until = now + ttl_jittered_ms(r->ttl, pc->ttl_jitter, cache_rand());
-        e->stale_until = e->fresh_until + (int64_t)llround(pc->stale_ttl * 1000.0);
-        e->error_until = e->fresh_until + (int64_t)llround(pc->stale_if_error * 1000.0);
+        e->stale_until = e->fresh_until + entry_secs_to_ms(pc->stale_ttl);
+        e->error_until = e->fresh_until + entry_secs_to_ms(pc->stale_if_error);
     } else if (r->kind == FETCH_NOT_FOUND) {
         e->kind = ENTRY_NEGATIVE;
         e->fresh_until = now + ttl_jittered_ms(r->ttl, pc->ttl_jitter, cache_rand());
@@ -451,7 +451,7 @@ static void entry_from_fetch(const policy_conf_t *pc, long long gen, const fetch
         e->kind = ENTRY_ERROR;
         e->value = r->error ? r->error : "unknown error";
         e->len = strlen(e->value);
-        e->fresh_until = now + (int64_t)llround(pc->error_ttl * 1000.0);
+        e->fresh_until = now + entry_secs_to_ms(pc->error_ttl);
         e->stale_until = e->error_until = e->fresh_until;
     }
 }
@@ -611,7 +611,7 @@ static void on_recheck(void *priv, redisReply *reply)
     if (f->state == FILL_CHECKING) {
         entry_t e;
         if (reply && reply->type == REDIS_REPLY_STRING &&
-            entry_usable(f->ns, reply->str, reply->len, &e) && answers_fill(f, &e)) {
+            entry_usable(f->ns, &f->rkey, reply->str, reply->len, &e) && answers_fill(f, &e)) {
             answer_from_entry(f, &e);
             fill_finish(f);
         } else {
@@ -662,7 +662,7 @@ static void on_lock_get(void *priv, redisReply *reply)
     f->blind = !reply || reply->type == REDIS_REPLY_ERROR; /* this read is what we know */
     entry_t e;
     bool fresh = reply && reply->type == REDIS_REPLY_STRING &&
-                 entry_usable(f->ns, reply->str, reply->len, &e) && answers_fill(f, &e);
+                 entry_usable(f->ns, &f->rkey, reply->str, reply->len, &e) && answers_fill(f, &e);
     if (fresh) {
         /* Another fill landed between our lookup and our lock. */
         release_lock(f);

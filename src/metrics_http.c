@@ -17,19 +17,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <http_parser.h>
-
 #include "buf.h"
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
+#include "metrics_http_req.h"
 #include "util.h"
 
 #define LINGER_MS  1000 /* draining after the answer */
 #define READ_CHUNK 4096
 
-#define CT_METRICS "text/plain; version=0.0.4; charset=utf-8"
-#define CT_TEXT    "text/plain; charset=utf-8"
+#define CT_TEXT "text/plain; charset=utf-8" /* the 503 below */
 
 typedef enum mh_state { MH_READING, MH_WRITING, MH_DRAINING } mh_state_t;
 
@@ -38,14 +36,11 @@ typedef struct mh_conn {
     uv_timer_t timer;
     uv_write_t wreq;
     uv_shutdown_t sreq;
-    http_parser parser;
+    metrics_http_req_t req; /* parsing and routing (metrics_http_req.c) */
     mh_state_t state;
     int open_handles; /* freed when both tcp and timer have closed */
     bool closing;
-    bool headers_done;
-    bool peer_eof;   /* EOF while our answer was being written */
-    size_t in_bytes; /* request bytes read */
-    buf_t url;
+    bool peer_eof;    /* EOF while our answer was being written */
     buf_t head, body; /* the answer */
     char rbuf[READ_CHUNK];
     struct mh_conn *prev, *next;
@@ -58,7 +53,6 @@ static struct {
     bool full_logged; /* "too many connections" logged for this episode */
     mh_conn_t *conns;
     size_t nconns;
-    http_parser_settings settings;
 } M;
 
 /* ------------------------------------------------------------------------
@@ -69,7 +63,7 @@ static void on_handle_closed(uv_handle_t *h)
 {
     mh_conn_t *c = h->data;
     if (--c->open_handles > 0) return;
-    buf_free(&c->url);
+    metrics_http_req_free(&c->req);
     buf_free(&c->head);
     buf_free(&c->body);
     free(c);
@@ -126,86 +120,26 @@ static void on_written(uv_write_t *req, int status)
     uv_timer_start(&c->timer, on_timeout, LINGER_MS, 0);
 }
 
-/* Queue the answer; c->body already holds the body. head_only: HEAD, so
- * the headers describe the body but it is not sent. */
-static void respond(mh_conn_t *c, int status, const char *reason, const char *ctype,
-                    const char *extra_headers, bool head_only)
+/* Queue the answer chosen by metrics_http_req_feed. */
+static void respond(mh_conn_t *c, const metrics_http_answer_t *a)
 {
     c->state = MH_WRITING;
-    buf_printf(&c->head,
-               "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s"
-               "Connection: close\r\n\r\n",
-               status, reason, ctype, c->body.len, extra_headers ? extra_headers : "");
+    if (a->text)
+        buf_append_str(&c->body, a->text);
+    else
+        metrics_render(&c->body);
+    metrics_http_format_head(&c->head, a, c->body.len);
     uv_buf_t bufs[2] = {uv_buf_init(c->head.data, (unsigned)c->head.len),
                         uv_buf_init(c->body.data, (unsigned)c->body.len)};
-    unsigned nbufs = head_only || c->body.len == 0 ? 1 : 2;
+    unsigned nbufs = a->head_only || c->body.len == 0 ? 1 : 2;
     c->wreq.data = c;
     uv_timer_start(&c->timer, on_timeout, METRICS_HTTP_TIMEOUT_MS, 0); /* to take the answer */
     if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, nbufs, on_written) != 0) conn_close(c);
 }
 
-static void respond_text(mh_conn_t *c, int status, const char *reason, const char *text,
-                         const char *extra_headers, bool head_only)
-{
-    buf_append_str(&c->body, text);
-    respond(c, status, reason, CT_TEXT, extra_headers, head_only);
-}
-
-static bool path_is(const char *p, size_t len, const char *lit)
-{
-    return len == strlen(lit) && memcmp(p, lit, len) == 0;
-}
-
-/* The headers are in: pick the answer from the path, then the method. */
-static void route(mh_conn_t *c)
-{
-    struct http_parser_url u;
-    http_parser_url_init(&u);
-    if (c->url.len == 0 || http_parser_parse_url(c->url.data, c->url.len, 0, &u) != 0 ||
-        !(u.field_set & (1 << UF_PATH))) {
-        respond_text(c, 400, "Bad Request", "bad request\n", NULL, false);
-        return;
-    }
-    const char *path = c->url.data + u.field_data[UF_PATH].off;
-    size_t plen = u.field_data[UF_PATH].len;
-    bool metrics = path_is(path, plen, "/metrics");
-    if (!metrics && !path_is(path, plen, "/healthz")) {
-        respond_text(c, 404, "Not Found", "not found\n", NULL, false);
-        return;
-    }
-    enum http_method m = (enum http_method)c->parser.method;
-    if (m != HTTP_GET && m != HTTP_HEAD) {
-        respond_text(c, 405, "Method Not Allowed", "method not allowed\n", "Allow: GET, HEAD\r\n",
-                     false);
-        return;
-    }
-    bool head_only = m == HTTP_HEAD;
-    if (!metrics) {
-        respond_text(c, 200, "OK", "ok", NULL, head_only);
-        return;
-    }
-    metrics_render(&c->body);
-    respond(c, 200, "OK", CT_METRICS, NULL, head_only);
-}
-
 /* ------------------------------------------------------------------------
  * Reading
  * ---------------------------------------------------------------------- */
-
-static int on_url(http_parser *p, const char *at, size_t len)
-{
-    mh_conn_t *c = p->data;
-    if (c->url.len + len <= METRICS_HTTP_MAX_HEADER) buf_append(&c->url, at, len);
-    return 0; /* a longer URL fails the header cap in on_read */
-}
-
-static int on_headers_complete(http_parser *p)
-{
-    mh_conn_t *c = p->data;
-    c->headers_done = true;
-    http_parser_pause(p, 1); /* the body, if any, is not ours to read */
-    return 0;
-}
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
@@ -227,22 +161,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (c->state != MH_READING) return; /* anything after the request: dropped */
-    size_t before = c->in_bytes;
-    c->in_bytes += (size_t)nread;
-    size_t done = http_parser_execute(&c->parser, &M.settings, buf->base, (size_t)nread);
-    enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
-    size_t header_bytes = c->headers_done ? before + done : c->in_bytes;
-    if (e == HPE_HEADER_OVERFLOW || header_bytes > METRICS_HTTP_MAX_HEADER) {
-        respond_text(c, 431, "Request Header Fields Too Large", "request header fields too large\n",
-                     NULL, false);
-        return;
-    }
-    if (c->headers_done) {
-        route(c);
-        return;
-    }
-    if (e != HPE_OK || done != (size_t)nread)
-        respond_text(c, 400, "Bad Request", "bad request\n", NULL, false);
+    metrics_http_answer_t a;
+    if (metrics_http_req_feed(&c->req, buf->base, (size_t)nread, &a)) respond(c, &a);
 }
 
 /* ------------------------------------------------------------------------
@@ -296,8 +216,7 @@ static void on_connection(uv_stream_t *listener, int status)
         conn_close(c);
         return;
     }
-    http_parser_init(&c->parser, HTTP_REQUEST);
-    c->parser.data = c;
+    metrics_http_req_init(&c->req);
     uv_timer_start(&c->timer, on_timeout, METRICS_HTTP_TIMEOUT_MS, 0); /* for the request */
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
@@ -306,9 +225,6 @@ int metrics_http_start(uv_loop_t *loop, char *err, size_t errlen)
 {
     if (cfg.metrics_port == 0) return 0;
     M.loop = loop;
-    http_parser_settings_init(&M.settings);
-    M.settings.on_url = on_url;
-    M.settings.on_headers_complete = on_headers_complete;
     struct sockaddr_storage addr;
     int rc = uv_ip4_addr(cfg.bind, cfg.metrics_port, (struct sockaddr_in *)&addr);
     if (rc != 0) rc = uv_ip6_addr(cfg.bind, cfg.metrics_port, (struct sockaddr_in6 *)&addr);

@@ -19,17 +19,38 @@
 #include "backend.h"
 #include "cache_int.h"
 #include "config.h"
+#include "entry.h"
 #include "invalidate.h"
 #include "log.h"
 #include "util.h"
 
-/* INCR, but above the caller's known generation. */
-static const char FLUSH_GEN[] = "local g=redis.call('incr',KEYS[1]) local m=tonumber(ARGV[1]) "
-                                "if g<=m then g=m+1 redis.call('set',KEYS[1],g) end return g";
-/* Read; raise to the caller's known generation if Redis holds less. */
+/* The generation key may hold anything (another program, a bug): only a
+ * decimal integer in [0, ENTRY_GEN_MAX] is a generation. Anything else (not
+ * a number, negative, fractional, too large, another Redis type) counts as
+ * absent, i.e. 0, and is overwritten with a valid generation by the next
+ * sync or FLUSHNS, so a poisoned key cannot take the namespace down
+ * (docs/STORAGE.md). Redis's Lua numbers are doubles: ENTRY_GEN_MAX = 2^53-1
+ * keeps every generation exact, and '%.0f' writes it back without an
+ * exponent. READ_GEN sets g (0 if absent or poisoned) and bad. */
+#define GEN_MAX_LUA "9007199254740991"
+#define READ_GEN                                                                                   \
+    "local g,bad=0,false local t=redis.call('type',KEYS[1]).ok "                                   \
+    "if t=='string' then local s=redis.call('get',KEYS[1]) "                                       \
+    "if #s<=16 and string.match(s,'^%d+$') and tonumber(s)<=" GEN_MAX_LUA " then "                 \
+    "g=tonumber(s) else bad=true end elseif t~='none' then bad=true end "                          \
+    "local m=tonumber(ARGV[1]) "
+
+/* One above both Redis's and the caller's known generation (a Redis that
+ * lost the key must not hand out a generation already used). */
+static const char FLUSH_GEN[] =
+    READ_GEN "if m>g then g=m end g=g+1 if g>" GEN_MAX_LUA " then "
+             "return redis.error_reply('namespace generation at its maximum') end "
+             "redis.call('set',KEYS[1],string.format('%.0f',g)) return g";
+/* Read; raise to the caller's known generation if Redis holds less, and
+ * repair a poisoned key. */
 static const char SYNC_GEN[] =
-    "local g=tonumber(redis.call('get',KEYS[1])) or 0 local m=tonumber(ARGV[1]) "
-    "if g<m then redis.call('set',KEYS[1],ARGV[1]) return m end return g";
+    READ_GEN "if bad or g<m then redis.call('set',KEYS[1],string.format('%.0f',m)) return m end "
+             "return g";
 
 static void gen_key(buf_t *out, const ns_t *ns)
 {
@@ -38,6 +59,10 @@ static void gen_key(buf_t *out, const ns_t *ns)
 
 void nsgen_learn(ns_t *ns, long long gen)
 {
+    if (gen < 0 || gen > ENTRY_GEN_MAX) { /* cannot come from our scripts or entries */
+        log_warn("[%s] ignoring namespace generation %lld: out of range", ns->name, gen);
+        return;
+    }
     if (gen <= ns->gen) return;
     log_debug("[%s] namespace generation %lld -> %lld", ns->name, ns->gen, gen);
     ns->gen = gen;

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "entry.h"
+#include "util.h"
 #include "check.h"
 
 static void test_roundtrip_binary(void)
@@ -84,6 +85,12 @@ static void test_jitter(void)
     REQUIRE(ttl_jittered_ms(-5, 0.1, 0.9) == 0);
     REQUIRE(ttl_jittered_ms(1e300, 0, 0.5) == 1000000000000000LL);
     REQUIRE(ttl_jittered_ms(0.0015, 0, 0.5) == 2); /* rounds, not truncates */
+    /* NaN jitter or draw (found by fuzz_entry, corpus/entry/nan_jitter):
+     * no jitter, never llround(NaN) */
+    REQUIRE(ttl_jittered_ms(100, 0.0 / 0.0, 0.9) == 100000);
+    REQUIRE(ttl_jittered_ms(2.4825424780260236e-191, 0.0 / 0.0, 0.3) == 0);
+    REQUIRE(ttl_jittered_ms(100, 0.5, 0.0 / 0.0) == 100000);
+    REQUIRE(ttl_jittered_ms(1.0 / 0.0, 0.5, 0.5) == ENTRY_TTL_MAX);
 }
 
 static void test_xfetch(void)
@@ -102,6 +109,102 @@ static void test_xfetch(void)
     REQUIRE(xfetch_should_refresh(862, 1000, 100, 2, 0.5));
 }
 
+/* A header line with the given fields, decoded; 0 if it parses. */
+static int decode_fields(const char *fields, entry_t *d)
+{
+    static char line[512];
+    snprintf(line, sizeof(line), "LC1 v %s\nvalue", fields);
+    return entry_decode(line, strlen(line), d);
+}
+
+#define NOW INT64_C(1800000000000)
+
+static void test_check_accepts_our_entries(void)
+{
+    entry_t d;
+    REQUIRE(decode_fields("1 0 1800000060000 1800000120000 1800000060000 3 1800000000000", &d) ==
+            0);
+    REQUIRE(entry_check(&d, NOW) == ENTRY_OK);
+    /* the largest deadlines our encoder can write: now + 1e15 + 1e15 */
+    entry_t e = {.kind = ENTRY_VALUE, .gen = ENTRY_GEN_MAX, .stored_at = NOW};
+    e.fresh_until = NOW + ttl_jittered_ms(1e300, 0, 0.5);
+    e.stale_until = e.error_until = e.fresh_until + entry_secs_to_ms(1e300);
+    REQUIRE(entry_check(&e, NOW) == ENTRY_OK);
+    /* stored_at a little ahead of our clock: another host's skew */
+    e.stored_at = NOW + ENTRY_FUTURE_MS;
+    REQUIRE(entry_check(&e, NOW) == ENTRY_OK);
+}
+
+static void test_check_rejects_extremes(void)
+{
+    static const struct {
+        const char *fields;
+        entry_fault_t want;
+    } cases[] = {
+        {"1 -1 10 10 10 0 0", ENTRY_BAD_GEN},
+        {"1 9007199254740992 10 10 10 0 0", ENTRY_BAD_GEN},
+        {"1 922337203685477579 10 10 10 0 0", ENTRY_BAD_GEN},
+        {"1 0 -922337203685477579 10 10 0 0", ENTRY_BAD_TIME},
+        {"1 0 922337203685477579 922337203685477579 922337203685477579 0 0", ENTRY_BAD_TIME},
+        {"1 0 10 -922337203685477579 10 0 0", ENTRY_BAD_TIME},
+        {"1 0 10 10 922337203685477579 0 0", ENTRY_BAD_TIME},
+        {"1 0 10 10 10 -1 0", ENTRY_BAD_TIME},
+        {"1 0 10 10 10 922337203685477579 0", ENTRY_BAD_TIME},
+        {"1 0 10 9 10 0 0", ENTRY_BAD_ORDER},
+        {"1 0 10 10 9 0 0", ENTRY_BAD_ORDER},
+        {"1 0 10 10 10 0 -1", ENTRY_BAD_STORED_AT},
+        {"1 0 10 10 10 0 1800000010001", ENTRY_BAD_STORED_AT},
+        {"1 0 10 10 10 0 922337203685477579", ENTRY_BAD_STORED_AT},
+    };
+    for (size_t i = 0; i < LC_ARRAY_LEN(cases); i++) {
+        entry_t d;
+        CHECK(decode_fields(cases[i].fields, &d) == 0);
+        if (entry_check(&d, NOW) != cases[i].want) {
+            fprintf(stderr, "  %s: got %s\n", cases[i].fields,
+                    entry_fault_text(entry_check(&d, NOW)));
+            CHECK(!"entry_check fault");
+        }
+    }
+    /* the version is compared for equality only: any integer is valid */
+    entry_t d;
+    REQUIRE(decode_fields("-922337203685477579 0 10 10 10 0 0", &d) == 0);
+    REQUIRE(entry_check(&d, NOW) == ENTRY_OK);
+}
+
+static void test_saturating_math(void)
+{
+    REQUIRE(ms_sub_sat(INT64_MIN, 1) == INT64_MIN);
+    REQUIRE(ms_sub_sat(INT64_MAX, -1) == INT64_MAX);
+    REQUIRE(ms_sub_sat(-922337203685477579, NOW) == -922337203685477579 - NOW);
+    REQUIRE(ms_sub_sat(INT64_MIN + 5, NOW) == INT64_MIN);
+    REQUIRE(ms_sub_sat(5, 7) == -2);
+    REQUIRE(ms_add_sat(INT64_MAX, 1) == INT64_MAX);
+    REQUIRE(ms_add_sat(INT64_MIN, -1) == INT64_MIN);
+    REQUIRE(ms_add_sat(NOW, ENTRY_FUTURE_MS) == NOW + ENTRY_FUTURE_MS);
+    REQUIRE(ms_to_s_round(0) == 0 && ms_to_s_round(499) == 0 && ms_to_s_round(500) == 1);
+    REQUIRE(ms_to_s_round(1499) == 1 && ms_to_s_round(1500) == 2);
+    REQUIRE(ms_to_s_round(INT64_MAX) == INT64_MAX / 1000 + 1); /* no overflow */
+    REQUIRE(ms_to_s_round(-1) == 0 && ms_to_s_round(-501) == -1);
+    REQUIRE(entry_secs_to_ms(1.5) == 1500 && entry_secs_to_ms(0) == 0);
+    REQUIRE(entry_secs_to_ms(-3) == 0 && entry_secs_to_ms(0.0 / 0.0) == 0);
+    REQUIRE(entry_secs_to_ms(1e300) == ENTRY_TTL_MAX &&
+            entry_secs_to_ms(1.0 / 0.0) == ENTRY_TTL_MAX);
+    /* PEEK and TTL of extreme deadlines: no overflow */
+    entry_t x = {.fresh_until = INT64_MIN + 5};
+    REQUIRE(entry_fresh_left_ms(&x, NOW) == INT64_MIN);
+    REQUIRE(entry_ttl_left(&x, NOW, 1) == 0 && entry_ttl_left(&x, NOW, 0) == 0);
+    x.fresh_until = INT64_MAX;
+    REQUIRE(entry_fresh_left_ms(&x, -NOW) == INT64_MAX);
+    REQUIRE(entry_ttl_left(&x, -NOW, 0) == INT64_MAX / 1000 + 1);
+    x.fresh_until = NOW + 1499;
+    REQUIRE(entry_ttl_left(&x, NOW, 0) == 1 && entry_ttl_left(&x, NOW, 1) == 1499);
+    /* Redis TTL of an entry far in the past or future: no overflow */
+    entry_t e = {.fresh_until = INT64_MAX, .stale_until = 0, .error_until = 0};
+    REQUIRE(entry_redis_ttl_ms(&e, -10) == INT64_MAX);
+    e.fresh_until = INT64_MIN;
+    REQUIRE(entry_redis_ttl_ms(&e, NOW) == 1);
+}
+
 int main(void)
 {
     RUN(test_roundtrip_binary);
@@ -110,5 +213,8 @@ int main(void)
     RUN(test_states);
     RUN(test_jitter);
     RUN(test_xfetch);
+    RUN(test_check_accepts_our_entries);
+    RUN(test_check_rejects_extremes);
+    RUN(test_saturating_math);
     return check_summary("entry");
 }
