@@ -476,6 +476,8 @@ end
 --   :reset()                      clear counts and overrides
 --   :control(path, {status=, delay=, body=, bytes=, version=, headers=, drop=, times=})
 --   :clear_control([path])
+--   :mode(mode, {hang=, prefix=})  run-time fault mode: "ok"|"error"|"hang"|"reset"
+--                                  for paths under prefix (default "/chaos/")
 --   :get(path_and_query) -> status, body, headers
 --   :stop(), :log()
 function H.start_origin(o)
@@ -513,6 +515,14 @@ function H.start_origin(o)
     local st, body = H.http{ url = self.url .. "/_control", method = "POST", body = cjson.encode(spec),
                              headers = { ["content-type"] = "application/json" } }
     assert(st == 200, "origin /_control answered " .. tostring(st) .. ": " .. tostring(body))
+  end
+  function org.mode(self, mode, opts)
+    opts = opts or {}
+    local st, body = H.http{ url = self.url .. "/_mode", method = "POST",
+                             body = cjson.encode{ mode = mode, hang = opts.hang or 1.5,
+                                                  prefix = opts.prefix or "/chaos/" },
+                             headers = { ["content-type"] = "application/json" } }
+    assert(st == 200, "origin /_mode answered " .. tostring(st) .. ": " .. tostring(body))
   end
   function org.clear_control(self, path)
     local url = self.url .. "/_control"

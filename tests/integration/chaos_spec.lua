@@ -96,10 +96,7 @@ end
 -- the origin's chaos endpoints (examples/origin.py)
 
 local function origin_mode(origin, mode)
-  local st, body = H.http{ url = origin.url .. "/_mode", method = "POST",
-                           body = H.json_encode{ mode = mode, hang = HANG_S, prefix = "/chaos/" },
-                           headers = { ["content-type"] = "application/json" } }
-  assert(st == 200, "origin /_mode answered " .. tostring(st) .. ": " .. tostring(body))
+  origin:mode(mode, { hang = HANG_S })
 end
 
 local function origin_chaos(origin)

@@ -274,20 +274,13 @@ return {
     H.cleanup()
   end)
 
-  local function origin_mode(mode)
-    local st, body = H.http{ url = origin.url .. "/_mode", method = "POST",
-                             body = H.json_encode{ mode = mode, prefix = "/chaos/" },
-                             headers = { ["content-type"] = "application/json" } }
-    assert(st == 200, "origin /_mode answered " .. tostring(st) .. ": " .. tostring(body))
-  end
-
   it("does not answer the deleted value when its fetch then fails", function()
     local c1, c2 = srv:client(10), srv:client(10)
     assert.equal("key=w:1 v=1", (c2:call("GET", "w:1")))
     H.wait_until(function() return (c2:call("PEEK", "w:1") or {})[1] == "stale" end, 5, "stale")
     -- another instance holds the fill lock; the origin fails from now on
     assert.equal("OK", (redis:call("SET", "lc:{w:1}:lock", "other", "PX", "5000")))
-    origin_mode("error")
+    origin:mode("error")
     c1:send("GET", "w:1") -- waits on the lock, holding the stale entry
     H.wait_until(function() return H.ns_stats(srv, "w").misses >= 2 end, 5, "second GET waiting")
     assert.equal(1, (c2:call("DEL", "w:1")))
@@ -297,7 +290,7 @@ return {
     assert.equal("error", kind, "answered " .. tostring(v))
     local v2, kind2 = c2:call("GET", "w:1")
     assert.equal("error", kind2, "answered " .. tostring(v2))
-    origin_mode("ok")
+    origin:mode("ok")
     c1:close()
     c2:close()
   end)
