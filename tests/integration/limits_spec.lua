@@ -229,7 +229,6 @@ describe("--output-limit and a slow or stalled reader", function()
     local good = srv:client()
     assert.equal("OK", good:call("SET", "widget:big", big))
     assert.equal(#big, #good:call("GET", "widget:big"))
-    local before = info_field(good, "connected_clients")
     local base = peak_kb()
 
     local hog = srv:client(10)
@@ -244,8 +243,9 @@ describe("--output-limit and a slow or stalled reader", function()
       socket.sleep(0.02)
     end
     assert.is_true(worst < 0.25, "PING took " .. worst .. " s while another client hogged output")
-    -- the hog is still there, held at about half the limit
-    assert.equal(before + 1, info_field(good, "connected_clients"))
+    -- the hog is held at about half the limit (that it is still connected
+    -- shows below: it gets every reply; a count of connected clients would
+    -- also see earlier tests' connections closing meanwhile)
     local grown = (peak_kb() - base) // 1024
     assert.is_true(grown < 8, "server peak memory grew by " .. grown .. " MiB")
     -- once it reads, it gets every reply
