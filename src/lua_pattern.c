@@ -456,7 +456,7 @@ static void matcher_init(matcher_t *m, lua_State *L, const lua_pattern_budget_t 
     m->steps = 0;
     m->prog = NULL;
     m->subject = (const unsigned char *)s;
-    m->end = m->subject + len;
+    m->end = s ? m->subject + len : NULL; /* NULL + 0 is undefined in C */
 }
 
 /* Charge the steps so far; final: the call is ending. May raise. */
