@@ -4,11 +4,15 @@
  *  - created by lua_newstate with lc_alloc, which refuses to grow the state
  *    past engine_conf.mem_limit (Lua then raises "not enough memory" in the
  *    call that asked, and the state stays usable);
- *  - watched by a count hook: every call into Lua (a lua_pcall, each
- *    lua_resume of a fetch) gets instr_budget VM instructions and
- *    time_limit_ms of wall clock, whichever runs out first; once over, the
- *    hook re-arms itself to fire on every instruction and raises each time,
- *    so pcall cannot swallow the kill (the Redis script_lua.c watchdog);
+ *  - watched by a count hook (budget_hook): every run of policy code (the
+ *    main chunk's lua_pcall; a coroutine run of fetch, on_event, warm or
+ *    ttl from its start or an I/O resume) gets instr_budget VM instructions
+ *    and time_limit_ms of Lua time, whichever runs out first. A coroutine
+ *    run is paused every SLICE_NS (the hook yields; fetch.c resumes it on a
+ *    later loop turn). Once over budget the hook ends a coroutine run by
+ *    yielding, which nothing can catch; elsewhere it raises on every
+ *    instruction, so pcall cannot swallow the kill (the Redis script_lua.c
+ *    watchdog). Code that cannot yield is cut off after STALL_NS;
  *  - opened with base, table, string, math, utf8, coroutine and a trimmed os
  *    only (no io, debug or package), string.dump removed; cjson is opened
  *    privately and handed to the sandbox, whose require is the only way in;

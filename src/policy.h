@@ -2,8 +2,9 @@
  *
  * Isolation: every loaded version of a namespace's policy is its own
  * lua_State, created with our allocator (memory cap per state) and run with
- * a count hook (instruction budget per call into Lua; once tripped it keeps
- * firing so pcall cannot swallow it). A policy version is reference-counted:
+ * a count hook (an instruction and time budget per call into Lua, spent in
+ * ~1 ms slices between which the loop serves others; a spent budget ends
+ * the call whatever pcall does). A policy version is reference-counted:
  * a reload swaps ns->cur while fetches in flight keep the version they
  * started on until they finish. */
 #ifndef LC_POLICY_H
