@@ -366,7 +366,10 @@ describe("metrics", function()
       local body = srv:metrics()
       assert.truthy(body:find("luacached_fills_in_flight", 1, true))
     end
-    assert.equal(1, value(metrics_cmd(srv), "luacached_fetches_in_flight"))
+    -- the fetch starts after the GET's Redis lookup and lock: wait for it
+    -- (it then runs for 1 s)
+    H.wait_until(function() return value(metrics_cmd(srv), "luacached_fetches_in_flight") == 1 end,
+      0.9, "the slow fetch in flight")
     local v = slow:read_reply(5)
     assert.equal("widget slow1", H.json_decode(v).name)
     slow:close()
