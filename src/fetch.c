@@ -11,9 +11,9 @@
  * fetch_resume(); the continuation k then builds the primitive's results
  * from what the handler left on the run, inside the resumed thread (so in
  * protected mode). A thread parked on I/O is resumed exactly once with its
- * result; at the run's timeout and at fetch_abort_all() it is closed where
- * it stands instead (lua_resetthread, its __close handlers under a spent
- * budget) and never resumed again.
+ * result; at the run's timeout and at fetch_abort_all() it is let go where
+ * it stands instead (see release(): never closed, so its pending __close
+ * handlers do not run) and never resumed again.
  *
  * Budget slices (policy_int.h): the count hook yields the thread after
  * about 1 ms of Lua; the runner parks it (WAIT_SLICE) and resumes it from a
@@ -489,7 +489,8 @@ static fetch_t *check_fetch(lua_State *L)
     return f;
 }
 
-/* In k: the fetch, after checking for an abort. */
+/* In k: the fetch, which must still be running (an aborted run is never
+ * resumed; this only guards against a bug). */
 static fetch_t *io_resumed(lua_State *L)
 {
     fetch_handle_t *h = lua_touserdata(L, 1);

@@ -45,8 +45,8 @@ uv_loop_t *engine_loop(void);
 
 /* Arm the budget for one call into Lua on the state's main thread. */
 void policy_budget_start(lua_State *L, policy_t *p);
-/* Clean-up runs (closing a thread, lua_close): the first hook that fires
- * stops whatever policy code still runs. */
+/* Clean-up (lua_close of a policy that failed to load): the first hook
+ * that fires stops whatever policy code still runs. */
 void policy_budget_exhaust(lua_State *L, policy_t *p);
 
 /* Make b the budget of the run about to resume on thread co: fresh (a new
