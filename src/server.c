@@ -224,12 +224,21 @@ static void on_write(uv_write_t *req, int status)
     flush(c);
 }
 
+/* Output bytes this client makes us hold: collected, not yet taken by the
+ * kernel from the write in flight (wbuf also holds the part uv_try_write
+ * already sent), and finished but queued behind an unfinished reply. */
+static size_t held_output(const client_t *c)
+{
+    size_t unsent = c->writing ? uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp) : 0;
+    return c->out.len + unsent + c->held_bytes;
+}
+
 static void flush(client_t *c)
 {
     if (c->closing) return;
     /* Checked before the write-in-flight test: a client that does not read
      * keeps its write in flight forever while its replies pile up in out. */
-    if (c->out.len + c->wbuf.len + c->held_bytes > cfg.output_limit) {
+    if (held_output(c) > cfg.output_limit) {
         log_warn("client %llu: output buffer over --output-limit (%zu bytes), closing",
                  (unsigned long long)c->id, cfg.output_limit);
         client_close(c);
@@ -298,13 +307,6 @@ static void count_tail(client_t *c)
     }
 }
 
-/* Output bytes this client makes us hold: collected, being written, and
- * finished but queued behind an unfinished reply. */
-static size_t held_output(const client_t *c)
-{
-    return c->out.len + c->wbuf.len + c->held_bytes;
-}
-
 /* May this client start another command now? Not while its output plus
  * what its pending replies will likely add reaches the soft limit: it is
  * not read from until that drains. One command may always start once the
@@ -315,8 +317,16 @@ static bool may_start(client_t *c)
     count_tail(c);
     size_t soft = soft_output_limit(), held = held_output(c);
     if (held >= soft) return false;
+    size_t est = c->reply_est ? c->reply_est : 1;
+    if (c->pending == 0) {
+        /* The first reply in flight may take the output past the soft
+         * limit, not (as far as we can tell) past the hard one; with
+         * nothing held it always may, or a client whose replies are
+         * larger than that would never get one. */
+        return held == 0 || est <= cfg.output_limit - held;
+    }
     size_t room = soft - held < IN_FLIGHT_BYTES ? soft - held : IN_FLIGHT_BYTES;
-    return (size_t)c->pending <= room / (c->reply_est ? c->reply_est : 1);
+    return (size_t)c->pending + 1 <= room / est;
 }
 
 /* Enforce --output-limit after every command, as Redis does, so one read
