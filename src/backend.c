@@ -663,9 +663,14 @@ static void link_lost(struct redis_link *link, const char *why, enum link_loss l
     if (loss != LOSS_SEEN && ac) redisAsyncFree(ac);
 }
 
+static void (*data_on_up)(void);
+static struct redis_link data_link;
+
 static void link_up(struct redis_link *link)
 {
     link->state = LINK_UP;
+    /* First thing, so what it sends goes ahead of every other command. */
+    if (link == &data_link && data_on_up) data_on_up();
     link->backoff_ms = BACKOFF_MIN_MS;
     link->last_err[0] = '\0';
     if (link->in_outage) {
@@ -1175,8 +1180,6 @@ static void sub_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
 /* Public API: the data link and the subscriber                             */
 /* ------------------------------------------------------------------------ */
 
-static struct redis_link data_link;
-
 int backend_init(uv_loop_t *loop, const backend_conf_t *conf, char *err, size_t errlen)
 {
     backend_url_t url;
@@ -1222,6 +1225,24 @@ int backend_cmd(backend_cb cb, void *priv, const char *fmt, ...)
     int rc = link_sendv(&data_link, cb, priv, fmt, ap);
     va_end(ap);
     return rc;
+}
+
+int backend_cmd_formatted(backend_cb cb, void *priv, const char *cmd, size_t len)
+{
+    if (data_link.state != LINK_UP) return -1;
+    struct link_req *req = req_new(&data_link, NULL, cb, priv);
+    size_t obuf = sdslen(data_link.ac->c.obuf);
+    if (redisAsyncFormattedCommand(data_link.ac, link_reply_cb, req, cmd, len) != REDIS_OK) {
+        free(req);
+        return -1;
+    }
+    link_track(&data_link, req, obuf);
+    return 0;
+}
+
+void backend_on_up(void (*fn)(void))
+{
+    data_on_up = fn;
 }
 
 int backend_cmd_argv(backend_cb cb, void *priv, int argc, const char **argv, const size_t *lens)

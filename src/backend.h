@@ -67,6 +67,11 @@ uint64_t backend_outages_total(void);
  * NULL to fire and forget. */
 int backend_cmd(backend_cb cb, void *priv, const char *fmt, ...);
 int backend_cmd_argv(backend_cb cb, void *priv, int argc, const char **argv, const size_t *lens);
+/* A command already in RESP (what the store formats itself, once). */
+int backend_cmd_formatted(backend_cb cb, void *priv, const char *cmd, size_t len);
+/* fn runs each time the command link comes up, before any other command can
+ * be queued on it (the store loads its scripts there). */
+void backend_on_up(void (*fn)(void));
 
 /* ---- Pub/sub: one subscribed channel on a second connection ------------
  *

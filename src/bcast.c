@@ -17,15 +17,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"
 #include "cache_int.h"
 #include "l1.h"
 #include "log.h"
+#include "store.h"
 #include "util.h"
 
 static void publish(buf_t *msg)
 {
-    backend_publish(cache_channel.data, msg->data, msg->len);
+    store_publish(cache_channel.data, cache_channel.len, msg->data, msg->len, NULL, NULL);
     buf_free(msg);
 }
 
@@ -57,14 +57,13 @@ void bcast_keys_add(buf_t *batch, const char *rkey, size_t len)
     buf_append(batch, rkey, len);
 }
 
-int bcast_keys_send(buf_t *batch, backend_cb cb, void *priv)
+int bcast_keys_send(buf_t *batch, store_cb cb, void *priv)
 {
     if (batch->len == 0) return -1;
     /* A PUBLISH with a reply: once it comes, Redis has handed the message
      * to every subscriber (PURGETAG answers after that). */
-    const char *argv[3] = {"PUBLISH", cache_channel.data, batch->data};
-    size_t lens[3] = {7, cache_channel.len, batch->len};
-    int rc = backend_cmd_argv(cb, priv, 3, argv, lens);
+    int rc =
+        store_publish(cache_channel.data, cache_channel.len, batch->data, batch->len, cb, priv);
     buf_reset(batch);
     return rc;
 }

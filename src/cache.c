@@ -18,9 +18,11 @@
 #include "cache_int.h"
 #include "config.h"
 #include "fetch_log.h"
+#include "keys.h"
 #include "l1.h"
 #include "log.h"
 #include "reply.h"
+#include "store.h"
 #include "util.h"
 
 struct request {
@@ -57,30 +59,9 @@ double cache_rand(void)
     return (double)((x * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
 }
 
-/* PREFIX:{NS:ID}: the braces are a Redis Cluster hash tag, so the entry and
- * its lock (PREFIX:{NS:ID}:lock) share a slot and one script can check the
- * lock and store the entry atomically (docs/STORAGE.md). */
 void cache_entry_key(buf_t *out, const ns_t *ns, const char *id, size_t idlen)
 {
-    buf_append_str(out, cfg.prefix);
-    buf_append(out, ":{", 2);
-    buf_append_str(out, ns->name);
-    buf_append(out, ":", 1);
-    buf_append(out, id, idlen);
-    buf_append(out, "}", 1);
-}
-
-void cache_lock_key(buf_t *out, const buf_t *entry_key)
-{
-    buf_append(out, entry_key->data, entry_key->len);
-    buf_append(out, ":lock", 5);
-}
-
-void cache_tag_key(buf_t *out, const char *tag, size_t len)
-{
-    buf_append_str(out, cfg.prefix);
-    buf_append(out, ":#tag:", 6);
-    buf_append(out, tag, len);
+    keys_entry(out, ns->name, strlen(ns->name), id, idlen);
 }
 
 static bool valid_ns_char(char ch)
@@ -170,22 +151,74 @@ buf_t *op_out(op_t *op)
 {
     request_t *r = op->req;
     if (r->as_array) return &r->parts[op->idx];
-    return r->slot ? &r->slot->buf : &r->own;
+    return r->slot ? slot_out(r->slot) : &r->own;
+}
+
+/* Requests of one key (GET, most of all) are kept for reuse with their
+ * key buffer, as memcached keeps its response objects: a hit then
+ * allocates nothing here. */
+#define POOL_MAX      1024
+#define POOL_KEY_KEEP 512 /* a key buffer larger than this is not kept */
+
+static request_t *pool;
+static size_t pooled;
+
+static request_t *request_new(long nkeys)
+{
+    if (nkeys == 1 && pool) {
+        request_t *r = pool;
+        pool = r->parts ? (request_t *)r->parts : NULL; /* the free list's link */
+        pooled--;
+        buf_t rkey = r->ops[0].rkey;
+        memset(r, 0, sizeof(*r) + sizeof(op_t));
+        r->ops[0].rkey = rkey;
+        buf_reset(&r->ops[0].rkey);
+        return r;
+    }
+    return xcalloc(1, sizeof(request_t) + (size_t)nkeys * sizeof(op_t));
 }
 
 static void request_free(request_t *r)
 {
-    for (long i = 0; i < r->nops; i++) {
-        buf_free(&r->ops[i].rkey);
-        free(r->ops[i].id);
-    }
     if (r->parts) {
         for (long i = 0; i < r->nops; i++)
             buf_free(&r->parts[i]);
         free(r->parts);
+        r->parts = NULL;
     }
     buf_free(&r->own);
+    if (r->nops == 1 && pooled < POOL_MAX && r->ops[0].rkey.cap <= POOL_KEY_KEEP) {
+        r->parts = (buf_t *)pool; /* unused while pooled: the free list's link */
+        pool = r;
+        pooled++;
+        return;
+    }
+    for (long i = 0; i < r->nops; i++)
+        buf_free(&r->ops[i].rkey);
     free(r);
+}
+
+static void pool_free(void)
+{
+    while (pool) {
+        request_t *r = pool;
+        pool = (request_t *)r->parts;
+        buf_free(&r->ops[0].rkey);
+        free(r);
+    }
+    pooled = 0;
+}
+
+/* The op's entry key; its id is read from there, not copied again. */
+static void op_set_key(op_t *op, ns_t *ns, const char *id, size_t idlen)
+{
+    size_t nslen = strlen(ns->name);
+    size_t at = keys_entry_id_offset(nslen);
+    buf_reserve(&op->rkey, at + idlen + 1);
+    keys_entry(&op->rkey, ns->name, nslen, id, idlen);
+    op->ns = ns;
+    op->id = op->rkey.data + at;
+    op->idlen = idlen;
 }
 
 void op_done(op_t *op)
@@ -356,12 +389,11 @@ static void answer_ttl(op_t *op, const entry_t *e, bool have)
     op_done(op);
 }
 
-static void on_lookup(void *priv, redisReply *reply)
+static void on_lookup(void *priv, const store_result_t *r)
 {
     op_t *op = priv;
     entry_t e;
-    bool have = reply && reply->type == REDIS_REPLY_STRING &&
-                entry_usable(op->ns, &op->rkey, reply->str, reply->len, &e);
+    bool have = r->status == STORE_OK && entry_usable(op->ns, &op->rkey, r->str, r->len, &e);
     switch (op->kind) {
     case CACHE_GET:
         answer_get(op, &e, have);
@@ -405,8 +437,8 @@ static void op_start(op_t *op)
         }
     }
     op->epoch = cache_inval_epoch;
-    if (backend_cmd(on_lookup, op, "GET %b", op->rkey.data, op->rkey.len) != 0)
-        on_lookup(op, NULL); /* Redis down: fail open */
+    if (store_get(op->rkey.data, op->rkey.len, on_lookup, op) != 0)
+        on_lookup(op, &(store_result_t){.status = STORE_DOWN}); /* Redis down: fail open */
 }
 
 static void count_request(ns_stats_t *s, cache_op_t kind, bool as_array)
@@ -425,7 +457,7 @@ static void count_request(ns_stats_t *s, cache_op_t kind, bool as_array)
 
 void cache_read(slot_t *slot, cache_op_t kind, const cache_key_t *keys, long nkeys, bool as_array)
 {
-    request_t *r = xcalloc(1, sizeof(*r) + (size_t)nkeys * sizeof(op_t));
+    request_t *r = request_new(nkeys);
     r->slot = slot;
     r->as_array = as_array;
     r->nops = r->remaining = nkeys;
@@ -435,10 +467,7 @@ void cache_read(slot_t *slot, cache_op_t kind, const cache_key_t *keys, long nke
         op->req = r;
         op->idx = i;
         op->kind = kind;
-        op->ns = keys[i].ns;
-        op->id = xmemdup(keys[i].id, keys[i].idlen);
-        op->idlen = keys[i].idlen;
-        cache_entry_key(&op->rkey, op->ns, op->id, op->idlen);
+        op_set_key(op, keys[i].ns, keys[i].id, keys[i].idlen);
         count_request(&op->ns->stats, kind, as_array);
     }
     /* Ops may finish synchronously and the last one frees r: the loop only
@@ -449,7 +478,7 @@ void cache_read(slot_t *slot, cache_op_t kind, const cache_key_t *keys, long nke
 
 void cache_warm_one(ns_t *ns, const char *id, size_t idlen, cache_warm_cb cb, void *priv)
 {
-    request_t *r = xcalloc(1, sizeof(*r) + sizeof(op_t));
+    request_t *r = request_new(1);
     r->done = cb;
     r->done_priv = priv;
     r->nops = r->remaining = 1;
@@ -457,10 +486,7 @@ void cache_warm_one(ns_t *ns, const char *id, size_t idlen, cache_warm_cb cb, vo
     op->req = r;
     op->kind = CACHE_REFRESH; /* force, through the key's fill and lock */
     op->warm = true;
-    op->ns = ns;
-    op->id = xmemdup(id, idlen);
-    op->idlen = idlen;
-    cache_entry_key(&op->rkey, ns, id, idlen);
+    op_set_key(op, ns, id, idlen);
     op_start(op); /* may call cb before returning */
 }
 
@@ -496,14 +522,6 @@ void cache_invalidate_matching(const char *glob, size_t len)
     l1_forbid_matching(glob, len, now_ms(), now, now + forbid_ms());
 }
 
-/* SET and DEL change the entry and delete its fill lock in one script
- * (both share the key's hash tag): a fill's store, which needs the lock,
- * lands before them or not at all. Two commands would let it land between
- * and survive the invalidation. */
-static const char SET_UNLOCK[] =
-    "redis.call('del',KEYS[2]) return redis.call('set',KEYS[1],ARGV[1],'px',ARGV[2])";
-static const char DEL_UNLOCK[] = "redis.call('del',KEYS[2]) return redis.call('del',KEYS[1])";
-
 /* Stop a local fill from storing, drop the tier item, and tell the other
  * instances. */
 static void invalidate_key(const buf_t *rkey)
@@ -512,13 +530,13 @@ static void invalidate_key(const buf_t *rkey)
     bcast_key(rkey);
 }
 
-static void on_set(void *priv, redisReply *reply)
+static void on_set(void *priv, const store_result_t *r)
 {
     slot_t *slot = priv;
-    if (!reply)
+    if (r->status == STORE_DOWN)
         reply_error(&slot->buf, "backend unavailable, value not stored");
-    else if (reply->type == REDIS_REPLY_ERROR)
-        reply_error(&slot->buf, "backend: %s", reply->str);
+    else if (r->status == STORE_ERROR)
+        reply_error(&slot->buf, "backend: %.*s", (int)r->len, r->str);
     else
         reply_ok(&slot->buf);
     slot_finish(slot);
@@ -543,10 +561,10 @@ static void set_store(slot_t *slot, ns_t *ns, const policy_t *p, const char *id,
     e.error_until = e.fresh_until + entry_secs_to_ms(p->conf.stale_if_error);
     buf_t val = {0}, lkey = {0};
     entry_encode(&val, &e);
-    cache_lock_key(&lkey, &rkey);
+    keys_lock(&lkey, rkey.data, rkey.len);
     long long px = (long long)entry_redis_ttl_ms(&e, now);
-    if (backend_cmd(on_set, slot, "EVAL %s 2 %b %b %b %lld", SET_UNLOCK, rkey.data, rkey.len,
-                    lkey.data, lkey.len, val.data, val.len, px) != 0) {
+    if (store_set_unlock(rkey.data, rkey.len, lkey.data, lkey.len, val.data, val.len, px, on_set,
+                         slot) != 0) {
         reply_error(&slot->buf, "backend unavailable, value not stored");
         slot_finish(slot);
     } else {
@@ -622,11 +640,11 @@ static void del_finish(del_req_t *d)
     free(d);
 }
 
-static void on_del(void *priv, redisReply *reply)
+static void on_del(void *priv, const store_result_t *r)
 {
     del_req_t *d = priv;
-    if (reply && reply->type == REDIS_REPLY_INTEGER)
-        d->removed += reply->integer;
+    if (r->status == STORE_OK)
+        d->removed += r->integer;
     else
         d->failed = true;
     if (--d->remaining == 0) del_finish(d);
@@ -643,7 +661,7 @@ void cache_del_keys(const cache_key_t *keys, long nkeys, bool count, cache_inval
         buf_reset(&rkey);
         buf_reset(&lkey);
         cache_entry_key(&rkey, keys[i].ns, keys[i].id, keys[i].idlen);
-        cache_lock_key(&lkey, &rkey);
+        keys_lock(&lkey, rkey.data, rkey.len);
         if (count) {
             keys[i].ns->stats.requests_del++;
             keys[i].ns->stats.invalidations_del++;
@@ -651,8 +669,7 @@ void cache_del_keys(const cache_key_t *keys, long nkeys, bool count, cache_inval
         /* One script per key: keys of a namespace live in different
          * cluster slots (SPEC §9). */
         d->remaining++;
-        if (backend_cmd(on_del, d, "EVAL %s 2 %b %b", DEL_UNLOCK, rkey.data, rkey.len, lkey.data,
-                        lkey.len) != 0) {
+        if (store_del_unlock(rkey.data, rkey.len, lkey.data, lkey.len, on_del, d) != 0) {
             d->remaining--;
             d->failed = true;
         }
@@ -707,7 +724,7 @@ void cache_init(uv_loop_t *loop)
     snprintf(instance_id_buf, sizeof(instance_id_buf), "%016" PRIx64,
              (uint64_t)(cache_rand() * 18446744073709551615.0));
     cache_instance_id = instance_id_buf;
-    buf_printf(&cache_channel, "%s:#events", cfg.prefix);
+    keys_channel(&cache_channel);
     buf_append(&cache_channel, "", 1);
     cache_channel.len--; /* NUL-terminated for the backend */
     fills_init();
@@ -742,5 +759,6 @@ void cache_close(void)
     tags_close();
     l1_close();
     buf_free(&l1_scratch);
+    pool_free();
     buf_free(&cache_channel);
 }

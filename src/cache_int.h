@@ -11,11 +11,11 @@
 
 #include <uv.h>
 
-#include "backend.h"
 #include "buf.h"
 #include "cache.h"
 #include "entry.h"
 #include "policy.h"
+#include "store.h"
 
 typedef struct request request_t;
 
@@ -25,8 +25,8 @@ typedef struct op {
     long idx;
     cache_op_t kind;
     ns_t *ns;
-    buf_t rkey; /* Redis key of the entry */
-    char *id;
+    buf_t rkey;     /* Redis key of the entry */
+    const char *id; /* in rkey */
     size_t idlen;
     bool warm;      /* CACHE_REFRESH for WARM: a fill that landed meanwhile will do */
     uint64_t epoch; /* cache_inval_epoch when its lookup was sent */
@@ -46,10 +46,8 @@ double cache_rand(void); /* uniform in [0,1) */
 /* Keep a fresh entry in the in-process tier when its policy has l1_ttl. */
 void cache_l1_store(const ns_t *ns, const buf_t *rkey, const entry_t *e);
 void cache_entry_key(buf_t *out, const ns_t *ns, const char *id, size_t idlen);
-void cache_lock_key(buf_t *out, const buf_t *entry_key);
-void cache_tag_key(buf_t *out, const char *tag, size_t len); /* PREFIX:#tag:TAG */
-extern const char *cache_instance_id;                        /* random, tags our own broadcasts */
-extern buf_t cache_channel;                                  /* pub/sub channel of this prefix */
+extern const char *cache_instance_id; /* random, tags our own broadcasts */
+extern buf_t cache_channel;           /* pub/sub channel of this prefix */
 extern uv_loop_t *cache_loop;
 /* Bumped by every invalidation this process applies: an entry read from
  * Redis while one happened may predate it and does not go to the tier. */
@@ -95,7 +93,7 @@ void bcast_landed(const buf_t *rkey);                            /* F */
 void bcast_key(const buf_t *rkey);                               /* I */
 void bcast_keys_add(buf_t *batch, const char *rkey, size_t len); /* K, built up */
 /* and sent, cb told when Redis has delivered it (0); -1: nothing sent. batch reset */
-int bcast_keys_send(buf_t *batch, backend_cb cb, void *priv);
+int bcast_keys_send(buf_t *batch, store_cb cb, void *priv);
 void bcast_pattern(const char *glob, size_t len); /* P */
 void bcast_tag(const char *tag, size_t len);      /* T */
 void bcast_gen(const ns_t *ns, long long gen);    /* G */

@@ -35,25 +35,11 @@
 #include "dict.h"
 #include "fetch_log.h"
 #include "glob.h"
+#include "keys.h"
 #include "log.h"
 #include "reply.h"
+#include "store.h"
 #include "util.h"
-
-/* Store the entry only while holding the lock; then drop the lock. */
-static const char STORE_IF_LOCKED[] =
-    "if redis.call('get',KEYS[2])==ARGV[1] then "
-    "redis.call('set',KEYS[1],ARGV[2],'px',ARGV[3]) redis.call('del',KEYS[2]) return 1 end "
-    "return 0";
-/* Index an entry under a tag: add it to the tag's set, and make the set
- * live at least as long as the entry, so the index never expires before
- * its members (one key per script: the set and the entry may live in
- * different cluster slots). */
-static const char TAG_ADD[] = "redis.call('sadd',KEYS[1],ARGV[1]) "
-                              "if redis.call('pttl',KEYS[1])<tonumber(ARGV[2]) then "
-                              "redis.call('pexpire',KEYS[1],ARGV[2]) end return 1";
-/* Release a lock only if it is still ours. */
-static const char RELEASE_LOCK[] =
-    "if redis.call('get',KEYS[1])==ARGV[1] then return redis.call('del',KEYS[1]) end return 0";
 
 /* How often a remote wait re-reads the entry while the subscription that
  * would tell it is down. */
@@ -177,7 +163,7 @@ static fill_t *fill_new(ns_t *ns, const buf_t *rkey, const char *id, size_t idle
     fill_t *f = xcalloc(1, sizeof(*f));
     f->refs = 1;
     buf_append(&f->rkey, rkey->data, rkey->len);
-    cache_lock_key(&f->lkey, rkey);
+    keys_lock(&f->lkey, rkey->data, rkey->len);
     f->ns = ns;
     f->id = xmemdup(id, idlen);
     f->idlen = idlen;
@@ -263,7 +249,7 @@ static void release_lock(fill_t *f)
 {
     if (!f->own_lock) return;
     f->own_lock = false;
-    backend_cmd(NULL, NULL, "EVAL %s 1 %b %s", RELEASE_LOCK, f->lkey.data, f->lkey.len, f->token);
+    store_release(f->lkey.data, f->lkey.len, f->token);
 }
 
 /* An invalidation since the fetch started: a key invalidation or pattern
@@ -297,26 +283,26 @@ static void store_skip(fill_t *f, bool to_l1)
     store_done(f, to_l1);
 }
 
-static void on_stored(void *priv, redisReply *reply)
+static void on_stored(void *priv, const store_result_t *r)
 {
     fill_t *f = priv;
     ns_t *ns = f->ns;
     bool to_l1 = true; /* no answer: Redis is gone, fail open */
-    if (reply && reply->type == REDIS_REPLY_ERROR) {
+    if (r->status == STORE_ERROR) {
         ns->stats.store_errors++;
-        log_warn("[%s] storing in redis failed: %s", ns->name, reply->str);
+        log_warn("[%s] storing in redis failed: %.*s", ns->name, (int)r->len, r->str);
         to_l1 = false;
-    } else if (!reply) {
+    } else if (r->status == STORE_DOWN) {
         ns->stats.store_errors++;
         /* a blind store's SET NX may have been refused: a value the user
          * SET may be there, which the tier must not hide */
         if (f->blind) to_l1 = false;
-    } else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0) {
+    } else if (r->status == STORE_OK && !r->str && r->integer == 0) {
         /* Our lock was gone: an invalidation (or a lease that ran out)
          * overtook this fill, so its result must not be stored. */
         ns->stats.invalidations_race++;
         to_l1 = false;
-    } else if (reply->type == REDIS_REPLY_NIL) {
+    } else if (r->status == STORE_NIL) {
         /* A blind store's SET NX found a value there (a user's SET, say):
          * it stays, and is what the next read gets; not this one. */
         to_l1 = false;
@@ -343,15 +329,11 @@ static void store_entry(fill_t *f)
     f->refs++;
     if (f->own_lock) {
         f->own_lock = false; /* the script drops it */
-        rc = backend_cmd(on_stored, f, "EVAL %s 2 %b %b %s %b %lld", STORE_IF_LOCKED, f->rkey.data,
-                         f->rkey.len, f->lkey.data, f->lkey.len, f->token, val->data, val->len,
-                         f->st.px);
-    } else if (f->blind && !f->strict) { /* only REFRESH asks to replace */
-        rc = backend_cmd(on_stored, f, "SET %b %b PX %lld NX", f->rkey.data, f->rkey.len, val->data,
-                         val->len, f->st.px);
+        rc = store_put_if_locked(f->rkey.data, f->rkey.len, f->lkey.data, f->lkey.len, f->token,
+                                 val->data, val->len, f->st.px, on_stored, f);
     } else {
-        rc = backend_cmd(on_stored, f, "SET %b %b PX %lld", f->rkey.data, f->rkey.len, val->data,
-                         val->len, f->st.px);
+        bool nx = f->blind && !f->strict; /* only REFRESH asks to replace */
+        rc = store_put(f->rkey.data, f->rkey.len, val->data, val->len, f->st.px, nx, on_stored, f);
     }
     if (rc != 0) { /* Redis down: fail open */
         f->refs--;
@@ -363,11 +345,12 @@ static void store_entry(fill_t *f)
     bcast_landed(&f->rkey);
 }
 
-static void on_tag_added(void *priv, redisReply *reply)
+static void on_tag_added(void *priv, const store_result_t *r)
 {
     fill_t *f = priv;
-    if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        if (reply) log_warn("[%s] indexing a tag failed: %s", f->ns->name, reply->str);
+    if (r->status == STORE_DOWN || r->status == STORE_ERROR) {
+        if (r->status == STORE_ERROR)
+            log_warn("[%s] indexing a tag failed: %.*s", f->ns->name, (int)r->len, r->str);
         f->st.tags_failed = true;
     }
     if (--f->st.tags_pending == 0 && f->state == FILL_STORING) store_entry(f);
@@ -383,11 +366,11 @@ static void index_tags(fill_t *f)
     f->st.tags_pending = 1; /* held until every TAG_ADD is queued */
     for (size_t i = 0; i < f->st.ntags; tag += f->st.tag_lens[i], i++) {
         buf_reset(&tkey);
-        cache_tag_key(&tkey, tag, f->st.tag_lens[i]);
+        keys_tag(&tkey, tag, f->st.tag_lens[i]);
         f->refs++;
         f->st.tags_pending++;
-        if (backend_cmd(on_tag_added, f, "EVAL %s 1 %b %b %lld", TAG_ADD, tkey.data, tkey.len,
-                        f->rkey.data, f->rkey.len, f->st.px) != 0) {
+        if (store_tag_add(tkey.data, tkey.len, f->rkey.data, f->rkey.len, f->st.px, on_tag_added,
+                          f) != 0) {
             f->refs--;
             f->st.tags_pending--;
             f->st.tags_failed = true;
@@ -605,13 +588,13 @@ static bool answers_fill(const fill_t *f, const entry_t *e)
     return !f->force || e->stored_at >= f->created_ms;
 }
 
-static void on_recheck(void *priv, redisReply *reply)
+static void on_recheck(void *priv, const store_result_t *r)
 {
     fill_t *f = priv;
     if (f->state == FILL_CHECKING) {
         entry_t e;
-        if (reply && reply->type == REDIS_REPLY_STRING &&
-            entry_usable(f->ns, &f->rkey, reply->str, reply->len, &e) && answers_fill(f, &e)) {
+        if (r->status == STORE_OK && entry_usable(f->ns, &f->rkey, r->str, r->len, &e) &&
+            answers_fill(f, &e)) {
             answer_from_entry(f, &e);
             fill_finish(f);
         } else {
@@ -626,7 +609,7 @@ static void recheck(fill_t *f)
     f->state = FILL_CHECKING;
     f->epoch = cache_inval_epoch;
     f->refs++;
-    if (backend_cmd(on_recheck, f, "GET %b", f->rkey.data, f->rkey.len) != 0) {
+    if (store_get(f->rkey.data, f->rkey.len, on_recheck, f) != 0) {
         f->refs--;
         f->blind = true;
         fill_fetch(f); /* Redis gone: fail open */
@@ -637,12 +620,12 @@ static void recheck(fill_t *f)
  * Taking the lock
  * ------------------------------------------------------------------------- */
 
-static void on_lock_set(void *priv, redisReply *reply)
+static void on_lock_set(void *priv, const store_result_t *r)
 {
     fill_t *f = priv;
-    if (!reply || reply->type == REDIS_REPLY_ERROR)
+    if (r->status == STORE_DOWN || r->status == STORE_ERROR)
         f->lock = LOCK_FAILED;
-    else if (reply->type == REDIS_REPLY_STATUS)
+    else if (r->status == STORE_OK)
         f->lock = LOCK_TAKEN;
     else
         f->lock = LOCK_HELD; /* nil: NX refused */
@@ -651,7 +634,7 @@ static void on_lock_set(void *priv, redisReply *reply)
 }
 
 /* The GET pipelined after SET NX: its reply always comes second. */
-static void on_lock_get(void *priv, redisReply *reply)
+static void on_lock_get(void *priv, const store_result_t *r)
 {
     fill_t *f = priv;
     if (f->state != FILL_LOCKING) { /* taken over meanwhile */
@@ -659,10 +642,11 @@ static void on_lock_get(void *priv, redisReply *reply)
         fill_unref(f);
         return;
     }
-    f->blind = !reply || reply->type == REDIS_REPLY_ERROR; /* this read is what we know */
+    /* this read is what we know */
+    f->blind = r->status == STORE_DOWN || r->status == STORE_ERROR;
     entry_t e;
-    bool fresh = reply && reply->type == REDIS_REPLY_STRING &&
-                 entry_usable(f->ns, &f->rkey, reply->str, reply->len, &e) && answers_fill(f, &e);
+    bool fresh = r->status == STORE_OK && entry_usable(f->ns, &f->rkey, r->str, r->len, &e) &&
+                 answers_fill(f, &e);
     if (fresh) {
         /* Another fill landed between our lookup and our lock. */
         release_lock(f);
@@ -688,8 +672,7 @@ static void fill_lock(fill_t *f)
     f->landed = false; /* what landed before is in the replies to come */
     long long lease = (long long)lock_timeout_ms(f);
     f->refs++;
-    if (backend_cmd(on_lock_set, f, "SET %b %s NX PX %lld", f->lkey.data, f->lkey.len, f->token,
-                    lease) != 0) {
+    if (store_lock(f->lkey.data, f->lkey.len, f->token, lease, on_lock_set, f) != 0) {
         f->refs--;
         f->blind = true;
         fill_fetch(f); /* Redis down: fail open, coalesced in this process only */
@@ -697,7 +680,7 @@ static void fill_lock(fill_t *f)
     }
     f->refs++;
     f->epoch = cache_inval_epoch;
-    if (backend_cmd(on_lock_get, f, "GET %b", f->rkey.data, f->rkey.len) != 0) {
+    if (store_get(f->rkey.data, f->rkey.len, on_lock_get, f) != 0) {
         f->refs--;
         /* The link dropped between the two: on_lock_set gets NULL; fetch. */
         f->blind = true;

@@ -19,6 +19,7 @@
 #include "policy.h"
 #include "redact.h"
 #include "server.h"
+#include "store.h"
 #include "util.h"
 #include "watch.h"
 
@@ -61,6 +62,7 @@ static void close_everything(void)
     cache_shutdown(); /* before backend_close: its NULL replies must not start fetches */
     server_close_clients();
     metrics_http_stop();
+    store_close(); /* its batch goes out, and fails with the rest, below */
     backend_close();
     watch_stop(); /* hot reload: before the engine it feeds */
     engine_close();
@@ -155,6 +157,7 @@ int main(int argc, char **argv)
         log_error("%s", err);
         return 2;
     }
+    store_init(loop); /* before the link comes up: it loads the scripts then */
     cache_init(loop);
     commands_init();
     if (server_start(loop, err, sizeof(err)) != 0) {

@@ -765,18 +765,6 @@ static void load_error(lua_State *L, int status, const char *path, char *err, si
         snprintf(err, errlen, "%s: %s", path, msg);
 }
 
-static void sha1_hex(const char *data, size_t len, char out[41])
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    if (EVP_Digest(data, len, md, &mdlen, EVP_sha1(), NULL) != 1 || mdlen != 20) {
-        out[0] = '\0';
-        return;
-    }
-    for (unsigned i = 0; i < 20; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
-}
-
 int policy_src_read_at(int dirfd, const char *name, const char *path, policy_src_t *src)
 {
     memset(src, 0, sizeof(*src));

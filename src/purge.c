@@ -39,14 +39,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"
 #include "cache_int.h"
-#include "config.h"
 #include "dict.h"
 #include "glob.h"
 #include "invalidate.h"
+#include "keys.h"
 #include "log.h"
 #include "reply.h"
+#include "store.h"
 #include "util.h"
 
 #define SCAN_COUNT  1000 /* keys SCAN looks at per call (a hint to Redis) */
@@ -130,17 +130,17 @@ static void maybe_finish(job_t *j)
     job_free(j);
 }
 
-static void on_unlinked(void *priv, redisReply *reply)
+static void on_unlinked(void *priv, const store_result_t *r)
 {
     unlink_ctx_t *u = priv;
     job_t *j = u->job;
-    if (reply && reply->type == REDIS_REPLY_INTEGER) {
-        j->removed += reply->integer;
+    if (r->status == STORE_OK) {
+        j->removed += r->integer;
         if (j->count && u->ns) {
             if (j->is_tag)
-                u->ns->stats.invalidations_tag += (uint64_t)reply->integer;
+                u->ns->stats.invalidations_tag += (uint64_t)r->integer;
             else
-                u->ns->stats.invalidations_purge += (uint64_t)reply->integer;
+                u->ns->stats.invalidations_purge += (uint64_t)r->integer;
         }
     } else {
         j->failed = true;
@@ -150,10 +150,10 @@ static void on_unlinked(void *priv, redisReply *reply)
     maybe_finish(j);
 }
 
-static void on_keys_sent(void *priv, redisReply *reply)
+static void on_keys_sent(void *priv, const store_result_t *r)
 {
     job_t *j = priv;
-    LC_UNUSED(reply); /* lost: other instances' tiers expire by l1_ttl */
+    LC_UNUSED(r); /* lost: other instances' tiers expire by l1_ttl */
     j->outstanding--;
     maybe_finish(j);
 }
@@ -164,24 +164,11 @@ static void unlink_key(job_t *j, ns_t *ns, const char *key, size_t len)
     u->job = j;
     u->ns = ns;
     j->outstanding++;
-    if (backend_cmd(on_unlinked, u, "UNLINK %b", key, len) != 0) {
+    if (store_unlink(key, len, on_unlinked, u) != 0) {
         j->outstanding--;
         j->failed = true;
         free(u);
     }
-}
-
-/* A cursor reply: [cursor, [item...]]; NULL if malformed. */
-static redisReply *cursor_items(job_t *j, redisReply *reply)
-{
-    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) return NULL;
-    redisReply *cur = reply->element[0], *items = reply->element[1];
-    if (cur->type != REDIS_REPLY_STRING || cur->len >= sizeof(j->cursor) ||
-        items->type != REDIS_REPLY_ARRAY)
-        return NULL;
-    memcpy(j->cursor, cur->str, cur->len);
-    j->cursor[cur->len] = '\0';
-    return items;
 }
 
 /* ---------------------------------------------------------------------------
@@ -194,16 +181,16 @@ static bool is_lock_of_match(const job_t *j, const char *key, size_t len)
            glob_match(j->glob.data, j->glob.len, key, len - 5);
 }
 
-static void purge_batch(job_t *j, redisReply *items)
+static void purge_batch(job_t *j, const store_scan_t *items)
 {
-    for (size_t i = 0; i < items->elements; i++) {
-        redisReply *k = items->element[i];
-        if (k->type != REDIS_REPLY_STRING) continue;
-        if (glob_match(j->glob.data, j->glob.len, k->str, k->len)) {
-            unlink_key(j, j->ns, k->str, k->len);
-        } else if (is_lock_of_match(j, k->str, k->len)) {
+    for (size_t i = 0; i < items->n; i++) {
+        const char *k = items->items[i];
+        size_t klen = items->lens[i];
+        if (glob_match(j->glob.data, j->glob.len, k, klen)) {
+            unlink_key(j, j->ns, k, klen);
+        } else if (is_lock_of_match(j, k, klen)) {
             /* a fill holding it, anywhere, can no longer store */
-            backend_cmd(NULL, NULL, "DEL %b", k->str, k->len);
+            store_del(k, klen);
         }
     }
 }
@@ -218,70 +205,55 @@ static void purge_batch(job_t *j, redisReply *items)
  * someone else from deleting keys that are not cache entries. */
 static ns_t *entry_ns(const char *key, size_t len, bool *ok)
 {
-    size_t plen = strlen(cfg.prefix);
+    const char *ns, *id;
+    size_t nslen, idlen;
     *ok = false;
-    if (len < plen + 5 || memcmp(key, cfg.prefix, plen) != 0 || key[plen] != ':' ||
-        key[plen + 1] != '{' || key[len - 1] != '}')
+    if (!keys_parse_entry(key, len, &ns, &nslen, &id, &idlen) || !ns_name_valid(ns, nslen))
         return NULL;
-    const char *ns = key + plen + 2;
-    const char *colon = memchr(ns, ':', len - plen - 3);
-    if (!colon || !ns_name_valid(ns, (size_t)(colon - ns))) return NULL;
     *ok = true;
-    return ns_find_any(ns, (size_t)(colon - ns));
+    return ns_find_any(ns, nslen);
 }
 
-static void tag_batch(job_t *j, redisReply *items)
+static void tag_batch(job_t *j, const store_scan_t *items)
 {
-    size_t n = 0;
-    const char **argv = xmalloc((items->elements + 2) * sizeof(*argv));
-    size_t *lens = xmalloc((items->elements + 2) * sizeof(*lens));
-    argv[0] = "SREM";
-    lens[0] = 4;
-    argv[1] = j->tkey.data;
-    lens[1] = j->tkey.len;
     buf_t lock = {0};
-    for (size_t i = 0; i < items->elements; i++) {
-        redisReply *m = items->element[i];
-        if (m->type != REDIS_REPLY_STRING) continue;
-        argv[2 + n] = m->str;
-        lens[2 + n] = m->len;
-        n++;
+    for (size_t i = 0; i < items->n; i++) {
+        const char *m = items->items[i];
+        size_t mlen = items->lens[i];
         bool ok;
-        ns_t *ns = entry_ns(m->str, m->len, &ok);
+        ns_t *ns = entry_ns(m, mlen, &ok);
         if (!ok) continue;
         /* The lock first: a store in flight lands before the UNLINK or not
          * at all. */
         buf_reset(&lock);
-        buf_append(&lock, m->str, m->len);
-        buf_append(&lock, ":lock", 5);
-        backend_cmd(NULL, NULL, "DEL %b", lock.data, lock.len);
-        unlink_key(j, ns, m->str, m->len);
-        cache_invalidate_local(m->str, m->len);
-        bcast_keys_add(&j->bcast, m->str, m->len);
+        keys_lock(&lock, m, mlen);
+        store_del(lock.data, lock.len);
+        unlink_key(j, ns, m, mlen);
+        cache_invalidate_local(m, mlen);
+        bcast_keys_add(&j->bcast, m, mlen);
     }
-    if (n) backend_cmd_argv(NULL, NULL, (int)(n + 2), argv, lens);
+    store_tag_remove(j->tkey.data, j->tkey.len, items->items, items->lens, items->n);
     j->outstanding++;
     if (bcast_keys_send(&j->bcast, on_keys_sent, j) != 0) j->outstanding--;
     buf_free(&lock);
-    free(argv);
-    free(lens);
 }
 
 /* ---------------------------------------------------------------------------
  * The walk
  * ------------------------------------------------------------------------- */
 
-static void on_batch(void *priv, redisReply *reply)
+static void on_batch(void *priv, const store_scan_t *items)
 {
     job_t *j = priv;
     j->outstanding--;
-    redisReply *items = cursor_items(j, reply);
-    if (!items) {
-        if (reply && reply->type == REDIS_REPLY_ERROR)
-            log_warn("%s failed: %s", j->is_tag ? "PURGETAG" : "PURGE", reply->str);
+    size_t clen = items->status == STORE_OK ? strlen(items->cursor) : 0;
+    if (items->status != STORE_OK || clen >= sizeof(j->cursor)) {
+        if (items->status == STORE_ERROR)
+            log_warn("%s failed: %s", j->is_tag ? "PURGETAG" : "PURGE", items->err);
         j->failed = true;
         j->walk_done = true;
     } else {
+        memcpy(j->cursor, items->cursor, clen + 1);
         if (j->is_tag)
             tag_batch(j, items);
         else
@@ -299,11 +271,9 @@ static void walk_next(job_t *j)
     int rc;
     j->outstanding++;
     if (j->is_tag)
-        rc = backend_cmd(on_batch, j, "SSCAN %b %s COUNT %d", j->tkey.data, j->tkey.len, j->cursor,
-                         SSCAN_COUNT);
+        rc = store_sscan(j->tkey.data, j->tkey.len, j->cursor, SSCAN_COUNT, on_batch, j);
     else
-        rc = backend_cmd(on_batch, j, "SCAN %s MATCH %b COUNT %d", j->cursor, j->match.data,
-                         j->match.len, SCAN_COUNT);
+        rc = store_scan(j->cursor, j->match.data, j->match.len, SCAN_COUNT, on_batch, j);
     if (rc != 0) {
         j->outstanding--;
         j->failed = true;
@@ -329,10 +299,7 @@ void purge_pattern(ns_t *ns, const char *idglob, size_t idlen, bool count, cache
     j->ns = ns;
     /* The key layout's own bytes are literal; the id part is the caller's
      * glob. The braces are not glob syntax in Redis. */
-    glob_escape(&j->glob, cfg.prefix, strlen(cfg.prefix));
-    buf_printf(&j->glob, ":{%s:", ns->name);
-    buf_append(&j->glob, idglob, idlen);
-    buf_append(&j->glob, "}", 1);
+    keys_entry_glob(&j->glob, ns->name, idglob, idlen);
     buf_append(&j->match, j->glob.data, j->glob.len);
     buf_append(&j->match, "*", 1); /* and PREFIX:{NS:ID}:lock */
     cache_invalidate_matching(j->glob.data, j->glob.len);
@@ -345,7 +312,7 @@ void purge_tag(const char *tag, size_t len, bool count, cache_inval_cb cb, void 
 {
     job_t *j = job_new(true, count, cb, priv);
     buf_append(&j->tag, tag, len);
-    cache_tag_key(&j->tkey, tag, len);
+    keys_tag(&j->tkey, tag, len);
     tag_note_purged(tag, len);
     bcast_tag(tag, len);
     walk_next(j);

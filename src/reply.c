@@ -21,11 +21,10 @@ static const char *const known_codes[] = {
     "BUSY", "LOADING", "READONLY",  "NOSCRIPT",  "EXECABORT",
 };
 
-/* Append prefix, v in decimal, CRLF: the shape of every length header. */
-static void put_number_line(buf_t *b, char prefix, long long v)
+/* v in decimal, written backwards from end; returns where it starts. */
+static char *decimal(char *end, long long v)
 {
-    char tmp[24]; /* 20 digits, sign, room to spare */
-    char *end = tmp + sizeof(tmp), *q = end;
+    char *q = end;
     /* negate in unsigned arithmetic so LLONG_MIN does not overflow */
     unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
     do {
@@ -33,6 +32,14 @@ static void put_number_line(buf_t *b, char prefix, long long v)
         u /= 10;
     } while (u);
     if (v < 0) *--q = '-';
+    return q;
+}
+
+/* Append prefix, v in decimal, CRLF: the shape of every length header. */
+static void put_number_line(buf_t *b, char prefix, long long v)
+{
+    char tmp[24]; /* 20 digits, sign, room to spare */
+    char *end = tmp + sizeof(tmp), *q = decimal(end, v);
     size_t n = (size_t)(end - q);
     buf_reserve(b, n + 3);
     b->data[b->len++] = prefix;
@@ -147,4 +154,11 @@ void reply_nil(buf_t *b)
 void reply_array(buf_t *b, long n)
 {
     put_number_line(b, '*', n);
+}
+
+void reply_bulk_ll(buf_t *b, long long v)
+{
+    char tmp[24];
+    char *end = tmp + sizeof(tmp), *q = decimal(end, v);
+    reply_bulk(b, q, (size_t)(end - q));
 }

@@ -21,6 +21,7 @@ void reply_error_code(buf_t *b, const char *code, const char *msg);
 void reply_int(buf_t *b, long long v);
 void reply_bulk(buf_t *b, const void *p, size_t n);
 void reply_bulk_str(buf_t *b, const char *s); /* NULL s: nil */
+void reply_bulk_ll(buf_t *b, long long v);    /* v in decimal, as a bulk string */
 void reply_nil(buf_t *b);                     /* $-1 */
 void reply_array(buf_t *b, long n);           /* *n header; the n elements follow */
 void reply_ok(buf_t *b);                      /* +OK */

@@ -79,9 +79,50 @@ const char *client_arg(const client_t *c, long i, size_t *len)
  * Replies and slots
  * ------------------------------------------------------------------------- */
 
+/* Slots are kept for reuse with a small buffer, so a reply that waits on
+ * Redis allocates nothing here. */
+#define SLOT_POOL_MAX 1024
+#define SLOT_BUF_KEEP 4096
+
+static slot_t *slot_pool;
+static size_t slots_pooled;
+static bool slots_closed; /* server_close_clients ran: orphans are freed, not kept */
+
+static void slot_release(slot_t *s)
+{
+    if (!slots_closed && slots_pooled < SLOT_POOL_MAX && s->buf.cap <= SLOT_BUF_KEEP) {
+        buf_t b = s->buf;
+        buf_reset(&b);
+        *s = (slot_t){.next = slot_pool, .buf = b};
+        slot_pool = s;
+        slots_pooled++;
+        return;
+    }
+    buf_free(&s->buf);
+    free(s);
+}
+
+static void slot_pool_free(void)
+{
+    while (slot_pool) {
+        slot_t *s = slot_pool;
+        slot_pool = s->next;
+        buf_free(&s->buf);
+        free(s);
+    }
+    slots_pooled = 0;
+}
+
 static slot_t *slot_new(client_t *c, bool done)
 {
-    slot_t *s = xcalloc(1, sizeof(*s));
+    slot_t *s = slot_pool;
+    if (s) {
+        slot_pool = s->next;
+        slots_pooled--;
+        s->next = NULL;
+    } else {
+        s = xcalloc(1, sizeof(*s));
+    }
     s->c = c;
     s->done = done;
     if (c->tail)
@@ -100,6 +141,22 @@ buf_t *client_reply_buf(client_t *c)
     }
     /* Earlier replies are still pending: queue behind them. */
     return &slot_new(c, true)->buf;
+}
+
+buf_t *slot_out(slot_t *s)
+{
+    client_t *c = s->c;
+    /* At the head, every earlier reply is in c->out already, and no later
+     * one can be written there before this slot finishes. */
+    if (c && !c->closing && c->head == s && !s->done && s->buf.len == 0) {
+        if (!s->direct) {
+            s->direct = true;
+            s->direct_from = c->out.len;
+        }
+        queue_flush(c);
+        return &c->out;
+    }
+    return &s->buf;
 }
 
 slot_t *client_defer(client_t *c)
@@ -124,8 +181,7 @@ static void drain_slots(client_t *c)
         } else {
             buf_append(&c->out, s->buf.data, s->buf.len);
         }
-        buf_free(&s->buf);
-        free(s);
+        slot_release(s);
     }
     queue_flush(c);
 }
@@ -155,16 +211,17 @@ void slot_finish(slot_t *s)
     slot_release_input(s);
     client_t *c = s->c;
     if (!c) { /* client gone: nobody will read this */
-        buf_free(&s->buf);
-        free(s);
+        slot_release(s);
         return;
     }
     s->done = true;
     c->pending--;
     /* A decaying maximum: one large reply makes the client wait for room
      * for the next ones; a run of small ones lets its pipeline widen. */
+    size_t len = s->buf.len;
+    if (s->direct) len = c->out.len > s->direct_from ? c->out.len - s->direct_from : 0;
     size_t decayed = c->reply_est - c->reply_est / 8;
-    c->reply_est = s->buf.len > decayed ? s->buf.len : decayed;
+    c->reply_est = len > decayed ? len : decayed;
     if (s == c->head) {
         drain_slots(c);
     } else {
@@ -486,8 +543,7 @@ static void client_close(client_t *c)
     while (s) {
         slot_t *next = s->next;
         if (s->done) {
-            buf_free(&s->buf);
-            free(s);
+            slot_release(s);
         } else {
             s->c = NULL;
         }
@@ -616,6 +672,8 @@ void server_close_clients(void)
 {
     while (srv.clients)
         client_close(srv.clients);
+    slots_closed = true;
+    slot_pool_free();
     if (uv_is_active((uv_handle_t *)&srv.flusher) || !uv_is_closing((uv_handle_t *)&srv.flusher)) {
         if (srv.flusher.loop) uv_close((uv_handle_t *)&srv.flusher, NULL);
     }

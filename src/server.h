@@ -31,8 +31,10 @@ typedef struct slot {
     client_t *c; /* NULL once the client has gone */
     buf_t buf;
     bool done;
-    size_t held;      /* bytes counted in c->held_bytes (finished, not at the head) */
-    bool holds_input; /* the client's next command waits (slot_hold_input) */
+    size_t held;        /* bytes counted in c->held_bytes (finished, not at the head) */
+    bool holds_input;   /* the client's next command waits (slot_hold_input) */
+    bool direct;        /* its answer went straight into c->out (slot_out) */
+    size_t direct_from; /* c->out.len then */
 } slot_t;
 
 struct client {
@@ -81,6 +83,11 @@ const char *client_arg(const client_t *c, long i, size_t *len);
 buf_t *client_reply_buf(client_t *c);
 slot_t *client_defer(client_t *c);
 void slot_finish(slot_t *s);
+/* Where the slot's answer goes: the client's output buffer itself when the
+ * slot is at the head of its queue (no copy later), else slot->buf. Write
+ * the whole answer and finish the slot without returning to the loop in
+ * between. */
+buf_t *slot_out(slot_t *s);
 /* The client's next commands wait until slot_release_input (or
  * slot_finish): for a command whose effect must come before theirs while
  * it computes what to do (a policy's ttl function for SET, on_event for

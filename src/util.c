@@ -10,6 +10,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include <openssl/evp.h>
+
 static void oom(size_t n)
 {
     fprintf(stderr, "luacached: out of memory allocating %zu bytes, aborting\n", n);
@@ -97,4 +99,20 @@ int parse_double(const char *s, size_t len, double *out)
 int eq_nocase(const char *s, size_t len, const char *lit)
 {
     return strlen(lit) == len && strncasecmp(s, lit, len) == 0;
+}
+
+void sha1_hex(const char *data, size_t len, char out[41])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    if (EVP_Digest(data, len, md, &mdlen, EVP_sha1(), NULL) != 1 || mdlen != 20) {
+        out[0] = '\0';
+        return;
+    }
+    static const char hex[] = "0123456789abcdef";
+    for (unsigned i = 0; i < 20; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[40] = '\0';
 }

@@ -28,6 +28,10 @@ int parse_double(const char *s, size_t len, double *out);
 /* Case-insensitive compare of a counted string with a C string. */
 int eq_nocase(const char *s, size_t len, const char *lit);
 
+/* SHA-1 of data as 40 lowercase hex digits (policy versions, Redis script
+ * names); "" if the digest is unavailable. */
+void sha1_hex(const char *data, size_t len, char out[41]);
+
 #define LC_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define LC_UNUSED(x)    (void)(x)
 

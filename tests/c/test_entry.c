@@ -205,8 +205,45 @@ static void test_saturating_math(void)
     REQUIRE(entry_redis_ttl_ms(&e, NOW) == 1);
 }
 
+/* Numbers of every length the 8-digit fast path splits differently, and
+ * the bounds of a 64-bit field. */
+static void test_decode_number_lengths(void)
+{
+    entry_t d;
+    const char *digits = "1234567890123456789";
+    for (int n = 1; n <= 19; n++) {
+        char fields[256];
+        snprintf(fields, sizeof(fields), "%.*s 0 1 1 1 0 0", n, digits);
+        REQUIRE(decode_fields(fields, &d) == 0);
+        long long want = 0;
+        for (int i = 0; i < n; i++)
+            want = want * 10 + (digits[i] - '0');
+        REQUIRE(d.version == want);
+        REQUIRE(d.len == 5 && memcmp(d.value, "value", 5) == 0);
+    }
+    REQUIRE(decode_fields("9223372036854775807 0 1 1 1 0 0", &d) == 0);
+    REQUIRE(d.version == INT64_MAX);
+    REQUIRE(decode_fields("-9223372036854775807 0 1 1 1 0 0", &d) == 0);
+    REQUIRE(d.version == -INT64_MAX);
+    REQUIRE(decode_fields("9223372036854775808 0 1 1 1 0 0", &d) == -1);
+    REQUIRE(decode_fields("18446744073709551617 0 1 1 1 0 0", &d) == -1);
+    REQUIRE(decode_fields("1 0 1800000000000 1800000000000 1800000000000 12 1799999999999", &d) ==
+            0);
+    REQUIRE(d.fresh_until == INT64_C(1800000000000) && d.stored_at == INT64_C(1799999999999));
+    REQUIRE(d.fetch_ms == 12);
+    /* a non-digit anywhere in an 8-byte block */
+    const char *bad[] = {"1234567:9012 0 1 1 1 0 0", "12345678/012 0 1 1 1 0 0",
+                         "1234567890123: 0 1 1 1 0 0", "12345678 0 1 1 1 0 0 x"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        REQUIRE(decode_fields(bad[i], &d) == -1);
+    /* a header cut short right after a number: no read past the newline */
+    const char cut[] = "LC1 v 12345678 0 1 1 1 0\n";
+    REQUIRE(entry_decode(cut, sizeof(cut) - 1, &d) == -1);
+}
+
 int main(void)
 {
+    RUN(test_decode_number_lengths);
     RUN(test_roundtrip_binary);
     RUN(test_negative_and_error);
     RUN(test_decode_rejects_garbage);

@@ -1,0 +1,672 @@
+/* store.c: typed Redis operations over backend.c (see store.h).
+ *
+ * Commands are formatted here, once, straight into RESP (no printf-style
+ * formatting per hit). Reads are collected for the loop turn in one
+ * growing MGET and sent from a prepare handle, which runs just before the
+ * loop polls: hiredis would not write any earlier, so the batch adds no
+ * latency. */
+#include "store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "buf.h"
+#include "log.h"
+#include "reply.h"
+#include "util.h"
+
+/* ---------------------------------------------------------------------------
+ * RESP formatting
+ * ------------------------------------------------------------------------- */
+
+/* A request's arguments are bulk strings, as replies are: the reply
+ * encoders (integers formatted by hand) build them. */
+static void fmt_count(buf_t *b, size_t n)
+{
+    reply_array(b, (long)n);
+}
+
+static void fmt_arg(buf_t *b, const char *p, size_t len)
+{
+    reply_bulk(b, p, len);
+}
+
+static void fmt_str(buf_t *b, const char *s)
+{
+    fmt_arg(b, s, strlen(s));
+}
+
+static void fmt_ll(buf_t *b, long long v)
+{
+    reply_bulk_ll(b, v);
+}
+
+/* ---------------------------------------------------------------------------
+ * Results
+ * ------------------------------------------------------------------------- */
+
+static void decode(const redisReply *r, store_result_t *out)
+{
+    *out = (store_result_t){.status = STORE_DOWN};
+    if (!r) return;
+    switch (r->type) {
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS:
+        out->status = STORE_OK;
+        out->str = r->str;
+        out->len = r->len;
+        break;
+    case REDIS_REPLY_INTEGER:
+        out->status = STORE_OK;
+        out->integer = r->integer;
+        break;
+    case REDIS_REPLY_NIL:
+        out->status = STORE_NIL;
+        break;
+    case REDIS_REPLY_ERROR:
+        out->status = STORE_ERROR;
+        out->str = r->str;
+        out->len = r->len;
+        break;
+    default: /* an array: none of our single-key calls expect one */
+        out->status = STORE_OK;
+        break;
+    }
+}
+
+typedef struct call {
+    store_cb cb;
+    void *priv;
+} call_t;
+
+static void on_reply(void *priv, redisReply *reply)
+{
+    call_t *c = priv;
+    store_result_t r;
+    decode(reply, &r);
+    store_cb cb = c->cb;
+    void *cpriv = c->priv;
+    free(c);
+    cb(cpriv, &r);
+}
+
+static store_stats_t stats;
+static buf_t scratch; /* commands are formatted here; backend copies them */
+
+static void flush_reads(void);
+
+/* Send the command in scratch; cb may be NULL (fire and forget). */
+static int send_cmd(store_cb cb, void *priv)
+{
+    flush_reads(); /* keep the order of calls */
+    int rc;
+    if (!cb) {
+        rc = backend_cmd_formatted(NULL, NULL, scratch.data, scratch.len);
+    } else {
+        call_t *c = xmalloc(sizeof(*c));
+        *c = (call_t){cb, priv};
+        rc = backend_cmd_formatted(on_reply, c, scratch.data, scratch.len);
+        if (rc != 0) free(c);
+    }
+    buf_reset(&scratch);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------
+ * Scripts: loaded when the link comes up, called by their SHA-1
+ * ------------------------------------------------------------------------- */
+
+enum script_id {
+    SC_SET_UNLOCK,
+    SC_DEL_UNLOCK,
+    SC_PUT_IF_LOCKED,
+    SC_RELEASE,
+    SC_TAG_ADD,
+    SC_GEN_SYNC,
+    SC_GEN_FLUSH,
+    SC_COUNT
+};
+
+/* The generation key may hold anything (another program, a bug): only a
+ * decimal integer in [0, 2^53-1] (ENTRY_GEN_MAX) is a generation. Anything
+ * else (not a number, negative, fractional, too large, another Redis type)
+ * counts as absent, i.e. 0, and is overwritten with a valid generation by
+ * the next sync or flush, so a poisoned key cannot take the namespace down
+ * (docs/STORAGE.md). Redis's Lua numbers are doubles: 2^53-1 keeps every
+ * generation exact, and '%.0f' writes it back without an exponent.
+ * READ_GEN sets g (0 if absent or poisoned) and bad. */
+#define GEN_MAX_LUA "9007199254740991"
+#define READ_GEN                                                                                   \
+    "local g,bad=0,false local t=redis.call('type',KEYS[1]).ok "                                   \
+    "if t=='string' then local s=redis.call('get',KEYS[1]) "                                       \
+    "if #s<=16 and string.match(s,'^%d+$') and tonumber(s)<=" GEN_MAX_LUA " then "                 \
+    "g=tonumber(s) else bad=true end elseif t~='none' then bad=true end "                          \
+    "local m=tonumber(ARGV[1]) "
+
+static struct script {
+    const char *text;
+    char sha[41];
+} scripts[SC_COUNT] = {
+    /* SET and DEL change the entry and delete its fill lock in one script
+     * (both share the key's hash tag): a fill's store, which needs the lock,
+     * lands before them or not at all. Two commands would let it land
+     * between and survive the invalidation. */
+    [SC_SET_UNLOCK] = {"redis.call('del',KEYS[2]) "
+                       "return redis.call('set',KEYS[1],ARGV[1],'px',ARGV[2])"},
+    [SC_DEL_UNLOCK] = {"redis.call('del',KEYS[2]) return redis.call('del',KEYS[1])"},
+    /* Store only while the lock is still ours, and release it. */
+    [SC_PUT_IF_LOCKED] = {"if redis.call('get',KEYS[2])==ARGV[1] then "
+                          "redis.call('set',KEYS[1],ARGV[2],'px',ARGV[3]) "
+                          "redis.call('del',KEYS[2]) return 1 end return 0"},
+    /* Release a lock only if it is still ours. */
+    [SC_RELEASE] = {"if redis.call('get',KEYS[1])==ARGV[1] then "
+                    "return redis.call('del',KEYS[1]) end return 0"},
+    /* Index an entry under a tag, and make the set live at least as long as
+     * the entry, so the index never expires before its members (one key per
+     * script: the set and the entry may live in different cluster slots). */
+    [SC_TAG_ADD] = {"redis.call('sadd',KEYS[1],ARGV[1]) "
+                    "if redis.call('pttl',KEYS[1])<tonumber(ARGV[2]) then "
+                    "redis.call('pexpire',KEYS[1],ARGV[2]) end return 1"},
+    /* Read; raise to the caller's known generation if Redis holds less, and
+     * repair a poisoned key. */
+    [SC_GEN_SYNC] = {READ_GEN "if bad or g<m then "
+                              "redis.call('set',KEYS[1],string.format('%.0f',m)) return m end "
+                              "return g"},
+    /* One above both Redis's and the caller's known generation (a Redis
+     * that lost the key must not hand out a generation already used). */
+    [SC_GEN_FLUSH] = {READ_GEN "if m>g then g=m end g=g+1 if g>" GEN_MAX_LUA " then "
+                               "return redis.error_reply('namespace generation at its maximum') "
+                               "end redis.call('set',KEYS[1],string.format('%.0f',g)) return g"},
+};
+
+static void load_script(enum script_id id)
+{
+    fmt_count(&scratch, 3);
+    fmt_str(&scratch, "SCRIPT");
+    fmt_str(&scratch, "LOAD");
+    fmt_str(&scratch, scripts[id].text);
+    backend_cmd_formatted(NULL, NULL, scratch.data, scratch.len);
+    buf_reset(&scratch);
+}
+
+/* The link came up: nothing is queued on it yet, so the scripts are there
+ * before the first EVALSHA. */
+static void on_link_up(void)
+{
+    for (int i = 0; i < SC_COUNT; i++)
+        load_script(i);
+}
+
+/* A script call in flight keeps its arguments, in RESP, for the one retry
+ * with the text that a NOSCRIPT answer needs. */
+typedef struct script_call {
+    store_cb cb;
+    void *priv;
+    enum script_id id;
+    int argc; /* after the script: numkeys, keys, args */
+    buf_t args;
+} script_call_t;
+
+static int script_send(script_call_t *sc, bool by_text);
+
+static void on_script_reply(void *priv, redisReply *reply)
+{
+    script_call_t *sc = priv;
+    if (reply && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+        stats.noscript++;
+        log_warn("redis forgot our scripts (SCRIPT FLUSH?): calling by text and reloading");
+        on_link_up(); /* all of them: a flush empties the whole script cache */
+        if (script_send(sc, true) == 0) return;
+        reply = NULL; /* the link went down meanwhile */
+    }
+    store_result_t r;
+    decode(reply, &r);
+    store_cb cb = sc->cb;
+    void *cpriv = sc->priv;
+    buf_free(&sc->args);
+    free(sc);
+    if (cb) cb(cpriv, &r);
+}
+
+static int script_send(script_call_t *sc, bool by_text)
+{
+    fmt_count(&scratch, 2 + (size_t)sc->argc);
+    if (by_text) {
+        fmt_str(&scratch, "EVAL");
+        fmt_str(&scratch, scripts[sc->id].text);
+    } else {
+        fmt_str(&scratch, "EVALSHA");
+        fmt_arg(&scratch, scripts[sc->id].sha, 40);
+    }
+    buf_append(&scratch, sc->args.data, sc->args.len);
+    flush_reads();
+    int rc = backend_cmd_formatted(on_script_reply, sc, scratch.data, scratch.len);
+    buf_reset(&scratch);
+    return rc;
+}
+
+/* Start a script call: numkeys is written here; the caller appends keys
+ * and args to the returned call's args, counting them in argc, then calls
+ * script_go(). */
+static script_call_t *script_begin(enum script_id id, int numkeys, store_cb cb, void *priv)
+{
+    script_call_t *sc = xcalloc(1, sizeof(*sc));
+    sc->cb = cb;
+    sc->priv = priv;
+    sc->id = id;
+    fmt_ll(&sc->args, numkeys);
+    sc->argc = 1;
+    return sc;
+}
+
+static void script_arg(script_call_t *sc, const char *p, size_t len)
+{
+    fmt_arg(&sc->args, p, len);
+    sc->argc++;
+}
+
+static void script_arg_ll(script_call_t *sc, long long v)
+{
+    fmt_ll(&sc->args, v);
+    sc->argc++;
+}
+
+static int script_go(script_call_t *sc)
+{
+    if (!backend_up() || script_send(sc, false) != 0) {
+        buf_free(&sc->args);
+        free(sc);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Batched reads
+ * ------------------------------------------------------------------------- */
+
+/* Most keys one MGET carries. Redis's cost per command is mostly paid
+ * once per MGET, so 16 keys take most of the gain; more would hold the
+ * first key's answer back behind the others', and hiredis holds a whole
+ * reply in memory before it hands over any of it. */
+#define READ_BATCH_MAX 16
+/* And about this many bytes of values: with large values a batch gets
+ * fewer keys (at least one), as a reply that size is held twice (read
+ * buffer and parsed reply) until it is answered. */
+#define READ_BATCH_BYTES (4 * 1024 * 1024)
+/* Room kept in front of the keys for "*N\r\n$4\r\nMGET\r\n", written once
+ * the count is known. */
+#define HEADER_ROOM 32
+
+typedef struct read_batch {
+    size_t n;
+    call_t w[];
+} read_batch_t;
+
+static struct {
+    uv_prepare_t prepare;
+    bool ready; /* store_init ran */
+    bool armed;
+    buf_t cmd; /* HEADER_ROOM bytes, then the keys in RESP */
+    call_t *w;
+    size_t n, cap;
+    size_t limit;     /* keys per batch now: READ_BATCH_BYTES / value_est */
+    size_t value_est; /* decaying maximum of the values read lately */
+} reads;
+
+/* Learn the size of the values a batch brought, and size the next ones. */
+static void learn_sizes(size_t biggest)
+{
+    size_t decayed = reads.value_est - reads.value_est / 8;
+    reads.value_est = biggest > decayed ? biggest : decayed;
+    size_t fit = READ_BATCH_BYTES / (reads.value_est ? reads.value_est : 1);
+    reads.limit = fit < 1 ? 1 : fit > READ_BATCH_MAX ? READ_BATCH_MAX : fit;
+}
+
+static void answer_batch(read_batch_t *b, const redisReply *reply)
+{
+    store_result_t r;
+    size_t biggest = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->n == 1)
+            decode(reply, &r);
+        else if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == b->n)
+            decode(reply->element[i], &r);
+        else if (reply && reply->type == REDIS_REPLY_ERROR)
+            decode(reply, &r); /* every key gets the error, as its own GET would */
+        else
+            r = (store_result_t){.status = STORE_DOWN};
+        if (r.status == STORE_OK && r.len > biggest) biggest = r.len;
+        b->w[i].cb(b->w[i].priv, &r);
+    }
+    learn_sizes(biggest);
+}
+
+static void on_batch(void *priv, redisReply *reply)
+{
+    read_batch_t *b = priv;
+    answer_batch(b, reply);
+    free(b);
+}
+
+static void flush_reads(void)
+{
+    if (reads.n == 0) return;
+    size_t n = reads.n;
+    read_batch_t *b = xmalloc(sizeof(*b) + n * sizeof(call_t));
+    b->n = n;
+    memcpy(b->w, reads.w, n * sizeof(call_t));
+    reads.n = 0;
+    char head[HEADER_ROOM];
+    int hl = n == 1 ? snprintf(head, sizeof(head), "*2\r\n$3\r\nGET\r\n")
+                    : snprintf(head, sizeof(head), "*%zu\r\n$4\r\nMGET\r\n", n + 1);
+    char *start = reads.cmd.data + HEADER_ROOM - hl;
+    memcpy(start, head, (size_t)hl);
+    size_t len = reads.cmd.len - (HEADER_ROOM - (size_t)hl);
+    stats.batches++;
+    stats.batched_keys += n;
+    int rc = backend_cmd_formatted(on_batch, b, start, len);
+    buf_reset(&reads.cmd);
+    if (rc != 0) { /* the link went down since these were queued */
+        answer_batch(b, NULL);
+        free(b);
+    }
+}
+
+static void on_prepare(uv_prepare_t *h)
+{
+    uv_prepare_stop(h);
+    reads.armed = false;
+    flush_reads();
+}
+
+int store_get(const char *key, size_t len, store_cb cb, void *priv)
+{
+    if (!backend_up()) return -1;
+    if (reads.cmd.len == 0) {
+        buf_reserve(&reads.cmd, HEADER_ROOM + 64);
+        reads.cmd.len = HEADER_ROOM;
+    }
+    fmt_arg(&reads.cmd, key, len);
+    if (reads.n == reads.cap) {
+        reads.cap = reads.cap ? 2 * reads.cap : 64;
+        reads.w = xrealloc(reads.w, reads.cap * sizeof(call_t));
+    }
+    reads.w[reads.n++] = (call_t){cb, priv};
+    if (reads.n >= reads.limit) {
+        flush_reads();
+    } else if (!reads.armed && reads.ready) {
+        reads.armed = true;
+        uv_prepare_start(&reads.prepare, on_prepare);
+    } else if (!reads.ready) {
+        flush_reads(); /* no loop to wait for (unit tests) */
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Typed operations
+ * ------------------------------------------------------------------------- */
+
+int store_set_unlock(const char *key, size_t len, const char *lock, size_t llen, const char *val,
+                     size_t vlen, long long px, store_cb cb, void *priv)
+{
+    script_call_t *sc = script_begin(SC_SET_UNLOCK, 2, cb, priv);
+    script_arg(sc, key, len);
+    script_arg(sc, lock, llen);
+    script_arg(sc, val, vlen);
+    script_arg_ll(sc, px);
+    return script_go(sc);
+}
+
+int store_del_unlock(const char *key, size_t len, const char *lock, size_t llen, store_cb cb,
+                     void *priv)
+{
+    script_call_t *sc = script_begin(SC_DEL_UNLOCK, 2, cb, priv);
+    script_arg(sc, key, len);
+    script_arg(sc, lock, llen);
+    return script_go(sc);
+}
+
+int store_lock(const char *lock, size_t llen, const char *token, long long px, store_cb cb,
+               void *priv)
+{
+    if (!backend_up()) return -1;
+    fmt_count(&scratch, 6);
+    fmt_str(&scratch, "SET");
+    fmt_arg(&scratch, lock, llen);
+    fmt_str(&scratch, token);
+    fmt_str(&scratch, "NX");
+    fmt_str(&scratch, "PX");
+    fmt_ll(&scratch, px);
+    return send_cmd(cb, priv);
+}
+
+int store_release(const char *lock, size_t llen, const char *token)
+{
+    script_call_t *sc = script_begin(SC_RELEASE, 1, NULL, NULL);
+    script_arg(sc, lock, llen);
+    script_arg(sc, token, strlen(token));
+    return script_go(sc);
+}
+
+int store_put_if_locked(const char *key, size_t len, const char *lock, size_t llen,
+                        const char *token, const char *val, size_t vlen, long long px, store_cb cb,
+                        void *priv)
+{
+    script_call_t *sc = script_begin(SC_PUT_IF_LOCKED, 2, cb, priv);
+    script_arg(sc, key, len);
+    script_arg(sc, lock, llen);
+    script_arg(sc, token, strlen(token));
+    script_arg(sc, val, vlen);
+    script_arg_ll(sc, px);
+    return script_go(sc);
+}
+
+int store_put(const char *key, size_t len, const char *val, size_t vlen, long long px, bool nx,
+              store_cb cb, void *priv)
+{
+    if (!backend_up()) return -1;
+    fmt_count(&scratch, nx ? 6 : 5);
+    fmt_str(&scratch, "SET");
+    fmt_arg(&scratch, key, len);
+    fmt_arg(&scratch, val, vlen);
+    fmt_str(&scratch, "PX");
+    fmt_ll(&scratch, px);
+    if (nx) fmt_str(&scratch, "NX");
+    return send_cmd(cb, priv);
+}
+
+int store_tag_add(const char *tag, size_t tlen, const char *member, size_t mlen, long long px,
+                  store_cb cb, void *priv)
+{
+    script_call_t *sc = script_begin(SC_TAG_ADD, 1, cb, priv);
+    script_arg(sc, tag, tlen);
+    script_arg(sc, member, mlen);
+    script_arg_ll(sc, px);
+    return script_go(sc);
+}
+
+int store_tag_remove(const char *tag, size_t tlen, const char *const *members, const size_t *lens,
+                     size_t n)
+{
+    if (!backend_up()) return -1;
+    if (n == 0) return 0;
+    fmt_count(&scratch, n + 2);
+    fmt_str(&scratch, "SREM");
+    fmt_arg(&scratch, tag, tlen);
+    for (size_t i = 0; i < n; i++)
+        fmt_arg(&scratch, members[i], lens[i]);
+    return send_cmd(NULL, NULL);
+}
+
+int store_del(const char *key, size_t len)
+{
+    if (!backend_up()) return -1;
+    fmt_count(&scratch, 2);
+    fmt_str(&scratch, "DEL");
+    fmt_arg(&scratch, key, len);
+    return send_cmd(NULL, NULL);
+}
+
+int store_unlink(const char *key, size_t len, store_cb cb, void *priv)
+{
+    if (!backend_up()) return -1;
+    fmt_count(&scratch, 2);
+    fmt_str(&scratch, "UNLINK");
+    fmt_arg(&scratch, key, len);
+    return send_cmd(cb, priv);
+}
+
+int store_gen_sync(const char *key, size_t len, long long known, store_cb cb, void *priv)
+{
+    script_call_t *sc = script_begin(SC_GEN_SYNC, 1, cb, priv);
+    script_arg(sc, key, len);
+    script_arg_ll(sc, known);
+    return script_go(sc);
+}
+
+int store_gen_flush(const char *key, size_t len, long long known, store_cb cb, void *priv)
+{
+    script_call_t *sc = script_begin(SC_GEN_FLUSH, 1, cb, priv);
+    script_arg(sc, key, len);
+    script_arg_ll(sc, known);
+    return script_go(sc);
+}
+
+int store_publish(const char *channel, size_t clen, const char *msg, size_t len, store_cb cb,
+                  void *priv)
+{
+    if (!backend_up()) return -1;
+    fmt_count(&scratch, 3);
+    fmt_str(&scratch, "PUBLISH");
+    fmt_arg(&scratch, channel, clen);
+    fmt_arg(&scratch, msg, len);
+    return send_cmd(cb, priv);
+}
+
+/* ---------------------------------------------------------------------------
+ * Scans
+ * ------------------------------------------------------------------------- */
+
+typedef struct scan_call {
+    store_scan_cb cb;
+    void *priv;
+} scan_call_t;
+
+static void on_scan(void *priv, redisReply *reply)
+{
+    scan_call_t c = *(scan_call_t *)priv;
+    free(priv);
+    store_scan_t s = {.status = STORE_DOWN};
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        s.status = STORE_ERROR;
+        s.err = reply->str;
+        c.cb(c.priv, &s);
+        return;
+    }
+    const redisReply *cur = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
+                                ? reply->element[0]
+                                : NULL;
+    const redisReply *items = cur ? reply->element[1] : NULL;
+    if (!cur || cur->type != REDIS_REPLY_STRING || cur->len >= 32 ||
+        items->type != REDIS_REPLY_ARRAY) {
+        s.status = reply ? STORE_ERROR : STORE_DOWN;
+        s.err = reply ? "unexpected SCAN reply" : NULL;
+        c.cb(c.priv, &s);
+        return;
+    }
+    const char **names = xmalloc((items->elements + 1) * sizeof(*names));
+    size_t *lens = xmalloc((items->elements + 1) * sizeof(*lens));
+    size_t n = 0;
+    for (size_t i = 0; i < items->elements; i++) {
+        const redisReply *k = items->element[i];
+        if (k->type != REDIS_REPLY_STRING) continue;
+        names[n] = k->str;
+        lens[n] = k->len;
+        n++;
+    }
+    s = (store_scan_t){
+        .status = STORE_OK, .cursor = cur->str, .n = n, .items = names, .lens = lens};
+    c.cb(c.priv, &s);
+    free(names);
+    free(lens);
+}
+
+static int send_scan(store_scan_cb cb, void *priv)
+{
+    flush_reads();
+    scan_call_t *c = xmalloc(sizeof(*c));
+    *c = (scan_call_t){cb, priv};
+    int rc = backend_cmd_formatted(on_scan, c, scratch.data, scratch.len);
+    if (rc != 0) free(c);
+    buf_reset(&scratch);
+    return rc;
+}
+
+int store_scan(const char *cursor, const char *glob, size_t glen, int count, store_scan_cb cb,
+               void *priv)
+{
+    if (!backend_up()) return -1;
+    fmt_count(&scratch, 6);
+    fmt_str(&scratch, "SCAN");
+    fmt_str(&scratch, cursor);
+    fmt_str(&scratch, "MATCH");
+    fmt_arg(&scratch, glob, glen);
+    fmt_str(&scratch, "COUNT");
+    fmt_ll(&scratch, count);
+    return send_scan(cb, priv);
+}
+
+int store_sscan(const char *set, size_t slen, const char *cursor, int count, store_scan_cb cb,
+                void *priv)
+{
+    if (!backend_up()) return -1;
+    fmt_count(&scratch, 5);
+    fmt_str(&scratch, "SSCAN");
+    fmt_arg(&scratch, set, slen);
+    fmt_str(&scratch, cursor);
+    fmt_str(&scratch, "COUNT");
+    fmt_ll(&scratch, count);
+    return send_scan(cb, priv);
+}
+
+/* ---------------------------------------------------------------------------
+ * Lifecycle
+ * ------------------------------------------------------------------------- */
+
+const store_stats_t *store_stats(void)
+{
+    return &stats;
+}
+
+void store_init(uv_loop_t *loop)
+{
+    for (int i = 0; i < SC_COUNT; i++)
+        sha1_hex(scripts[i].text, strlen(scripts[i].text), scripts[i].sha);
+    backend_on_up(on_link_up);
+    reads.limit = READ_BATCH_MAX;
+    if (loop) {
+        uv_prepare_init(loop, &reads.prepare);
+        reads.ready = true;
+    }
+}
+
+void store_close(void)
+{
+    flush_reads();
+    if (reads.ready) {
+        uv_prepare_stop(&reads.prepare);
+        uv_close((uv_handle_t *)&reads.prepare, NULL);
+        reads.ready = false;
+        reads.armed = false;
+    }
+    free(reads.w);
+    reads.w = NULL;
+    reads.n = reads.cap = 0;
+    buf_free(&reads.cmd);
+    buf_free(&scratch);
+    backend_on_up(NULL);
+}
