@@ -157,7 +157,7 @@ int main(int argc, char **argv)
     }
     cache_init(loop);
     commands_init();
-    if (server_start(loop, err, sizeof(err)) != 0) {
+    if (server_start(loop, commands_dispatch, err, sizeof(err)) != 0) {
         log_error("%s", err);
         return 1;
     }

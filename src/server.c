@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "commands.h"
 #include "config.h"
 #include "log.h"
 #include "reply.h"
@@ -31,6 +30,7 @@
 
 static struct {
     uv_loop_t *loop;
+    server_dispatch_cb dispatch;
     uv_tcp_t listener;
     bool listening;
     uv_check_t flusher;
@@ -375,7 +375,7 @@ static void process_input(client_t *c, const char *data, size_t len)
         if (st == RESP_DONE) {
             budget--;
             srv.total_commands++;
-            commands_dispatch(c);
+            srv.dispatch(c);
             resp_next_command(&c->parser);
             if (over_output_limit(c)) return;
         }
@@ -567,9 +567,10 @@ static void on_idle_timer(uv_timer_t *t)
     }
 }
 
-int server_start(uv_loop_t *loop, char *err, size_t errlen)
+int server_start(uv_loop_t *loop, server_dispatch_cb dispatch, char *err, size_t errlen)
 {
     srv.loop = loop;
+    srv.dispatch = dispatch;
     struct sockaddr_storage addr;
     int rc = uv_ip4_addr(cfg.bind, cfg.port, (struct sockaddr_in *)&addr);
     if (rc != 0) rc = uv_ip6_addr(cfg.bind, cfg.port, (struct sockaddr_in6 *)&addr);

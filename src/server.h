@@ -63,7 +63,11 @@ struct client {
     list_node_t flush_node; /* srv.flush_list (or on_check's batch) while flush_queued */
 };
 
-int server_start(uv_loop_t *loop, char *err, size_t errlen);
+/* Runs one parsed command of c (main passes the command table's dispatch,
+ * so this layer does not include the one above it). */
+typedef void (*server_dispatch_cb)(client_t *c);
+
+int server_start(uv_loop_t *loop, server_dispatch_cb dispatch, char *err, size_t errlen);
 /* Stop accepting new connections (graceful shutdown, first step). */
 void server_stop_listening(void);
 /* Close every client (last step of shutdown). */
