@@ -44,6 +44,7 @@
 #include <hiredis/async.h>
 #include <hiredis/sds.h>
 
+#include "list.h"
 #include "log.h"
 #include "util.h"
 
@@ -473,7 +474,7 @@ struct redis_link;
 
 /* One command we sent and still owe exactly one callback for. */
 struct link_req {
-    struct link_req *prev, *next;
+    list_node_t node; /* in link->fifo */
     struct redis_link *link;
     uint64_t sent_ms;  /* uv_now() when queued */
     uint64_t wire_end; /* link->queued_bytes once this command was queued */
@@ -498,7 +499,7 @@ struct redis_link {
     enum link_state state;
     redisAsyncContext *ac; /* NULL whenever the link is not connecting or up */
     uv_timer_t *timer;     /* heap: outlives link_close() until its close callback */
-    struct link_req *head, *tail;
+    list_t fifo;           /* struct link_req, oldest (the head) first */
     /* Progress of the current context, for the timeout: a command is late
      * only after timeout_ms with no byte of any reply arriving (replies come
      * in order, so bytes arriving are the head's) and, while the head's own
@@ -543,6 +544,12 @@ static bool link_live(const struct redis_link *link)
     return link->state != LINK_OFF && link->state != LINK_CLOSED;
 }
 
+/* The oldest command still owed a reply, or NULL. */
+static struct link_req *fifo_head(const struct redis_link *link)
+{
+    return list_first_entry(&link->fifo, struct link_req, node);
+}
+
 static void link_read_progress(redisAsyncContext *ac)
 {
     struct redis_link *link = ac->data;
@@ -555,7 +562,7 @@ static void link_write_progress(redisAsyncContext *ac, size_t written)
 {
     struct redis_link *link = ac->data;
     if (written == 0) return;
-    if (link->head && link->written_bytes < link->head->wire_end)
+    if (fifo_head(link) && link->written_bytes < fifo_head(link)->wire_end)
         link->last_io_ms = uv_now(link->loop);
     link->written_bytes += written;
 }
@@ -567,7 +574,7 @@ static bool link_progress_pending(const struct redis_link *link)
 {
     if (!link->ac || link->ac->c.fd < 0) return false;
     if (fd_unread(link->ac->c.fd) > 0) return true;
-    if (!link->head || link->written_bytes >= link->head->wire_end) return false;
+    if (!fifo_head(link) || link->written_bytes >= fifo_head(link)->wire_end) return false;
     struct pollfd pfd = {.fd = link->ac->c.fd, .events = POLLOUT};
     return poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLOUT);
 }
@@ -589,25 +596,13 @@ static uint64_t link_rand(struct redis_link *link)
 
 static void fifo_push(struct redis_link *link, struct link_req *req)
 {
-    req->prev = link->tail;
-    req->next = NULL;
-    if (link->tail)
-        link->tail->next = req;
-    else
-        link->head = req;
-    link->tail = req;
+    list_push_back(&link->fifo, &req->node);
 }
 
 static void fifo_unlink(struct redis_link *link, struct link_req *req)
 {
-    if (req->prev)
-        req->prev->next = req->next;
-    else
-        link->head = req->next;
-    if (req->next)
-        req->next->prev = req->prev;
-    else
-        link->tail = req->prev;
+    LC_UNUSED(link);
+    list_remove(&req->node);
 }
 
 /* Why a context is given up, which decides who frees it and how loud the
@@ -690,8 +685,8 @@ static void link_up(struct redis_link *link)
  * timeout period, not one per command. */
 static void link_arm(struct redis_link *link)
 {
-    if (!link->head || uv_is_active((uv_handle_t *)link->timer)) return;
-    uint64_t due = link->head->sent_ms + (uint64_t)link->timeout_ms;
+    if (!fifo_head(link) || uv_is_active((uv_handle_t *)link->timer)) return;
+    uint64_t due = fifo_head(link)->sent_ms + (uint64_t)link->timeout_ms;
     uint64_t now = uv_now(link->loop);
     uv_timer_start(link->timer, link_timer_cb, due > now ? due - now : 0, 0);
 }
@@ -986,7 +981,7 @@ static void link_timer_cb(uv_timer_t *t)
         return;
     }
 
-    struct link_req *head = link->head;
+    struct link_req *head = fifo_head(link);
     if (!head) {
         if (link->on_idle && link->state != LINK_CONNECTING) link->on_idle(link);
         return;
@@ -1183,7 +1178,7 @@ static void sub_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
 int backend_init(uv_loop_t *loop, const backend_conf_t *conf, char *err, size_t errlen)
 {
     backend_url_t url;
-    if (link_live(&data_link) || data_link.head) {
+    if (link_live(&data_link) || !list_empty(&data_link.fifo)) {
         snprintf(err, errlen, "backend: already running (backend_close() first)");
         return -1;
     }

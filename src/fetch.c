@@ -39,6 +39,7 @@
 #include <string.h>
 
 #include "http_client.h"
+#include "list.h"
 #include "log.h"
 #include "policy.h"
 #include "policy_int.h"
@@ -57,7 +58,7 @@ typedef struct fetch_handle {
 } fetch_handle_t;
 
 struct fetch {
-    fetch_t *prev, *next; /* in flight (until finalised), oldest first */
+    list_node_t node; /* F.inflight_list (until finalised), oldest first */
     uint64_t seq;
     policy_t *p;
     lua_State *co; /* the run's thread; NULL if setup failed */
@@ -94,7 +95,7 @@ struct fetch {
 };
 
 static struct {
-    fetch_t *head, *tail;
+    list_t inflight_list; /* fetch_t */
     size_t inflight;
     uint64_t seq;
     fetch_t *running; /* whose thread is in lua_resume now */
@@ -115,17 +116,9 @@ static void fetch_resume(fetch_t *f, int nargs, bool fresh);
 /* Lifetime                                                                  */
 /* ------------------------------------------------------------------------ */
 
-static void list_unlink(fetch_t *f)
+static void inflight_unlink(fetch_t *f)
 {
-    if (f->prev)
-        f->prev->next = f->next;
-    else
-        F.head = f->next;
-    if (f->next)
-        f->next->prev = f->prev;
-    else
-        F.tail = f->prev;
-    f->prev = f->next = NULL;
+    list_remove(&f->node);
     F.inflight--;
 }
 
@@ -136,7 +129,7 @@ static bool mark_final(fetch_t *f)
 {
     if (f->finalised) return false;
     f->finalised = true;
-    list_unlink(f);
+    inflight_unlink(f);
     return true;
 }
 
@@ -720,12 +713,7 @@ static void run_start(policy_t *p, fetch_t *f, start_job_t *job)
     f->timeout.data = f->sleep.data = f->slice.data = f;
     f->open_handles = 3;
 
-    f->prev = F.tail;
-    if (F.tail)
-        F.tail->next = f;
-    else
-        F.head = f;
-    F.tail = f;
+    list_push_back(&F.inflight_list, &f->node);
     F.inflight++;
 
     lua_State *L = p->L;
@@ -783,8 +771,9 @@ void fetch_abort_all(void)
 {
     /* Fetches a callback starts meanwhile are not ours to abort. */
     uint64_t upto = F.seq;
-    while (F.head && F.head->seq <= upto)
-        fetch_abort(F.head, FETCH_ERROR, "shutting down");
+    fetch_t *f;
+    while ((f = list_first_entry(&F.inflight_list, fetch_t, node)) && f->seq <= upto)
+        fetch_abort(f, FETCH_ERROR, "shutting down");
 }
 
 size_t fetches_in_flight(void)

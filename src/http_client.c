@@ -21,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "list.h"
 #include "log.h"
 #include "util.h"
 
@@ -35,11 +36,11 @@
 typedef struct http_sock {
     uv_poll_t poll;
     curl_socket_t fd;
-    struct http_sock *prev, *next;
+    list_node_t node; /* g.socks, until closed */
 } http_sock_t;
 
 struct http_call {
-    struct http_call *prev, *next; /* g.calls */
+    list_node_t node; /* g.calls, until finished */
     CURL *easy;
     struct curl_slist *req_headers;
     char *req_body; /* our copy: CURLOPT_POSTFIELDS does not copy */
@@ -63,9 +64,9 @@ static struct {
     uv_timer_t *timer; /* curl's single timeout */
     uv_timer_t *defer; /* delivers failures that must not run inside http_start */
     int in_timer;      /* inside on_timer (see on_curl_timer) */
-    http_call_t *calls;
+    list_t calls;      /* http_call_t, newest first */
     size_t ncalls;
-    http_sock_t *socks;
+    list_t socks; /* http_sock_t, newest first */
 } g;
 
 /* ------------------------------------------------------------------------ */
@@ -74,21 +75,13 @@ static struct {
 
 static void calls_link(http_call_t *c)
 {
-    c->prev = NULL;
-    c->next = g.calls;
-    if (g.calls) g.calls->prev = c;
-    g.calls = c;
+    list_push_front(&g.calls, &c->node);
     g.ncalls++;
 }
 
 static void calls_unlink(http_call_t *c)
 {
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        g.calls = c->next;
-    if (c->next) c->next->prev = c->prev;
-    c->prev = c->next = NULL;
+    list_remove(&c->node);
     g.ncalls--;
 }
 
@@ -176,16 +169,21 @@ static void check_done(void)
 /* Failures found in http_start are delivered here, on a later loop turn.
  * Rare (curl_multi_add_handle fails only on OOM or misuse), so a linear scan
  * that restarts after every callback is fine and keeps reentrancy trivial. */
+static http_call_t *first_deferred(void)
+{
+    for (list_node_t *n = list_first(&g.calls); n; n = list_next(&g.calls, n)) {
+        http_call_t *c = list_entry(n, http_call_t, node);
+        if (!c->in_multi) return c;
+    }
+    return NULL;
+}
+
 static void on_defer(uv_timer_t *t)
 {
     LC_UNUSED(t);
-    for (;;) {
-        http_call_t *c = g.calls;
-        while (c && c->in_multi)
-            c = c->next;
-        if (!c) return;
+    http_call_t *c;
+    while ((c = first_deferred()))
         call_finish(c, c->fail);
-    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -204,11 +202,7 @@ static void on_timer_closed(uv_handle_t *h)
 
 static void sock_close(http_sock_t *s)
 {
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        g.socks = s->next;
-    if (s->next) s->next->prev = s->prev;
+    list_remove(&s->node);
     /* uv_close stops watching the fd at once, so curl may close it and reuse
      * the number for a new socket right away; only the memory waits. */
     uv_close((uv_handle_t *)&s->poll, on_sock_closed);
@@ -251,9 +245,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
         }
         s->fd = fd;
         s->poll.data = s;
-        s->next = g.socks;
-        if (g.socks) g.socks->prev = s;
-        g.socks = s;
+        list_push_front(&g.socks, &s->node);
         curl_multi_assign(g.multi, fd, s);
     }
     int events = 0;
@@ -422,8 +414,9 @@ void http_client_close(void)
     if (!g.multi) return;
     /* Calls started from a "shutdown" callback land at the head and are
      * failed by this same loop. */
-    while (g.calls)
-        call_finish(g.calls, "shutdown");
+    http_call_t *c;
+    while ((c = list_first_entry(&g.calls, http_call_t, node)))
+        call_finish(c, "shutdown");
     /* A callback may already have closed the client. */
     if (!g.multi) return;
 
@@ -431,8 +424,9 @@ void http_client_close(void)
      * sockets it still watched; whatever remains afterwards is ours to close. */
     curl_multi_cleanup(g.multi);
     g.multi = NULL;
-    while (g.socks)
-        sock_close(g.socks);
+    http_sock_t *s;
+    while ((s = list_first_entry(&g.socks, http_sock_t, node)))
+        sock_close(s);
     uv_close((uv_handle_t *)g.timer, on_timer_closed);
     uv_close((uv_handle_t *)g.defer, on_timer_closed);
     g.timer = g.defer = NULL;

@@ -10,11 +10,12 @@
 
 #include "dict.h"
 #include "glob.h"
+#include "list.h"
 #include "util.h"
 
 typedef struct item {
-    struct item *prev, *next; /* oldest first */
-    entry_t e;                /* e.value points at data */
+    list_node_t node; /* l1.items, oldest first */
+    entry_t e;        /* e.value points at data */
     uint64_t expires;
     size_t size; /* bytes accounted */
     size_t klen;
@@ -25,7 +26,7 @@ typedef struct item {
  * expires". Kept oldest first: they all live the same time, so the list is
  * in expiry order too. */
 typedef struct tomb {
-    struct tomb *prev, *next;
+    list_node_t node; /* l1.tomb_list */
     int64_t floor;    /* wall ms, as entry_t.stored_at */
     uint64_t expires; /* mono ms */
     size_t klen;
@@ -38,10 +39,10 @@ typedef struct tomb {
 
 static struct {
     dict_t map;
-    item_t *oldest, *newest;
+    list_t items; /* item_t, oldest first: eviction takes the front */
     size_t bytes, max_bytes;
     dict_t tombs;
-    tomb_t *tomb_oldest, *tomb_newest;
+    list_t tomb_list;  /* tomb_t, oldest first */
     int64_t all_floor; /* a pattern invalidation's floor, for every key */
     uint64_t all_floor_expires;
     uint64_t now; /* the latest mono time a caller gave */
@@ -61,22 +62,26 @@ void l1_init(size_t max_bytes)
 static void tomb_drop(tomb_t *t)
 {
     dict_del(&l1.tombs, t->key, t->klen);
-    if (t->prev)
-        t->prev->next = t->next;
-    else
-        l1.tomb_oldest = t->next;
-    if (t->next)
-        t->next->prev = t->prev;
-    else
-        l1.tomb_newest = t->prev;
+    list_remove(&t->node);
     free(t);
+}
+
+static tomb_t *oldest_tomb(void)
+{
+    return list_first_entry(&l1.tomb_list, tomb_t, node);
+}
+
+static item_t *oldest_item(void)
+{
+    return list_first_entry(&l1.items, item_t, node);
 }
 
 static void tombs_expire(uint64_t now_mono)
 {
     if (now_mono > l1.now) l1.now = now_mono;
-    while (l1.tomb_oldest && (l1.tomb_oldest->expires <= l1.now || l1.tombs.count > MAX_TOMBS))
-        tomb_drop(l1.tomb_oldest);
+    tomb_t *t;
+    while ((t = oldest_tomb()) && (t->expires <= l1.now || l1.tombs.count > MAX_TOMBS))
+        tomb_drop(t);
     if (l1.all_floor_expires <= l1.now) l1.all_floor = INT64_MIN;
 }
 
@@ -91,14 +96,7 @@ static bool allowed(const char *key, size_t klen, int64_t stored_at)
 
 static void unlink_item(item_t *it)
 {
-    if (it->prev)
-        it->prev->next = it->next;
-    else
-        l1.oldest = it->next;
-    if (it->next)
-        it->next->prev = it->prev;
-    else
-        l1.newest = it->prev;
+    list_remove(&it->node);
     l1.bytes -= it->size;
 }
 
@@ -133,8 +131,9 @@ void l1_put(const char *key, size_t klen, const entry_t *e, uint64_t expires_mon
     size_t size = sizeof(item_t) + e->len + 2 * klen + sizeof(dict_entry_t) + 16;
     l1_del(key, klen);                   /* first: an older item must not outlive a newer value */
     if (size > l1.max_bytes / 8) return; /* one item may not flush the tier */
-    while (l1.oldest && l1.bytes + size > l1.max_bytes)
-        drop(l1.oldest);
+    item_t *old;
+    while ((old = oldest_item()) && l1.bytes + size > l1.max_bytes)
+        drop(old);
     item_t *it = xmalloc(sizeof(*it) + e->len + klen);
     it->e = *e;
     if (e->len) memcpy(it->data, e->value, e->len);
@@ -143,13 +142,7 @@ void l1_put(const char *key, size_t klen, const entry_t *e, uint64_t expires_mon
     it->klen = klen;
     it->expires = expires_mono;
     it->size = size;
-    it->next = NULL;
-    it->prev = l1.newest;
-    if (l1.newest)
-        l1.newest->next = it;
-    else
-        l1.oldest = it;
-    l1.newest = it;
+    list_push_back(&l1.items, &it->node);
     l1.bytes += size;
     dict_set(&l1.map, it->data + e->len, klen, it);
 }
@@ -164,11 +157,10 @@ void l1_del(const char *key, size_t klen)
 void l1_del_matching(const char *glob, size_t len)
 {
     if (!l1.ready) return;
-    item_t *it = l1.oldest;
-    while (it) {
-        item_t *next = it->next;
+    list_foreach_safe(&l1.items, n, nx)
+    {
+        item_t *it = list_entry(n, item_t, node);
         if (glob_match(glob, len, it->data + it->e.len, it->klen)) drop(it);
-        it = next;
     }
 }
 
@@ -187,13 +179,7 @@ void l1_forbid(const char *key, size_t klen, int64_t floor, uint64_t now_mono, u
     t->expires = until_mono;
     t->klen = klen;
     memcpy(t->key, key, klen);
-    t->next = NULL;
-    t->prev = l1.tomb_newest;
-    if (l1.tomb_newest)
-        l1.tomb_newest->next = t;
-    else
-        l1.tomb_oldest = t;
-    l1.tomb_newest = t;
+    list_push_back(&l1.tomb_list, &t->node);
     dict_set(&l1.tombs, t->key, klen, t);
     tombs_expire(now_mono); /* keeps the count bounded */
 }
@@ -212,8 +198,9 @@ void l1_forbid_matching(const char *glob, size_t len, int64_t floor, uint64_t no
 
 void l1_clear(void)
 {
-    while (l1.oldest)
-        drop(l1.oldest);
+    item_t *it;
+    while ((it = oldest_item()))
+        drop(it);
 }
 
 size_t l1_entries(void)
@@ -230,8 +217,9 @@ void l1_close(void)
 {
     if (!l1.ready) return;
     l1_clear();
-    while (l1.tomb_oldest)
-        tomb_drop(l1.tomb_oldest);
+    tomb_t *t;
+    while ((t = oldest_tomb()))
+        tomb_drop(t);
     dict_free(&l1.map);
     dict_free(&l1.tombs);
     l1.ready = false;

@@ -160,7 +160,7 @@ int main(int argc, char **argv)
     store_init(loop); /* before the link comes up: it loads the scripts then */
     cache_init(loop);
     commands_init();
-    if (server_start(loop, err, sizeof(err)) != 0) {
+    if (server_start(loop, commands_dispatch, err, sizeof(err)) != 0) {
         log_error("%s", err);
         return 1;
     }

@@ -19,6 +19,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "list.h"
 #include "log.h"
 #include "metrics.h"
 #include "metrics_http_req.h"
@@ -43,7 +44,7 @@ typedef struct mh_conn {
     bool peer_eof;    /* EOF while our answer was being written */
     buf_t head, body; /* the answer */
     char rbuf[READ_CHUNK];
-    struct mh_conn *prev, *next;
+    list_node_t node; /* M.conns, until closed */
 } mh_conn_t;
 
 static struct {
@@ -51,7 +52,7 @@ static struct {
     uv_tcp_t listener;
     bool listening;
     bool full_logged; /* "too many connections" logged for this episode */
-    mh_conn_t *conns;
+    list_t conns;     /* mh_conn_t, newest first */
     size_t nconns;
 } M;
 
@@ -73,11 +74,7 @@ static void conn_close(mh_conn_t *c)
 {
     if (c->closing) return;
     c->closing = true;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        M.conns = c->next;
-    if (c->next) c->next->prev = c->prev;
+    list_remove(&c->node);
     M.nconns--;
     if (M.nconns < METRICS_HTTP_MAX_CONNS) M.full_logged = false;
     /* Pending write/shutdown callbacks run (ECANCELED) before the close
@@ -208,9 +205,7 @@ static void on_connection(uv_stream_t *listener, int status)
     uv_timer_init(M.loop, &c->timer);
     c->tcp.data = c->timer.data = c;
     c->open_handles = 2;
-    c->next = M.conns;
-    if (M.conns) M.conns->prev = c;
-    M.conns = c;
+    list_push_front(&M.conns, &c->node);
     M.nconns++;
     if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
         conn_close(c);
@@ -254,6 +249,7 @@ void metrics_http_stop(void)
         M.listening = false;
         uv_close((uv_handle_t *)&M.listener, NULL);
     }
-    while (M.conns)
-        conn_close(M.conns);
+    mh_conn_t *c;
+    while ((c = list_first_entry(&M.conns, mh_conn_t, node)))
+        conn_close(c);
 }

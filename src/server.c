@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "commands.h"
 #include "config.h"
 #include "log.h"
 #include "reply.h"
@@ -31,14 +30,15 @@
 
 static struct {
     uv_loop_t *loop;
+    server_dispatch_cb dispatch;
     uv_tcp_t listener;
     bool listening;
     uv_check_t flusher;
     uv_idle_t spinner; /* active while a client yielded: no blocking poll then */
     uv_timer_t idle_timer;
-    client_t *clients;
+    list_t clients; /* client_t, newest first */
     size_t nclients;
-    client_t *flush_list;
+    list_t flush_list; /* client_t by flush_node, last queued first */
     uint64_t next_id;
     uint64_t total_connections;
     uint64_t total_commands;
@@ -84,17 +84,18 @@ const char *client_arg(const client_t *c, long i, size_t *len)
 #define SLOT_POOL_MAX 1024
 #define SLOT_BUF_KEEP 4096
 
-static slot_t *slot_pool;
+static list_t slot_pool; /* slot_t by node */
 static size_t slots_pooled;
 static bool slots_closed; /* server_close_clients ran: orphans are freed, not kept */
 
 static void slot_release(slot_t *s)
 {
+    list_remove(&s->node);
     if (!slots_closed && slots_pooled < SLOT_POOL_MAX && s->buf.cap <= SLOT_BUF_KEEP) {
         buf_t b = s->buf;
         buf_reset(&b);
-        *s = (slot_t){.next = slot_pool, .buf = b};
-        slot_pool = s;
+        *s = (slot_t){.buf = b};
+        list_push_front(&slot_pool, &s->node);
         slots_pooled++;
         return;
     }
@@ -104,38 +105,38 @@ static void slot_release(slot_t *s)
 
 static void slot_pool_free(void)
 {
-    while (slot_pool) {
-        slot_t *s = slot_pool;
-        slot_pool = s->next;
+    slot_t *s;
+    while ((s = list_first_entry(&slot_pool, slot_t, node))) {
+        list_remove(&s->node);
         buf_free(&s->buf);
         free(s);
     }
     slots_pooled = 0;
 }
 
+static slot_t *first_slot(const client_t *c)
+{
+    return list_first_entry(&c->slots, slot_t, node);
+}
+
 static slot_t *slot_new(client_t *c, bool done)
 {
-    slot_t *s = slot_pool;
+    slot_t *s = list_first_entry(&slot_pool, slot_t, node);
     if (s) {
-        slot_pool = s->next;
+        list_remove(&s->node);
         slots_pooled--;
-        s->next = NULL;
     } else {
         s = xcalloc(1, sizeof(*s));
     }
     s->c = c;
     s->done = done;
-    if (c->tail)
-        c->tail->next = s;
-    else
-        c->head = s;
-    c->tail = s;
+    list_push_back(&c->slots, &s->node);
     return s;
 }
 
 buf_t *client_reply_buf(client_t *c)
 {
-    if (!c->head) {
+    if (list_empty(&c->slots)) {
         queue_flush(c);
         return &c->out;
     }
@@ -148,7 +149,7 @@ buf_t *slot_out(slot_t *s)
     client_t *c = s->c;
     /* At the head, every earlier reply is in c->out already, and no later
      * one can be written there before this slot finishes. */
-    if (c && !c->closing && c->head == s && !s->done && s->buf.len == 0) {
+    if (c && !c->closing && first_slot(c) == s && !s->done && s->buf.len == 0) {
         if (!s->direct) {
             s->direct = true;
             s->direct_from = c->out.len;
@@ -168,10 +169,9 @@ slot_t *client_defer(client_t *c)
 /* Move finished slots at the head of the queue into the output buffer. */
 static void drain_slots(client_t *c)
 {
-    while (c->head && c->head->done) {
-        slot_t *s = c->head;
-        c->head = s->next;
-        if (!c->head) c->tail = NULL;
+    slot_t *s;
+    while ((s = first_slot(c)) && s->done) {
+        list_remove(&s->node);
         c->held_bytes -= s->held;
         if (c->out.len == 0 && s->buf.len > 4096) {
             /* Large reply: hand over the memory instead of copying it. */
@@ -222,7 +222,7 @@ void slot_finish(slot_t *s)
     if (s->direct) len = c->out.len > s->direct_from ? c->out.len - s->direct_from : 0;
     size_t decayed = c->reply_est - c->reply_est / 8;
     c->reply_est = len > decayed ? len : decayed;
-    if (s == c->head) {
+    if (s == first_slot(c)) {
         drain_slots(c);
     } else {
         /* Held until the slots ahead finish: it counts toward the output
@@ -256,8 +256,7 @@ static void queue_flush(client_t *c)
 {
     if (c->flush_queued || c->closing) return;
     c->flush_queued = true;
-    c->flush_next = srv.flush_list;
-    srv.flush_list = c;
+    list_push_front(&srv.flush_list, &c->flush_node);
 }
 
 static void flush(client_t *c);
@@ -332,7 +331,7 @@ static void flush(client_t *c)
     }
     buf_reset(&c->out);
     if (c->out.cap > KEEP_BUFFER_MAX) buf_free(&c->out); /* don't keep a big buffer idle */
-    if (c->close_after_reply && c->pending == 0 && !c->head) client_close(c);
+    if (c->close_after_reply && c->pending == 0 && list_empty(&c->slots)) client_close(c);
 }
 
 /* ---------------------------------------------------------------------------
@@ -357,8 +356,9 @@ static size_t soft_output_limit(void)
  * too: count it (its slot was filled after client_reply_buf() returned). */
 static void count_tail(client_t *c)
 {
-    slot_t *t = c->tail;
-    if (t && t->done && !t->held && t != c->head) {
+    list_node_t *last = list_last(&c->slots);
+    slot_t *t = last ? list_entry(last, slot_t, node) : NULL;
+    if (t && t->done && !t->held && t != first_slot(c)) {
         t->held = t->buf.len;
         c->held_bytes += t->held;
     }
@@ -432,7 +432,7 @@ static void process_input(client_t *c, const char *data, size_t len)
         if (st == RESP_DONE) {
             budget--;
             srv.total_commands++;
-            commands_dispatch(c);
+            srv.dispatch(c);
             resp_next_command(&c->parser);
             if (over_output_limit(c)) return;
         }
@@ -454,7 +454,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         /* The client closed its sending side (`nc -q1` after its input):
          * answer what it already asked, then close, as a half-close allows. */
         if (nread == UV_EOF && !c->closing &&
-            (c->pending > 0 || c->head || c->out.len || c->writing)) {
+            (c->pending > 0 || !list_empty(&c->slots) || c->out.len || c->writing)) {
             uv_read_stop(s);
             client_close_after_reply(c);
             return;
@@ -498,21 +498,26 @@ static void on_check(uv_check_t *h)
 {
     LC_UNUSED(h);
     /* Resuming may run commands that queue more flushes: loop until quiet,
-     * but visit each paused client once per iteration. */
+     * but visit each paused client once per iteration. maybe_resume may
+     * close c (never another client). */
     bool yielded = false;
-    for (client_t *c = srv.clients; c; c = c->next) {
+    list_foreach_safe(&srv.clients, n, nx)
+    {
+        client_t *c = list_entry(n, client_t, node);
         if (c->paused) maybe_resume(c);
         if (c->yielded) yielded = true;
     }
     /* A client that yielded resumes next iteration even if no I/O comes:
      * the idle handle keeps the poll phase from blocking until then. */
     if (!yielded) uv_idle_stop(&srv.spinner);
-    while (srv.flush_list) {
-        client_t *list = srv.flush_list;
-        srv.flush_list = NULL;
-        while (list) {
-            client_t *c = list;
-            list = c->flush_next;
+    while (!list_empty(&srv.flush_list)) {
+        /* Flushes queued by these flushes wait for the next round. A
+         * client closed meanwhile takes itself off the batch. */
+        list_t batch = {0};
+        list_splice_back(&batch, &srv.flush_list);
+        client_t *c;
+        while ((c = list_first_entry(&batch, client_t, flush_node))) {
+            list_remove(&c->flush_node);
             c->flush_queued = false;
             flush(c);
         }
@@ -539,30 +544,20 @@ static void client_close(client_t *c)
     if (c->closing) return;
     c->closing = true;
     /* Orphan unfinished slots (their owners free them); free finished ones. */
-    slot_t *s = c->head;
-    while (s) {
-        slot_t *next = s->next;
+    list_foreach_safe(&c->slots, n, nx)
+    {
+        slot_t *s = list_entry(n, slot_t, node);
+        list_remove(n);
         if (s->done) {
             slot_release(s);
         } else {
             s->c = NULL;
         }
-        s = next;
     }
-    c->head = c->tail = NULL;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        srv.clients = c->next;
-    if (c->next) c->next->prev = c->prev;
-    /* Unlink from the flush list. */
-    if (c->flush_queued) {
-        client_t **pp = &srv.flush_list;
-        while (*pp && *pp != c)
-            pp = &(*pp)->flush_next;
-        if (*pp) *pp = c->flush_next;
-        c->flush_queued = false;
-    }
+    list_remove(&c->node);
+    /* Off the flush list, or on_check's batch, whichever it is on. */
+    list_remove(&c->flush_node);
+    c->flush_queued = false;
     srv.nclients--;
     uv_close((uv_handle_t *)&c->tcp, on_close);
 }
@@ -603,9 +598,7 @@ static void on_connection(uv_stream_t *listener, int status)
     c->authed = cfg.requirepass == NULL;
     c->reply_est = INITIAL_REPLY_EST;
     c->last_active_ms = uv_now(srv.loop);
-    c->next = srv.clients;
-    if (srv.clients) srv.clients->prev = c;
-    srv.clients = c;
+    list_push_front(&srv.clients, &c->node);
     srv.nclients++;
     srv.total_connections++;
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
@@ -617,9 +610,9 @@ static void on_idle_timer(uv_timer_t *t)
     if (cfg.timeout_s <= 0) return;
     uint64_t now = uv_now(srv.loop);
     uint64_t limit = (uint64_t)cfg.timeout_s * 1000;
-    client_t *c = srv.clients;
-    while (c) {
-        client_t *next = c->next;
+    list_foreach_safe(&srv.clients, n, nx)
+    {
+        client_t *c = list_entry(n, client_t, node);
         /* A slow reader taking its output is not idle, even while it is
          * paused and sends nothing. */
         size_t unsent = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
@@ -627,13 +620,13 @@ static void on_idle_timer(uv_timer_t *t)
         c->last_unsent = unsent;
         /* A client waiting on its own replies is not idle. */
         if (c->pending == 0 && now - c->last_active_ms > limit) client_close(c);
-        c = next;
     }
 }
 
-int server_start(uv_loop_t *loop, char *err, size_t errlen)
+int server_start(uv_loop_t *loop, server_dispatch_cb dispatch, char *err, size_t errlen)
 {
     srv.loop = loop;
+    srv.dispatch = dispatch;
     struct sockaddr_storage addr;
     int rc = uv_ip4_addr(cfg.bind, cfg.port, (struct sockaddr_in *)&addr);
     if (rc != 0) rc = uv_ip6_addr(cfg.bind, cfg.port, (struct sockaddr_in6 *)&addr);
@@ -670,8 +663,9 @@ void server_stop_listening(void)
 
 void server_close_clients(void)
 {
-    while (srv.clients)
-        client_close(srv.clients);
+    client_t *c;
+    while ((c = list_first_entry(&srv.clients, client_t, node)))
+        client_close(c);
     slots_closed = true;
     slot_pool_free();
     if (uv_is_active((uv_handle_t *)&srv.flusher) || !uv_is_closing((uv_handle_t *)&srv.flusher)) {
@@ -684,7 +678,6 @@ void server_close_clients(void)
 long server_pending_replies(void)
 {
     long n = 0;
-    for (client_t *c = srv.clients; c; c = c->next)
-        n += c->pending;
+    list_foreach_safe(&srv.clients, p, nx) n += list_entry(p, client_t, node)->pending;
     return n;
 }

@@ -22,13 +22,14 @@
 #include <uv.h>
 
 #include "buf.h"
+#include "list.h"
 #include "resp.h"
 
 typedef struct client client_t;
 
 typedef struct slot {
-    struct slot *next;
-    client_t *c; /* NULL once the client has gone */
+    list_node_t node; /* in c->slots, until it moves to the output or is orphaned */
+    client_t *c;      /* NULL once the client has gone */
     buf_t buf;
     bool done;
     size_t held;        /* bytes counted in c->held_bytes (finished, not at the head) */
@@ -45,7 +46,7 @@ struct client {
     buf_t wbuf; /* bytes of the write in flight */
     uv_write_t wreq;
     bool writing;
-    slot_t *head, *tail;
+    list_t slots;      /* slot_t, in request order */
     long pending;      /* slots not yet finished */
     size_t held_bytes; /* replies finished but queued behind an unfinished one */
     size_t reply_est;  /* likely bytes of one pending reply (back-pressure) */
@@ -59,12 +60,16 @@ struct client {
     bool flush_queued;
     char *name; /* CLIENT SETNAME */
     uint64_t last_active_ms;
-    size_t last_unsent;         /* write queue at the last idle check */
-    struct client *prev, *next; /* all clients */
-    struct client *flush_next;  /* clients with output to flush */
+    size_t last_unsent;     /* write queue at the last idle check */
+    list_node_t node;       /* srv.clients */
+    list_node_t flush_node; /* srv.flush_list (or on_check's batch) while flush_queued */
 };
 
-int server_start(uv_loop_t *loop, char *err, size_t errlen);
+/* Runs one parsed command of c (main passes the command table's dispatch,
+ * so this layer does not include the one above it). */
+typedef void (*server_dispatch_cb)(client_t *c);
+
+int server_start(uv_loop_t *loop, server_dispatch_cb dispatch, char *err, size_t errlen);
 /* Stop accepting new connections (graceful shutdown, first step). */
 void server_stop_listening(void);
 /* Close every client (last step of shutdown). */

@@ -39,6 +39,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "list.h"
 #include "log.h"
 #include "policy.h"
 #include "util.h"
@@ -70,8 +71,8 @@ typedef struct scan_file {
 } scan_file_t;
 
 typedef struct reload_req {
-    struct reload_req *next;
-    char *ns; /* NULL: every namespace */
+    list_node_t node; /* W.pending, or the scan's reqs, in arrival order */
+    char *ns;         /* NULL: every namespace */
     watch_done_cb cb;
     void *priv;
 } reload_req_t;
@@ -91,7 +92,7 @@ typedef struct scan {
     scan_file_t *files; /* sorted by name */
     size_t nfiles, cap;
     /* answered once this scan is applied */
-    reload_req_t *reqs;
+    list_t reqs;
 } scan_t;
 
 static struct watcher {
@@ -105,8 +106,8 @@ static struct watcher {
     file_sig_t ev_dir; /* the folder the inotify watch is on */
     uint64_t burst_start;
     scan_t *running;
-    bool rescan; /* events came in while a scan ran */
-    reload_req_t *pending, **pending_tail;
+    bool rescan;         /* events came in while a scan ran */
+    list_t pending;      /* reload_req_t, for the next scan */
     known_file_t *known; /* as of the last applied scan, sorted by name */
     size_t nknown;
     char **warned; /* bad file names already logged */
@@ -251,20 +252,25 @@ static void req_answer(reload_req_t *r, const char *err)
     free(r);
 }
 
-static void reqs_answer_all(reload_req_t *list, const char *err)
+static void reqs_answer_all(list_t *reqs, const char *err)
 {
-    while (list) {
-        reload_req_t *next = list->next;
-        req_answer(list, err);
-        list = next;
+    /* Detached first: a callback may queue new requests meanwhile. */
+    list_t batch = {0};
+    list_splice_back(&batch, reqs);
+    reload_req_t *r;
+    while ((r = list_first_entry(&batch, reload_req_t, node))) {
+        list_remove(&r->node);
+        req_answer(r, err);
     }
 }
 
 /* Was ns (NULL: any) asked for by one of the scan's requests? */
 static bool requested(const scan_t *s, const char *ns)
 {
-    for (const reload_req_t *r = s->reqs; r; r = r->next)
+    for (const list_node_t *n = list_first(&s->reqs); n; n = list_next(&s->reqs, n)) {
+        const reload_req_t *r = list_entry(n, reload_req_t, node);
         if (!r->ns || strcmp(r->ns, ns) == 0) return true;
+    }
     return false;
 }
 
@@ -415,7 +421,7 @@ static void scan_done(uv_work_t *w, int status)
     scan_t *s = w->data;
     if (s->gen != watch_gen || status != 0) {
         /* the watcher stopped meanwhile (its requests were answered then) */
-        reqs_answer_all(s->reqs, status == 0 ? "shutting down" : uv_strerror(status));
+        reqs_answer_all(&s->reqs, status == 0 ? "shutting down" : uv_strerror(status));
         scan_free(s);
         return;
     }
@@ -424,15 +430,7 @@ static void scan_done(uv_work_t *w, int status)
     if (s->unstable && !s->dir_errno) {
         /* The folder changed under the scan: look again shortly, and answer
          * its requests from that scan. */
-        if (s->reqs) {
-            reload_req_t **tail = &s->reqs;
-            while (*tail)
-                tail = &(*tail)->next;
-            *tail = W.pending;
-            if (!W.pending) W.pending_tail = tail;
-            W.pending = s->reqs;
-            s->reqs = NULL;
-        }
+        list_splice_front(&W.pending, &s->reqs);
         scan_free(s);
         W.rescan = true;
         kick_debounce();
@@ -445,22 +443,21 @@ static void scan_done(uv_work_t *w, int status)
         W.dir_errno = s->dir_errno;
         snprintf(err, sizeof(err), "cannot read policies folder %s: %s", s->dir,
                  strerror(s->dir_errno));
-        reqs_answer_all(s->reqs, err);
-        s->reqs = NULL;
+        reqs_answer_all(&s->reqs, err);
     } else {
         if (W.dir_errno) log_info("policies folder %s is readable again", s->dir);
         W.dir_errno = 0;
         watch_arm(&s->dir_sig);
         scan_apply(s);
-        while (s->reqs) {
-            reload_req_t *r = s->reqs;
-            s->reqs = r->next;
+        reload_req_t *r;
+        while ((r = list_first_entry(&s->reqs, reload_req_t, node))) {
+            list_remove(&r->node);
             req_result(s, r, err, sizeof(err));
             req_answer(r, err[0] ? err : NULL);
         }
     }
     scan_free(s);
-    if (W.pending)
+    if (!list_empty(&W.pending))
         scan_start(); /* requests that came during this scan: their files may have changed */
     else if (W.rescan)
         kick_debounce();
@@ -470,10 +467,8 @@ static void scan_start(void)
 {
     scan_t *s = xcalloc(1, sizeof(*s));
     s->dir = xstrdup(W.dir);
-    s->read_all = W.pending != NULL || W.rescan;
-    s->reqs = W.pending;
-    W.pending = NULL;
-    W.pending_tail = &W.pending;
+    s->read_all = !list_empty(&W.pending) || W.rescan;
+    list_splice_back(&s->reqs, &W.pending);
     W.rescan = false;
     s->known = xcalloc(W.nknown ? W.nknown : 1, sizeof(known_file_t));
     for (size_t i = 0; i < W.nknown; i++) {
@@ -486,8 +481,7 @@ static void scan_start(void)
     int rc = uv_queue_work(W.loop, &s->work, scan_work, scan_done);
     if (rc != 0) { /* cannot happen with a valid loop and callbacks */
         log_error("cannot queue a policies scan: %s", uv_strerror(rc));
-        reqs_answer_all(s->reqs, "cannot queue a policies scan");
-        s->reqs = NULL;
+        reqs_answer_all(&s->reqs, "cannot queue a policies scan");
         scan_free(s);
         return;
     }
@@ -554,8 +548,7 @@ void watch_reload(const char *ns, size_t len, watch_done_cb cb, void *priv)
         req_answer(r, W.stopping ? "shutting down" : "policy watcher not running");
         return;
     }
-    *W.pending_tail = r;
-    W.pending_tail = &r->next;
+    list_push_back(&W.pending, &r->node);
     if (!W.running) scan_start();
 }
 
@@ -569,7 +562,6 @@ int watch_start(uv_loop_t *loop, const char *dir)
     memset(&W, 0, sizeof(W));
     W.loop = loop;
     W.dir = xstrdup(dir);
-    W.pending_tail = &W.pending;
     uv_fs_event_init(loop, &W.ev);
     uv_timer_init(loop, &W.poll);
     uv_timer_init(loop, &W.debounce);
@@ -603,12 +595,9 @@ void watch_stop(void)
     uv_close((uv_handle_t *)&W.ev, on_closed);
     uv_close((uv_handle_t *)&W.poll, on_closed);
     uv_close((uv_handle_t *)&W.debounce, on_closed);
-    reqs_answer_all(W.pending, "shutting down");
-    W.pending = NULL;
-    W.pending_tail = &W.pending;
+    reqs_answer_all(&W.pending, "shutting down");
     if (W.running) { /* scan_done discards it; answer its requests now */
-        reqs_answer_all(W.running->reqs, "shutting down");
-        W.running->reqs = NULL;
+        reqs_answer_all(&W.running->reqs, "shutting down");
         W.running = NULL;
     }
     known_free(W.known, W.nknown);
