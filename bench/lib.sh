@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bench/lib.sh: what the bench/*.sh scripts share (sourced, not run).
 # The caller has done `cd` to the repository root and `set -euo pipefail`.
 #
@@ -108,5 +109,5 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 
 header() { # the machine and the tree, for the record
     echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-    echo "# tree $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' + uncommitted src changes'), redis $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p'), load $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "# tree $(git rev-parse --short HEAD 2>/dev/null) (src/ last changed in $(git log -1 --format=%h -- src 2>/dev/null))$(git diff --quiet HEAD -- src 2>/dev/null || echo ' + uncommitted src changes'), redis $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 }
