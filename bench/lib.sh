@@ -1,0 +1,113 @@
+# shellcheck shell=bash
+# bench/lib.sh: what the bench/*.sh scripts share (sourced, not run).
+# The caller has done `cd` to the repository root and `set -euo pipefail`.
+#
+#   bench_need TOOL...     install the bench packages if a tool is missing
+#                          (./dev bench-deps), then fail clearly if still missing
+#   bench_bin              print the luacached to measure: $LUACACHED_BIN, or
+#                          build-rel/luacached (-O2 -g), configured/rebuilt here
+#   bench_start NAME CMD.. start CMD in the background, logs in $TMP/NAME.log;
+#                          everything started this way stops on exit
+#   free_ports N, wait_ping PORT WHAT [SECONDS], lc_metric PORT PREFIX, median,
+#   ratio A B, header
+
+PATH=$PATH:/usr/sbin:/sbin # nutcracker lives in /usr/sbin
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/bench.XXXXXX")
+bench_pids=()
+bench_stop() { # pid... : TERM, wait up to 30 s (valgrind writes its output), then KILL
+    local p alive
+    for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
+    for _ in $(seq 300); do
+        alive=0
+        for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
+        ((alive)) || break
+        sleep 0.1
+    done
+    for p in "$@"; do
+        kill -KILL "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+}
+bench_cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    ((${#bench_pids[@]})) && bench_stop "${bench_pids[@]}"
+    if [[ $rc -ne 0 ]]; then
+        for f in "$TMP"/*.log; do [[ -s $f ]] && { echo "== $f" >&2; tail -n 20 "$f" >&2; }; done
+    fi
+    if [[ ${KEEP:-0} == 1 ]]; then echo "work folder kept: $TMP" >&2; else rm -rf "$TMP"; fi
+}
+trap bench_cleanup EXIT
+trap 'exit 130' INT TERM
+
+bench_start() { # name cmd... ; sets BENCH_PID
+    local name=$1
+    shift
+    "$@" >>"$TMP/$name.log" 2>&1 &
+    BENCH_PID=$!
+    bench_pids+=("$BENCH_PID")
+}
+
+bench_need() { # tool...
+    local t missing=()
+    for t in "$@"; do command -v "$t" >/dev/null || missing+=("$t"); done
+    ((${#missing[@]})) || return 0
+    echo "missing ${missing[*]}: installing the bench packages (./dev bench-deps)" >&2
+    ./dev bench-deps >&2 || true
+    for t in "${missing[@]}"; do
+        command -v "$t" >/dev/null || {
+            echo "error: needs $t (Debian packages: nutcracker, valgrind, redis-server, redis-tools, python3)" >&2
+            exit 2
+        }
+    done
+}
+
+bench_bin() {
+    if [[ -n ${LUACACHED_BIN:-} ]]; then
+        [[ -x $LUACACHED_BIN ]] || { echo "error: LUACACHED_BIN=$LUACACHED_BIN is not executable" >&2; exit 2; }
+        echo "$LUACACHED_BIN"
+        return
+    fi
+    # Always rebuild (incremental): the figures are for the tree as it is.
+    if [[ ! -f build-rel/CMakeCache.txt ]]; then
+        echo "configuring build-rel (RelWithDebInfo: -O2 -g)" >&2
+        cmake -S . -B build-rel -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+    fi
+    grep -qE '^CMAKE_BUILD_TYPE:[A-Z]+=(RelWithDebInfo|Release)$' build-rel/CMakeCache.txt ||
+        { echo "error: build-rel is not a RelWithDebInfo/Release build" >&2; exit 2; }
+    grep -qE '^LUACACHED_SANITIZE:BOOL=ON$' build-rel/CMakeCache.txt &&
+        { echo "error: build-rel has sanitizers on" >&2; exit 2; }
+    cmake --build build-rel -j2 --target luacached >/dev/null
+    echo build-rel/luacached
+}
+
+free_ports() { # n -> n distinct free TCP ports on 127.0.0.1
+    python3 - "$1" <<'PY'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+PY
+}
+
+wait_ping() { # port what [seconds=10]
+    local deadline=$((SECONDS + ${3:-10}))
+    until [[ $(redis-cli -p "$1" ping 2>/dev/null) == PONG ]]; do
+        [[ $SECONDS -ge $deadline ]] && { echo "error: $2 on port $1 did not come up" >&2; return 1; }
+        sleep 0.05
+    done
+}
+
+lc_metric() { # port prefix -> the sum of the values of the METRICS lines starting with prefix
+    redis-cli -p "$1" metrics | awk -v p="$2" 'index($0, p) == 1 { s += $NF } END { printf "%d", s }'
+}
+
+median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+
+header() { # the machine and the tree, for the record
+    echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+    echo "# tree $(git rev-parse --short HEAD 2>/dev/null) (src/ last changed in $(git log -1 --format=%h -- src 2>/dev/null))$(git diff --quiet HEAD -- src 2>/dev/null || echo ' + uncommitted src changes'), redis $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p'), load $(cut -d' ' -f1-3 /proc/loadavg)"
+}
