@@ -193,8 +193,11 @@ static void load_script(enum script_id id)
 
 /* The link came up: nothing is queued on it yet, so the scripts are there
  * before the first EVALSHA. */
+static unsigned loads; /* times the scripts were loaded */
+
 static void on_link_up(void)
 {
+    loads++;
     for (int i = 0; i < SC_COUNT; i++)
         load_script(i);
 }
@@ -205,7 +208,8 @@ typedef struct script_call {
     store_cb cb;
     void *priv;
     enum script_id id;
-    int argc; /* after the script: numkeys, keys, args */
+    unsigned loads; /* `loads` when it was sent */
+    int argc;       /* after the script: numkeys, keys, args */
     buf_t args;
 } script_call_t;
 
@@ -216,8 +220,12 @@ static void on_script_reply(void *priv, redisReply *reply)
     script_call_t *sc = priv;
     if (reply && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0) {
         stats.noscript++;
-        log_warn("redis forgot our scripts (SCRIPT FLUSH?): calling by text and reloading");
-        on_link_up(); /* all of them: a flush empties the whole script cache */
+        /* Once per flush, not once per call that was in flight: those
+         * were sent before the reload, so they carry its old count. */
+        if (sc->loads == loads) {
+            log_warn("redis forgot our scripts (SCRIPT FLUSH?): calling by text and reloading");
+            on_link_up(); /* all of them: a flush empties the whole script cache */
+        }
         if (script_send(sc, true) == 0) return;
         reply = NULL; /* the link went down meanwhile */
     }
@@ -241,6 +249,7 @@ static int script_send(script_call_t *sc, bool by_text)
         fmt_arg(&scratch, scripts[sc->id].sha, 40);
     }
     buf_append(&scratch, sc->args.data, sc->args.len);
+    sc->loads = loads;
     flush_reads();
     int rc = backend_cmd_formatted(on_script_reply, sc, scratch.data, scratch.len);
     buf_reset(&scratch);

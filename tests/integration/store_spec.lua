@@ -95,6 +95,21 @@ describe("storage layer", function()
     c:close()
   end)
 
+  it("reloads its scripts once per SCRIPT FLUSH, however many calls were in flight", function()
+    local c = srv:client()
+    assert.equal("OK", redis:call("SCRIPT", "FLUSH"))
+    redis:call("CONFIG", "RESETSTAT")
+    local cmds = {}
+    for i = 1, 50 do cmds[i] = { "SET", "widget:f" .. i, "v" .. i } end
+    for i, r in ipairs(c:pipeline(cmds)) do assert.equal("OK", r[1], "SET " .. i) end
+    assert.equal("v50", c:call("GET", "widget:f50"))
+    -- the calls sent before the first NOSCRIPT came back go again by text
+    local evals = calls(redis, "eval")
+    assert.is_true(evals >= 1 and evals <= 50, evals .. " EVALs")
+    assert.equal(7, calls(redis, "script|load")) -- one load of each script, not one per EVAL
+    c:close()
+  end)
+
   it("loads its scripts again when Redis comes back empty", function()
     redis:restart()
     H.wait_until(function()
