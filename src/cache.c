@@ -714,7 +714,7 @@ void cache_init(uv_loop_t *loop)
     cache_channel.len--; /* NUL-terminated for the backend */
     fills_init();
     l1_init(cfg.l1_max_bytes);
-    l1_link_init(); /* drops the tier when the subscription is lost */
+    l1_link_init(loop); /* drops the tier when the subscription is lost */
     engine_set_ns_served_hook(on_ns_served);
     if (backend_subscribe(cache_channel.data, bcast_on_message, on_resync) != 0)
         log_warn("cannot subscribe to %s: other instances' fills will be polled",

@@ -29,7 +29,7 @@ describe("in-process tier", function()
     origin = H.start_origin()
     dir = H.write_policies{
       hot = H.simple_policy(origin.url .. "/widgets/", "ttl = 30, l1_ttl = 2, negative_ttl = 30"),
-      cold = H.simple_policy(origin.url .. "/widgets/", "ttl = 30"),
+      cold = H.simple_policy(origin.url .. "/widgets/", "ttl = 30, l1_ttl = 0"),
       ver = H.simple_policy(origin.url .. "/chaos/ver/", "ttl = 30, l1_ttl = 30"),
     }
     a = H.start_server{ policies_dir = dir, redis_port = redis.port }
@@ -61,7 +61,7 @@ describe("in-process tier", function()
     c:close()
   end)
 
-  it("keeps a namespace without l1_ttl on Redis", function()
+  it("keeps a namespace with l1_ttl = 0 on Redis", function()
     local c = a:client()
     assert.is_string(c:call("GET", "cold:2"))
     poke_value(redis, "lc:{cold:2}", "changed")
@@ -252,7 +252,7 @@ describe("in-process tier when the subscription is lost", function()
 
   local function v1(id) return "key=ver:" .. id .. " v=1" end
 
-  it("drops the whole tier the moment the subscription is lost, and serves none of it later", function()
+  it("drops the whole tier when the subscription is lost while Redis answers, and serves none of it later", function()
     local t = start_b()
     local cb, ca = t.b:client(), a:client()
     for _, id in ipairs{ "k1", "k2" } do
@@ -262,7 +262,8 @@ describe("in-process tier when the subscription is lost", function()
     assert.equal(2, t.l1_entries())
     t.deaf(true) -- b's reconnects will not get their SUBSCRIBE through
     assert.is_true(rc:call("CLIENT", "KILL", "TYPE", "pubsub") >= 2)
-    -- b knows at once (the socket closed): the tier goes now, not on resubscribe
+    -- b knows at once (the socket closed) and Redis answers its PING: the
+    -- tier goes now, not on resubscribe
     H.wait_until(function() return t.l1_entries() == 0 end, 2, "b's tier dropped")
     H.wait_until(function() return numsub() == 1 end, 5, "a subscribed again, b deaf")
     -- a's invalidation goes unheard by b
