@@ -41,10 +41,10 @@ static void on_ping(void *priv, redisReply *reply)
     if ((uint64_t)(uintptr_t)priv != g.loss || !g.pending) return;
     g.pending = false;
     if (backend_subscribed()) return; /* resynced meanwhile: dropped there */
-    if (!reply || !backend_up()) {
-        g.mark = backend_outages_total(); /* Redis is gone: one outage, fail open */
-        return;
-    }
+    /* Redis is gone: fail open. mark stays the outage that follows the
+     * loss: if the command link came back meanwhile, what the tier holds
+     * goes at the next use. */
+    if (!reply || !backend_up()) return;
     l1_clear(); /* Redis answers and we did not hear it */
     g.mark = backend_outages_total() + 1;
 }
@@ -54,8 +54,7 @@ static void weigh_loss(uv_timer_t *t)
     LC_UNUSED(t);
     if (!g.pending) return;
     if (backend_subscribed() || !backend_up()) {
-        g.pending = false; /* resynced, or the command link went too: one outage */
-        g.mark = backend_outages_total();
+        g.pending = false; /* resynced, or the command link went too (mark: on_ping) */
         return;
     }
     if (backend_cmd(on_ping, (void *)(uintptr_t)g.loss, "PING") != 0) {
