@@ -529,6 +529,7 @@ struct redis_link {
     void (*on_ready)(struct redis_link *link);
     void (*on_idle)(struct redis_link *link);
     const char *down_note; /* what an outage means, for its log line */
+    void (*on_lost)(void); /* an established connection is gone (the subscriber's hook) */
 };
 
 static void link_connect(struct redis_link *link);
@@ -654,6 +655,7 @@ static void link_lost(struct redis_link *link, const char *why, enum link_loss l
     snprintf(link->last_err, sizeof(link->last_err), "%s", why);
 
     uv_timer_start(link->timer, link_timer_cb, delay, 0);
+    if (was_up && link->on_lost) link->on_lost();
     /* Last: the NULL callbacks this runs may call anything, even close. */
     if (loss != LOSS_SEEN && ac) redisAsyncFree(ac);
 }
@@ -1083,6 +1085,7 @@ static void link_close(struct redis_link *link)
 #define SUB_PROBE_MS 1000
 
 static struct redis_link sub_link;
+static backend_lost_cb sub_lost_cb; /* survives backend_close(), like a setting */
 
 static struct {
     char *channel; /* NULL when there is no subscription */
@@ -1258,8 +1261,15 @@ int backend_subscribe(const char *channel, backend_msg_cb on_msg, backend_resync
     sub_link.on_ready = sub_on_ready;
     sub_link.on_idle = sub_on_idle;
     sub_link.down_note = "messages on its channel are missed until it is back";
+    sub_link.on_lost = sub_lost_cb;
     link_connect(&sub_link);
     return 0;
+}
+
+void backend_on_subscriber_lost(backend_lost_cb cb)
+{
+    sub_lost_cb = cb;
+    sub_link.on_lost = cb;
 }
 
 bool backend_subscribed(void)

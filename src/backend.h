@@ -102,6 +102,14 @@ typedef void (*backend_resync_cb)(void);
  * callback may be NULL. Callbacks may call any backend function, even
  * backend_close(). */
 int backend_subscribe(const char *channel, backend_msg_cb on_msg, backend_resync_cb on_resync);
+/* Called when a confirmed subscription is lost (socket closed, probe or
+ * timeout gave up), the moment the link is marked down: backend_subscribed()
+ * is already false, backend_up() tells whether the command link still
+ * stands. Not called for connection attempts that never subscribed. May be
+ * set before or after backend_subscribe(); NULL removes it. It may queue
+ * commands (backend_cmd). */
+typedef void (*backend_lost_cb)(void);
+void backend_on_subscriber_lost(backend_lost_cb cb);
 /* True while the SUBSCRIBE is confirmed on a live connection. */
 bool backend_subscribed(void);
 uint64_t backend_subscriber_outages_total(void);

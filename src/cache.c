@@ -20,6 +20,7 @@
 #include "fetch_log.h"
 #include "keys.h"
 #include "l1.h"
+#include "l1_link.h"
 #include "log.h"
 #include "reply.h"
 #include "store.h"
@@ -258,6 +259,7 @@ void cache_l1_store(const ns_t *ns, const buf_t *rkey, const entry_t *e)
 {
     double l1_ttl = ns->cur ? ns->cur->conf.l1_ttl : 0;
     int64_t fresh_left = ms_sub_sat(e->fresh_until, now_ms());
+    if (!l1_link_usable()) return; /* deaf: the tier holds nothing now */
     if (!(l1_ttl > 0) || e->kind == ENTRY_ERROR || fresh_left <= 0) {
         l1_del(rkey->data, rkey->len); /* whatever it held is older than e */
         return;
@@ -276,8 +278,8 @@ static bool l1_lookup(const ns_t *ns, const buf_t *rkey, entry_t *e)
     if (!(ns->cur && ns->cur->conf.l1_ttl > 0)) return false;
     /* Redis is there but its broadcasts are not: another instance's
      * invalidation would go unheard, so read Redis. (With Redis down too,
-     * the tier is all there is: fail open, SPEC §6.) */
-    if (backend_up() && !backend_subscribed()) return false;
+     * the tier is all there is: fail open, SPEC §6.) l1_link.h. */
+    if (!l1_link_usable()) return false;
     if (!l1_get(rkey->data, rkey->len, uv_now(cache_loop), !backend_up(), e)) return false;
     if (e->version != ns->cur->conf.version || e->gen < ns->gen ||
         entry_state(e, now_ms()) != STATE_FRESH) {
@@ -703,7 +705,7 @@ void cache_del(slot_t *slot, const cache_key_t *keys, long nkeys)
 static void on_resync(void)
 {
     /* Any item may have missed its invalidation meanwhile. */
-    l1_clear();
+    l1_link_resync();
     fills_resync();
     nsgen_sync_all();
 }
@@ -729,6 +731,7 @@ void cache_init(uv_loop_t *loop)
     cache_channel.len--; /* NUL-terminated for the backend */
     fills_init();
     l1_init(cfg.l1_max_bytes);
+    l1_link_init(loop); /* drops the tier when the subscription is lost */
     engine_set_ns_served_hook(on_ns_served);
     if (backend_subscribe(cache_channel.data, bcast_on_message, on_resync) != 0)
         log_warn("cannot subscribe to %s: other instances' fills will be polled",
@@ -750,6 +753,7 @@ void cache_shutdown(void)
 {
     warm_shutdown();
     fills_shutdown();
+    l1_link_close();
 }
 
 void cache_close(void)

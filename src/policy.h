@@ -31,7 +31,7 @@ typedef struct policy_conf {
     double early_refresh;  /* XFetch beta; default 0 (off) */
     double fetch_timeout;  /* default 5 */
     double lock_timeout;   /* default 10 */
-    double l1_ttl;         /* default 0 (off) */
+    double l1_ttl;         /* default 1 (0: off) */
     double warm_every;     /* default 0 (off) */
     long long version;     /* default 1 */
     bool has_on_event, has_warm;

@@ -16,7 +16,7 @@ local M = {}
 -- Defaults of every optional field; policy.h documents the same values.
 M.DEFAULTS = {
     ttl = 300, ttl_jitter = 0, negative_ttl = 0, stale_ttl = 0, stale_if_error = 0,
-    error_ttl = 0, early_refresh = 0, fetch_timeout = 5, lock_timeout = 10, l1_ttl = 0,
+    error_ttl = 0, early_refresh = 0, fetch_timeout = 5, lock_timeout = 10, l1_ttl = 1,
     warm_every = 0, version = 1,
 }
 

@@ -44,7 +44,9 @@ describe("fail-open", function()
   setup(function()
     origin = H.start_origin()
     policies = H.write_policies{
-      widget = H.simple_policy(origin.url .. "/widgets/", "ttl = 60, negative_ttl = 5"),
+      -- l1_ttl = 0: these tests are about the Redis path and fetching
+      -- without it (the tier's own fail-open is in l1_spec.lua)
+      widget = H.simple_policy(origin.url .. "/widgets/", "ttl = 60, negative_ttl = 5, l1_ttl = 0"),
     }
   end)
 

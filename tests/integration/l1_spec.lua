@@ -29,7 +29,7 @@ describe("in-process tier", function()
     origin = H.start_origin()
     dir = H.write_policies{
       hot = H.simple_policy(origin.url .. "/widgets/", "ttl = 30, l1_ttl = 2, negative_ttl = 30"),
-      cold = H.simple_policy(origin.url .. "/widgets/", "ttl = 30"),
+      cold = H.simple_policy(origin.url .. "/widgets/", "ttl = 30, l1_ttl = 0"),
       ver = H.simple_policy(origin.url .. "/chaos/ver/", "ttl = 30, l1_ttl = 30"),
     }
     a = H.start_server{ policies_dir = dir, redis_port = redis.port }
@@ -61,7 +61,7 @@ describe("in-process tier", function()
     c:close()
   end)
 
-  it("keeps a namespace without l1_ttl on Redis", function()
+  it("keeps a namespace with l1_ttl = 0 on Redis", function()
     local c = a:client()
     assert.is_string(c:call("GET", "cold:2"))
     poke_value(redis, "lc:{cold:2}", "changed")
@@ -190,5 +190,176 @@ describe("in-process tier while Redis is down", function()
     c:close()
     assert_clean_exit(srv)
     H.cleanup()
+  end)
+end)
+
+-- The tier is safe only while the instance hears the others' invalidations
+-- (src/l1_link.h). B reaches Redis through tests/helpers/deaf_proxy.py,
+-- which can silence B's subscriber (SIGUSR1) without closing it, and whose
+-- death cuts B off from a Redis that A still uses.
+describe("in-process tier when the subscription is lost", function()
+  local redis, origin, dir, a, rc
+
+  setup(function()
+    redis = H.start_redis()
+    origin = H.start_origin()
+    dir = H.write_policies{
+      ver = H.simple_policy(origin.url .. "/chaos/ver/", "ttl = 30, l1_ttl = 30"),
+    }
+    a = H.start_server{ policies_dir = dir, redis_port = redis.port }
+    rc = redis:client()
+  end)
+
+  teardown(function()
+    if rc then rc:close() end
+    if a then assert_clean_exit(a) end
+    H.cleanup()
+  end)
+
+  before_each(function() origin:reset() end)
+
+  local function numsub()
+    return rc:call("PUBSUB", "NUMSUB", "lc:#events")[2]
+  end
+
+  -- B behind a fresh proxy: { b =, proxy =, deaf = fn() }
+  local function start_b()
+    local proxy = H.spawn{ name = "deafproxy", argv = { "python3", "-u",
+      H.root .. "/tests/helpers/deaf_proxy.py", "--target-port", redis.port } }
+    local pport = H.wait_until(function()
+      return proxy:log():match("proxy listening on [%d.]+:(%d+)")
+    end, 10, "the proxy is listening")
+    local b = H.start_server{ policies_dir = dir, metrics_port = true,
+      redis_url = "redis://127.0.0.1:" .. pport .. "/0", extra_args = { "--backend-timeout", "300" } }
+    local t = { b = b, proxy = proxy, seq = 0 }
+    function t.deaf(on)
+      t.seq = t.seq + 1
+      proxy:signal(on and "USR1" or "USR2")
+      local want = (on and "deaf " or "hearing ") .. t.seq
+      H.wait_until(function() return proxy:log():find(want, 1, true) end, 5, want)
+    end
+    function t.l1_entries()
+      return tonumber(b:metrics():match("\nluacached_l1_entries (%d+)"))
+    end
+    function t.cut() -- Redis is gone for B only
+      proxy:stop("KILL", 3)
+      H.wait_until(function() return b:call("INFO"):find("backend_up:0", 1, true) end, 5,
+        "b's command link down")
+    end
+    H.wait_until(function() return numsub() == 2 end, 5, "a and b subscribed")
+    return t
+  end
+
+  local function v1(id) return "key=ver:" .. id .. " v=1" end
+
+  it("drops the whole tier when the subscription is lost while Redis answers, and serves none of it later", function()
+    local t = start_b()
+    local cb, ca = t.b:client(), a:client()
+    for _, id in ipairs{ "k1", "k2" } do
+      assert.equal(v1(id), cb:call("GET", "ver:" .. id))
+      assert.equal(v1(id), cb:call("GET", "ver:" .. id)) -- in b's tier
+    end
+    assert.equal(2, t.l1_entries())
+    t.deaf(true) -- b's reconnects will not get their SUBSCRIBE through
+    assert.is_true(rc:call("CLIENT", "KILL", "TYPE", "pubsub") >= 2)
+    -- b knows at once (the socket closed) and Redis answers its PING: the
+    -- tier goes now, not on resubscribe
+    H.wait_until(function() return t.l1_entries() == 0 end, 2, "b's tier dropped")
+    H.wait_until(function() return numsub() == 1 end, 5, "a subscribed again, b deaf")
+    -- a's invalidation goes unheard by b
+    assert.equal(1, ca:call("DEL", "ver:k1"))
+    t.cut()
+    -- Redis is gone for b: fail-open serves what the tier holds, which is
+    -- nothing read before the loss; the origin answers (v=2)
+    assert.equal("key=ver:k1 v=2", cb:call("GET", "ver:k1"))
+    assert.equal("key=ver:k2 v=2", cb:call("GET", "ver:k2"))
+    assert.equal("key=ver:k1 v=2", cb:call("GET", "ver:k1")) -- fail-open fills the tier again
+    assert.equal(2, origin:count("/chaos/ver/k1"))
+    cb:close()
+    ca:close()
+    assert_clean_exit(t.b)
+  end)
+
+  -- The bound of docs/DECISIONS.md: a subscriber that dies silently is found
+  -- within the 1 s probe + --backend-timeout (300 ms here); until then b may
+  -- serve an item invalidated on a (never longer than l1_ttl, 30 s here).
+  it("serves a value invalidated behind a silently dead subscription for at most 1 s + backend timeout", function()
+    local t = start_b()
+    local cb, ca = t.b:client(), a:client()
+    assert.equal(v1("s1"), cb:call("GET", "ver:s1"))
+    assert.equal(v1("s1"), cb:call("GET", "ver:s1"))
+    t.deaf(true)
+    local t0 = H.now()
+    assert.equal("OK", ca:call("SET", "ver:s1", "new on a"))
+    local stale = 0
+    H.wait_until(function()
+      local v = cb:call("GET", "ver:s1")
+      if v == v1("s1") then stale = stale + 1 end
+      return v == "new on a"
+    end, 5, "b sees a's SET")
+    local took = H.now() - t0
+    print(string.format("\n  silent subscriber loss: b served the old value for %.3f s (%d reads)",
+      took, stale))
+    assert.is_true(took < 1.0 + 0.3 + 0.4, "took " .. took .. " s")
+    -- deaf now: read from Redis, nothing kept, so nothing to serve later
+    -- (the tier goes once a PING shows Redis answers: 100 ms + a round trip)
+    H.wait_until(function() return t.l1_entries() == 0 end, 1, "b's tier dropped")
+    t.cut()
+    assert.equal("key=ver:s1 v=2", cb:call("GET", "ver:s1"))
+    cb:close()
+    ca:close()
+    assert_clean_exit(t.b)
+  end)
+
+  it("does not serve, once Redis is gone, what it held before Redis came back without the subscriber", function()
+    local t = start_b()
+    local cb, ca = t.b:client(), a:client()
+    assert.equal(v1("r1"), cb:call("GET", "ver:r1"))
+    assert.equal(v1("r1"), cb:call("GET", "ver:r1"))
+    t.deaf(true)
+    redis:kill() -- both of b's links go: fail-open keeps the tier
+    H.wait_until(function() return t.b:call("INFO"):find("backend_up:0", 1, true) end, 5,
+      "b's command link down")
+    assert.equal(v1("r1"), cb:call("GET", "ver:r1"))
+    redis:restart()
+    rc:close()
+    rc = redis:client()
+    -- b's command link comes back, its subscriber does not (deaf)
+    H.wait_until(function() return t.b:call("INFO"):find("backend_up:1", 1, true) end, 10,
+      "b's command link up")
+    H.wait_until(function() return numsub() == 1 end, 10, "a subscribed again, b deaf")
+    H.wait_until(function() return pcall(ca.call, ca, "DEL", "ver:r1") end, 5, "a's DEL")
+    t.cut()
+    assert.equal("key=ver:r1 v=2", cb:call("GET", "ver:r1"), H.tail(t.b:log(), 3000))
+    cb:close()
+    ca:close()
+    assert_clean_exit(t.b)
+  end)
+
+  -- SPEC §6 as before: Redis itself going away is seen on both links, in
+  -- either order; the tier keeps serving (the subscriber's loss seen first
+  -- must not drop it).
+  it("keeps serving from the tier when Redis dies, round after round", function()
+    local srv = H.start_server{ policies_dir = dir, redis_port = redis.port,
+      extra_args = { "--backend-timeout", "300" } }
+    local c = srv:client()
+    for round = 1, 5 do
+      H.wait_until(function() return srv:call("INFO"):find("backend_up:1", 1, true) end, 10,
+        "backend up")
+      H.wait_until(function() return numsub() >= 2 end, 10, "subscribed")
+      local key = "ver:d" .. round
+      assert.equal(v1("d" .. round), c:call("GET", key))
+      assert.equal(v1("d" .. round), c:call("GET", key))
+      redis:kill()
+      H.wait_until(function() return srv:call("INFO"):find("backend_up:0", 1, true) end, 5,
+        "backend down")
+      assert.equal(v1("d" .. round), c:call("GET", key), "round " .. round)
+      assert.equal(1, origin:count("/chaos/ver/d" .. round), "round " .. round)
+      redis:restart()
+      rc:close()
+      rc = redis:client()
+    end
+    c:close()
+    assert_clean_exit(srv)
   end)
 end)

@@ -92,7 +92,8 @@ describe("metrics", function()
     redis = H.start_redis()
     origin = H.start_origin()
     policies = H.write_policies{
-      widget = H.simple_policy(origin.url .. "/widgets/", "ttl = 60, negative_ttl = 30"),
+      -- l1_ttl = 0: every hit goes to Redis, so the counts below are exact
+      widget = H.simple_policy(origin.url .. "/widgets/", "ttl = 60, negative_ttl = 30, l1_ttl = 0"),
       idle = H.simple_policy(origin.url .. "/widgets/", "ttl = 60"),
     }
   end)

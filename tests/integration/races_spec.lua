@@ -24,8 +24,13 @@ local function seq_of(v, what)
 end
 
 -- A policy fetching /seq/<ns>-<id>, so namespaces do not share counters;
--- tagged values carry the tag "<ns>:<id>".
+-- tagged values carry the tag "<ns>:<id>". Without an l1_ttl in fields the
+-- in-process tier is off (l1_ttl = 0): those races are Redis's, and another
+-- instance's invalidation may take the broadcast's delay to reach a tier.
 local function seq_policy(url, ns, fields, tagged)
+  if not (fields and fields:find("l1_ttl", 1, true)) then
+    fields = fields and (fields .. ", l1_ttl = 0") or "l1_ttl = 0"
+  end
   return string.format([[
 return {
   ttl = 60, %s

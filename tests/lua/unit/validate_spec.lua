@@ -31,7 +31,7 @@ describe("luacached.validate", function()
         local conf = assert(check("return { fetch = function() end }"))
         assert.are.same({
             ttl = 300, ttl_jitter = 0, negative_ttl = 0, stale_ttl = 0, stale_if_error = 0,
-            error_ttl = 0, early_refresh = 0, fetch_timeout = 5, lock_timeout = 10, l1_ttl = 0,
+            error_ttl = 0, early_refresh = 0, fetch_timeout = 5, lock_timeout = 10, l1_ttl = 1,
             warm_every = 0, version = 1, ttl_is_fn = false, has_on_event = false, has_warm = false,
         }, conf)
     end)
