@@ -43,7 +43,7 @@ bench_start redis redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appe
 wait_ping "$RPORT" redis-server
 mkdir -p "$TMP/policies"
 cat >"$TMP/policies/bench.lua" <<'LUA'
-return { ttl = 3600, fetch = function(id) return string.rep("x", 100) end }
+return { ttl = 3600, l1_ttl = 0, fetch = function(id) return string.rep("x", 100) end }
 LUA
 cat >"$TMP/policies/benchl1.lua" <<'LUA'
 return { ttl = 3600, l1_ttl = 3600, fetch = function(id) return string.rep("x", 100) end }

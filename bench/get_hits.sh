@@ -52,7 +52,7 @@ bench_start nutcracker nutcracker -c "$TMP/nutcracker.yml" -a 127.0.0.1 -s "$NST
 
 mkdir -p "$TMP/policies"
 cat >"$TMP/policies/bench.lua" <<'LUA'
-return { ttl = 3600, fetch = function(id) return string.rep("x", 100) end }
+return { ttl = 3600, l1_ttl = 0, fetch = function(id) return string.rep("x", 100) end }
 LUA
 cat >"$TMP/policies/benchl1.lua" <<'LUA'
 return { ttl = 3600, l1_ttl = 3600, fetch = function(id) return string.rep("x", 100) end }

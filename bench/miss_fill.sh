@@ -34,7 +34,7 @@ wait_ping "$RPORT" redis-server
 mkdir -p "$TMP/policies"
 cat >"$TMP/policies/fill.lua" <<'LUA'
 local v = string.rep("x", 100)
-return { ttl = 3600, fetch = function(id) return v end }
+return { ttl = 3600, l1_ttl = 0, fetch = function(id) return v end }
 LUA
 bench_start luacached "$BIN" --port "$LPORT" --redis "redis://127.0.0.1:$RPORT/0" \
     --policies "$TMP/policies" --metrics-port 0 --log-level warn
