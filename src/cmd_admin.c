@@ -9,6 +9,7 @@
 #include "config.h"
 #include "http_client.h"
 #include "reply.h"
+#include "store.h"
 #include "util.h"
 #include "watch.h"
 
@@ -113,9 +114,15 @@ void cmd_info(client_t *c)
                fetches_in_flight(), http_calls_in_flight());
     buf_printf(&o,
                "# Backend\r\nbackend_up:%d\r\nbackend_errors_total:%llu\r\n"
-               "backend_outages_total:%llu\r\n\r\n",
+               "backend_outages_total:%llu\r\nbackend_subscribed:%d\r\n"
+               "backend_subscriber_outages_total:%llu\r\nstore_read_batches_total:%llu\r\n"
+               "store_batched_reads_total:%llu\r\nstore_noscript_total:%llu\r\n\r\n",
                backend_up(), (unsigned long long)backend_errors_total(),
-               (unsigned long long)backend_outages_total());
+               (unsigned long long)backend_outages_total(), backend_subscribed(),
+               (unsigned long long)backend_subscriber_outages_total(),
+               (unsigned long long)store_stats()->batches,
+               (unsigned long long)store_stats()->batched_keys,
+               (unsigned long long)store_stats()->noscript);
     buf_printf(&o, "# Namespaces\r\n");
     for (size_t i = 0; i < ns_count(); i++)
         ns_lines(&o, ns_at(i));

@@ -20,6 +20,7 @@
 #include "l1.h"
 #include "policy.h"
 #include "server.h"
+#include "store.h"
 #include "util.h"
 
 /* ------------------------------------------------------------------------
@@ -261,6 +262,21 @@ void metrics_render_from(buf_t *o, const metrics_ns_t *ns, size_t nns, const met
     scalar(o, "luacached_backend_outages_total", "counter",
            "Times the Redis connection was lost (or never made at start).",
            g->backend_outages_total);
+    scalar(o, "luacached_backend_subscribed", "gauge",
+           "1 while the subscription to the instances' events channel is up, else 0.",
+           g->backend_subscribed ? 1 : 0);
+    scalar(o, "luacached_backend_subscriber_outages_total", "counter",
+           "Times the subscriber connection was lost (or never made at start).",
+           g->backend_subscriber_outages_total);
+    scalar(o, "luacached_store_read_batches_total", "counter",
+           "Batches of entry reads sent to Redis (one MGET, or a GET for a lone key).",
+           g->store_batches_total);
+    scalar(o, "luacached_store_batched_reads_total", "counter",
+           "Entry reads those batches carried.", g->store_batched_keys_total);
+    scalar(o, "luacached_store_noscript_total", "counter",
+           "Script calls Redis answered with NOSCRIPT (after a SCRIPT FLUSH), retried with the "
+           "script's text.",
+           g->store_noscript_total);
     scalar(o, "luacached_connected_clients", "gauge", "Open RESP client connections.",
            g->connected_clients);
     scalar(o, "luacached_connections_total", "counter", "RESP client connections accepted.",
@@ -304,6 +320,11 @@ void metrics_render(buf_t *out)
         .backend_up = backend_up(),
         .backend_errors_total = backend_errors_total(),
         .backend_outages_total = backend_outages_total(),
+        .backend_subscribed = backend_subscribed(),
+        .backend_subscriber_outages_total = backend_subscriber_outages_total(),
+        .store_batches_total = store_stats()->batches,
+        .store_batched_keys_total = store_stats()->batched_keys,
+        .store_noscript_total = store_stats()->noscript,
         .connected_clients = server_clients(),
         .connections_total = server_total_connections(),
         .commands_total = server_total_commands(),

@@ -30,6 +30,11 @@ typedef struct metrics_globals {
     bool backend_up;
     uint64_t backend_errors_total;
     uint64_t backend_outages_total;
+    bool backend_subscribed;
+    uint64_t backend_subscriber_outages_total;
+    uint64_t store_batches_total;
+    uint64_t store_batched_keys_total;
+    uint64_t store_noscript_total;
     uint64_t connected_clients;
     uint64_t connections_total;
     uint64_t commands_total;

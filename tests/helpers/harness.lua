@@ -683,6 +683,14 @@ function H.ns_stats(srv, ns, from_info)
   return t
 end
 
+-- The "key:value" lines of an INFO reply: {key = number (or string)}.
+function H.info_fields(text)
+  luassert.is_string(text)
+  local t = {}
+  for k, v in text:gmatch("([%w_]+):([^\r\n]*)") do t[k] = tonumber(v) or v end
+  return t
+end
+
 return H
 
 --[[ API summary
@@ -698,6 +706,7 @@ H.spawn{argv, env, cwd, name, log}     -> proc {pid, log_path, :alive(), :rc(), 
 H.run(argv, timeout, cwd)              -> status, output
 H.run_luacached(args, timeout)         -> status, output
 H.connect(port, timeout)               -> resp conn (see resp.lua)
+H.info_fields(info_text)               -> {field = number or string} of INFO's key:value lines
 H.open_clients(port, n, timeout)       -> {conn...};  H.close_clients(list)
 H.call(port, ...)                      -> reply on a fresh connection
 H.http{url, method, body, headers, timeout} | H.http(url) -> status, body, headers

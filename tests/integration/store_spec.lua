@@ -30,6 +30,7 @@ describe("storage layer", function()
     for i = 1, 12 do assert.equal("OK", c:call("SET", "widget:b" .. i, "v" .. i)) end
     assert.equal("OK", c:call("SET", "other:b1", "o1"))
     redis:call("CONFIG", "RESETSTAT")
+    local before = H.info_fields(c:call("INFO"))
     local cmds = {}
     for i = 1, 12 do cmds[#cmds + 1] = { "GET", "widget:b" .. i } end
     -- a missing key and another namespace in the middle of the batch
@@ -55,6 +56,14 @@ describe("storage layer", function()
     assert.is_true(mgets >= 1, "no MGET reached Redis")
     -- 14 lookups; the fill's own re-read of the missing key may be a GET
     assert.is_true(gets < 4, gets .. " single GETs for one pipeline of 14 lookups")
+    -- the same seen from our side: INFO's store counters
+    local after = H.info_fields(c:call("INFO"))
+    local reads = after.store_batched_reads_total - before.store_batched_reads_total
+    local batches = after.store_read_batches_total - before.store_read_batches_total
+    assert.is_true(reads >= 14, reads .. " batched reads")
+    assert.is_true(batches >= 1 and batches <= 4, batches .. " batches for 14 reads")
+    assert.equal(1, after.backend_subscribed)
+    assert.equal(0, after.store_noscript_total)
     c:close()
   end)
 
@@ -83,6 +92,7 @@ describe("storage layer", function()
     assert.equal("OK", c:call("SET", "widget:s2", "b"))
     assert.equal("b", c:call("GET", "widget:s2"))
     assert.equal(1, calls(redis, "eval"))
+    assert.equal(1, H.info_fields(c:call("INFO")).store_noscript_total)
     H.wait_until(function() return srv:log():find("SCRIPT FLUSH", 1, true) end, 5, "no log line")
     -- reloaded: the next call goes by SHA again
     assert.equal(1, c:call("DEL", "widget:s2"))
