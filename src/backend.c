@@ -46,6 +46,7 @@
 
 #include "list.h"
 #include "log.h"
+#include "reply_arena.h"
 #include "util.h"
 
 #define BACKOFF_MIN_MS     100
@@ -848,6 +849,9 @@ static void link_start(struct redis_link *link, redisAsyncContext *ac)
         return;
     }
     ac->data = link;
+    /* The command link's replies (MGETs of entries, mostly) are built in
+     * one arena each; the subscriber's few small ones stay hiredis's. */
+    if (link == &data_link) ac->c.reader->fn = &reply_arena_fns;
     if (poll_attach(ac, link->loop) != 0) {
         redisAsyncFree(ac);
         link_lost(link, "cannot watch the socket", LOSS_SEEN);
