@@ -406,19 +406,22 @@ static long fast_bulk_header(const char *s, const char *lim, const char **end)
  * error. Returns the bytes used on success. */
 static size_t fast_command(resp_parser_t *p, const char *in, size_t len)
 {
-    const char *lim = in + len, *s;
-    long n = fast_count(in + 1, lim, &s); /* in[0] == '*' */
-    if (n <= 0 || n > p->lim.max_args || n > 64) return 0;
+    enum { FAST_MAX_ARGS = 16 };
+    const char *lim = in + len, *q;
+    long n = fast_count(in + 1, lim, &q); /* in[0] == '*' */
+    if (n <= 0 || n > p->lim.max_args || n > FAST_MAX_ARGS) return 0;
     if (p->lim.unauthenticated && n > UNAUTH_MAX_ARGS) return 0;
-    /* First pass: check the framing and find the total argument size. */
-    size_t total = 0;
-    const char *q = s;
+    /* First pass: check the framing, note where each argument is. */
+    const char *arg[FAST_MAX_ARGS];
+    size_t alen[FAST_MAX_ARGS], total = 0;
     for (long i = 0; i < n; i++) {
         long bl = fast_bulk_header(q, lim, &q);
         if (bl < 0) return 0;
         if ((size_t)bl > p->lim.max_bulk || (p->lim.unauthenticated && bl > UNAUTH_MAX_BULK))
             return 0;
         if ((size_t)(lim - q) < (size_t)bl + 2 || q[bl] != '\r' || q[bl + 1] != '\n') return 0;
+        arg[i] = q;
+        alen[i] = (size_t)bl;
         total += (size_t)bl;
         q += bl + 2;
     }
@@ -430,20 +433,15 @@ static size_t fast_command(resp_parser_t *p, const char *in, size_t len)
         p->argc = p->arg_cap; /* ensure_arg_slot makes room for slot argc */
         ensure_arg_slot(p);
     }
-    p->argc = 0;
     buf_reserve(&p->arena, total + (size_t)n);
     char *a = p->arena.data;
     size_t off = 0;
-    q = s;
     for (long i = 0; i < n; i++) {
-        const char *d;
-        long bl = fast_bulk_header(q, lim, &d); /* checked above */
-        memcpy(a + off, d, (size_t)bl);
-        a[off + (size_t)bl] = '\0';
+        memcpy(a + off, arg[i], alen[i]);
+        a[off + alen[i]] = '\0';
         p->arg_off[i] = off;
-        p->arg_len[i] = (size_t)bl;
-        off += (size_t)bl + 1;
-        q = d + bl + 2;
+        p->arg_len[i] = alen[i];
+        off += alen[i] + 1;
     }
     p->arena.len = off;
     p->argc = n;

@@ -598,15 +598,16 @@ static void test_fast_path_matches_general(void)
     req.max_request = 5;
     check_like_bytewise(&req, "*2\r\n$3\r\nGET\r\n$2\r\nab\r\n", 21);
     check_like_bytewise(&req, "*2\r\n$3\r\nGET\r\n$3\r\nabc\r\n", 22);
-    /* More than the 64 arguments the fast path handles, then fewer again:
-     * the argument arrays grow on either path. */
-    char big[2048];
-    n = (size_t)snprintf(big, sizeof(big), "*70\r\n");
-    for (int i = 0; i < 70; i++)
-        n += (size_t)snprintf(big + n, sizeof(big) - n, "$2\r\n%02d\r\n", i);
-    n += (size_t)snprintf(big + n, sizeof(big) - n, "*40\r\n");
-    for (int i = 0; i < 40; i++)
-        n += (size_t)snprintf(big + n, sizeof(big) - n, "$1\r\n%c\r\n", 'A' + i % 26);
+    /* Around the 16 arguments the fast path takes, and far more, in both
+     * orders: the argument arrays grow on either path. */
+    char big[4096];
+    static const int counts[] = {16, 17, 70, 3, 16, 40, 1};
+    n = 0;
+    for (size_t c = 0; c < LC_ARRAY_LEN(counts); c++) {
+        n += (size_t)snprintf(big + n, sizeof(big) - n, "*%d\r\n", counts[c]);
+        for (int i = 0; i < counts[c]; i++)
+            n += (size_t)snprintf(big + n, sizeof(big) - n, "$2\r\n%02d\r\n", i);
+    }
     check_like_bytewise(&roomy, big, n);
 }
 
