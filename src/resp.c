@@ -427,8 +427,12 @@ static size_t fast_command(resp_parser_t *p, const char *in, size_t len)
     }
     /* as step_bulk_header counts it: the arena, NULs included, before the last argument */
     if (p->lim.max_request && total + (size_t)n - 1 > p->lim.max_request) return 0;
-    /* Second pass: copy, each argument NUL-terminated, as the general path does. */
-    reset_command(p);
+    /* Second pass: copy, each argument NUL-terminated, as the general path
+     * does. reset_command's work: no command was half-parsed (REQ_NONE). */
+    p->mb_left = 0;
+    p->bulk_len = -1;
+    p->line.len = 0;
+    p->arena.len = 0;
     while (p->arg_cap < n) {
         p->argc = p->arg_cap; /* ensure_arg_slot makes room for slot argc */
         ensure_arg_slot(p);
