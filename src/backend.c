@@ -8,7 +8,11 @@
  * context dies it reconnects with exponential backoff while the rest of the
  * core fails open (backend_cmd() returns -1 at once).
  *
- * hiredis rules this code relies on (0.14 async.c):
+ * The command link reads and parses its replies itself and answers its
+ * FIFO from them (see "Direct replies"); hiredis connects it and writes
+ * for it, and files no callback for it. The subscriber uses hiredis
+ * whole. hiredis rules this code relies on (0.14 async.c), for hiredis's
+ * callbacks (the subscriber's, and connect/disconnect for both):
  *  - Every command callback runs exactly once; at teardown with a NULL reply.
  *    A NULL reply therefore always means the context is going away.
  *  - redisAsyncFree() from inside a command callback is deferred until that
