@@ -3,7 +3,9 @@
 # (issue 7, Targets): the redis-server luacached stores into, nutcracker
 # (twemproxy) in front of that same redis-server, luacached with hits from
 # Redis (l1 off), and luacached with hits from its in-process tier (l1).
-# Prints medians over RUNS rounds and ratios.
+# Prints medians over RUNS rounds and ratios, and each server's CPU time
+# per request (utime + stime from /proc/PID/stat around each run): the
+# capacity per core, comparable even where redis-benchmark caps the rate.
 #
 #   bench/get_hits.sh [RUNS=5] [REQUESTS=200000]
 #
@@ -28,6 +30,7 @@ BIN=$(bench_bin)
 
 read -r RPORT NPORT NSTATS LPORT < <(free_ports 4)
 bench_start redis redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no
+RPID=$BENCH_PID
 wait_ping "$RPORT" redis-server
 
 # One pool, one server; never eject it (a slow round must not turn into
@@ -49,6 +52,7 @@ YML
 nutcracker -t -c "$TMP/nutcracker.yml" >"$TMP/nutcracker-check.log" 2>&1 ||
     { cat "$TMP/nutcracker-check.log" >&2; exit 1; }
 bench_start nutcracker nutcracker -c "$TMP/nutcracker.yml" -a 127.0.0.1 -s "$NSTATS" -v 4
+NPID=$BENCH_PID
 
 mkdir -p "$TMP/policies"
 cat >"$TMP/policies/bench.lua" <<'LUA'
@@ -59,6 +63,7 @@ return { ttl = 3600, l1_ttl = 3600, fetch = function(id) return string.rep("x", 
 LUA
 bench_start luacached "$BIN" --port "$LPORT" --redis "redis://127.0.0.1:$RPORT/0" \
     --policies "$TMP/policies" --metrics-port 0 --log-level warn
+LPID=$BENCH_PID
 wait_ping "$LPORT" luacached
 # nutcracker answers no PING of its own before a GET went through it.
 for _ in $(seq 200); do
@@ -87,13 +92,30 @@ for t in "$RPORT bench" "$NPORT bench" "$LPORT bench" "$LPORT benchl1"; do
         { echo "error: port $1 does not answer $2:000000000007 with the warmed value" >&2; exit 1; }
 done
 
-# Targets: file tag, port, namespace.
-TARGETS=("r $RPORT bench" "n $NPORT bench" "l $LPORT bench" "m $LPORT benchl1")
-run() { # port clients pipeline namespace requests -> "rps p50 p99"
-    local out
+# Targets: file tag, port, namespace, the server process measured, and
+# the redis-server behind it (- for redis direct).
+TARGETS=("r $RPORT bench $RPID -" "n $NPORT bench $NPID $RPID" "l $LPORT bench $LPID $RPID"
+    "m $LPORT benchl1 $LPID $RPID")
+TICK=$(getconf CLK_TCK)
+cpu_ticks() { # pid -> utime + stime in clock ticks (/proc/PID/stat fields 14, 15)
+    [[ $1 == - ]] && { echo 0; return; }
+    sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+}
+per_req_us() { # ticks requests -> microseconds of CPU per request
+    awk -v t="$1" -v n="$2" -v hz="$TICK" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }'
+}
+# port clients pipeline namespace requests pid redis_pid -> "rps p50 p99 cpu redis_cpu":
+# cpu is the server's (redis-server, nutcracker or luacached) CPU time
+# (user + system) per request in microseconds, redis_cpu that of the
+# redis-server behind it (0 for redis direct): capacity per core, which
+# redis-benchmark's own ceiling does not cap.
+run() {
+    local out a0 b0 a1 b1
+    a0=$(cpu_ticks "$6") b0=$(cpu_ticks "$7")
     out=$(redis-benchmark -p "$1" -c "$2" -P "$3" -n "$5" -r $KEYS --csv GET "$4:__rand_int__" 2>"$TMP/rb.err") ||
         { echo "error: redis-benchmark against port $1 failed: $(tail -3 "$TMP/rb.err")" >&2; exit 1; }
-    awk -F, 'NR==2 { gsub(/"/, ""); print $2, $5, $7 }' <<<"$out"
+    a1=$(cpu_ticks "$6") b1=$(cpu_ticks "$7")
+    echo "$(awk -F, 'NR==2 { gsub(/"/, ""); print $2, $5, $7 }' <<<"$out") $(per_req_us $((a1 - a0)) "$5") $(per_req_us $((b1 - b0)) "$5")"
 }
 
 hits() { lc_metric "$LPORT" "luacached_hits_total{ns=\"$1\",tier=\"$2\"} "; }
@@ -102,27 +124,29 @@ header
 echo "# luacached $BIN; nutcracker $(nutcracker --version 2>&1 | sed -n 's/.*nutcracker-//p'), 1 server link"
 echo "# $N GETs per round, $KEYS keys of $VALUE_SIZE bytes, median of $RUNS rounds"
 echo "# r = redis-server direct, nc = nutcracker -> same redis, lc = luacached (Redis-backed hits), l1 = luacached in-process tier"
-fmt='%-12s %10s %10s %10s %10s   %-27s %-27s %6s %6s %6s %6s\n'
-printf "$fmt" scenario r_rps nc_rps lc_rps l1_rps "p50 ms r/nc/lc/l1" "p99 ms r/nc/lc/l1" nc/r lc/r lc/nc l1/r
+echo "# cpu us/req: CPU (user+sys, /proc/PID/stat) per GET of the server itself: redis-server for r, nutcracker for nc, luacached for lc/l1; +redis: of the redis-server behind nc/lc/l1"
+fmt='%-12s %10s %10s %10s %10s   %-27s %-27s %6s %6s %6s %6s   %-23s %-17s\n'
+printf "$fmt" scenario r_rps nc_rps lc_rps l1_rps "p50 ms r/nc/lc/l1" "p99 ms r/nc/lc/l1" nc/r lc/r lc/nc l1/r "cpu us/req r/nc/lc/l1" "+redis nc/lc/l1"
 for scenario in "${SCEN[@]}"; do
     set -- $scenario
     c=$1 p=$2
     for t in "${TARGETS[@]}"; do
         set -- $t
         : >"$TMP/$1"
-        run "$2" "$c" "$p" "$3" $((N / 10)) >/dev/null
+        run "$2" "$c" "$p" "$3" $((N / 10)) "$4" "$5" >/dev/null
     done
     for round in $(seq 0 $((RUNS - 1))); do
         for k in 0 1 2 3; do
             set -- ${TARGETS[(round + k) % 4]}
-            run "$2" "$c" "$p" "$3" "$N" >>"$TMP/$1"
+            run "$2" "$c" "$p" "$3" "$N" "$4" "$5" >>"$TMP/$1"
         done
     done
     col() { cut -d' ' -f"$2" "$TMP/$1" | median; }
     rr=$(col r 1) nr=$(col n 1) lr=$(col l 1) mr=$(col m 1)
     printf "$fmt" "-c $c -P $p" "$(printf %.0f "$rr")" "$(printf %.0f "$nr")" "$(printf %.0f "$lr")" "$(printf %.0f "$mr")" \
         "$(col r 2)/$(col n 2)/$(col l 2)/$(col m 2)" "$(col r 3)/$(col n 3)/$(col l 3)/$(col m 3)" \
-        "$(ratio "$nr" "$rr")" "$(ratio "$lr" "$rr")" "$(ratio "$lr" "$nr")" "$(ratio "$mr" "$rr")"
+        "$(ratio "$nr" "$rr")" "$(ratio "$lr" "$rr")" "$(ratio "$lr" "$nr")" "$(ratio "$mr" "$rr")" \
+        "$(col r 4)/$(col n 4)/$(col l 4)/$(col m 4)" "$(col n 5)/$(col l 5)/$(col m 5)"
     if [[ -n ${RAW:-} ]]; then
         for t in r n l m; do echo "#   $t rps per round: $(cut -d' ' -f1 "$TMP/$t" | xargs)"; done
     fi

@@ -8,7 +8,11 @@
  * context dies it reconnects with exponential backoff while the rest of the
  * core fails open (backend_cmd() returns -1 at once).
  *
- * hiredis rules this code relies on (0.14 async.c):
+ * The command link reads and parses its replies itself and answers its
+ * FIFO from them (see "Direct replies"); hiredis connects it and writes
+ * for it, and files no callback for it. The subscriber uses hiredis
+ * whole. hiredis rules this code relies on (0.14 async.c), for hiredis's
+ * callbacks (the subscriber's, and connect/disconnect for both):
  *  - Every command callback runs exactly once; at teardown with a NULL reply.
  *    A NULL reply therefore always means the context is going away.
  *  - redisAsyncFree() from inside a command callback is deferred until that
@@ -28,6 +32,7 @@
 
 #include <arpa/inet.h>
 #include <assert.h>
+#include <errno.h>
 #include <limits.h>
 #include <netdb.h>
 #include <poll.h>
@@ -46,6 +51,8 @@
 
 #include "list.h"
 #include "log.h"
+#include "reply_arena.h"
+#include "reply_parse.h"
 #include "util.h"
 
 #define BACKOFF_MIN_MS     100
@@ -75,6 +82,7 @@ struct link_poll {
     redisAsyncContext *ac; /* NULL once hiredis cleaned up */
     uv_poll_t handle;
     int events;
+    bool direct; /* the link reads its replies itself (link_read_direct) */
 };
 
 /* Bytes that have arrived on fd and are not read yet (0 on any error). */
@@ -88,10 +96,21 @@ static int fd_unread(int fd)
 static void link_read_progress(redisAsyncContext *ac);
 static void link_write_progress(redisAsyncContext *ac, size_t written);
 
+static void link_read_direct(redisAsyncContext *ac);
+
 static void poll_cb(uv_poll_t *handle, int status, int events)
 {
     struct link_poll *p = handle->data;
     int ev = status < 0 ? p->events : events;
+    if (p->ac && p->direct && (ev & UV_READABLE)) {
+        /* Before the connect completes, only hiredis's connect check (in
+         * its write handler) can make sense of an event. */
+        if (p->ac->c.flags & REDIS_CONNECTED)
+            link_read_direct(p->ac);
+        else
+            ev |= UV_WRITABLE;
+        ev &= ~UV_READABLE;
+    }
     /* Each call may free the context (p->ac turns NULL); p lives until the
      * close callback. */
     for (int i = 0; i < READS_PER_WAKEUP && p->ac && (ev & UV_READABLE); i++) {
@@ -152,7 +171,7 @@ static void poll_cleanup(void *priv)
     uv_close((uv_handle_t *)&p->handle, poll_closed);
 }
 
-static int poll_attach(redisAsyncContext *ac, uv_loop_t *loop)
+static int poll_attach(redisAsyncContext *ac, uv_loop_t *loop, bool direct)
 {
     if (ac->ev.data) return -1;
     struct link_poll *p = xcalloc(1, sizeof(*p));
@@ -162,6 +181,7 @@ static int poll_attach(redisAsyncContext *ac, uv_loop_t *loop)
     }
     p->handle.data = p;
     p->ac = ac;
+    p->direct = direct;
     ac->ev.data = p;
     ac->ev.addRead = poll_add_read;
     ac->ev.delRead = poll_del_read;
@@ -244,6 +264,9 @@ struct redis_link {
     void (*on_ready)(struct redis_link *link);
     void (*on_idle)(struct redis_link *link);
     const char *down_note; /* what an outage means, for its log line */
+    /* The command link reads and parses its replies itself (see "Direct
+     * replies" below); hiredis only connects it and writes for it. */
+    bool direct;
     void (*on_lost)(void); /* an established connection is gone (the subscriber's hook) */
 };
 
@@ -321,6 +344,9 @@ static void fifo_unlink(struct redis_link *link, struct link_req *req)
     list_remove(&req->node);
 }
 
+static void direct_reset(void);
+static void link_fail_pending(struct redis_link *link);
+
 /* Why a context is given up, which decides who frees it and how loud the
  * log is. */
 enum link_loss {
@@ -371,8 +397,10 @@ static void link_lost(struct redis_link *link, const char *why, enum link_loss l
 
     uv_timer_start(link->timer, link_timer_cb, delay, 0);
     if (was_up && link->on_lost) link->on_lost();
+    if (link->direct) direct_reset();
     /* Last: the NULL callbacks this runs may call anything, even close. */
     if (loss != LOSS_SEEN && ac) redisAsyncFree(ac);
+    if (link->direct) link_fail_pending(link);
 }
 
 static void (*data_on_up)(void);
@@ -486,10 +514,23 @@ static struct link_req *req_new(struct redis_link *link, const char *step, backe
     return req;
 }
 
+static int link_write(struct redis_link *link, struct link_req *req, const char *cmd, size_t len);
+
 static int link_send_argv(struct redis_link *link, const char *step, backend_cb cb, void *priv,
                           int argc, const char **argv, const size_t *lens)
 {
     struct link_req *req = req_new(link, step, cb, priv);
+    if (link->direct) {
+        char *cmd;
+        int n = redisFormatCommandArgv(&cmd, argc, argv, lens);
+        if (n < 0) {
+            free(req);
+            return -1;
+        }
+        int rc = link_write(link, req, cmd, (size_t)n);
+        redisFreeCommand(cmd);
+        return rc;
+    }
     size_t obuf = sdslen(link->ac->c.obuf);
     if (redisAsyncCommandArgv(link->ac, link_reply_cb, req, argc, argv, lens) != REDIS_OK) {
         free(req);
@@ -503,6 +544,17 @@ static int link_sendv(struct redis_link *link, backend_cb cb, void *priv, const 
                       va_list ap)
 {
     struct link_req *req = req_new(link, NULL, cb, priv);
+    if (link->direct) {
+        char *cmd;
+        int n = redisvFormatCommand(&cmd, fmt, ap);
+        if (n < 0) {
+            free(req);
+            return -1;
+        }
+        int rc = link_write(link, req, cmd, (size_t)n);
+        redisFreeCommand(cmd);
+        return rc;
+    }
     size_t obuf = sdslen(link->ac->c.obuf);
     if (redisvAsyncCommand(link->ac, link_reply_cb, req, fmt, ap) != REDIS_OK) {
         free(req);
@@ -563,7 +615,10 @@ static void link_start(struct redis_link *link, redisAsyncContext *ac)
         return;
     }
     ac->data = link;
-    if (poll_attach(ac, link->loop) != 0) {
+    /* hiredis parses the subscriber's replies: build them in one arena
+     * each (the command link parses its own, below). */
+    if (!link->direct) ac->c.reader->fn = &reply_arena_fns;
+    if (poll_attach(ac, link->loop, link->direct) != 0) {
         redisAsyncFree(ac);
         link_lost(link, "cannot watch the socket", LOSS_SEEN);
         return;
@@ -768,7 +823,169 @@ static void link_close(struct redis_link *link)
     uv_timer_stop(link->timer);
     uv_close((uv_handle_t *)link->timer, free_handle_cb);
     link->timer = NULL;
+    if (link->direct) direct_reset();
     if (ac) redisAsyncFree(ac);
+    if (link->direct) link_fail_pending(link);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Direct replies: the command link reads and parses its own                */
+/* ------------------------------------------------------------------------ */
+
+/* hiredis's reader copies each read into its buffer, moves the rest of the
+ * buffer to the front after every reply and allocates every element: on a
+ * Redis-backed hit that was most of our cost. So the command link uses
+ * hiredis only to connect and to write: commands are appended to its
+ * output buffer (c.obuf, which redisAsyncHandleWrite() sends), no callback
+ * is filed with it (its reply queue stays empty), and replies are read
+ * here into one buffer, parsed in place (reply_parse.c) and matched to our
+ * FIFO, whose head is always the command answered. The contract does not
+ * change: every command gets exactly one callback, with NULL when the link
+ * is lost (link_fail_pending). Unlike inside a hiredis callback, a context
+ * freed during one of ours is freed at once: after each callback the loop
+ * checks that its context is still the link's. */
+
+#define DIRECT_READ (16 * 1024)   /* room for each read */
+#define DIRECT_KEEP (1024 * 1024) /* a larger buffer is released once empty */
+
+static struct {
+    char *buf;
+    size_t len, cap;
+    reply_parser_t parser;
+    bool busy; /* a callback may be using buf: do not free or move it */
+} rd;
+
+/* The connection is gone: its unparsed bytes with it. */
+static void direct_reset(void)
+{
+    rd.len = 0;
+    reply_parser_reset(&rd.parser);
+}
+
+static void direct_release(void)
+{
+    if (rd.busy) return;
+    free(rd.buf);
+    reply_parser_free(&rd.parser);
+    memset(&rd, 0, sizeof(rd));
+}
+
+static int link_write(struct redis_link *link, struct link_req *req, const char *cmd, size_t len)
+{
+    redisAsyncContext *ac = link->ac;
+    if (ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING)) {
+        free(req);
+        return -1;
+    }
+    size_t before = sdslen(ac->c.obuf);
+    sds grown = sdscatlen(ac->c.obuf, cmd, len);
+    if (!grown) {
+        log_error("out of memory");
+        abort();
+    }
+    ac->c.obuf = grown;
+    ac->ev.addWrite(ac->ev.data);
+    link_track(link, req, before);
+    return 0;
+}
+
+/* Every command still owed a reply gets its NULL callback, oldest first.
+ * Taken off the link first: a callback may queue on a new link. */
+static void link_fail_pending(struct redis_link *link)
+{
+    list_t pending;
+    list_init(&pending);
+    list_splice_back(&pending, &link->fifo);
+    while (!list_empty(&pending)) {
+        struct link_req *req = list_first_entry(&pending, struct link_req, node);
+        list_remove(&req->node);
+        backend_cb cb = req->cb;
+        void *priv = req->priv;
+        bool step = req->step != NULL;
+        free(req);
+        if (step) continue; /* a handshake reply: nobody waits for it */
+        if (link->state != LINK_CLOSED) link->errors_total++;
+        if (cb) cb(priv, NULL);
+    }
+}
+
+/* Answer the FIFO from the complete replies in rd.buf. 0: go on reading;
+ * -1: the context went away meanwhile. */
+static int direct_dispatch(struct redis_link *link, redisAsyncContext *ac)
+{
+    size_t off = 0;
+    while (off < rd.len) {
+        size_t used = 0;
+        redisReply *reply = NULL;
+        int rc = reply_parse(&rd.parser, rd.buf + off, rd.len - off, &used, &reply);
+        if (rc == 0) break;
+        if (rc < 0) {
+            link_lost(link, rd.parser.err, LOSS_DROP);
+            return -1;
+        }
+        off += used;
+        struct link_req *req = fifo_head(link);
+        if (!req) {
+            /* Redis speaks unasked only to say why it drops us (say, max
+             * clients reached), as hiredis also takes it. */
+            link_lost(link,
+                      reply->type == REDIS_REPLY_ERROR ? reply->str : "a reply nothing asked for",
+                      LOSS_DROP);
+            return -1;
+        }
+        const char *step = req->step;
+        backend_cb cb = req->cb;
+        void *priv = req->priv;
+        fifo_unlink(link, req);
+        free(req);
+        if (step)
+            link_handshake_reply(link, ac, step, reply);
+        else if (cb)
+            cb(priv, reply);
+        if (link->ac != ac) return -1;
+    }
+    /* What is left is the start of a reply: to the front (its scan state
+     * is relative to its start). */
+    if (off) {
+        memmove(rd.buf, rd.buf + off, rd.len - off);
+        rd.len -= off;
+    }
+    return 0;
+}
+
+static void link_read_direct(redisAsyncContext *ac)
+{
+    struct redis_link *link = ac->data;
+    rd.busy = true;
+    for (int i = 0; i < READS_PER_WAKEUP; i++) {
+        if (rd.cap - rd.len < DIRECT_READ) {
+            size_t cap = rd.cap ? rd.cap : DIRECT_READ;
+            while (cap - rd.len < DIRECT_READ)
+                cap *= 2;
+            rd.buf = xrealloc(rd.buf, cap);
+            rd.cap = cap;
+        }
+        size_t room = rd.cap - rd.len;
+        ssize_t n = read(ac->c.fd, rd.buf + rd.len, room);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+        if (n <= 0) {
+            /* hiredis's texts, as when it read for this link */
+            link_lost(link, n == 0 ? "Server closed the connection" : strerror(errno), LOSS_DROP);
+            break;
+        }
+        link->last_io_ms = uv_now(link->loop);
+        rd.len += (size_t)n;
+        if (direct_dispatch(link, ac) != 0 || (size_t)n < room) break;
+    }
+    rd.busy = false;
+    if (!link_live(link)) {
+        direct_release();
+    } else if (rd.len == 0 && rd.cap > DIRECT_KEEP) {
+        free(rd.buf); /* one huge reply must not pin its memory */
+        rd.buf = NULL;
+        rd.cap = 0;
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -917,6 +1134,7 @@ int backend_init(uv_loop_t *loop, const backend_conf_t *conf, char *err, size_t 
     }
     long timeout = conf->timeout_ms > 0 ? conf->timeout_ms : DEFAULT_TIMEOUT_MS;
     link_init(&data_link, "redis", loop, &url, timeout);
+    data_link.direct = true;
     link_connect(&data_link);
     return 0;
 }
@@ -927,6 +1145,7 @@ void backend_close(void)
     free(sub.channel);
     memset(&sub, 0, sizeof(sub));
     link_close(&data_link);
+    direct_release(); /* unless a callback of ours is still running: then after it */
 }
 
 bool backend_up(void)
@@ -957,14 +1176,7 @@ int backend_cmd(backend_cb cb, void *priv, const char *fmt, ...)
 int backend_cmd_formatted(backend_cb cb, void *priv, const char *cmd, size_t len)
 {
     if (data_link.state != LINK_UP) return -1;
-    struct link_req *req = req_new(&data_link, NULL, cb, priv);
-    size_t obuf = sdslen(data_link.ac->c.obuf);
-    if (redisAsyncFormattedCommand(data_link.ac, link_reply_cb, req, cmd, len) != REDIS_OK) {
-        free(req);
-        return -1;
-    }
-    link_track(&data_link, req, obuf);
-    return 0;
+    return link_write(&data_link, req_new(&data_link, NULL, cb, priv), cmd, len);
 }
 
 void backend_on_up(void (*fn)(void))

@@ -27,7 +27,8 @@ typedef struct backend_conf {
     long timeout_ms; /* per command and for connecting */
 } backend_conf_t;
 
-/* reply is NULL on any failure; it is freed by hiredis after the callback. */
+/* reply is NULL on any failure; it is valid only during the callback (its
+ * strings point into the link's read buffer). */
 typedef void (*backend_cb)(void *priv, redisReply *reply);
 
 /* Parse the URL now (error text into err, -1) and start connecting. A Redis

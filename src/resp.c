@@ -366,6 +366,92 @@ static int step_bulk_data(resp_parser_t *p, const char *in, size_t len, size_t *
     return --p->mb_left == 0 ? STEP_DONE : STEP_MORE;
 }
 
+/* -------------------------------------------------------------- fast path */
+
+/* A short strict decimal ("*2", "$3") straight from the input: 1 to 9
+ * digits, no sign, no leading zero, ending in "\r\n" inside in[0..len).
+ * Sets *end past the "\r\n". Anything else is -1, and the general path
+ * decides (it also knows the error texts). */
+static long fast_count(const char *s, const char *lim, const char **end)
+{
+    if (s >= lim || (unsigned char)(*s - '1') > 8) return -1;
+    long v = *s++ - '0';
+    for (int d = 1; s < lim && (unsigned char)(*s - '0') <= 9; d++) {
+        if (d == 9) return -1;
+        v = v * 10 + (*s++ - '0');
+    }
+    if (lim - s < 2 || s[0] != '\r' || s[1] != '\n') return -1;
+    *end = s + 2;
+    return v;
+}
+
+/* "$len\r\n" at s, "$0\r\n" included: the length, *end past it; or -1. */
+static long fast_bulk_header(const char *s, const char *lim, const char **end)
+{
+    if (s >= lim || *s != '$') return -1;
+    if (lim - s >= 4 && memcmp(s, "$0\r\n", 4) == 0) {
+        *end = s + 4;
+        return 0;
+    }
+    return fast_count(s + 1, lim, end);
+}
+
+/* Almost every command arrives whole in one read ("*2\r\n$3\r\nGET\r\n$9
+ * \r\nuser:4242\r\n"): parse it in one pass, without the line buffer or
+ * the per-step state, and copy its arguments with one reservation. Only a
+ * command that is complete, canonical and within every limit is taken:
+ * for anything else (split across reads, "\n" without "\r", a count with a
+ * sign or a leading zero, a cap exceeded) it returns 0 having changed
+ * nothing, and the general path parses the same bytes and gives the exact
+ * error. Returns the bytes used on success. */
+static size_t fast_command(resp_parser_t *p, const char *in, size_t len)
+{
+    enum { FAST_MAX_ARGS = 16 };
+    const char *lim = in + len, *q;
+    long n = fast_count(in + 1, lim, &q); /* in[0] == '*' */
+    if (n <= 0 || n > p->lim.max_args || n > FAST_MAX_ARGS) return 0;
+    if (p->lim.unauthenticated && n > UNAUTH_MAX_ARGS) return 0;
+    /* First pass: check the framing, note where each argument is. */
+    const char *arg[FAST_MAX_ARGS];
+    size_t alen[FAST_MAX_ARGS], total = 0;
+    for (long i = 0; i < n; i++) {
+        long bl = fast_bulk_header(q, lim, &q);
+        if (bl < 0) return 0;
+        if ((size_t)bl > p->lim.max_bulk || (p->lim.unauthenticated && bl > UNAUTH_MAX_BULK))
+            return 0;
+        if ((size_t)(lim - q) < (size_t)bl + 2 || q[bl] != '\r' || q[bl + 1] != '\n') return 0;
+        arg[i] = q;
+        alen[i] = (size_t)bl;
+        total += (size_t)bl;
+        q += bl + 2;
+    }
+    /* as step_bulk_header counts it: the arena, NULs included, before the last argument */
+    if (p->lim.max_request && total + (size_t)n - 1 > p->lim.max_request) return 0;
+    /* Second pass: copy, each argument NUL-terminated, as the general path
+     * does. reset_command's work: no command was half-parsed (REQ_NONE). */
+    p->mb_left = 0;
+    p->bulk_len = -1;
+    p->line.len = 0;
+    p->arena.len = 0;
+    while (p->arg_cap < n) {
+        p->argc = p->arg_cap; /* ensure_arg_slot makes room for slot argc */
+        ensure_arg_slot(p);
+    }
+    buf_reserve(&p->arena, total + (size_t)n);
+    char *a = p->arena.data;
+    size_t off = 0;
+    for (long i = 0; i < n; i++) {
+        memcpy(a + off, arg[i], alen[i]);
+        a[off + alen[i]] = '\0';
+        p->arg_off[i] = off;
+        p->arg_len[i] = alen[i];
+        off += alen[i] + 1;
+    }
+    p->arena.len = off;
+    p->argc = n;
+    return (size_t)(q - in);
+}
+
 /* ------------------------------------------------------------ public API */
 
 void resp_parser_init(resp_parser_t *p, const resp_limits_t *lim)
@@ -406,6 +492,13 @@ int resp_feed(resp_parser_t *p, const char *in, size_t len, size_t *used)
     if (p->errmsg) {
         *used = 0;
         return RESP_ERROR;
+    }
+    if (p->reqtype == REQ_NONE && len > 0 && in[0] == '*') {
+        size_t n = fast_command(p, in, len);
+        if (n) {
+            *used = n;
+            return RESP_DONE;
+        }
     }
     while (pos < len) {
         size_t n = 0;

@@ -1291,6 +1291,150 @@ static void test_pubsub_close(void)
     msgs_reset();
 }
 
+/* Replies far larger than one read (a 3 MiB value, an MGET of 300 keys)
+ * arrive whole, and the link's read buffer serves small ones after them. */
+static void test_large_replies(void)
+{
+    enum { BIG = 3 * 1024 * 1024, KEYS = 300 };
+    start_main_up(3000);
+    char *val = xmalloc(BIG);
+    for (size_t i = 0; i < BIG; i++)
+        val[i] = (char)('a' + i % 26);
+    const char *sargv[] = {"SET", "lr:big", val};
+    size_t slens[] = {3, 6, BIG};
+    struct rec set = {0};
+    CHECK(backend_cmd_argv(rec_cb, &set, 3, sargv, slens) == 0);
+    CHECK(wait_until(rec_called, &set, 5000) && set.type == REDIS_REPLY_STATUS);
+    /* the value itself: checked by its length and a few bytes (rec keeps 511) */
+    struct rec get;
+    CHECK(roundtrip(&get, "GET %s", "lr:big", NULL));
+    CHECK(get.type == REDIS_REPLY_STRING && get.len == BIG && memcmp(get.str, val, 511) == 0);
+    const char *margv[KEYS + 1];
+    size_t mlens[KEYS + 1];
+    char names[KEYS][16];
+    margv[0] = "MGET";
+    mlens[0] = 4;
+    for (int i = 0; i < KEYS; i++) {
+        struct rec r;
+        snprintf(names[i], sizeof(names[i]), "lr:%d", i);
+        if (i % 3) CHECK(roundtrip(&r, "SET %s %s", names[i], names[i]));
+        margv[i + 1] = names[i];
+        mlens[i + 1] = strlen(names[i]);
+    }
+    struct rec mget = {0};
+    CHECK(backend_cmd_argv(rec_cb, &mget, KEYS + 1, margv, mlens) == 0);
+    CHECK(wait_until(rec_called, &mget, 3000));
+    CHECK(mget.type == REDIS_REPLY_ARRAY && mget.nulls == 0);
+    CHECK(roundtrip(&get, "GET %s", "lr:2", NULL));
+    CHECK(get.type == REDIS_REPLY_STRING && strcmp(get.str, "lr:2") == 0);
+    free(val);
+    CHECK(backend_up());
+    CHECK(loop_end() == 0);
+}
+
+/* A fake Redis on the test's loop: it answers the handshake's PING with
+ * +PONG and any later command with `answer`, counting connections. */
+static struct {
+    uv_tcp_t server;
+    int port;
+    const char *answer;
+    int conns;
+} fake;
+
+static void fake_alloc(uv_handle_t *h, size_t n, uv_buf_t *b)
+{
+    LC_UNUSED(h);
+    static char space[4096];
+    *b = uv_buf_init(space, n < sizeof(space) ? (unsigned)n : sizeof(space));
+}
+
+static void fake_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void fake_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    if (n < 0) {
+        uv_close((uv_handle_t *)s, fake_closed);
+        return;
+    }
+    bool ping = n > 0 && memmem(b->base, (size_t)n, "PING", 4) != NULL;
+    const char *out = ping ? "+PONG\r\n" : fake.answer;
+    if (n > 0) {
+        uv_buf_t w = uv_buf_init((char *)out, (unsigned)strlen(out));
+        uv_try_write(s, &w, 1);
+    }
+}
+
+static void fake_conn(uv_stream_t *srv, int status)
+{
+    if (status < 0) return;
+    uv_tcp_t *c = xmalloc(sizeof(*c));
+    uv_tcp_init(&loop, c);
+    if (uv_accept(srv, (uv_stream_t *)c) != 0) {
+        uv_close((uv_handle_t *)c, fake_closed);
+        return;
+    }
+    fake.conns++;
+    uv_read_start((uv_stream_t *)c, fake_alloc, fake_read);
+}
+
+static void fake_start(const char *answer)
+{
+    memset(&fake, 0, sizeof(fake));
+    fake.answer = answer;
+    uv_tcp_init(&loop, &fake.server);
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    CHECK(uv_tcp_bind(&fake.server, (const struct sockaddr *)&a, 0) == 0);
+    CHECK(uv_listen((uv_stream_t *)&fake.server, 8, fake_conn) == 0);
+    struct sockaddr_in got;
+    int len = sizeof(got);
+    uv_tcp_getsockname(&fake.server, (struct sockaddr *)&got, &len);
+    fake.port = ntohs(got.sin_port);
+}
+
+static bool fake_reconnected(const void *arg)
+{
+    LC_UNUSED(arg);
+    return fake.conns >= 2 && backend_up();
+}
+
+/* A reply that is not RESP (or a second reply nobody asked for) fails the
+ * command with NULL, counts as an error, and the link is made anew. */
+static void test_protocol_error(void)
+{
+    static const char *const answers[] = {"?garbage\r\n", ":12x\r\n", "+OK\r\n+EXTRA\r\n"};
+    for (size_t i = 0; i < LC_ARRAY_LEN(answers); i++) {
+        loop_begin();
+        fake_start(answers[i]);
+        char url[64];
+        snprintf(url, sizeof(url), "redis://127.0.0.1:%d", fake.port);
+        CHECK(start_backend(url, 1000) == 0);
+        CHECK(wait_until(is_up, NULL, 3000));
+        uint64_t err0 = backend_errors_total();
+        struct rec r = {0}, after = {0};
+        CHECK(backend_cmd(rec_cb, &r, "GET %s", "k") == 0);
+        if (i == 2) CHECK(backend_cmd(rec_cb, &after, "GET %s", "k2") == 0);
+        CHECK(wait_until(rec_called, &r, 3000));
+        if (i < 2) {
+            CHECK(r.calls == 1 && r.nulls == 1);
+        } else { /* +OK answers it; +EXTRA answers the second; then all is well */
+            CHECK(wait_until(rec_called, &after, 3000));
+            CHECK(r.nulls == 0 && strcmp(r.str, "OK") == 0 && after.nulls == 0);
+            struct rec third = {0};
+            CHECK(backend_cmd(rec_cb, &third, "GET %s", "k3") == 0);
+            CHECK(wait_until(rec_called, &third, 3000) && third.nulls == 0);
+            /* the +EXTRA of this one arrives with nothing pending */
+        }
+        CHECK(wait_until(fake_reconnected, NULL, 3000));
+        CHECK(backend_errors_total() > err0);
+        uv_close((uv_handle_t *)&fake.server, NULL);
+        CHECK(loop_end() == 0);
+    }
+}
+
 static const struct {
     const char *name;
     void (*fn)(void);
@@ -1307,6 +1451,8 @@ static const struct {
     {"close_inflight", test_close_inflight},
     {"close_in_callback", test_close_in_callback},
     {"resolve_and_close", test_resolve_and_close},
+    {"large_replies", test_large_replies},
+    {"protocol_error", test_protocol_error},
     {"pubsub_basic", test_pubsub_basic},
     {"pubsub_external", test_pubsub_external},
     {"pubsub_kill_restart", test_pubsub_kill_restart},

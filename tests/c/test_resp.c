@@ -539,6 +539,78 @@ static void test_request_cap(void)
     resp_parser_free(&p);
 }
 
+/* The whole-command fast path (resp.c, fast_command) takes only complete,
+ * canonical commands within every limit; for anything else the general
+ * path must give exactly what it gives byte by byte. Each stream is fed
+ * whole (the fast path's case), and its rendering must match the one fed
+ * one byte at a time (never the fast path) and every split. */
+static void check_like_bytewise(const resp_limits_t *lim, const char *s, size_t n)
+{
+    buf_t want = {0};
+    run_stream(lim, s, n, 1, &want);
+    CHECK(check_splits_n(lim, s, n, want.data, want.len) == 0);
+    buf_free(&want);
+}
+
+static void test_fast_path_matches_general(void)
+{
+    static const struct {
+        const char *s;
+        size_t n;
+    } cases[] = {
+#define C(lit) {lit, sizeof(lit) - 1}
+        C("*2\r\n$3\r\nGET\r\n$3\r\nabc\r\n"),
+        C("*2\r\n$3\r\nGET\r\n$0\r\n\r\n"),         /* empty argument */
+        C("*2\r\n$3\r\nGET\r\n$00\r\n\r\n"),        /* leading zero: error */
+        C("*2\r\n$3\r\nGET\r\n$03\r\nabc\r\n"),     /* leading zero: error */
+        C("*02\r\n$3\r\nGET\r\n$3\r\nabc\r\n"),     /* leading zero in the count */
+        C("*2\r\n$3\r\nGET\r\n$+3\r\nabc\r\n"),     /* sign */
+        C("*2\r\n$3\r\nGET\r\n$-1\r\n"),            /* negative bulk length */
+        C("*-1\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"), /* skipped, then a command */
+        C("*0\r\n"),
+        C("*2\n$3\nGET\n$1\nk\r\n"),             /* "\n" line endings */
+        C("*2\r\n$3\r\nGET\r\n$1\r\nkX\n"),      /* no CRLF after the bulk */
+        C("*2\r\n$3\r\nGET\r\n$1\r\nk\rX"),      /* half a CRLF */
+        C("*2\r\n$3\r\nGET\r\n$1\r\n"),          /* incomplete */
+        C("*2\r\n$3\r\nGET\r\n:1\r\n"),          /* not a '$' */
+        C("*2\r\n$3\r\nG\0T\r\n$2\r\n\r\n\r\n"), /* binary bytes, CRLF inside */
+        C("*1\r\n$1234567890\r\n"),              /* ten digits */
+        C("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$17\r\n12345678901234567\r\n"),    /* over max_bulk */
+        C("*5\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n$1\r\nd\r\n$1\r\ne\r\n"), /* over max_args */
+        C("*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$4\r\nPING\r\n"),            /* two commands */
+        C("*1\r\n$4\r\nPING\r\nPING\r\n"),                                  /* then an inline one */
+#undef C
+    };
+    for (size_t i = 0; i < LC_ARRAY_LEN(cases); i++) {
+        check_like_bytewise(&small, cases[i].s, cases[i].n);
+        check_like_bytewise(&roomy, cases[i].s, cases[i].n);
+    }
+    /* The caps the fast path checks itself, at their edges. */
+    resp_limits_t unauth = roomy;
+    unauth.unauthenticated = true;
+    char many[512];
+    size_t n = (size_t)snprintf(many, sizeof(many), "*11\r\n");
+    for (int i = 0; i < 11; i++)
+        n += (size_t)snprintf(many + n, sizeof(many) - n, "$1\r\n%c\r\n", 'a' + i);
+    check_like_bytewise(&unauth, many, n);
+    check_like_bytewise(&roomy, many, n);
+    resp_limits_t req = roomy;
+    req.max_request = 5;
+    check_like_bytewise(&req, "*2\r\n$3\r\nGET\r\n$2\r\nab\r\n", 21);
+    check_like_bytewise(&req, "*2\r\n$3\r\nGET\r\n$3\r\nabc\r\n", 22);
+    /* Around the 16 arguments the fast path takes, and far more, in both
+     * orders: the argument arrays grow on either path. */
+    char big[4096];
+    static const int counts[] = {16, 17, 70, 3, 16, 40, 1};
+    n = 0;
+    for (size_t c = 0; c < LC_ARRAY_LEN(counts); c++) {
+        n += (size_t)snprintf(big + n, sizeof(big) - n, "*%d\r\n", counts[c]);
+        for (int i = 0; i < counts[c]; i++)
+            n += (size_t)snprintf(big + n, sizeof(big) - n, "$2\r\n%02d\r\n", i);
+    }
+    check_like_bytewise(&roomy, big, n);
+}
+
 /* ------------------------------------------------------------------ main */
 
 int main(void)
@@ -572,5 +644,6 @@ int main(void)
     RUN(test_default_limits);
     RUN(test_unauthenticated_caps);
     RUN(test_request_cap);
+    RUN(test_fast_path_matches_general);
     return check_summary("resp");
 }
