@@ -51,299 +51,14 @@
 #define BACKOFF_MIN_MS     100
 #define BACKOFF_MAX_MS     5000
 #define DEFAULT_TIMEOUT_MS 1000
-#define DEFAULT_PORT       6379
 /* hiredis reads 16 KiB per redisAsyncHandleRead(); a wake-up reads on while
  * the socket has more, up to this many times (1 MiB), so a large reply
  * arrives at socket speed rather than 16 KiB per loop iteration, and other
  * handles still get their turn between wake-ups. */
 #define READS_PER_WAKEUP 64
 
-static_assert(sizeof(((backend_url_t *)0)->path) == sizeof(((struct sockaddr_un *)0)->sun_path),
-              "backend_url_t.path must match sun_path");
-
-/* ------------------------------------------------------------------------ */
-/* URL parsing                                                              */
-/* ------------------------------------------------------------------------ */
-
-/* Set while parsing a URL whose parts may be password bytes: then no part
- * is quoted in errors. That is when an '@' comes after the host (a '/' or
- * '?' in the password was not %-escaped, so password bytes land where a
- * port, db or option is expected), or when the URL says "password" at all
- * (a raw '&' in a password= value, or a typo like "?passwordS3cret"). */
-static bool url_quiet;
-#define SHOWN(len, s) (url_quiet ? 3 : (int)(len)), (url_quiet ? "***" : (s))
-
-static bool url_parts_may_be_secret(const char *url)
-{
-    const char *s = strstr(url, "://");
-    if (s && strchr(s + 3 + strcspn(s + 3, "/?"), '@')) return true;
-    return strcasestr(url, "password") != NULL;
-}
-
-static int url_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int url_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        int n = snprintf(err, errlen, "--redis: ");
-        if (n >= 0 && (size_t)n < errlen) {
-            va_list ap;
-            va_start(ap, fmt);
-            vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
-            va_end(ap);
-            size_t used = strlen(err);
-            if (url_quiet)
-                snprintf(err + used, errlen - used,
-                         " (parts not shown: the URL holds a password; write a '/' or '?' in it "
-                         "as %%2F or %%3F)");
-        }
-    }
-    return -1;
-}
-
-static bool has_prefix_nocase(const char *s, const char *prefix)
-{
-    return strncasecmp(s, prefix, strlen(prefix)) == 0;
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-/* %-decode s[0..len) into dst. Fails on a bad escape, an embedded NUL (it
- * would silently truncate a password) or when dst is too small. */
-static int pct_decode(const char *s, size_t len, char *dst, size_t dstsize, const char *what,
-                      char *err, size_t errlen)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        int c = (unsigned char)s[i];
-        if (c == '%') {
-            int hi = i + 1 < len ? hexval(s[i + 1]) : -1;
-            int lo = i + 2 < len ? hexval(s[i + 2]) : -1;
-            if (hi < 0 || lo < 0) return url_err(err, errlen, "bad %%-escape in the %s", what);
-            c = hi * 16 + lo;
-            if (c == 0) return url_err(err, errlen, "%%00 is not allowed in the %s", what);
-            i += 2;
-        }
-        if (o + 1 >= dstsize)
-            return url_err(err, errlen, "%s too long (max %zu bytes)", what, dstsize - 1);
-        dst[o++] = (char)c;
-    }
-    dst[o] = '\0';
-    return 0;
-}
-
-/* A whole run of ASCII digits, at most max. Signs and spaces are refused. */
-static int parse_uint(const char *s, size_t len, long max, long *out)
-{
-    if (len == 0 || len > 10) return -1;
-    long v = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9') return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    if (v > max) return -1;
-    *out = v;
-    return 0;
-}
-
-static int parse_db(const char *s, size_t len, backend_url_t *out, char *err, size_t errlen)
-{
-    long v;
-    if (parse_uint(s, len, INT_MAX, &v) != 0)
-        return url_err(err, errlen, "bad db number '%.*s' (want 0 or more)", SHOWN(len, s));
-    out->db = (int)v;
-    return 0;
-}
-
-/* "k=v&k=v" after the '?'. Each option may be given once, and not also in
- * the path or userinfo: a URL that says two things is a mistake. */
-static int parse_query(const char *q, backend_url_t *out, bool have_db, char *err, size_t errlen)
-{
-    bool have_user = out->user[0] != '\0', have_pass = out->pass[0] != '\0';
-    while (*q) {
-        size_t len = strcspn(q, "&");
-        const char *eq = memchr(q, '=', len);
-        if (!eq) return url_err(err, errlen, "option '%.*s' needs a value", SHOWN(len, q));
-        size_t klen = (size_t)(eq - q), vlen = len - klen - 1;
-        const char *v = eq + 1;
-        if (klen == 2 && strncasecmp(q, "db", 2) == 0) {
-            if (have_db) return url_err(err, errlen, "db given twice");
-            if (parse_db(v, vlen, out, err, errlen) != 0) return -1;
-            have_db = true;
-        } else if (klen == 8 && strncasecmp(q, "password", 8) == 0) {
-            if (have_pass) return url_err(err, errlen, "password given twice");
-            if (pct_decode(v, vlen, out->pass, sizeof(out->pass), "password", err, errlen) != 0)
-                return -1;
-            have_pass = true;
-        } else if (klen == 4 && strncasecmp(q, "user", 4) == 0) {
-            if (have_user) return url_err(err, errlen, "user given twice");
-            if (pct_decode(v, vlen, out->user, sizeof(out->user), "user", err, errlen) != 0)
-                return -1;
-            have_user = true;
-        } else {
-            return url_err(err, errlen, "unknown option '%.*s' (want db, user or password)",
-                           SHOWN(klen, q));
-        }
-        q += len;
-        if (*q == '&') q++;
-    }
-    return 0;
-}
-
-static bool host_char_ok(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-           c == '-' || c == '_';
-}
-
-/* s points after "redis://". */
-static int parse_tcp_url(const char *s, backend_url_t *out, char *err, size_t errlen)
-{
-    size_t alen = strcspn(s, "/?"); /* authority: [userinfo@]host[:port] */
-
-    /* The last '@' ends the userinfo, so an unescaped '@' in a password works. */
-    const char *at = memrchr(s, '@', alen);
-    const char *host = s;
-    if (at) {
-        size_t ulen = (size_t)(at - s);
-        const char *colon = memchr(s, ':', ulen);
-        if (colon) {
-            if (pct_decode(s, (size_t)(colon - s), out->user, sizeof(out->user), "user", err,
-                           errlen) != 0)
-                return -1;
-            if (pct_decode(colon + 1, (size_t)(at - colon - 1), out->pass, sizeof(out->pass),
-                           "password", err, errlen) != 0)
-                return -1;
-        } else if (pct_decode(s, ulen, out->pass, sizeof(out->pass), "password", err, errlen) !=
-                   0) {
-            return -1;
-        }
-        host = at + 1;
-    }
-    size_t hlen = (size_t)(s + alen - host);
-
-    const char *port = NULL;
-    size_t portlen = 0;
-    if (hlen > 0 && host[0] == '[') {
-        const char *close = memchr(host, ']', hlen);
-        if (!close) return url_err(err, errlen, "missing ']' after the IPv6 address");
-        size_t ilen = (size_t)(close - host - 1);
-        char tmp[INET6_ADDRSTRLEN];
-        struct in6_addr a6;
-        if (ilen == 0 || ilen >= sizeof(tmp))
-            return url_err(err, errlen, "bad IPv6 address '%.*s'", SHOWN(ilen, host + 1));
-        memcpy(tmp, host + 1, ilen);
-        tmp[ilen] = '\0';
-        if (inet_pton(AF_INET6, tmp, &a6) != 1)
-            return url_err(err, errlen, "bad IPv6 address '%.*s'", SHOWN(strlen(tmp), tmp));
-        memcpy(out->host, tmp, ilen + 1);
-        const char *after = close + 1;
-        size_t rest = hlen - (size_t)(after - host);
-        if (rest > 0) {
-            if (*after != ':')
-                return url_err(err, errlen, "unexpected '%.*s' after the IPv6 address",
-                               SHOWN(rest, after));
-            port = after + 1;
-            portlen = rest - 1;
-        }
-    } else {
-        const char *colon = memchr(host, ':', hlen);
-        size_t namelen = colon ? (size_t)(colon - host) : hlen;
-        if (colon) {
-            port = colon + 1;
-            portlen = hlen - namelen - 1;
-            if (memchr(port, ':', portlen))
-                return url_err(err, errlen, "put an IPv6 address in brackets: redis://[::1]:6379");
-        }
-        if (namelen == 0) return url_err(err, errlen, "missing host in redis:// URL");
-        if (namelen >= sizeof(out->host))
-            return url_err(err, errlen, "host name too long (max %zu)", sizeof(out->host) - 1);
-        for (size_t i = 0; i < namelen; i++)
-            if (!host_char_ok(host[i]))
-                return url_err(err, errlen, "bad character in host '%.*s'", SHOWN(namelen, host));
-        memcpy(out->host, host, namelen);
-        out->host[namelen] = '\0';
-    }
-    if (port) {
-        long p;
-        if (parse_uint(port, portlen, 65535, &p) != 0 || p == 0)
-            return url_err(err, errlen, "bad port '%.*s' (want 1-65535)", SHOWN(portlen, port));
-        out->port = (int)p;
-    }
-
-    s += alen;
-    bool have_db = false;
-    if (*s == '/') {
-        s++;
-        size_t dlen = strcspn(s, "?");
-        if (dlen > 0) {
-            if (parse_db(s, dlen, out, err, errlen) != 0) return -1;
-            have_db = true;
-        }
-        s += dlen;
-    }
-    if (*s == '?' && parse_query(s + 1, out, have_db, err, errlen) != 0) return -1;
-    return 0;
-}
-
-/* s points after "unix:". */
-static int parse_unix_url(const char *s, backend_url_t *out, char *err, size_t errlen)
-{
-    out->is_unix = true;
-    out->port = 0;
-    if (s[0] == '/' && s[1] == '/') {
-        /* unix://host/path would be a URL with an authority; we have none. */
-        if (s[2] != '/')
-            return url_err(err, errlen, "unix:// takes an absolute path: unix:///path/to/socket");
-        s += 2;
-    }
-    size_t plen = strcspn(s, "?");
-    if (plen == 0) return url_err(err, errlen, "missing socket path after unix:");
-    if (plen >= sizeof(out->path))
-        return url_err(err, errlen, "unix socket path too long (max %zu bytes)",
-                       sizeof(out->path) - 1);
-    memcpy(out->path, s, plen);
-    out->path[plen] = '\0';
-    s += plen;
-    if (*s == '?' && parse_query(s + 1, out, false, err, errlen) != 0) return -1;
-    return 0;
-}
-
-int backend_parse_url(const char *url, backend_url_t *out, char *err, size_t errlen)
-{
-    memset(out, 0, sizeof(*out));
-    out->port = DEFAULT_PORT;
-    if (err && errlen) err[0] = '\0';
-    int rc;
-    url_quiet = url && url_parts_may_be_secret(url);
-    if (!url || !url[0]) {
-        rc = url_err(err, errlen, "empty URL");
-    } else if (has_prefix_nocase(url, "rediss://")) {
-        rc = url_err(err, errlen, "TLS (rediss://) is not supported");
-    } else if (has_prefix_nocase(url, "redis://")) {
-        rc = parse_tcp_url(url + 8, out, err, errlen);
-    } else if (has_prefix_nocase(url, "unix:")) {
-        rc = parse_unix_url(url + 5, out, err, errlen);
-    } else {
-        rc = url_err(err, errlen,
-                     "want redis://[[user]:password@]host[:port][/db] or unix:/path/to/socket");
-    }
-    if (rc == 0 && out->user[0] && !out->pass[0])
-        rc = url_err(err, errlen, "user '%s' given without a password", out->user);
-    if (rc != 0) {
-        /* Leave no half-parsed secret behind in the caller's struct. */
-        memset(out, 0, sizeof(*out));
-        return -1;
-    }
-    return 0;
-}
+static_assert(sizeof(((redis_url_t *)0)->path) == sizeof(((struct sockaddr_un *)0)->sun_path),
+              "redis_url_t.path must match sun_path");
 
 /* ------------------------------------------------------------------------ */
 /* libuv adapter                                                            */
@@ -493,7 +208,7 @@ struct link_resolve {
 struct redis_link {
     const char *name; /* "redis" in log lines */
     uv_loop_t *loop;
-    backend_url_t url;
+    redis_url_t url;
     char where[300]; /* host:port or socket path, for logs; never the password */
     long timeout_ms;
     enum link_state state;
@@ -804,7 +519,7 @@ static int link_sendv(struct redis_link *link, backend_cb cb, void *priv, const 
  * timeout. */
 static int link_handshake(struct redis_link *link)
 {
-    const backend_url_t *u = &link->url;
+    const redis_url_t *u = &link->url;
     link->handshake_left = 0;
     if (u->pass[0]) {
         const char *argv[3] = {"AUTH", u->user, u->pass};
@@ -949,7 +664,7 @@ static void link_resolve(struct redis_link *link)
 
 static void link_connect(struct redis_link *link)
 {
-    const backend_url_t *u = &link->url;
+    const redis_url_t *u = &link->url;
     if (u->is_unix) {
         link_start(link, redisAsyncConnectUnix(u->path));
         return;
@@ -1018,7 +733,7 @@ static void link_timer_cb(uv_timer_t *t)
 }
 
 static void link_init(struct redis_link *link, const char *name, uv_loop_t *loop,
-                      const backend_url_t *url, long timeout_ms)
+                      const redis_url_t *url, long timeout_ms)
 {
     memset(link, 0, sizeof(*link));
     link->name = name;
@@ -1180,12 +895,26 @@ static void sub_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
 
 int backend_init(uv_loop_t *loop, const backend_conf_t *conf, char *err, size_t errlen)
 {
-    backend_url_t url;
+    redis_url_t url;
     if (link_live(&data_link) || !list_empty(&data_link.fifo)) {
         snprintf(err, errlen, "backend: already running (backend_close() first)");
         return -1;
     }
-    if (backend_parse_url(conf->url, &url, err, errlen) != 0) return -1;
+    if (redis_url_parse(conf->url, &url, err, errlen) != 0) return -1;
+    if (url.tls) {
+        /* hiredis has TLS from 1.0.0 on (libhiredis-ssl); Debian 12 ships 0.14.1. */
+        snprintf(err, errlen,
+                 "--redis: TLS (rediss://) needs hiredis 1.0.0 or later built with SSL; this "
+                 "build uses hiredis %d.%d.%d, which has none. Reach Redis over a trusted network, "
+                 "a unix socket, or a TLS tunnel (stunnel, spiped) on localhost",
+                 HIREDIS_MAJOR, HIREDIS_MINOR, HIREDIS_PATCH);
+        return -1;
+    }
+    if (url.mode != REDIS_MODE_SINGLE) {
+        snprintf(err, errlen, "--redis: %s URLs are not supported by this build yet",
+                 redis_mode_name(url.mode));
+        return -1;
+    }
     long timeout = conf->timeout_ms > 0 ? conf->timeout_ms : DEFAULT_TIMEOUT_MS;
     link_init(&data_link, "redis", loop, &url, timeout);
     link_connect(&data_link);

@@ -20,25 +20,7 @@
 #include <hiredis/hiredis.h>
 #include <uv.h>
 
-/* A parsed --redis URL. Fixed-size fields keep the parser allocation-free.
- *   redis://[[user]:password@]host[:port][/db][?opts]   (IPv6 host in brackets)
- *   unix:/path/to/socket[?opts]   unix:///path/to/socket[?opts]
- * opts: db=N, password=P, user=U (for unix sockets, which have no userinfo).
- * Userinfo and option values are %-decoded, so a password may hold @ : / ?.
- * As in redis-cli, "redis://secret@host" means password "secret". */
-typedef struct backend_url {
-    bool is_unix;
-    char host[256]; /* TCP: name or IP literal, IPv6 without brackets */
-    int port;       /* TCP: default 6379 */
-    char path[108]; /* unix: socket path (sizeof sun_path on Linux) */
-    int db;         /* SELECT after connecting when not 0 */
-    char user[128]; /* ACL user for AUTH user pass; "" for AUTH pass */
-    char pass[512]; /* "" for no AUTH */
-} backend_url_t;
-
-/* 0 on success; -1 with "--redis: ..." in err. The text never echoes a
- * password. Pure: no I/O, no allocation. */
-int backend_parse_url(const char *url, backend_url_t *out, char *err, size_t errlen);
+#include "redis_url.h"
 
 typedef struct backend_conf {
     const char *url; /* redis://[:pass@]host[:port][/db] or unix:/path[?db=N] */

@@ -103,9 +103,9 @@ static void test_limit(void)
 
 static void parse_err_is_quiet(const char *url, const char *secret, int line)
 {
-    backend_url_t u;
+    redis_url_t u;
     char err[512];
-    if (backend_parse_url(url, &u, err, sizeof(err)) == 0 || strstr(err, secret) ||
+    if (redis_url_parse(url, &u, err, sizeof(err)) == 0 || strstr(err, secret) ||
         !strstr(err, "not shown")) {
         fprintf(stderr, "%s:%d: %s -> \"%s\"\n", __FILE__, line, url, err);
         test_failed = 1;
@@ -120,9 +120,9 @@ static void test_parse_errors(void)
     parse_err_is_quiet("redis://:pw@host/0?passwordSekr1t", "Sekr1t", __LINE__);
     parse_err_is_quiet("unix:/s?password=Sekr1t&db=x", "Sekr1t", __LINE__);
     /* Without a password the parts are still quoted, which helps. */
-    backend_url_t u;
+    redis_url_t u;
     char err[512];
-    CHECK(backend_parse_url("redis://host:99999", &u, err, sizeof(err)) != 0);
+    CHECK(redis_url_parse("redis://host:99999", &u, err, sizeof(err)) != 0);
     CHECK(strstr(err, "'99999'") != NULL);
 }
 
