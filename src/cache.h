@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "buf.h"
+#include "cache_outcome.h"
 #include "policy.h"
 #include "sink.h"
 
@@ -58,21 +59,6 @@ void cache_reply_removed(void *sink, long long removed, const char *err);
 /* DEL's work with a callback (EVENT's keys). count: bump the keys'
  * requests_del and invalidations_del (DEL itself; EVENT counts its own). */
 void cache_del_keys(const cache_key_t *keys, long nkeys, bool count, cache_inval_cb cb, void *priv);
-
-/* How the read of one key through its fill ended, as fill.c tells its
- * waiters: only the request layer (cache.c) turns it into a reply. */
-typedef enum outcome_kind {
-    OUTCOME_VALUE,     /* data: the value */
-    OUTCOME_NOT_FOUND, /* the origin has none (negative entry or fetch) */
-    OUTCOME_ERROR,     /* data: the error text (the reply adds "fetch failed: ") */
-    OUTCOME_STALE,     /* data: an expired value, served for stale-if-error */
-} outcome_kind_t;
-
-typedef struct outcome {
-    outcome_kind_t kind;
-    const char *data; /* valid during the callback only */
-    size_t len;
-} outcome_t;
 
 /* WARM: fetch one id now even if fresh (as REFRESH: through the key's fill,
  * so it coalesces and takes the lock), and tell cb how it ended. cb may run

@@ -13,6 +13,7 @@
 
 #include "buf.h"
 #include "cache.h"
+#include "cache_outcome.h"
 #include "entry.h"
 #include "policy.h"
 #include "store.h"
