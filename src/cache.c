@@ -1,12 +1,14 @@
 /* cache.c: the read-through cache (see cache.h).
  *
- * A command becomes a request (one reply slot) holding one op per key. An
+ * A command becomes a request (one reply sink) holding one op per key. An
  * op looks its key up in Redis (one round trip, no Lua) and either answers
  * from the entry or waits on the key's fill (fill.c), which fetches once
- * across all instances. Invalidations here (SET, DEL) delete the key's fill
- * lock too, so a fill they overtook cannot store, and are broadcast so
- * other instances drop what they hold of the key (bcast.c). WARM's fetches
- * are requests without a slot: their outcome goes to a callback. */
+ * across all instances and tells its waiters the outcome (cache.h); the
+ * replies are encoded here only, in the sink's protocol version.
+ * Invalidations here (SET, DEL) delete the key's fill lock too, so a fill
+ * they overtook cannot store, and are broadcast so other instances drop
+ * what they hold of the key (bcast.c). WARM's fetches are requests without
+ * a sink: their outcome goes to a callback. */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -27,10 +29,9 @@
 #include "util.h"
 
 struct request {
-    slot_t *slot;       /* NULL for a request with a callback (WARM) */
-    cache_warm_cb done; /* with slot NULL: told whether the fetch succeeded */
+    sink_t *sink;       /* NULL for a request with a callback (WARM) */
+    cache_warm_cb done; /* with sink NULL: told the outcome */
     void *done_priv;
-    buf_t own; /* with slot NULL: where the op writes its answer */
     bool as_array;
     long nops;
     long remaining;
@@ -148,11 +149,16 @@ bool entry_usable(ns_t *ns, const buf_t *rkey, const char *data, size_t len, ent
  * Requests: collecting per-key answers into one reply
  * ------------------------------------------------------------------------- */
 
-buf_t *op_out(op_t *op)
+/* Where op writes its answer: taken once per answer (sink.h). */
+static buf_t *op_out(op_t *op)
 {
     request_t *r = op->req;
-    if (r->as_array) return &r->parts[op->idx];
-    return r->slot ? slot_out(r->slot) : &r->own;
+    return r->as_array ? &r->parts[op->idx] : sink_out(r->sink);
+}
+
+static sink_proto_t op_proto(const op_t *op)
+{
+    return op->req->sink->proto;
 }
 
 /* Requests of one key (GET, most of all) are kept for reuse with their
@@ -187,7 +193,6 @@ static void request_free(request_t *r)
         free(r->parts);
         r->parts = NULL;
     }
-    buf_free(&r->own);
     if (r->nops == 1 && pooled < POOL_MAX && r->ops[0].rkey.cap <= POOL_KEY_KEEP) {
         r->parts = (buf_t *)pool; /* unused while pooled: the free list's link */
         pool = r;
@@ -222,33 +227,61 @@ static void op_set_key(op_t *op, ns_t *ns, const char *id, size_t idlen)
     op->idlen = idlen;
 }
 
-void op_done(op_t *op)
+/* op has written its answer: the last one of a request finishes its sink
+ * (MGET: the array of the answers) and frees it. */
+static void op_done(op_t *op)
 {
     request_t *r = op->req;
     if (--r->remaining > 0) return;
-    if (!r->slot) {
-        /* A value or a not-found is a success; an error reply is not. */
-        r->done(r->done_priv, r->own.len > 0 && r->own.data[0] != '-');
-        request_free(r);
-        return;
-    }
     if (r->as_array) {
-        reply_array(&r->slot->buf, r->nops);
+        buf_t *out = sink_out(r->sink);
+        reply_array(out, r->nops);
         for (long i = 0; i < r->nops; i++)
-            buf_append(&r->slot->buf, r->parts[i].data, r->parts[i].len);
+            buf_append(out, r->parts[i].data, r->parts[i].len);
     }
-    slot_finish(r->slot);
+    sink_finish(r->sink);
     request_free(r);
 }
 
-void op_answer_entry(op_t *op, const entry_t *e)
+/* The reply to a read's outcome: GET's, MGET's and REFRESH's answers are
+ * encoded here and nowhere else. */
+static void encode_outcome(sink_proto_t proto, buf_t *out, const outcome_t *o)
 {
-    if (e->kind == ENTRY_VALUE)
-        reply_bulk(op_out(op), e->value, e->len);
-    else if (e->kind == ENTRY_NEGATIVE)
-        reply_nil(op_out(op));
-    else
-        reply_error(op_out(op), "fetch failed: %.*s", (int)e->len, e->value);
+    switch (o->kind) {
+    case OUTCOME_VALUE:
+    case OUTCOME_STALE:
+        reply_bulk(out, o->data, o->len);
+        break;
+    case OUTCOME_NOT_FOUND:
+        sink_null(proto, out);
+        break;
+    case OUTCOME_ERROR:
+        reply_error(out, "fetch failed: %.*s", (int)o->len, o->data);
+        break;
+    }
+}
+
+/* Write op's answer to an entry read here (op_done follows). */
+static void op_answer_entry(op_t *op, const entry_t *e)
+{
+    outcome_t o = outcome_of_entry(e);
+    encode_outcome(op_proto(op), op_out(op), &o);
+}
+
+/* A read op's fill came to o: answer it. */
+static void read_op_outcome(op_t *op, const outcome_t *o)
+{
+    encode_outcome(op_proto(op), op_out(op), o);
+    op_done(op);
+}
+
+/* A WARM request has one op, and no reply: the outcome goes to its
+ * callback. */
+static void warm_op_outcome(op_t *op, const outcome_t *o)
+{
+    request_t *r = op->req;
+    r->done(r->done_priv, o);
+    request_free(r);
 }
 
 /* ---------------------------------------------------------------------------
@@ -302,7 +335,7 @@ static void maybe_refresh_early(ns_t *ns, const buf_t *rkey, const char *id, siz
 
 static buf_t l1_scratch; /* the fast path's key buffer, reused */
 
-bool cache_try_l1(client_t *c, const cache_key_t *key)
+bool cache_try_l1(sink_t *sink, const cache_key_t *key)
 {
     ns_t *ns = key->ns;
     if (!(ns->cur->conf.l1_ttl > 0)) return false;
@@ -315,11 +348,9 @@ bool cache_try_l1(client_t *c, const cache_key_t *key)
         ns->stats.negative_hits++;
     else
         ns->stats.hits_l1++;
-    buf_t *out = client_reply_buf(c);
-    if (e.kind == ENTRY_VALUE)
-        reply_bulk(out, e.value, e.len);
-    else
-        reply_nil(out);
+    outcome_t o = outcome_of_entry(&e); /* the tier holds no errors (cache_l1_store) */
+    encode_outcome(sink->proto, sink_out(sink), &o);
+    sink_finish(sink);
     maybe_refresh_early(ns, &l1_scratch, key->id, key->idlen, &e, now_ms());
     return true;
 }
@@ -348,7 +379,8 @@ static void answer_get(op_t *op, const entry_t *e, bool have)
     }
     if (st == STATE_STALE && e->kind == ENTRY_VALUE) {
         s->stale_revalidate++;
-        reply_bulk(op_out(op), e->value, e->len);
+        encode_outcome(op_proto(op), op_out(op),
+                       &(outcome_t){.kind = OUTCOME_STALE, .data = e->value, .len = e->len});
         fill_background(op->ns, &op->rkey, op->id, op->idlen, e);
         op_done(op);
         return;
@@ -363,7 +395,7 @@ static void answer_peek(op_t *op, const entry_t *e, bool have)
     int64_t now = now_ms();
     entry_state_t st = have ? entry_state(e, now) : STATE_EXPIRED;
     if (!have || st == STATE_EXPIRED || (st != STATE_FRESH && e->kind != ENTRY_VALUE)) {
-        reply_nil(out);
+        sink_null(op_proto(op), out);
     } else {
         const char *state = st != STATE_FRESH           ? "stale"
                             : e->kind == ENTRY_NEGATIVE ? "negative"
@@ -373,7 +405,7 @@ static void answer_peek(op_t *op, const entry_t *e, bool have)
         reply_bulk_str(out, state);
         reply_int(out, entry_fresh_left_ms(e, now)); /* negative: ms since expiry */
         if (e->kind == ENTRY_NEGATIVE)
-            reply_nil(out);
+            sink_null(op_proto(op), out);
         else
             reply_bulk(out, e->value, e->len);
     }
@@ -457,10 +489,10 @@ static void count_request(ns_stats_t *s, cache_op_t kind, bool as_array)
         s->requests_ttl++;
 }
 
-void cache_read(slot_t *slot, cache_op_t kind, const cache_key_t *keys, long nkeys, bool as_array)
+void cache_read(sink_t *sink, cache_op_t kind, const cache_key_t *keys, long nkeys, bool as_array)
 {
     request_t *r = request_new(nkeys);
-    r->slot = slot;
+    r->sink = sink;
     r->as_array = as_array;
     r->nops = r->remaining = nkeys;
     if (as_array) r->parts = xcalloc((size_t)nkeys, sizeof(buf_t));
@@ -469,6 +501,7 @@ void cache_read(slot_t *slot, cache_op_t kind, const cache_key_t *keys, long nke
         op->req = r;
         op->idx = i;
         op->kind = kind;
+        op->on_outcome = read_op_outcome;
         op_set_key(op, keys[i].ns, keys[i].id, keys[i].idlen);
         count_request(&op->ns->stats, kind, as_array);
     }
@@ -488,6 +521,7 @@ void cache_warm_one(ns_t *ns, const char *id, size_t idlen, cache_warm_cb cb, vo
     op->req = r;
     op->kind = CACHE_REFRESH; /* force, through the key's fill and lock */
     op->warm = true;
+    op->on_outcome = warm_op_outcome;
     op_set_key(op, ns, id, idlen);
     op_start(op); /* may call cb before returning */
 }
@@ -534,19 +568,20 @@ static void invalidate_key(const buf_t *rkey)
 
 static void on_set(void *priv, const store_result_t *r)
 {
-    slot_t *slot = priv;
+    sink_t *sink = priv;
+    buf_t *out = sink_out(sink);
     if (r->status == STORE_DOWN)
-        reply_error(&slot->buf, "backend unavailable, value not stored");
+        reply_error(out, "backend unavailable, value not stored");
     else if (r->status == STORE_ERROR)
-        reply_error(&slot->buf, "backend: %.*s", (int)r->len, r->str);
+        reply_error(out, "backend: %.*s", (int)r->len, r->str);
     else
-        reply_ok(&slot->buf);
-    slot_finish(slot);
+        reply_ok(out);
+    sink_finish(sink);
 }
 
 /* Store value under the entry key of ns:id as fresh for ttl_ms, by the
  * conf of policy p. */
-static void set_store(slot_t *slot, ns_t *ns, const policy_t *p, const char *id, size_t idlen,
+static void set_store(sink_t *sink, ns_t *ns, const policy_t *p, const char *id, size_t idlen,
                       const char *value, size_t vlen, long long ttl_ms)
 {
     buf_t rkey = {0};
@@ -566,9 +601,9 @@ static void set_store(slot_t *slot, ns_t *ns, const policy_t *p, const char *id,
     keys_lock(&lkey, rkey.data, rkey.len);
     long long px = (long long)entry_redis_ttl_ms(&e, now);
     if (store_set_unlock(rkey.data, rkey.len, lkey.data, lkey.len, val.data, val.len, px, on_set,
-                         slot) != 0) {
-        reply_error(&slot->buf, "backend unavailable, value not stored");
-        slot_finish(slot);
+                         sink) != 0) {
+        reply_error(sink_out(sink), "backend unavailable, value not stored");
+        sink_finish(sink);
     } else {
         /* After the SET on the same link: the "I" goes out once the value
          * is in place, so a waiting instance re-reads the new value. */
@@ -581,7 +616,7 @@ static void set_store(slot_t *slot, ns_t *ns, const policy_t *p, const char *id,
 
 /* A SET waiting for the policy's ttl(id, value), with its own copies. */
 typedef struct set_job {
-    slot_t *slot;
+    sink_t *sink;
     ns_t *ns;
     policy_t *p;
     char *id, *value;
@@ -591,17 +626,17 @@ typedef struct set_job {
 static void on_set_ttl(void *priv, double ttl, const char *err)
 {
     set_job_t *j = priv;
-    slot_release_input(j->slot); /* the SET below goes out before the next command */
+    sink_release_input(j->sink); /* the SET below goes out before the next command */
     if (err) log_warn("[%s] ttl function failed for SET: %s", j->ns->name, err);
     long long ttl_ms = ttl_jittered_ms(ttl, j->p->conf.ttl_jitter, cache_rand());
-    set_store(j->slot, j->ns, j->p, j->id, j->idlen, j->value, j->vlen, ttl_ms);
+    set_store(j->sink, j->ns, j->p, j->id, j->idlen, j->value, j->vlen, ttl_ms);
     policy_unref(j->p);
     free(j->id);
     free(j->value);
     free(j);
 }
 
-void cache_set(slot_t *slot, const cache_key_t *key, const char *value, size_t vlen,
+void cache_set(sink_t *sink, const cache_key_t *key, const char *value, size_t vlen,
                long long ttl_ms)
 {
     ns_t *ns = key->ns;
@@ -609,14 +644,14 @@ void cache_set(slot_t *slot, const cache_key_t *key, const char *value, size_t v
     ns->stats.requests_set++;
     if (ttl_ms >= 0 || !p->conf.ttl_is_fn) {
         if (ttl_ms < 0) ttl_ms = ttl_jittered_ms(p->conf.ttl, p->conf.ttl_jitter, cache_rand());
-        set_store(slot, ns, p, key->id, key->idlen, value, vlen, ttl_ms);
+        set_store(sink, ns, p, key->id, key->idlen, value, vlen, ttl_ms);
         return;
     }
     /* ttl(id, value) runs as a coroutine; it usually finishes within its
      * first slice, so before policy_ttl returns. Until it does, the
      * client's next commands wait, so they see this SET, as in Redis. */
     set_job_t *j = xcalloc(1, sizeof(*j));
-    j->slot = slot;
+    j->sink = sink;
     j->ns = ns;
     j->p = p;
     policy_ref(p);
@@ -624,7 +659,7 @@ void cache_set(slot_t *slot, const cache_key_t *key, const char *value, size_t v
     j->idlen = key->idlen;
     j->value = xmemdup(value, vlen);
     j->vlen = vlen;
-    slot_hold_input(slot); /* the client's next command sees this SET */
+    sink_hold_input(sink); /* the client's next command sees this SET */
     policy_ttl(p, j->id, j->idlen, j->value, j->vlen, on_set_ttl, j);
 }
 
@@ -684,17 +719,18 @@ void cache_del_keys(const cache_key_t *keys, long nkeys, bool count, cache_inval
 
 void cache_reply_removed(void *priv, long long removed, const char *err)
 {
-    slot_t *slot = priv;
+    sink_t *sink = priv;
+    buf_t *out = sink_out(sink);
     if (err)
-        reply_error(&slot->buf, "%s", err);
+        reply_error(out, "%s", err);
     else
-        reply_int(&slot->buf, removed);
-    slot_finish(slot);
+        reply_int(out, removed);
+    sink_finish(sink);
 }
 
-void cache_del(slot_t *slot, const cache_key_t *keys, long nkeys)
+void cache_del(sink_t *sink, const cache_key_t *keys, long nkeys)
 {
-    cache_del_keys(keys, nkeys, true, cache_reply_removed, slot);
+    cache_del_keys(keys, nkeys, true, cache_reply_removed, sink);
 }
 
 /* ---------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 /* cache.h: the read-through cache (SPEC §3-§6): look an entry up in Redis,
  * decide fresh / stale / miss, fill misses through the policy's fetch with
  * one fetch per key in flight (coalescing), store, and answer every waiter.
- * All answers go into reply slots, so callers never wait synchronously. */
+ * Every answer goes into a sink (sink.h) in the sink's protocol version, so
+ * callers never wait synchronously and this layer knows no clients. */
 #ifndef LC_CACHE_H
 #define LC_CACHE_H
 
@@ -10,8 +11,9 @@
 #include <uv.h>
 
 #include "buf.h"
+#include "cache_outcome.h"
 #include "policy.h"
-#include "server.h"
+#include "sink.h"
 
 typedef enum cache_op { CACHE_GET, CACHE_REFRESH, CACHE_PEEK, CACHE_TTL, CACHE_PTTL } cache_op_t;
 
@@ -32,34 +34,36 @@ size_t cache_fills_in_flight(void);
 int cache_key_parse(const char *key, size_t len, cache_key_t *out, buf_t *err);
 
 /* Run op for each key; answer one reply (as_array false, nkeys == 1) or an
- * array of per-key replies (MGET) into slot, then finish the slot. */
-void cache_read(slot_t *slot, cache_op_t op, const cache_key_t *keys, long nkeys, bool as_array);
+ * array of per-key replies (MGET) into sink, then finish it. */
+void cache_read(sink_t *sink, cache_op_t op, const cache_key_t *keys, long nkeys, bool as_array);
 
-/* GET's fast path: answer from the in-process tier without a reply slot.
- * false: not there (or l1 off); run cache_read. */
-bool cache_try_l1(client_t *c, const cache_key_t *key);
+/* GET's fast path: answer from the in-process tier at once, into sink (the
+ * client's immediate replies). false: not there (or l1 off), nothing
+ * written; run cache_read. */
+bool cache_try_l1(sink_t *sink, const cache_key_t *key);
 
 /* SET: store value as fresh for ttl_ms (< 0: the policy's TTL with jitter). */
-void cache_set(slot_t *slot, const cache_key_t *key, const char *value, size_t vlen,
+void cache_set(sink_t *sink, const cache_key_t *key, const char *value, size_t vlen,
                long long ttl_ms);
 
 /* DEL: invalidate exact keys; answers how many existed in Redis. */
-void cache_del(slot_t *slot, const cache_key_t *keys, long nkeys);
+void cache_del(sink_t *sink, const cache_key_t *keys, long nkeys);
 
 /* How an invalidation ends: removed = entries that existed in Redis; err is
  * NULL, or the text of the error reply (Redis was unavailable). */
 typedef void (*cache_inval_cb)(void *priv, long long removed, const char *err);
-/* A cache_inval_cb that answers slot (priv) with the count, or the error. */
-void cache_reply_removed(void *slot, long long removed, const char *err);
+/* A cache_inval_cb that answers a sink_t (priv) with the count, or the
+ * error, and finishes it. */
+void cache_reply_removed(void *sink, long long removed, const char *err);
 
 /* DEL's work with a callback (EVENT's keys). count: bump the keys'
  * requests_del and invalidations_del (DEL itself; EVENT counts its own). */
 void cache_del_keys(const cache_key_t *keys, long nkeys, bool count, cache_inval_cb cb, void *priv);
 
 /* WARM: fetch one id now even if fresh (as REFRESH: through the key's fill,
- * so it coalesces and takes the lock); ok = a value or a not-found came
- * back. cb may run before this returns. */
-typedef void (*cache_warm_cb)(void *priv, bool ok);
+ * so it coalesces and takes the lock), and tell cb how it ended. cb may run
+ * before this returns. */
+typedef void (*cache_warm_cb)(void *priv, const outcome_t *o);
 void cache_warm_one(ns_t *ns, const char *id, size_t idlen, cache_warm_cb cb, void *priv);
 
 /* SIGTERM: start no new background work (warm runs). */

@@ -13,14 +13,20 @@
 
 #include "buf.h"
 #include "cache.h"
+#include "cache_outcome.h"
 #include "entry.h"
 #include "policy.h"
 #include "store.h"
 
 typedef struct request request_t;
+typedef struct op op_t;
+
+/* How a fill tells one of its waiters what it came to (cache.h): the op
+ * encodes a reply, or WARM counts it. May free op. */
+typedef void (*op_outcome_cb)(op_t *op, const outcome_t *o);
 
 /* One key of one command. */
-typedef struct op {
+struct op {
     request_t *req;
     long idx;
     cache_op_t kind;
@@ -28,15 +34,22 @@ typedef struct op {
     buf_t rkey;     /* Redis key of the entry */
     const char *id; /* in rkey */
     size_t idlen;
-    bool warm;      /* CACHE_REFRESH for WARM: a fill that landed meanwhile will do */
-    uint64_t epoch; /* cache_inval_epoch when its lookup was sent */
+    bool warm;                /* CACHE_REFRESH for WARM: a fill that landed meanwhile will do */
+    uint64_t epoch;           /* cache_inval_epoch when its lookup was sent */
+    op_outcome_cb on_outcome; /* what a fill it waits on calls */
     struct op *next_waiter;
-} op_t;
+};
+
+/* The outcome an entry stands for (a value, a not-found or an error). */
+static inline outcome_t outcome_of_entry(const entry_t *e)
+{
+    outcome_kind_t k = e->kind == ENTRY_VALUE      ? OUTCOME_VALUE
+                       : e->kind == ENTRY_NEGATIVE ? OUTCOME_NOT_FOUND
+                                                   : OUTCOME_ERROR;
+    return (outcome_t){.kind = k, .data = e->value, .len = e->len};
+}
 
 /* cache.c */
-buf_t *op_out(op_t *op); /* where op writes its answer */
-void op_done(op_t *op);  /* op has written its answer (may free the request) */
-void op_answer_entry(op_t *op, const entry_t *e);
 /* Decode and validate; false when it is not a valid entry (logged, rate-
  * limited, naming rkey), of another policy version, or of
  * an older namespace generation. An entry of a newer generation teaches ns

@@ -51,7 +51,7 @@ static void read_keys(client_t *c, cache_op_t op, long first, long n, bool as_ar
 {
     cache_key_t *keys = parse_keys_or_reply(c, first, n);
     if (!keys) return;
-    cache_read(client_defer(c), op, keys, n, as_array);
+    cache_read(slot_sink(client_defer(c)), op, keys, n, as_array);
     free(keys);
 }
 
@@ -66,8 +66,8 @@ void cmd_get(client_t *c)
         buf_free(&err);
         return;
     }
-    if (cache_try_l1(c, &key)) return;
-    cache_read(client_defer(c), CACHE_GET, &key, 1, false);
+    if (cache_try_l1(client_sink(c), &key)) return;
+    cache_read(slot_sink(client_defer(c)), CACHE_GET, &key, 1, false);
 }
 
 void cmd_mget(client_t *c)
@@ -130,7 +130,7 @@ void cmd_set(client_t *c)
     }
     cache_key_t *key = parse_keys_or_reply(c, 1, 1);
     if (!key) return;
-    cache_set(client_defer(c), key, value, vlen, ttl_ms);
+    cache_set(slot_sink(client_defer(c)), key, value, vlen, ttl_ms);
     free(key);
 }
 
@@ -139,12 +139,12 @@ void cmd_del(client_t *c)
     long n = client_argc(c) - 1;
     cache_key_t *keys = parse_keys_or_reply(c, 1, n);
     if (!keys) return;
-    cache_del(client_defer(c), keys, n);
+    cache_del(slot_sink(client_defer(c)), keys, n);
     free(keys);
 }
 
 typedef struct warm_cmd {
-    slot_t *slot;
+    sink_t *sink;
     ns_t *ns;
 } warm_cmd_t;
 
@@ -152,10 +152,10 @@ static void on_warm_ids(void *priv, str_list_t *ids, const char *err)
 {
     warm_cmd_t *w = priv;
     if (err) {
-        reply_error(&w->slot->buf, "%s", err);
-        slot_finish(w->slot);
+        reply_error(sink_out(w->sink), "%s", err);
+        sink_finish(w->sink);
     } else {
-        warm_command(w->slot, w->ns, ids);
+        warm_command(w->sink, w->ns, ids);
     }
     free(w);
 }
@@ -176,7 +176,7 @@ void cmd_warm(client_t *c)
     ns->stats.requests_other++;
     if (n == 0) {
         warm_cmd_t *w = xcalloc(1, sizeof(*w));
-        w->slot = client_defer(c);
+        w->sink = slot_sink(client_defer(c));
         w->ns = ns;
         policy_warm(ns->cur, on_warm_ids, w);
         return;
@@ -189,5 +189,5 @@ void cmd_warm(client_t *c)
         ids.v[i] = xmemdup(id, ids.len[i]);
     }
     ids.n = (size_t)n;
-    warm_command(client_defer(c), ns, &ids);
+    warm_command(slot_sink(client_defer(c)), ns, &ids);
 }

@@ -7,6 +7,7 @@
 #include "commands.h"
 #include "config.h"
 #include "reply.h"
+#include "sink.h"
 #include "util.h"
 
 void cmd_ping(client_t *c)
@@ -133,13 +134,13 @@ void cmd_hello(client_t *c)
         return;
     }
     if (setname && set_client_name(c, setname, b) != 0) return;
-    reply_array(b, 14);
+    sink_map(c->proto, b, 7); /* a map in RESP3 */
     reply_bulk_str(b, "server");
     reply_bulk_str(b, "luacached");
     reply_bulk_str(b, "version");
     reply_bulk_str(b, LUACACHED_VERSION);
     reply_bulk_str(b, "proto");
-    reply_int(b, 2);
+    reply_int(b, c->proto);
     reply_bulk_str(b, "id");
     reply_int(b, (long long)c->id);
     reply_bulk_str(b, "mode");

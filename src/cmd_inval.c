@@ -38,7 +38,7 @@ void cmd_purge(client_t *c)
         return;
     }
     ns->stats.requests_other++;
-    purge_pattern(ns, idglob, idlen, true, cache_reply_removed, deferred_in_order(c));
+    purge_pattern(ns, idglob, idlen, true, cache_reply_removed, slot_sink(deferred_in_order(c)));
 }
 
 /* PURGETAG tag */
@@ -46,7 +46,7 @@ void cmd_purgetag(client_t *c)
 {
     size_t len;
     const char *tag = client_arg(c, 1, &len);
-    purge_tag(tag, len, true, cache_reply_removed, deferred_in_order(c));
+    purge_tag(tag, len, true, cache_reply_removed, slot_sink(deferred_in_order(c)));
 }
 
 static void on_flushed(void *priv, long long removed, const char *err)

@@ -37,7 +37,6 @@
 #include "glob.h"
 #include "keys.h"
 #include "log.h"
-#include "reply.h"
 #include "store.h"
 #include "util.h"
 
@@ -183,16 +182,23 @@ static fill_t *fill_new(ns_t *ns, const buf_t *rkey, const char *id, size_t idle
  * Answering waiters
  * ------------------------------------------------------------------------- */
 
-static void answer_waiters(fill_t *f, const entry_t *e)
+/* Every waiter gets the outcome; each may free itself, so the next is read
+ * first. Encoding a reply is the waiter's business (cache.c). */
+static void tell_waiters(fill_t *f, const outcome_t *o)
 {
     op_t *w = f->waiters;
     f->waiters = NULL;
     while (w) {
         op_t *next = w->next_waiter;
-        op_answer_entry(w, e);
-        op_done(w);
+        w->on_outcome(w, o);
         w = next;
     }
+}
+
+static void answer_waiters(fill_t *f, const entry_t *e)
+{
+    outcome_t o = outcome_of_entry(e);
+    tell_waiters(f, &o);
 }
 
 /* An entry read from Redis answers the fill. It goes to the in-process
@@ -204,26 +210,24 @@ static void answer_from_entry(fill_t *f, const entry_t *e)
     answer_waiters(f, e);
 }
 
+/* A fetch result that is not stored answers as it is; a failed one with
+ * the stale copy when serve_stale (counted once per waiter served). */
 static void answer_from_fetch(fill_t *f, const fetch_result_t *r, bool serve_stale)
 {
-    op_t *w = f->waiters;
-    f->waiters = NULL;
-    while (w) {
-        op_t *next = w->next_waiter;
-        buf_t *out = op_out(w);
-        if (r->kind == FETCH_OK) {
-            reply_bulk(out, r->value, r->len);
-        } else if (r->kind == FETCH_NOT_FOUND) {
-            reply_nil(out);
-        } else if (serve_stale) {
+    outcome_t o = {.kind = OUTCOME_ERROR};
+    if (r->kind == FETCH_OK) {
+        o = (outcome_t){.kind = OUTCOME_VALUE, .data = r->value, .len = r->len};
+    } else if (r->kind == FETCH_NOT_FOUND) {
+        o.kind = OUTCOME_NOT_FOUND;
+    } else if (serve_stale) {
+        o = (outcome_t){.kind = OUTCOME_STALE, .data = f->stale.value, .len = f->stale.len};
+        for (const op_t *w = f->waiters; w; w = w->next_waiter)
             f->ns->stats.stale_error++;
-            reply_bulk(out, f->stale.value, f->stale.len);
-        } else {
-            reply_error(out, "fetch failed: %s", r->error ? r->error : "unknown error");
-        }
-        op_done(w);
-        w = next;
+    } else {
+        o.data = r->error ? r->error : "unknown error";
+        o.len = strlen(o.data);
     }
+    tell_waiters(f, &o);
 }
 
 /* ---------------------------------------------------------------------------

@@ -119,6 +119,8 @@ static slot_t *first_slot(const client_t *c)
     return list_first_entry(&c->slots, slot_t, node);
 }
 
+static const sink_ops_t slot_sink_ops;
+
 static slot_t *slot_new(client_t *c, bool done)
 {
     slot_t *s = list_first_entry(&slot_pool, slot_t, node);
@@ -130,6 +132,8 @@ static slot_t *slot_new(client_t *c, bool done)
     }
     s->c = c;
     s->done = done;
+    s->sink.ops = &slot_sink_ops;
+    s->sink.proto = c->proto;
     list_push_back(&c->slots, &s->node);
     return s;
 }
@@ -231,6 +235,61 @@ void slot_finish(slot_t *s)
         c->held_bytes += s->held;
         queue_flush(c);
     }
+}
+
+/* ---------------------------------------------------------------------------
+ * Sinks (sink.h): slots and immediate replies, for the layers below
+ * ------------------------------------------------------------------------- */
+
+static slot_t *sink_slot(sink_t *k)
+{
+    return list_entry(k, slot_t, sink);
+}
+
+static buf_t *slot_sink_out(sink_t *k)
+{
+    return slot_out(sink_slot(k));
+}
+
+static void slot_sink_finish(sink_t *k)
+{
+    slot_finish(sink_slot(k));
+}
+
+static void slot_sink_hold(sink_t *k)
+{
+    slot_hold_input(sink_slot(k));
+}
+
+static void slot_sink_release(sink_t *k)
+{
+    slot_release_input(sink_slot(k));
+}
+
+static const sink_ops_t slot_sink_ops = {
+    .out = slot_sink_out,
+    .finish = slot_sink_finish,
+    .hold_input = slot_sink_hold,
+    .release_input = slot_sink_release,
+};
+
+static buf_t *now_sink_out(sink_t *k)
+{
+    return client_reply_buf(list_entry(k, client_t, now));
+}
+
+static void now_sink_finish(sink_t *k)
+{
+    LC_UNUSED(k); /* an immediate reply is in place once written */
+}
+
+static const sink_ops_t now_sink_ops = {.out = now_sink_out, .finish = now_sink_finish};
+
+sink_t *client_sink(client_t *c)
+{
+    c->now.ops = &now_sink_ops;
+    c->now.proto = c->proto;
+    return &c->now;
 }
 
 void slot_finish_ok(slot_t *s, const char *err)
@@ -597,6 +656,7 @@ static void on_connection(uv_stream_t *listener, int status)
     c->id = ++srv.next_id;
     c->authed = cfg.requirepass == NULL;
     c->reply_est = INITIAL_REPLY_EST;
+    c->proto = SINK_RESP2;
     c->last_active_ms = uv_now(srv.loop);
     list_push_front(&srv.clients, &c->node);
     srv.nclients++;

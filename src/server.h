@@ -24,6 +24,7 @@
 #include "buf.h"
 #include "list.h"
 #include "resp.h"
+#include "sink.h"
 
 typedef struct client client_t;
 
@@ -36,6 +37,7 @@ typedef struct slot {
     bool holds_input;   /* the client's next command waits (slot_hold_input) */
     bool direct;        /* its answer went straight into c->out (slot_out) */
     size_t direct_from; /* c->out.len then */
+    sink_t sink;        /* the slot as the cache layer sees it (slot_sink) */
 } slot_t;
 
 struct client {
@@ -58,7 +60,9 @@ struct client {
     bool closing;
     bool authed;
     bool flush_queued;
-    char *name; /* CLIENT SETNAME */
+    char *name;         /* CLIENT SETNAME */
+    sink_proto_t proto; /* RESP version spoken: 2 (HELLO 3 is refused) */
+    sink_t now;         /* client_sink: the immediate replies */
     uint64_t last_active_ms;
     size_t last_unsent;     /* write queue at the last idle check */
     list_node_t node;       /* srv.clients */
@@ -100,6 +104,17 @@ buf_t *slot_out(slot_t *s);
  * order whenever it finishes. Release before the slot may finish. */
 void slot_hold_input(slot_t *s);
 void slot_release_input(slot_t *s);
+/* The slot as a sink (sink.h), for the layers below this one: sink_out is
+ * slot_out, sink_finish slot_finish, hold and release as above. Its
+ * protocol is the client's when the slot was taken. */
+static inline sink_t *slot_sink(slot_t *s)
+{
+    return &s->sink;
+}
+/* The client's immediate replies as a sink: sink_out is client_reply_buf,
+ * sink_finish does nothing. For an answer written before the command
+ * returns (GET's fast path). */
+sink_t *client_sink(client_t *c);
 /* Answer +OK, or -ERR err when err is set, and finish the slot. */
 void slot_finish_ok(slot_t *s, const char *err);
 

@@ -34,7 +34,7 @@ typedef struct warm_job {
     int inflight;
     long long ok, failed;
     bool pumping; /* inside pump(): completions only count */
-    slot_t *slot; /* WARM; NULL for a background run */
+    sink_t *sink; /* WARM; NULL for a background run */
     uint64_t started;
 } warm_job_t;
 
@@ -49,9 +49,9 @@ static void pump(warm_job_t *j);
 
 static void finish(warm_job_t *j)
 {
-    if (j->slot) {
-        reply_int(&j->slot->buf, j->ok);
-        slot_finish(j->slot);
+    if (j->sink) {
+        reply_int(sink_out(j->sink), j->ok);
+        sink_finish(j->sink);
     } else {
         ns_t *ns = j->ns;
         ns->warm.running = false;
@@ -64,11 +64,14 @@ static void finish(warm_job_t *j)
     free(j);
 }
 
-static void on_one(void *priv, bool ok)
+/* Anything but an error counts as loaded: a value, a not-found (the
+ * origin has none, and that is cached), a stale value served for
+ * stale-if-error (the fetch failed, but the key is there). */
+static void on_one(void *priv, const outcome_t *o)
 {
     warm_job_t *j = priv;
     j->inflight--;
-    if (ok)
+    if (o->kind != OUTCOME_ERROR)
         j->ok++;
     else
         j->failed++;
@@ -77,7 +80,7 @@ static void on_one(void *priv, bool ok)
 
 static bool may_start(const warm_job_t *j)
 {
-    return !W.stopping && j->next < j->ids.n && !(j->slot == NULL && j->ns->removed);
+    return !W.stopping && j->next < j->ids.n && !(j->sink == NULL && j->ns->removed);
 }
 
 /* Keep WARM_MAX_INFLIGHT fetches going; finish when all are done. A fetch
@@ -97,19 +100,19 @@ static void pump(warm_job_t *j)
     if (j->inflight == 0 && !may_start(j)) finish(j);
 }
 
-static void run(ns_t *ns, str_list_t *ids, slot_t *slot)
+static void run(ns_t *ns, str_list_t *ids, sink_t *sink)
 {
     warm_job_t *j = xcalloc(1, sizeof(*j));
     j->ns = ns;
     j->ids = *ids;
-    j->slot = slot;
+    j->sink = sink;
     j->started = mono_ms();
     pump(j);
 }
 
-void warm_command(slot_t *slot, ns_t *ns, str_list_t *ids)
+void warm_command(sink_t *sink, ns_t *ns, str_list_t *ids)
 {
-    run(ns, ids, slot);
+    run(ns, ids, sink);
 }
 
 /* ---------------------------------------------------------------------------

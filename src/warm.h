@@ -3,10 +3,11 @@
 #define LC_WARM_H
 
 #include "policy.h"
-#include "server.h"
+#include "sink.h"
 
-/* WARM ns [id ...]: fetch ids (taken over) and answer into slot how many
- * were fetched successfully (a value or a not-found). */
-void warm_command(slot_t *slot, ns_t *ns, str_list_t *ids);
+/* WARM ns [id ...]: fetch ids (taken over) and answer into sink how many
+ * were fetched successfully (a value, a not-found, or a stale value served
+ * for stale-if-error: anything but an error). */
+void warm_command(sink_t *sink, ns_t *ns, str_list_t *ids);
 
 #endif

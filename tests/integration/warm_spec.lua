@@ -30,6 +30,7 @@ describe("warming", function()
       wloop = policy(w, [[warm = function(ctx) while true do end end]]),
       -- every id on one origin path, so the origin's max_inflight is the run's
       wcap = policy(origin.url .. "/slow/cap?delay=0.2&id="),
+      wsie = H.simple_policy(w, "ttl = 1, stale_if_error = 30"),
     }
     srv = H.start_server{ redis_port = redis.port, policies_dir = dir }
   end)
@@ -71,6 +72,25 @@ describe("warming", function()
       errtext(srv:call("WARM", "wtype")))
     assert.matches("^ERR warm failed: .*budget exceeded", errtext(srv:call("WARM", "wloop")))
     assert.equal("PONG", srv:call("PING"))
+  end)
+
+  it("WARM counts a stale value served for stale_if_error as loaded", function()
+    local v1 = srv:call("GET", "wsie:5")
+    assert.equal("widget 5", H.json_decode(v1).name)
+    H.wait_until(function() return srv:call("PTTL", "wsie:5") == 0 end, 3, "entry expires")
+    origin:control("/widgets/5", { status = 503, delay = 0.5 })
+    -- a GET's fill keeps the expired value for stale_if_error ...
+    local a = H.connect(srv.port)
+    a:send("GET", "wsie:5")
+    H.wait_until(function() return origin:count("/widgets/5") == 2 end, 3, "the GET's fetch")
+    -- ... WARM joins it, and the failed fetch answers both with that value
+    assert.equal(1, srv:call("WARM", "wsie", "5"))
+    assert.equal(v1, (a:read_reply()))
+    assert.equal(2, origin:count("/widgets/5"))
+    assert.equal(2, H.ns_stats(srv, "wsie").stale_error)
+    -- without a stale value the failed fetch counts as not loaded
+    origin:control("/widgets/6", { status = 503 })
+    assert.equal(0, srv:call("WARM", "wsie", "6"))
   end)
 
   it("keeps at most 32 fetches of one run in flight", function()
