@@ -10,10 +10,9 @@
 #include <uv.h>
 
 #include "buf.h"
+#include "cache_op.h"
 #include "policy.h"
 #include "server.h"
-
-typedef enum cache_op { CACHE_GET, CACHE_REFRESH, CACHE_PEEK, CACHE_TTL, CACHE_PTTL } cache_op_t;
 
 typedef struct cache_key {
     ns_t *ns;
@@ -61,8 +60,5 @@ void cache_del_keys(const cache_key_t *keys, long nkeys, bool count, cache_inval
  * back. cb may run before this returns. */
 typedef void (*cache_warm_cb)(void *priv, bool ok);
 void cache_warm_one(ns_t *ns, const char *id, size_t idlen, cache_warm_cb cb, void *priv);
-
-/* SIGTERM: start no new background work (warm runs). */
-void cache_stop_background(void);
 
 #endif
