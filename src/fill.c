@@ -23,13 +23,13 @@
  * A background fill (stale-while-revalidate, early refresh) that finds the
  * lock held just ends: someone else is already refreshing. A REFRESH is
  * answered only by a fetch that started after it arrived. */
+#include "fill.h"
+
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "fill.h"
 
 #include "backend.h"
 #include "bcast.h"
