@@ -13,19 +13,28 @@
  * having applied them already. Unknown types are ignored, so an older
  * instance can share a Redis with a newer one. Messages published while a
  * subscription is down are lost; what depends on them re-syncs on
- * resubscribe (fills re-read, generations are re-read from Redis). */
+ * resubscribe (fills re-read, generations are re-read from Redis).
+ *
+ * What arrives is emitted on the bus (bus.h) for the modules that act on
+ * it; so are the loss of the subscription and each (re)subscription. */
+#include "bcast.h"
+
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
+#include "bus.h"
 #include "cache_int.h"
-#include "l1.h"
+#include "keys.h"
 #include "log.h"
 #include "store.h"
 #include "util.h"
 
+static buf_t channel; /* PREFIX:#events, NUL-terminated for the backend */
+
 static void publish(buf_t *msg)
 {
-    store_publish(cache_channel.data, cache_channel.len, msg->data, msg->len, NULL, NULL);
+    store_publish(channel.data, channel.len, msg->data, msg->len, NULL, NULL);
     buf_free(msg);
 }
 
@@ -62,8 +71,7 @@ int bcast_keys_send(buf_t *batch, store_cb cb, void *priv)
     if (batch->len == 0) return -1;
     /* A PUBLISH with a reply: once it comes, Redis has handed the message
      * to every subscriber (PURGETAG answers after that). */
-    int rc =
-        store_publish(cache_channel.data, cache_channel.len, batch->data, batch->len, cb, priv);
+    int rc = store_publish(channel.data, channel.len, batch->data, batch->len, cb, priv);
     buf_reset(batch);
     return rc;
 }
@@ -105,7 +113,7 @@ static void on_keys(const char *p, size_t len)
         long long n;
         if (!colon || parse_ll(p, (size_t)(colon - p), &n) != 0 || n < 0 || n > end - (colon + 1))
             return;
-        cache_invalidate_local(colon + 1, (size_t)n);
+        bus_emit(BUS_KEY_INVALIDATED, &(bus_msg_t){.key = colon + 1, .len = (size_t)n});
         p = colon + 1 + n;
     }
 }
@@ -116,7 +124,7 @@ static void on_gen(const char *p, size_t len)
     long long gen;
     if (!sp || parse_ll(sp + 1, len - (size_t)(sp + 1 - p), &gen) != 0) return;
     ns_t *ns = ns_find_any(p, (size_t)(sp - p));
-    if (ns) nsgen_learn(ns, gen);
+    if (ns) bus_emit(BUS_GEN_SEEN, &(bus_msg_t){.ns = ns, .gen = gen});
 }
 
 void bcast_on_message(const char *msg, size_t len)
@@ -130,22 +138,22 @@ void bcast_on_message(const char *msg, size_t len)
         return; /* our own: already applied */
     const char *rest = sp + 1;
     size_t rlen = len - (size_t)(rest - msg);
+    bus_msg_t m = {.key = rest, .len = rlen};
     switch (msg[0]) {
     case 'F':
-        l1_del(rest, rlen); /* what this process holds of the key is outdated */
-        fill_remote_landed(rest, rlen);
+        bus_emit(BUS_FILL_LANDED, &m);
         break;
     case 'I':
-        cache_invalidate_local(rest, rlen);
+        bus_emit(BUS_KEY_INVALIDATED, &m);
         break;
     case 'K':
         on_keys(rest, rlen);
         break;
     case 'P':
-        cache_invalidate_matching(rest, rlen);
+        bus_emit(BUS_KEYS_INVALIDATED, &m);
         break;
     case 'T':
-        tag_note_purged(rest, rlen);
+        bus_emit(BUS_TAG_PURGED, &m);
         break;
     case 'G':
         on_gen(rest, rlen);
@@ -153,4 +161,39 @@ void bcast_on_message(const char *msg, size_t len)
     default:
         break;
     }
+}
+
+/* ---------------------------------------------------------------------------
+ * The subscription
+ * ------------------------------------------------------------------------- */
+
+static void on_resync(void)
+{
+    bus_emit(BUS_SUBSCRIBED, NULL);
+}
+
+static void on_lost(void)
+{
+    bus_emit(BUS_SUBSCRIBER_LOST, NULL);
+}
+
+void bcast_init(void)
+{
+    buf_reset(&channel);
+    keys_channel(&channel);
+    buf_append(&channel, "", 1);
+    channel.len--; /* NUL-terminated for the backend */
+    backend_on_subscriber_lost(on_lost);
+    if (backend_subscribe(channel.data, bcast_on_message, on_resync) != 0)
+        log_warn("cannot subscribe to %s: other instances' fills will be polled", channel.data);
+}
+
+void bcast_shutdown(void)
+{
+    backend_on_subscriber_lost(NULL); /* the links close next: no news from them */
+}
+
+void bcast_close(void)
+{
+    buf_free(&channel);
 }

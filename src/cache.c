@@ -17,15 +17,20 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "bcast.h"
+#include "bus.h"
+#include "cache.h"
 #include "cache_int.h"
 #include "config.h"
 #include "fetch_log.h"
+#include "fill.h"
 #include "keys.h"
 #include "l1.h"
 #include "l1_link.h"
 #include "log.h"
 #include "reply.h"
 #include "store.h"
+#include "tags.h"
 #include "util.h"
 
 struct request {
@@ -39,27 +44,9 @@ struct request {
     op_t ops[];
 };
 
-uv_loop_t *cache_loop;
-const char *cache_instance_id;
-buf_t cache_channel;
-uint64_t cache_inval_epoch;
-static char instance_id_buf[24];
-static uint64_t rng_state;
-
 /* ---------------------------------------------------------------------------
  * Keys and entries
  * ------------------------------------------------------------------------- */
-
-/* xorshift64*: fast, good enough for jitter and early-refresh draws. */
-double cache_rand(void)
-{
-    uint64_t x = rng_state;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    rng_state = x;
-    return (double)((x * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
-}
 
 void cache_entry_key(buf_t *out, const ns_t *ns, const char *id, size_t idlen)
 {
@@ -96,53 +83,6 @@ int cache_key_parse(const char *key, size_t len, cache_key_t *out, buf_t *err)
     out->id = colon + 1;
     out->idlen = len - nslen - 1;
     return 0;
-}
-
-/* A bad entry is logged once per kind, then at most once a minute per kind
- * with how many more were seen: Redis full of foreign data must not flood
- * the log. The key is shown with unprintable bytes as '?'. */
-#define BAD_ENTRY_LOG_EVERY_MS 60000
-
-static void log_bad_entry(const ns_t *ns, const buf_t *rkey, entry_fault_t f)
-{
-    static struct {
-        bool logged;
-        uint64_t last;
-        unsigned long suppressed;
-    } seen[ENTRY_FAULTS];
-    uint64_t now = mono_ms();
-    if (seen[f].logged && now - seen[f].last < BAD_ENTRY_LOG_EVERY_MS) {
-        seen[f].suppressed++;
-        return;
-    }
-    char key[201];
-    size_t n = rkey->len < sizeof(key) - 1 ? rkey->len : sizeof(key) - 1;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)rkey->data[i];
-        key[i] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
-    }
-    key[n] = '\0';
-    log_warn("[%s] ignoring the entry at %s%s in Redis: %s; treated as absent, the next fill "
-             "overwrites it (%lu more of this kind since the last report)",
-             ns->name, key, n < rkey->len ? "..." : "", entry_fault_text(f), seen[f].suppressed);
-    seen[f].logged = true;
-    seen[f].last = now;
-    seen[f].suppressed = 0;
-}
-
-/* An entry of another policy version counts as absent, and so does one of
- * an older namespace generation (FLUSHNS), and one that fails validation
- * (entry_check: foreign or corrupt data). */
-bool entry_usable(ns_t *ns, const buf_t *rkey, const char *data, size_t len, entry_t *e)
-{
-    entry_fault_t f = entry_decode(data, len, e) != 0 ? ENTRY_BAD_HEADER : entry_check(e, now_ms());
-    if (f != ENTRY_OK) {
-        log_bad_entry(ns, rkey, f);
-        return false;
-    }
-    if (!ns->cur || e->version != ns->cur->conf.version) return false;
-    if (e->gen > ns->gen) nsgen_learn(ns, e->gen); /* we missed a FLUSHNS */
-    return e->gen == ns->gen;
 }
 
 /* ---------------------------------------------------------------------------
@@ -287,23 +227,6 @@ static void warm_op_outcome(op_t *op, const outcome_t *o)
 /* ---------------------------------------------------------------------------
  * The in-process tier
  * ------------------------------------------------------------------------- */
-
-void cache_l1_store(const ns_t *ns, const buf_t *rkey, const entry_t *e)
-{
-    double l1_ttl = ns->cur ? ns->cur->conf.l1_ttl : 0;
-    int64_t fresh_left = ms_sub_sat(e->fresh_until, now_ms());
-    if (!l1_link_usable()) return; /* deaf: the tier holds nothing now */
-    if (!(l1_ttl > 0) || e->kind == ENTRY_ERROR || fresh_left <= 0) {
-        l1_del(rkey->data, rkey->len); /* whatever it held is older than e */
-        return;
-    }
-    /* While Redis is down the tier is all there is: keep the item for the
-     * entry's whole freshness (SPEC §6, "the in-process tier keeps
-     * serving"). */
-    int64_t life = backend_up() ? entry_secs_to_ms(l1_ttl) : fresh_left;
-    if (life > fresh_left) life = fresh_left;
-    l1_put(rkey->data, rkey->len, e, uv_now(cache_loop) + (uint64_t)life);
-}
 
 /* A fresh item of the tier, or false. */
 static bool l1_lookup(const ns_t *ns, const buf_t *rkey, entry_t *e)
@@ -530,39 +453,11 @@ void cache_warm_one(ns_t *ns, const char *id, size_t idlen, cache_warm_cb cb, vo
  * Invalidation: SET and DEL
  * ------------------------------------------------------------------------- */
 
-/* How long an invalidation keeps older entries out of the in-process tier:
- * longer than a Redis read in flight can take (the backend timeout fails
- * it), so a read sent before the invalidation cannot cache what it removed. */
-static uint64_t forbid_ms(void)
-{
-    return 2 * (uint64_t)cfg.backend_timeout_ms + 1000;
-}
-
-/* Entries stored up to this millisecond stay out of the tier for a while:
- * "up to", not "before", as stored_at has millisecond resolution and a
- * value stored in the same millisecond may be the one removed. The price is
- * that a SET's own value, too, is read from Redis for that while. */
-void cache_invalidate_local(const char *rkey, size_t len)
-{
-    cache_inval_epoch++;
-    uint64_t now = uv_now(cache_loop);
-    fill_invalidate(rkey, len);
-    l1_forbid(rkey, len, now_ms(), now, now + forbid_ms());
-}
-
-void cache_invalidate_matching(const char *glob, size_t len)
-{
-    cache_inval_epoch++;
-    uint64_t now = uv_now(cache_loop);
-    fills_invalidate_matching(glob, len);
-    l1_forbid_matching(glob, len, now_ms(), now, now + forbid_ms());
-}
-
 /* Stop a local fill from storing, drop the tier item, and tell the other
  * instances. */
 static void invalidate_key(const buf_t *rkey)
 {
-    cache_invalidate_local(rkey->data, rkey->len);
+    bus_emit(BUS_KEY_INVALIDATED, &(bus_msg_t){.key = rkey->data, .len = rkey->len});
     bcast_key(rkey);
 }
 
@@ -737,42 +632,15 @@ void cache_del(sink_t *sink, const cache_key_t *keys, long nkeys)
  * Lifecycle
  * ------------------------------------------------------------------------- */
 
-/* The subscription is (re)established: broadcasts may have been missed. */
-static void on_resync(void)
-{
-    /* Any item may have missed its invalidation meanwhile. */
-    l1_link_resync();
-    fills_resync();
-    nsgen_sync_all();
-}
-
-/* A namespace appeared after start-up: it may have been flushed before,
- * and it warms as at start. */
-static void on_ns_served(ns_t *ns)
-{
-    nsgen_sync(ns);
-    warm_ns_served(ns);
-}
-
+/* The modules' listeners are registered by main.c, in the order they must
+ * run (bus.h). */
 void cache_init(uv_loop_t *loop)
 {
-    cache_loop = loop;
-    rng_state = (uint64_t)now_ms() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ULL;
-    if (!rng_state) rng_state = 1;
-    snprintf(instance_id_buf, sizeof(instance_id_buf), "%016" PRIx64,
-             (uint64_t)(cache_rand() * 18446744073709551615.0));
-    cache_instance_id = instance_id_buf;
-    keys_channel(&cache_channel);
-    buf_append(&cache_channel, "", 1);
-    cache_channel.len--; /* NUL-terminated for the backend */
+    cache_int_init(loop);
     fills_init();
     l1_init(cfg.l1_max_bytes);
     l1_link_init(loop); /* drops the tier when the subscription is lost */
-    engine_set_ns_served_hook(on_ns_served);
-    if (backend_subscribe(cache_channel.data, bcast_on_message, on_resync) != 0)
-        log_warn("cannot subscribe to %s: other instances' fills will be polled",
-                 cache_channel.data);
-    warm_init();
+    bcast_init();
 }
 
 size_t cache_fills_in_flight(void)
@@ -780,16 +648,11 @@ size_t cache_fills_in_flight(void)
     return fills_in_flight();
 }
 
-void cache_stop_background(void)
-{
-    warm_stop();
-}
-
 void cache_shutdown(void)
 {
-    warm_shutdown();
     fills_shutdown();
     l1_link_close();
+    bcast_shutdown();
 }
 
 void cache_close(void)
@@ -800,5 +663,5 @@ void cache_close(void)
     l1_close();
     buf_free(&l1_scratch);
     pool_free();
-    buf_free(&cache_channel);
+    bcast_close();
 }

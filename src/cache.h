@@ -11,11 +11,10 @@
 #include <uv.h>
 
 #include "buf.h"
+#include "cache_op.h"
 #include "cache_outcome.h"
 #include "policy.h"
 #include "sink.h"
-
-typedef enum cache_op { CACHE_GET, CACHE_REFRESH, CACHE_PEEK, CACHE_TTL, CACHE_PTTL } cache_op_t;
 
 typedef struct cache_key {
     ns_t *ns;
@@ -65,8 +64,5 @@ void cache_del_keys(const cache_key_t *keys, long nkeys, bool count, cache_inval
  * before this returns. */
 typedef void (*cache_warm_cb)(void *priv, const outcome_t *o);
 void cache_warm_one(ns_t *ns, const char *id, size_t idlen, cache_warm_cb cb, void *priv);
-
-/* SIGTERM: start no new background work (warm runs). */
-void cache_stop_background(void);
 
 #endif

@@ -23,6 +23,8 @@
  * A background fill (stale-while-revalidate, early refresh) that finds the
  * lock held just ends: someone else is already refreshing. A REFRESH is
  * answered only by a fetch that started after it arrived. */
+#include "fill.h"
+
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -30,14 +32,18 @@
 #include <string.h>
 
 #include "backend.h"
+#include "bcast.h"
+#include "bus.h"
 #include "cache_int.h"
 #include "config.h"
 #include "dict.h"
 #include "fetch_log.h"
 #include "glob.h"
 #include "keys.h"
+#include "l1_link.h"
 #include "log.h"
 #include "store.h"
+#include "tags.h"
 #include "util.h"
 
 /* How often a remote wait re-reads the entry while the subscription that
@@ -815,7 +821,7 @@ static void forget_stale(fill_t *f)
     f->stale.len = 0;
 }
 
-void fill_invalidate(const char *rkey, size_t len)
+static void fill_invalidate(const char *rkey, size_t len)
 {
     fill_t *f = dict_get(&fills, rkey, len);
     if (!f) return;
@@ -857,12 +863,12 @@ static bool of_ns(const fill_t *f, const void *ns, size_t len)
     return f->ns == ns;
 }
 
-void fills_invalidate_matching(const char *glob, size_t len)
+static void fills_invalidate_matching(const char *glob, size_t len)
 {
     overtake_where(rkey_matches, glob, len);
 }
 
-void fills_invalidate_ns(const ns_t *ns)
+static void fills_invalidate_ns(const ns_t *ns)
 {
     overtake_where(of_ns, ns, 0);
 }
@@ -878,7 +884,7 @@ uint64_t fills_oldest_fetch(void)
     return oldest;
 }
 
-void fill_remote_landed(const char *rkey, size_t len)
+static void fill_remote_landed(const char *rkey, size_t len)
 {
     fill_t *f = dict_get(&fills, rkey, len);
     if (!f) return;
@@ -888,7 +894,7 @@ void fill_remote_landed(const char *rkey, size_t len)
         f->landed = true; /* see on_lock_get */
 }
 
-void fills_resync(void)
+static void fills_resync(void)
 {
     /* Collect first: recheck may finish fills and change the table. */
     size_t n = 0, i;
@@ -906,6 +912,43 @@ void fills_resync(void)
         fill_unref(list[j]);
     }
     free(list);
+}
+
+/* ---------------------------------------------------------------------------
+ * Listening
+ * ------------------------------------------------------------------------- */
+
+static void on_message(bus_type_t type, const bus_msg_t *msg, void *priv)
+{
+    LC_UNUSED(priv);
+    switch (type) {
+    case BUS_KEY_INVALIDATED:
+        fill_invalidate(msg->key, msg->len);
+        break;
+    case BUS_KEYS_INVALIDATED:
+        fills_invalidate_matching(msg->key, msg->len);
+        break;
+    case BUS_NS_FLUSHED:
+        fills_invalidate_ns(msg->ns);
+        break;
+    case BUS_FILL_LANDED:
+        fill_remote_landed(msg->key, msg->len);
+        break;
+    case BUS_SUBSCRIBED:
+        fills_resync();
+        break;
+    default:
+        break;
+    }
+}
+
+int fill_listen(void)
+{
+    static const bus_type_t types[] = {BUS_KEY_INVALIDATED, BUS_KEYS_INVALIDATED, BUS_NS_FLUSHED,
+                                       BUS_FILL_LANDED, BUS_SUBSCRIBED};
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+        if (bus_on(types[i], on_message, NULL) != 0) return -1;
+    return 0;
 }
 
 void fills_init(void)

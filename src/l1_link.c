@@ -12,16 +12,22 @@
  * during which the tier may serve what it holds with the subscriber down.
  * A different count means the command link came back meanwhile while this
  * process was deaf: what the tier holds may have been invalidated unheard,
- * so it goes. */
+ * so it goes.
+ *
+ * It also applies the bus's invalidations to the tier (l1_link_listen): the
+ * tier is one of their listeners, next to the fills. */
 #include "l1_link.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 
 #include "backend.h"
-#include "cache_int.h"
+#include "bus.h"
+#include "config.h"
 #include "l1.h"
 #include "util.h"
+
+uint64_t cache_inval_epoch;
 
 /* The skew between the two sockets' closing when Redis dies (measured up to
  * 30 ms on a loaded VM): a command link lost within this of the subscriber
@@ -30,6 +36,7 @@
 #define LOSS_SKEW_MS 100
 
 static struct {
+    uv_loop_t *loop;
     uv_timer_t *timer; /* LOSS_SKEW_MS after a loss with the command link up */
     bool pending;      /* such a loss, not decided yet */
     uint64_t loss;     /* counts losses (and close), so a late PING of an older one is ignored */
@@ -66,7 +73,8 @@ static void weigh_loss(uv_timer_t *t)
 
 static void on_subscriber_lost(void)
 {
-    cache_inval_epoch++; /* reads in flight must not refill the tier */
+    cache_inval_epoch++;  /* reads in flight must not refill the tier */
+    if (!g.timer) return; /* closed: shutting down */
     g.loss++;
     g.pending = false;
     if (!backend_up()) {
@@ -82,9 +90,9 @@ void l1_link_init(uv_loop_t *loop)
 {
     g.pending = false;
     g.mark = 0;
+    g.loop = loop;
     g.timer = xmalloc(sizeof(*g.timer));
     uv_timer_init(loop, g.timer);
-    backend_on_subscriber_lost(on_subscriber_lost);
 }
 
 static void free_timer(uv_handle_t *h)
@@ -94,7 +102,6 @@ static void free_timer(uv_handle_t *h)
 
 void l1_link_close(void)
 {
-    backend_on_subscriber_lost(NULL);
     g.loss++;
     g.pending = false;
     if (!g.timer) return;
@@ -128,4 +135,60 @@ bool l1_link_usable(void)
         g.mark = outages;
     }
     return true;
+}
+
+/* ---------------------------------------------------------------------------
+ * The tier's listeners
+ * ------------------------------------------------------------------------- */
+
+/* How long an invalidation keeps older entries out of the in-process tier:
+ * longer than a Redis read in flight can take (the backend timeout fails
+ * it), so a read sent before the invalidation cannot cache what it removed. */
+static uint64_t forbid_ms(void)
+{
+    return 2 * (uint64_t)cfg.backend_timeout_ms + 1000;
+}
+
+/* Entries stored up to this millisecond stay out of the tier for a while:
+ * "up to", not "before", as stored_at has millisecond resolution and a
+ * value stored in the same millisecond may be the one removed. The price is
+ * that a SET's own value, too, is read from Redis for that while. */
+static void on_invalidated(bus_type_t type, const bus_msg_t *msg, void *priv)
+{
+    LC_UNUSED(priv);
+    cache_inval_epoch++;
+    uint64_t now = g.loop ? uv_now(g.loop) : 0;
+    if (type == BUS_KEY_INVALIDATED)
+        l1_forbid(msg->key, msg->len, now_ms(), now, now + forbid_ms());
+    else
+        l1_forbid_matching(msg->key, msg->len, now_ms(), now, now + forbid_ms());
+}
+
+/* Another instance stored the key: what the tier holds of it is older. */
+static void on_landed(bus_type_t type, const bus_msg_t *msg, void *priv)
+{
+    LC_UNUSED(type);
+    LC_UNUSED(priv);
+    l1_del(msg->key, msg->len);
+}
+
+static void on_subscription(bus_type_t type, const bus_msg_t *msg, void *priv)
+{
+    LC_UNUSED(msg);
+    LC_UNUSED(priv);
+    if (type == BUS_SUBSCRIBED)
+        l1_link_resync();
+    else
+        on_subscriber_lost();
+}
+
+int l1_link_listen(void)
+{
+    if (bus_on(BUS_KEY_INVALIDATED, on_invalidated, NULL) != 0 ||
+        bus_on(BUS_KEYS_INVALIDATED, on_invalidated, NULL) != 0 ||
+        bus_on(BUS_FILL_LANDED, on_landed, NULL) != 0 ||
+        bus_on(BUS_SUBSCRIBER_LOST, on_subscription, NULL) != 0 ||
+        bus_on(BUS_SUBSCRIBED, on_subscription, NULL) != 0)
+        return -1;
+    return 0;
 }

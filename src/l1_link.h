@@ -23,13 +23,20 @@
 #define LC_L1_LINK_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <uv.h>
 
-/* Registers with the backend; after l1_init(). */
+/* After l1_init(). */
 void l1_link_init(uv_loop_t *loop);
-/* Unregisters and closes its timer (the loop must run once more); a PING
- * still out is ignored when it answers. */
+/* Register the tier's listeners on the bus (bus.h): an invalidation, here
+ * or from another instance, drops the key's item (or the glob's) and keeps
+ * reads sent before it out of the tier (l1_forbid); another instance's
+ * landed fill drops the key's item; the subscription's loss and return
+ * are handled as below. */
+int l1_link_listen(void);
+/* Closes its timer (the loop must run once more); a PING still out is
+ * ignored when it answers, a later loss of the subscriber too. */
 void l1_link_close(void);
 /* The subscription is (re)established: drop the tier (broadcasts were
  * missed) and keep reads sent before now from refilling it. */
@@ -38,5 +45,11 @@ void l1_link_resync(void);
  * may hold items whose invalidation was missed. Cheap: the hit path calls
  * it. */
 bool l1_link_usable(void);
+
+/* Bumped by every invalidation this process applies and by each loss and
+ * return of the subscription: an entry read from Redis while one happened
+ * may predate it and does not go to the tier (the readers in cache.c and
+ * fill.c compare it before and after). */
+extern uint64_t cache_inval_epoch;
 
 #endif

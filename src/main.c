@@ -10,17 +10,23 @@
 #include <uv.h>
 
 #include "backend.h"
+#include "bus.h"
 #include "cache.h"
 #include "commands.h"
 #include "config.h"
+#include "fill.h"
 #include "http_client.h"
+#include "l1_link.h"
 #include "log.h"
 #include "metrics_http.h"
+#include "nsgen.h"
 #include "policy.h"
 #include "redact.h"
 #include "server.h"
 #include "store.h"
+#include "tags.h"
 #include "util.h"
+#include "warm.h"
 #include "watch.h"
 
 static uv_loop_t *loop;
@@ -52,6 +58,40 @@ static const char *default_lua_path(void)
     return "./lua";
 }
 
+/* A namespace appeared after start-up: it may have been flushed before,
+ * and it warms as at start. */
+static void on_ns_served(ns_t *ns)
+{
+    nsgen_sync(ns);
+    warm_ns_served(ns);
+}
+
+/* The cache layer's modules tell each other what happened over the bus
+ * (bus.h); each registers its listeners here. Listeners of a type run in
+ * this order, and it matters: the tier's first, so that on a
+ * (re)subscription its epoch has moved before fills re-read (their reads
+ * may then fill the tier), and its item of a landed key is gone before a
+ * waiting fill re-reads it. */
+static int wire_cache(void)
+{
+    if (l1_link_listen() != 0 || fill_listen() != 0 || nsgen_listen() != 0 ||
+        tags_listen(fills_oldest_fetch) != 0) {
+        log_error("wiring the cache's listeners failed: more than %d per message type",
+                  BUS_MAX_LISTENERS);
+        return -1;
+    }
+    engine_set_ns_served_hook(on_ns_served);
+    warm_init();
+    return 0;
+}
+
+/* Shutdown grace over: fail what waits; start no new fetches. */
+static void shutdown_cache(void)
+{
+    warm_shutdown();
+    cache_shutdown();
+}
+
 static void close_everything(void)
 {
     uv_timer_stop(&shutdown_timer);
@@ -59,7 +99,7 @@ static void close_everything(void)
     uv_close((uv_handle_t *)&sig_term, NULL);
     uv_close((uv_handle_t *)&sig_int, NULL);
     uv_close((uv_handle_t *)&sig_hup, NULL);
-    cache_shutdown(); /* before backend_close: its NULL replies must not start fetches */
+    shutdown_cache(); /* before backend_close: its NULL replies must not start fetches */
     server_close_clients();
     metrics_http_stop();
     store_close(); /* its batch goes out, and fails with the rest, below */
@@ -84,7 +124,7 @@ static void on_shutdown_tick(uv_timer_t *t)
     if (!aborted_fetches && mono_ms() - shutdown_started >= (uint64_t)cfg.shutdown_grace_ms) {
         log_warn("shutdown grace over: failing %zu fetches still in flight", fetches_in_flight());
         aborted_fetches = true;
-        cache_shutdown();
+        shutdown_cache();
         fetch_abort_all();
     } else if (aborted_fetches && mono_ms() - shutdown_started >= (uint64_t)cfg.shutdown_grace_ms +
                                                                       2 * cfg.backend_timeout_ms) {
@@ -116,7 +156,7 @@ static void on_signal(uv_signal_t *h, int signum)
              signum == SIGINT ? "SIGINT" : "SIGTERM", cfg.shutdown_grace_ms);
     LC_UNUSED(h);
     server_stop_listening();
-    cache_stop_background(); /* no new warm fetches: in-flight work finishes */
+    warm_stop(); /* no new warm fetches: in-flight work finishes */
     shutdown_started = mono_ms();
     uv_timer_start(&shutdown_timer, on_shutdown_tick, 0, 20);
 }
@@ -159,6 +199,7 @@ int main(int argc, char **argv)
     }
     store_init(loop); /* before the link comes up: it loads the scripts then */
     cache_init(loop);
+    if (wire_cache() != 0) return 1;
     commands_init();
     if (server_start(loop, commands_dispatch, err, sizeof(err)) != 0) {
         log_error("%s", err);
@@ -186,6 +227,7 @@ int main(int argc, char **argv)
     uv_run(loop, UV_RUN_DEFAULT);
 
     cache_close();
+    bus_reset();
     commands_free();
     int close_rc = uv_loop_close(loop);
     if (close_rc != 0) log_warn("event loop closed with handles still open");

@@ -10,13 +10,18 @@
  *  - every instance reads it when its subscription is (re)established (a
  *    "G" may have been missed meanwhile) and when a namespace appears,
  *    writing back its own if Redis holds a smaller one (Redis restarted);
- *  - an entry of a newer generation teaches it (entry_usable).
- * Learning a newer generation takes this namespace's fetches in flight out
- * of the fill table: they started before the flush, so their results
- * answer their waiters but are not stored. */
+ *  - an entry of a newer generation teaches it (entry_usable), and so does
+ *    another instance's "G": both arrive as BUS_GEN_SEEN.
+ * Learning a newer generation is emitted (BUS_NS_FLUSHED): fill.c takes
+ * this namespace's fetches in flight out of the fill table; they started
+ * before the flush, so their results answer their waiters but are not
+ * stored. */
+#include "nsgen.h"
+
 #include <stdlib.h>
 
-#include "cache_int.h"
+#include "bcast.h"
+#include "bus.h"
 #include "entry.h"
 #include "invalidate.h"
 #include "keys.h"
@@ -43,7 +48,7 @@ void nsgen_learn(ns_t *ns, long long gen)
     if (gen <= ns->gen) return;
     log_debug("[%s] namespace generation %lld -> %lld", ns->name, ns->gen, gen);
     ns->gen = gen;
-    fills_invalidate_ns(ns);
+    bus_emit(BUS_NS_FLUSHED, &(bus_msg_t){.ns = ns, .gen = gen});
 }
 
 static void on_synced(void *priv, const store_result_t *r)
@@ -107,4 +112,26 @@ void flush_ns(ns_t *ns, bool count, cache_inval_cb cb, void *priv)
     if (store_gen_flush(key.data, key.len, ns->gen, on_flushed, r) != 0)
         on_flushed(r, &(store_result_t){.status = STORE_DOWN});
     buf_free(&key);
+}
+
+static void on_gen_seen(bus_type_t type, const bus_msg_t *msg, void *priv)
+{
+    LC_UNUSED(type);
+    LC_UNUSED(priv);
+    nsgen_learn(msg->ns, msg->gen);
+}
+
+/* A "G" may have been missed while the subscription was down. */
+static void on_subscribed(bus_type_t type, const bus_msg_t *msg, void *priv)
+{
+    LC_UNUSED(type);
+    LC_UNUSED(msg);
+    LC_UNUSED(priv);
+    nsgen_sync_all();
+}
+
+int nsgen_listen(void)
+{
+    if (bus_on(BUS_GEN_SEEN, on_gen_seen, NULL) != 0) return -1;
+    return bus_on(BUS_SUBSCRIBED, on_subscribed, NULL);
 }

@@ -39,8 +39,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cache_int.h"
-#include "dict.h"
+#include "bcast.h"
+#include "bus.h"
 #include "glob.h"
 #include "invalidate.h"
 #include "keys.h"
@@ -122,7 +122,7 @@ static void maybe_finish(job_t *j)
     if (!j->is_tag) {
         /* Again after the walk: a tier item refilled from an entry the walk
          * had not reached yet is dropped now. */
-        cache_invalidate_matching(j->glob.data, j->glob.len);
+        bus_emit(BUS_KEYS_INVALIDATED, &(bus_msg_t){.key = j->glob.data, .len = j->glob.len});
         bcast_pattern(j->glob.data, j->glob.len);
     }
     j->cb(j->priv, j->removed,
@@ -229,7 +229,7 @@ static void tag_batch(job_t *j, const store_scan_t *items)
         keys_lock(&lock, m, mlen);
         store_del(lock.data, lock.len);
         unlink_key(j, ns, m, mlen);
-        cache_invalidate_local(m, mlen);
+        bus_emit(BUS_KEY_INVALIDATED, &(bus_msg_t){.key = m, .len = mlen});
         bcast_keys_add(&j->bcast, m, mlen);
     }
     store_tag_remove(j->tkey.data, j->tkey.len, items->items, items->lens, items->n);
@@ -302,7 +302,7 @@ void purge_pattern(ns_t *ns, const char *idglob, size_t idlen, bool count, cache
     keys_entry_glob(&j->glob, ns->name, idglob, idlen);
     buf_append(&j->match, j->glob.data, j->glob.len);
     buf_append(&j->match, "*", 1); /* and PREFIX:{NS:ID}:lock */
-    cache_invalidate_matching(j->glob.data, j->glob.len);
+    bus_emit(BUS_KEYS_INVALIDATED, &(bus_msg_t){.key = j->glob.data, .len = j->glob.len});
     bcast_pattern(j->glob.data, j->glob.len);
     walk_next(j);
     maybe_finish(j); /* Redis down: answers now */
@@ -313,67 +313,8 @@ void purge_tag(const char *tag, size_t len, bool count, cache_inval_cb cb, void 
     job_t *j = job_new(true, count, cb, priv);
     buf_append(&j->tag, tag, len);
     keys_tag(&j->tkey, tag, len);
-    tag_note_purged(tag, len);
+    bus_emit(BUS_TAG_PURGED, &(bus_msg_t){.key = tag, .len = len}); /* tags.c notes it */
     bcast_tag(tag, len);
     walk_next(j);
     maybe_finish(j);
-}
-
-/* ---------------------------------------------------------------------------
- * Recently purged tags
- * ------------------------------------------------------------------------- */
-
-#define TAGS_PRUNE_MIN 256
-
-static dict_t purged; /* tag -> tag_clock() of its last purge, as a pointer-sized integer */
-static bool purged_ready;
-static size_t prune_at = TAGS_PRUNE_MIN;
-static uint64_t clock_ticks; /* purges noted */
-
-uint64_t tag_clock(void)
-{
-    return clock_ticks;
-}
-
-/* Forget purges older than every fetch in flight: they cannot concern any. */
-static void prune(void)
-{
-    uint64_t oldest = fills_oldest_fetch();
-    size_t i, n = 0;
-    dict_entry_t **old = xmalloc(purged.count * sizeof(*old));
-    for (dict_entry_t *e = dict_first(&purged, &i); e; e = dict_next(&purged, &i, e))
-        if ((uint64_t)(uintptr_t)e->value <= oldest) old[n++] = e;
-    buf_t key = {0};
-    for (size_t k = 0; k < n; k++) {
-        /* copy: dict_del frees the entry holding the key */
-        buf_reset(&key);
-        buf_append(&key, old[k]->key, old[k]->klen);
-        dict_del(&purged, key.data, key.len);
-    }
-    buf_free(&key);
-    free(old);
-    prune_at = purged.count * 2 > TAGS_PRUNE_MIN ? purged.count * 2 : TAGS_PRUNE_MIN;
-}
-
-void tag_note_purged(const char *tag, size_t len)
-{
-    if (!purged_ready) {
-        dict_init(&purged);
-        purged_ready = true;
-    }
-    dict_set(&purged, tag, len, (void *)(uintptr_t)++clock_ticks);
-    if (purged.count >= prune_at) prune();
-}
-
-bool tag_purged_since(const char *tag, size_t len, uint64_t since_clock)
-{
-    if (!purged_ready || purged.count == 0) return false;
-    uintptr_t t = (uintptr_t)dict_get(&purged, tag, len);
-    return t && (uint64_t)t > since_clock;
-}
-
-void tags_close(void)
-{
-    if (purged_ready) dict_free(&purged);
-    purged_ready = false;
 }

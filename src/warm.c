@@ -18,6 +18,7 @@
 #include <stdlib.h>
 
 #include "backend.h"
+#include "cache.h"
 #include "cache_int.h"
 #include "log.h"
 #include "reply.h"

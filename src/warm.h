@@ -10,4 +10,10 @@
  * for stale-if-error: anything but an error). */
 void warm_command(sink_t *sink, ns_t *ns, str_list_t *ids);
 
+/* Background runs (main.c drives them). */
+void warm_init(void);
+void warm_ns_served(ns_t *ns); /* a file appeared (or came back): warm it as at start */
+void warm_stop(void);          /* start no new warm fetches; runs under way wind down */
+void warm_shutdown(void);      /* and close the timer */
+
 #endif

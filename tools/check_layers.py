@@ -7,7 +7,11 @@ src/*.c and src/*.h is checked against them:
   - a file may include headers of its own layer and of lower layers;
   - an upward include fails unless the exact pair is an exception;
   - an exception that no longer occurs fails too, so the list stays true;
-  - a file of src/ in no layer fails (new files must be placed).
+  - a file of src/ in no layer fails (new files must be placed);
+  - the modules of one layer may not include each other in a cycle (a
+    module is a file name without .c/.h; A -> B when A.c or A.h includes
+    B.h), unless the cycle is listed under "Allowed cycles"; a listed
+    cycle that no longer occurs fails too.
 
   tools/check_layers.py [--root DIR] [--graph]
 
@@ -28,7 +32,7 @@ def die(msg):
     sys.exit(2)
 
 
-def table_rows(lines, heading):
+def table_rows(lines, heading, optional=False):
     """The cells of the rows of the first table after `## heading`."""
     rows, in_section, in_table = [], False, False
     for no, line in enumerate(lines, 1):
@@ -48,6 +52,8 @@ def table_rows(lines, heading):
         elif in_table:
             break
     if not rows:
+        if optional:
+            return []
         die(f"docs/LAYERS.md has no '## {heading.title()}' table")
     return rows[1:]  # without the header row
 
@@ -69,7 +75,15 @@ def read_table(path):
         if len(cells) != 4 or not all(cells):
             die(f"{path}:{no}: an exception row is | file | includes | why | removed by |")
         exceptions[(cells[0].strip("`"), cells[1].strip("`"))] = no
-    return layers, exceptions
+    allowed = {}  # frozenset of modules -> table line
+    for no, cells in table_rows(lines, "allowed cycles", optional=True):
+        if len(cells) != 3 or not all(cells):
+            die(f"{path}:{no}: an allowed cycle row is | cycle | why | removed by |")
+        mods = [m.strip().strip("`") for m in re.split(r"->|→", cells[0]) if m.strip()]
+        if len(set(mods)) < 2:
+            die(f"{path}:{no}: a cycle names two modules or more: a -> b -> a")
+        allowed[frozenset(mods)] = no
+    return layers, exceptions, allowed
 
 
 def layer_of(name, layers):
@@ -82,6 +96,66 @@ def layer_of(name, layers):
     return None
 
 
+def tangles(edges):
+    """The strongly connected components of more than one module (Tarjan,
+    iterative), each as a sorted list: every cycle lies within one."""
+    index, low, on_stack, stack, out = {}, {}, set(), [], []
+    counter = 0
+    for root in sorted(edges):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(edges.get(root, ()))))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, it = work[-1]
+            nxt = next(it, None)
+            if nxt is not None:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = counter
+                    counter += 1
+                    stack.append(nxt)
+                    on_stack.add(nxt)
+                    work.append((nxt, iter(sorted(edges.get(nxt, ())))))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                comp = []
+                while True:
+                    m = stack.pop()
+                    on_stack.discard(m)
+                    comp.append(m)
+                    if m == node:
+                        break
+                if len(comp) > 1:
+                    out.append(sorted(comp))
+    return out
+
+
+def one_cycle(edges, comp):
+    """A shortest cycle through the first module of comp, within comp, as
+    [a, b, ..., a]."""
+    start, members = comp[0], set(comp)
+    prev, queue = {start: None}, [start]
+    for node in queue:  # breadth-first, so the cycle shown is a short one
+        for nxt in sorted(edges.get(node, ())):
+            if nxt == start:
+                path = [node]
+                while prev[path[-1]] is not None:
+                    path.append(prev[path[-1]])
+                return path[::-1] + [start]
+            if nxt in members and nxt not in prev:
+                prev[nxt] = node
+                queue.append(nxt)
+    return comp + [start]  # not reached: comp is strongly connected
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", default=os.path.join(os.path.dirname(__file__), ".."))
@@ -89,10 +163,11 @@ def main():
     args = ap.parse_args()
     src = os.path.join(args.root, "src")
     table = os.path.join(args.root, "docs", "LAYERS.md")
-    layers, exceptions = read_table(table)
+    layers, exceptions, allowed = read_table(table)
 
     files = sorted(f for f in os.listdir(src) if f.endswith((".c", ".h")))
     errors, used = [], set()
+    edges = {}  # module -> modules of the same layer it includes
     for name in files:
         mine = layer_of(name, layers)
         if mine is None:
@@ -109,6 +184,9 @@ def main():
             if not os.path.exists(os.path.join(src, header)):
                 continue  # not ours (none today); the compiler finds it or fails
             theirs = layer_of(header, layers)
+            here, there = os.path.splitext(name)[0], os.path.splitext(header)[0]
+            if theirs is not None and theirs[0] == mine[0] and here != there:
+                edges.setdefault(here, set()).add(there)
             if theirs is None or theirs[0] <= mine[0]:
                 continue  # unplaced headers are reported as files of their own
             if (name, header) in exceptions:
@@ -124,12 +202,33 @@ def main():
                 f"docs/LAYERS.md:{no}: exception {pair[0]} -> {pair[1]} is not (or no longer) "
                 "an upward include: remove it from the table"
             )
+    cycles_used = set()
+    for comp in tangles(edges):
+        key = frozenset(comp)
+        if key in allowed:
+            cycles_used.add(key)
+            continue
+        shown = " -> ".join(one_cycle(edges, comp))
+        errors.append(
+            f"include cycle in layer {layer_of(comp[0] + '.h', layers)[1]}: {shown} "
+            f"(modules that reach each other: {', '.join(comp)}); break it, or list it "
+            "under 'Allowed cycles' in docs/LAYERS.md"
+        )
+    for key, no in sorted(allowed.items(), key=lambda kv: kv[1]):
+        if key not in cycles_used:
+            errors.append(
+                f"docs/LAYERS.md:{no}: allowed cycle of {', '.join(sorted(key))} does not (or no "
+                "longer) occur as it is written: remove or correct it"
+            )
     for e in errors:
         print(e, file=sys.stderr)
     if errors:
         print(f"check_layers: {len(errors)} problem(s); layers in docs/LAYERS.md", file=sys.stderr)
         return 1
-    print(f"check_layers: {len(files)} files obey docs/LAYERS.md ({len(used)} listed exceptions)")
+    print(
+        f"check_layers: {len(files)} files obey docs/LAYERS.md ({len(used)} listed exceptions, "
+        f"{len(cycles_used)} allowed cycles)"
+    )
     return 0
 
 

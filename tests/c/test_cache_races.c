@@ -26,7 +26,11 @@
 #include "entry.h"
 #include "fake_store.h"
 #include "keys.h"
+#include "fill.h"
 #include "l1.h"
+#include "l1_link.h"
+#include "nsgen.h"
+#include "tags.h"
 #include "log.h"
 #include "policy.h"
 #include "util.h"
@@ -288,6 +292,12 @@ static void setup(void)
     }
     store_init(&loop);
     cache_init(&loop);
+    /* the listeners main.c wires, in its order */
+    if (l1_link_listen() != 0 || fill_listen() != 0 || nsgen_listen() != 0 ||
+        tags_listen(fills_oldest_fetch) != 0) {
+        fprintf(stderr, "wiring the listeners failed\n");
+        exit(2);
+    }
     answer_gen_syncs();
 }
 
