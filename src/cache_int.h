@@ -89,8 +89,9 @@ void fill_remote_landed(const char *rkey, size_t len);
 void fills_resync(void);
 
 /* bcast.c: messages to the other instances (formats in bcast.c) */
-void bcast_landed(const buf_t *rkey);                            /* F */
-void bcast_key(const buf_t *rkey);                               /* I */
+void bcast_landed(const buf_t *rkey);                 /* F */
+void bcast_landed_msg(buf_t *out, const buf_t *rkey); /* F's text, appended: for a store to send */
+void bcast_key(const buf_t *rkey);                    /* I */
 void bcast_keys_add(buf_t *batch, const char *rkey, size_t len); /* K, built up */
 /* and sent, cb told when Redis has delivered it (0); -1: nothing sent. batch reset */
 int bcast_keys_send(buf_t *batch, store_cb cb, void *priv);

@@ -96,11 +96,19 @@ static store_stats_t stats;
 static buf_t scratch; /* commands are formatted here; backend copies them */
 
 static void flush_reads(void);
+static void flush_writes(void);
+/* Send whichever batch is open (at most one is), so a call issued now
+ * comes after it. */
+static void flush_pending(void)
+{
+    flush_reads();
+    flush_writes();
+}
 
 /* Send the command in scratch; cb may be NULL (fire and forget). */
 static int send_cmd(store_cb cb, void *priv)
 {
-    flush_reads(); /* keep the order of calls */
+    flush_pending(); /* keep the order of calls */
     int rc;
     if (!cb) {
         rc = backend_cmd_formatted(NULL, NULL, scratch.data, scratch.len);
@@ -121,11 +129,12 @@ static int send_cmd(store_cb cb, void *priv)
 enum script_id {
     SC_SET_UNLOCK,
     SC_DEL_UNLOCK,
-    SC_PUT_IF_LOCKED,
     SC_RELEASE,
     SC_TAG_ADD,
     SC_GEN_SYNC,
     SC_GEN_FLUSH,
+    SC_LOCK_BATCH,
+    SC_PUT_BATCH,
     SC_COUNT
 };
 
@@ -156,10 +165,6 @@ static struct script {
     [SC_SET_UNLOCK] = {"redis.call('del',KEYS[2]) "
                        "return redis.call('set',KEYS[1],ARGV[1],'px',ARGV[2])"},
     [SC_DEL_UNLOCK] = {"redis.call('del',KEYS[2]) return redis.call('del',KEYS[1])"},
-    /* Store only while the lock is still ours, and release it. */
-    [SC_PUT_IF_LOCKED] = {"if redis.call('get',KEYS[2])==ARGV[1] then "
-                          "redis.call('set',KEYS[1],ARGV[2],'px',ARGV[3]) "
-                          "redis.call('del',KEYS[2]) return 1 end return 0"},
     /* Release a lock only if it is still ours. */
     [SC_RELEASE] = {"if redis.call('get',KEYS[1])==ARGV[1] then "
                     "return redis.call('del',KEYS[1]) end return 0"},
@@ -179,6 +184,27 @@ static struct script {
     [SC_GEN_FLUSH] = {READ_GEN "if m>g then g=m end g=g+1 if g>" GEN_MAX_LUA " then "
                                "return redis.error_reply('namespace generation at its maximum') "
                                "end redis.call('set',KEYS[1],string.format('%.0f',g)) return g"},
+    /* A turn's fill locks (see "Batched fill writes"): for each pair of
+     * keys (lock, entry) and of args (token, lease), SET NX PX the lock
+     * and read the entry; answers lock (1 taken, 0 held), entry (or
+     * nil), per pair. pcall: a key's error is its own element. */
+    [SC_LOCK_BATCH] = {"local r={} for i=1,#KEYS,2 do "
+                       "local s=redis.pcall('set',KEYS[i],ARGV[i],'nx','px',ARGV[i+1]) "
+                       "if type(s)=='table' and s.ok then s=1 elseif not s then s=0 end "
+                       "r[i]=s r[i+1]=redis.pcall('get',KEYS[i+1]) end return r"},
+    /* A turn's stores if locked: ARGV[1] the channel; for each pair of
+     * keys (entry, lock), args token, value, px, message: store while the
+     * lock holds token and drop the lock (1), else 0; then PUBLISH the
+     * message (if not empty), after the entry as a separate PUBLISH
+     * would be. */
+    [SC_PUT_BATCH] = {"local r,c={},ARGV[1] for n=1,#KEYS/2 do "
+                      "local k,l,a=KEYS[2*n-1],KEYS[2*n],4*n-2 "
+                      "local g=redis.pcall('get',l) "
+                      "if type(g)=='table' and g.err then r[n]=g elseif g==ARGV[a] then "
+                      "local s=redis.pcall('set',k,ARGV[a+1],'px',ARGV[a+2]) "
+                      "if type(s)=='table' and s.err then r[n]=s else "
+                      "redis.call('del',l) r[n]=1 end else r[n]=0 end "
+                      "if #ARGV[a+3]>0 then redis.pcall('publish',c,ARGV[a+3]) end end return r"},
 };
 
 static void load_script(enum script_id id)
@@ -206,6 +232,7 @@ static void on_link_up(void)
  * with the text that a NOSCRIPT answer needs. */
 typedef struct script_call {
     store_cb cb;
+    void (*raw)(void *priv, const redisReply *r); /* instead of cb: a batch's array */
     void *priv;
     enum script_id id;
     unsigned loads; /* `loads` when it was sent */
@@ -229,6 +256,14 @@ static void on_script_reply(void *priv, redisReply *reply)
         if (script_send(sc, true) == 0) return;
         reply = NULL; /* the link went down meanwhile */
     }
+    if (sc->raw) {
+        void (*raw)(void *, const redisReply *) = sc->raw;
+        void *rpriv = sc->priv;
+        buf_free(&sc->args);
+        free(sc);
+        raw(rpriv, reply);
+        return;
+    }
     store_result_t r;
     decode(reply, &r);
     store_cb cb = sc->cb;
@@ -250,7 +285,7 @@ static int script_send(script_call_t *sc, bool by_text)
     }
     buf_append(&scratch, sc->args.data, sc->args.len);
     sc->loads = loads;
-    flush_reads();
+    flush_pending();
     int rc = backend_cmd_formatted(on_script_reply, sc, scratch.data, scratch.len);
     buf_reset(&scratch);
     return rc;
@@ -388,12 +423,22 @@ static void on_prepare(uv_prepare_t *h)
 {
     uv_prepare_stop(h);
     reads.armed = false;
-    flush_reads();
+    flush_pending();
+}
+
+/* Send the open batch before the loop next polls. */
+static void arm_prepare(void)
+{
+    if (!reads.armed && reads.ready) {
+        reads.armed = true;
+        uv_prepare_start(&reads.prepare, on_prepare);
+    }
 }
 
 int store_get(const char *key, size_t len, store_cb cb, void *priv)
 {
     if (!backend_up()) return -1;
+    flush_writes(); /* one batch open at a time: the order of calls */
     if (reads.cmd.len == 0) {
         buf_reserve(&reads.cmd, HEADER_ROOM + 64);
         reads.cmd.len = HEADER_ROOM;
@@ -404,14 +449,184 @@ int store_get(const char *key, size_t len, store_cb cb, void *priv)
         reads.w = xrealloc(reads.w, reads.cap * sizeof(call_t));
     }
     reads.w[reads.n++] = (call_t){cb, priv};
-    if (reads.n >= reads.limit) {
+    if (reads.n >= reads.limit || !reads.ready) /* !ready: no loop to wait for (unit tests) */
         flush_reads();
-    } else if (!reads.armed && reads.ready) {
-        reads.armed = true;
-        uv_prepare_start(&reads.prepare, on_prepare);
-    } else if (!reads.ready) {
-        flush_reads(); /* no loop to wait for (unit tests) */
+    else
+        arm_prepare();
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Batched fill writes
+ *
+ * Besides its read, a miss costs two writes: taking the fill lock (with a
+ * read of the entry) and the store if the lock is still ours (with its
+ * "F" broadcast). Those issued in one loop turn go to Redis as one script
+ * call of each kind, sent when the loop is about to poll (as reads are),
+ * not one or two commands per key: Redis sets a script up once per batch,
+ * and we format, send and decode one command. Order is kept as for reads:
+ * one batch (reads, locks or stores) is open at a time, and any other
+ * call sends it first. Each key's result is its own: the scripts run each
+ * key's commands with redis.pcall, so one key's error (a wrong type) is
+ * that key's answer alone, as its own command's was. A batch's keys may
+ * lie in different hash slots, as an MGET's do; per-node routing will
+ * split batches per slot, as it will MGETs.
+ * ------------------------------------------------------------------------- */
+
+/* Items per write batch, as for reads; and about this many bytes of
+ * values per store batch (at least one), so a large value goes alone. */
+#define WRITE_BATCH_MAX   16
+#define WRITE_BATCH_BYTES (1024 * 1024)
+
+typedef struct write_item {
+    store_lock_cb lock_cb; /* SC_LOCK_BATCH */
+    store_cb put_cb;       /* SC_PUT_BATCH */
+    void *priv;
+} write_item_t;
+
+typedef struct write_batch {
+    enum script_id id;
+    size_t n;
+    write_item_t w[];
+} write_batch_t;
+
+static struct {
+    enum script_id id; /* the open batch's script; SC_COUNT when none is */
+    buf_t keys, args;  /* in RESP */
+    int nkeys, nargs;
+    write_item_t *w;
+    size_t n, cap;
+} writes = {.id = SC_COUNT};
+
+static void answer_writes(write_batch_t *b, const redisReply *reply)
+{
+    size_t per = b->id == SC_LOCK_BATCH ? 2 : 1; /* elements per item */
+    bool whole = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == b->n * per;
+    for (size_t i = 0; i < b->n; i++) {
+        store_result_t r[2];
+        for (size_t j = 0; j < per; j++) {
+            if (whole)
+                decode(reply->element[i * per + j], &r[j]);
+            else if (reply && reply->type == REDIS_REPLY_ERROR)
+                decode(reply, &r[j]); /* the batch failed: each key gets the error */
+            else
+                r[j] = (store_result_t){.status = STORE_DOWN};
+        }
+        if (b->id == SC_LOCK_BATCH) {
+            /* 1 taken, 0 held: as SET NX's OK and nil */
+            if (r[0].status == STORE_OK) r[0].status = r[0].integer == 1 ? STORE_OK : STORE_NIL;
+            b->w[i].lock_cb(b->w[i].priv, &r[0], &r[1]);
+        } else {
+            b->w[i].put_cb(b->w[i].priv, &r[0]);
+        }
     }
+}
+
+static void on_writes(void *priv, const redisReply *reply)
+{
+    write_batch_t *b = priv;
+    answer_writes(b, reply);
+    free(b);
+}
+
+static void flush_writes(void)
+{
+    if (writes.n == 0) return;
+    size_t n = writes.n;
+    write_batch_t *b = xmalloc(sizeof(*b) + n * sizeof(write_item_t));
+    b->id = writes.id;
+    b->n = n;
+    memcpy(b->w, writes.w, n * sizeof(write_item_t));
+    script_call_t *sc = xcalloc(1, sizeof(*sc));
+    sc->raw = on_writes;
+    sc->priv = b;
+    sc->id = writes.id;
+    fmt_ll(&sc->args, writes.nkeys);
+    buf_append(&sc->args, writes.keys.data, writes.keys.len);
+    buf_append(&sc->args, writes.args.data, writes.args.len);
+    sc->argc = 1 + writes.nkeys + writes.nargs;
+    /* closed before sending: script_send sends what is open first */
+    writes.n = 0;
+    writes.id = SC_COUNT;
+    writes.nkeys = writes.nargs = 0;
+    buf_reset(&writes.keys);
+    buf_reset(&writes.args);
+    if (!backend_up() || script_send(sc, false) != 0) { /* the link went down meanwhile */
+        buf_free(&sc->args);
+        free(sc);
+        answer_writes(b, NULL);
+        free(b);
+    }
+}
+
+/* Open (or join) the batch of script id; the caller appends the item's
+ * keys and args, then calls write_queued(). */
+static void write_begin(enum script_id id)
+{
+    flush_reads();
+    if (writes.id != id) flush_writes();
+    writes.id = id;
+    if (writes.n == writes.cap) {
+        writes.cap = writes.cap ? 2 * writes.cap : WRITE_BATCH_MAX;
+        writes.w = xrealloc(writes.w, writes.cap * sizeof(write_item_t));
+    }
+}
+
+static void write_key(const char *p, size_t len)
+{
+    fmt_arg(&writes.keys, p, len);
+    writes.nkeys++;
+}
+
+static void write_arg(const char *p, size_t len)
+{
+    fmt_arg(&writes.args, p, len);
+    writes.nargs++;
+}
+
+static void write_arg_ll(long long v)
+{
+    fmt_ll(&writes.args, v);
+    writes.nargs++;
+}
+
+static void write_queued(write_item_t item)
+{
+    writes.w[writes.n++] = item;
+    if (writes.n >= WRITE_BATCH_MAX || writes.args.len >= WRITE_BATCH_BYTES || !reads.ready)
+        flush_writes();
+    else
+        arm_prepare();
+}
+
+int store_lock_read(const char *lock, size_t llen, const char *token, long long px, const char *key,
+                    size_t len, store_lock_cb cb, void *priv)
+{
+    if (!backend_up()) return -1;
+    write_begin(SC_LOCK_BATCH);
+    write_key(lock, llen);
+    write_key(key, len);
+    write_arg(token, strlen(token));
+    write_arg_ll(px);
+    write_queued((write_item_t){.lock_cb = cb, .priv = priv});
+    return 0;
+}
+
+int store_put_if_locked(const char *key, size_t len, const char *lock, size_t llen,
+                        const char *token, const char *val, size_t vlen, long long px,
+                        const char *channel, size_t clen, const char *msg, size_t mlen, store_cb cb,
+                        void *priv)
+{
+    if (!backend_up()) return -1;
+    write_begin(SC_PUT_BATCH);
+    if (writes.n == 0) write_arg(channel ? channel : "", channel ? clen : 0);
+    write_key(key, len);
+    write_key(lock, llen);
+    write_arg(token, strlen(token));
+    write_arg(val, vlen);
+    write_arg_ll(px);
+    write_arg(msg ? msg : "", msg ? mlen : 0);
+    write_queued((write_item_t){.put_cb = cb, .priv = priv});
     return 0;
 }
 
@@ -439,38 +654,11 @@ int store_del_unlock(const char *key, size_t len, const char *lock, size_t llen,
     return script_go(sc);
 }
 
-int store_lock(const char *lock, size_t llen, const char *token, long long px, store_cb cb,
-               void *priv)
-{
-    if (!backend_up()) return -1;
-    fmt_count(&scratch, 6);
-    fmt_str(&scratch, "SET");
-    fmt_arg(&scratch, lock, llen);
-    fmt_str(&scratch, token);
-    fmt_str(&scratch, "NX");
-    fmt_str(&scratch, "PX");
-    fmt_ll(&scratch, px);
-    return send_cmd(cb, priv);
-}
-
 int store_release(const char *lock, size_t llen, const char *token)
 {
     script_call_t *sc = script_begin(SC_RELEASE, 1, NULL, NULL);
     script_arg(sc, lock, llen);
     script_arg(sc, token, strlen(token));
-    return script_go(sc);
-}
-
-int store_put_if_locked(const char *key, size_t len, const char *lock, size_t llen,
-                        const char *token, const char *val, size_t vlen, long long px, store_cb cb,
-                        void *priv)
-{
-    script_call_t *sc = script_begin(SC_PUT_IF_LOCKED, 2, cb, priv);
-    script_arg(sc, key, len);
-    script_arg(sc, lock, llen);
-    script_arg(sc, token, strlen(token));
-    script_arg(sc, val, vlen);
-    script_arg_ll(sc, px);
     return script_go(sc);
 }
 
@@ -606,7 +794,7 @@ static void on_scan(void *priv, redisReply *reply)
 
 static int send_scan(store_scan_cb cb, void *priv)
 {
-    flush_reads();
+    flush_pending();
     scan_call_t *c = xmalloc(sizeof(*c));
     *c = (scan_call_t){cb, priv};
     int rc = backend_cmd_formatted(on_scan, c, scratch.data, scratch.len);
@@ -665,7 +853,7 @@ void store_init(uv_loop_t *loop)
 
 void store_close(void)
 {
-    flush_reads();
+    flush_pending();
     if (reads.ready) {
         uv_prepare_stop(&reads.prepare);
         uv_close((uv_handle_t *)&reads.prepare, NULL);
@@ -676,6 +864,11 @@ void store_close(void)
     reads.w = NULL;
     reads.n = reads.cap = 0;
     buf_free(&reads.cmd);
+    free(writes.w);
+    writes.w = NULL;
+    writes.n = writes.cap = 0;
+    buf_free(&writes.keys);
+    buf_free(&writes.args);
     buf_free(&scratch);
     backend_on_up(NULL);
 }
