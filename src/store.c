@@ -133,7 +133,6 @@ enum script_id {
     SC_TAG_ADD,
     SC_GEN_SYNC,
     SC_GEN_FLUSH,
-    SC_LOCK_BATCH,
     SC_PUT_BATCH,
     SC_COUNT
 };
@@ -184,14 +183,6 @@ static struct script {
     [SC_GEN_FLUSH] = {READ_GEN "if m>g then g=m end g=g+1 if g>" GEN_MAX_LUA " then "
                                "return redis.error_reply('namespace generation at its maximum') "
                                "end redis.call('set',KEYS[1],string.format('%.0f',g)) return g"},
-    /* A turn's fill locks (see "Batched fill writes"): for each pair of
-     * keys (lock, entry) and of args (token, lease), SET NX PX the lock
-     * and read the entry; answers lock (1 taken, 0 held), entry (or
-     * nil), per pair. pcall: a key's error is its own element. */
-    [SC_LOCK_BATCH] = {"local r={} for i=1,#KEYS,2 do "
-                       "local s=redis.pcall('set',KEYS[i],ARGV[i],'nx','px',ARGV[i+1]) "
-                       "if type(s)=='table' and s.ok then s=1 elseif not s then s=0 end "
-                       "r[i]=s r[i+1]=redis.pcall('get',KEYS[i+1]) end return r"},
     /* A turn's stores if locked: ARGV[1] the channel; for each pair of
      * keys (entry, lock), args token, value, px, message: store while the
      * lock holds token and drop the lock (1), else 0; then PUBLISH the
@@ -460,17 +451,24 @@ int store_get(const char *key, size_t len, store_cb cb, void *priv)
  * Batched fill writes
  *
  * Besides its read, a miss costs two writes: taking the fill lock (with a
- * read of the entry) and the store if the lock is still ours (with its
- * "F" broadcast). Those issued in one loop turn go to Redis as one script
- * call of each kind, sent when the loop is about to poll (as reads are),
- * not one or two commands per key: Redis sets a script up once per batch,
- * and we format, send and decode one command. Order is kept as for reads:
- * one batch (reads, locks or stores) is open at a time, and any other
- * call sends it first. Each key's result is its own: the scripts run each
- * key's commands with redis.pcall, so one key's error (a wrong type) is
- * that key's answer alone, as its own command's was. A batch's keys may
- * lie in different hash slots, as an MGET's do; per-node routing will
- * split batches per slot, as it will MGETs.
+ * read of the entry after it) and the store if the lock is still ours
+ * (with its "F" broadcast). Those issued in one loop turn are collected
+ * and sent when the loop is about to poll, as reads are:
+ *  - locks: one SET NX PX per key, then one MGET of all their entries
+ *    (each key's read still comes after its own lock; a key's commands
+ *    never meet another key's);
+ *  - stores: one script call for the batch, each key checked, stored,
+ *    unlocked and broadcast in turn.
+ * Measured (docs/PERFORMANCE.md, issue 7): Redis pays for a call inside a
+ * script about what it pays for a command, so the locks stay commands and
+ * only their reads are merged; the store, a script anyway, pays its
+ * set-up once per batch, and its PUBLISH rides along. Order is kept as
+ * for reads: one batch (reads, locks or stores) is open at a time, and
+ * any other call sends it first. Each key's result is its own: the store
+ * script runs each key's commands with redis.pcall, so one key's error (a
+ * wrong type) is that key's answer alone, as its own call's was. A
+ * batch's keys may lie in different hash slots, as an MGET's do;
+ * per-node routing will split batches per slot, as it will MGETs.
  * ------------------------------------------------------------------------- */
 
 /* Items per write batch, as for reads; and about this many bytes of
@@ -478,55 +476,141 @@ int store_get(const char *key, size_t len, store_cb cb, void *priv)
 #define WRITE_BATCH_MAX   16
 #define WRITE_BATCH_BYTES (1024 * 1024)
 
+typedef enum write_kind { W_NONE, W_LOCKS, W_PUTS } write_kind_t;
+
 typedef struct write_item {
-    store_lock_cb lock_cb; /* SC_LOCK_BATCH */
-    store_cb put_cb;       /* SC_PUT_BATCH */
+    store_lock_cb lock_cb; /* W_LOCKS */
+    store_cb put_cb;       /* W_PUTS */
     void *priv;
+    size_t off, len;        /* W_LOCKS: its SET NX in writes.cmds */
+    store_status_t lock;    /* W_LOCKS: the SET NX's answer ... */
+    char *err;              /* ... and its error text */
+    struct write_batch *of; /* W_LOCKS, while sent */
 } write_item_t;
 
 typedef struct write_batch {
-    enum script_id id;
+    write_kind_t kind;
     size_t n;
+    size_t pending; /* W_LOCKS: replies still to come (the SET NXs, the MGET) */
     write_item_t w[];
 } write_batch_t;
 
 static struct {
-    enum script_id id; /* the open batch's script; SC_COUNT when none is */
-    buf_t keys, args;  /* in RESP */
-    int nkeys, nargs;
+    write_kind_t kind; /* the open batch; W_NONE when none is */
+    buf_t cmds;        /* W_LOCKS: SET NX commands back to back; W_PUTS: keys */
+    buf_t args;        /* W_LOCKS: HEADER_ROOM, then the entry keys; W_PUTS: args */
+    int nkeys, nargs;  /* W_PUTS */
     write_item_t *w;
     size_t n, cap;
-} writes = {.id = SC_COUNT};
+} writes;
 
-static void answer_writes(write_batch_t *b, const redisReply *reply)
+static void free_batch(write_batch_t *b)
 {
-    size_t per = b->id == SC_LOCK_BATCH ? 2 : 1; /* elements per item */
-    bool whole = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == b->n * per;
+    for (size_t i = 0; i < b->n; i++)
+        free(b->w[i].err);
+    free(b);
+}
+
+/* The locks' answers, with their entries from reply (the MGET's; NULL:
+ * none came). */
+static void answer_locks(write_batch_t *b, const redisReply *reply)
+{
     for (size_t i = 0; i < b->n; i++) {
-        store_result_t r[2];
-        for (size_t j = 0; j < per; j++) {
-            if (whole)
-                decode(reply->element[i * per + j], &r[j]);
-            else if (reply && reply->type == REDIS_REPLY_ERROR)
-                decode(reply, &r[j]); /* the batch failed: each key gets the error */
-            else
-                r[j] = (store_result_t){.status = STORE_DOWN};
-        }
-        if (b->id == SC_LOCK_BATCH) {
-            /* 1 taken, 0 held: as SET NX's OK and nil */
-            if (r[0].status == STORE_OK) r[0].status = r[0].integer == 1 ? STORE_OK : STORE_NIL;
-            b->w[i].lock_cb(b->w[i].priv, &r[0], &r[1]);
-        } else {
-            b->w[i].put_cb(b->w[i].priv, &r[0]);
-        }
+        write_item_t *it = &b->w[i];
+        store_result_t lr = {
+            .status = it->lock, .str = it->err, .len = it->err ? strlen(it->err) : 0};
+        store_result_t er;
+        if (b->n == 1)
+            decode(reply, &er);
+        else if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == b->n)
+            decode(reply->element[i], &er);
+        else if (reply && reply->type == REDIS_REPLY_ERROR)
+            decode(reply, &er);
+        else
+            er = (store_result_t){.status = STORE_DOWN};
+        it->lock_cb(it->priv, &lr, &er);
+    }
+    free_batch(b);
+}
+
+static void on_lock_set(void *priv, redisReply *reply)
+{
+    write_item_t *it = priv;
+    store_result_t r;
+    decode(reply, &r);
+    it->lock = r.status;
+    if (r.status == STORE_ERROR) it->err = xmemdup(r.str, r.len);
+    write_batch_t *b = it->of;
+    if (--b->pending == 0) answer_locks(b, NULL); /* the MGET could not be sent */
+}
+
+static void on_lock_reads(void *priv, redisReply *reply)
+{
+    write_batch_t *b = priv;
+    /* The SET NXs went first on the link: their answers are in. */
+    if (--b->pending == 0) answer_locks(b, reply);
+}
+
+static void answer_puts(write_batch_t *b, const redisReply *reply)
+{
+    bool whole = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == b->n;
+    for (size_t i = 0; i < b->n; i++) {
+        store_result_t r;
+        if (whole)
+            decode(reply->element[i], &r);
+        else if (reply && reply->type == REDIS_REPLY_ERROR)
+            decode(reply, &r); /* the batch failed: each key gets the error */
+        else
+            r = (store_result_t){.status = STORE_DOWN};
+        b->w[i].put_cb(b->w[i].priv, &r);
     }
 }
 
-static void on_writes(void *priv, const redisReply *reply)
+static void on_puts(void *priv, const redisReply *reply)
 {
     write_batch_t *b = priv;
-    answer_writes(b, reply);
-    free(b);
+    answer_puts(b, reply);
+    free_batch(b);
+}
+
+static void send_locks(write_batch_t *b)
+{
+    size_t n = b->n;
+    b->pending = n + 1;
+    for (size_t i = 0; i < n; i++) {
+        write_item_t *it = &b->w[i];
+        it->of = b;
+        if (backend_cmd_formatted(on_lock_set, it, writes.cmds.data + it->off, it->len) != 0) {
+            it->lock = STORE_DOWN;
+            b->pending--;
+        }
+    }
+    char head[HEADER_ROOM];
+    int hl = n == 1 ? snprintf(head, sizeof(head), "*2\r\n$3\r\nGET\r\n")
+                    : snprintf(head, sizeof(head), "*%zu\r\n$4\r\nMGET\r\n", n + 1);
+    char *start = writes.args.data + HEADER_ROOM - hl;
+    memcpy(start, head, (size_t)hl);
+    size_t len = writes.args.len - (HEADER_ROOM - (size_t)hl);
+    if (backend_cmd_formatted(on_lock_reads, b, start, len) != 0 && --b->pending == 0)
+        answer_locks(b, NULL); /* none of it went out */
+}
+
+static void send_puts(write_batch_t *b)
+{
+    script_call_t *sc = xcalloc(1, sizeof(*sc));
+    sc->raw = on_puts;
+    sc->priv = b;
+    sc->id = SC_PUT_BATCH;
+    fmt_ll(&sc->args, writes.nkeys);
+    buf_append(&sc->args, writes.cmds.data, writes.cmds.len);
+    buf_append(&sc->args, writes.args.data, writes.args.len);
+    sc->argc = 1 + writes.nkeys + writes.nargs;
+    if (!backend_up() || script_send(sc, false) != 0) { /* the link went down meanwhile */
+        buf_free(&sc->args);
+        free(sc);
+        answer_puts(b, NULL);
+        free_batch(b);
+    }
 }
 
 static void flush_writes(void)
@@ -534,65 +618,40 @@ static void flush_writes(void)
     if (writes.n == 0) return;
     size_t n = writes.n;
     write_batch_t *b = xmalloc(sizeof(*b) + n * sizeof(write_item_t));
-    b->id = writes.id;
+    b->kind = writes.kind;
     b->n = n;
     memcpy(b->w, writes.w, n * sizeof(write_item_t));
-    script_call_t *sc = xcalloc(1, sizeof(*sc));
-    sc->raw = on_writes;
-    sc->priv = b;
-    sc->id = writes.id;
-    fmt_ll(&sc->args, writes.nkeys);
-    buf_append(&sc->args, writes.keys.data, writes.keys.len);
-    buf_append(&sc->args, writes.args.data, writes.args.len);
-    sc->argc = 1 + writes.nkeys + writes.nargs;
-    /* closed before sending: script_send sends what is open first */
+    /* Closed before sending (script_send sends what is open first); the
+     * buffers are reset once sent. */
     writes.n = 0;
-    writes.id = SC_COUNT;
+    writes.kind = W_NONE;
+    if (b->kind == W_LOCKS)
+        send_locks(b);
+    else
+        send_puts(b);
     writes.nkeys = writes.nargs = 0;
-    buf_reset(&writes.keys);
+    buf_reset(&writes.cmds);
     buf_reset(&writes.args);
-    if (!backend_up() || script_send(sc, false) != 0) { /* the link went down meanwhile */
-        buf_free(&sc->args);
-        free(sc);
-        answer_writes(b, NULL);
-        free(b);
-    }
 }
 
-/* Open (or join) the batch of script id; the caller appends the item's
- * keys and args, then calls write_queued(). */
-static void write_begin(enum script_id id)
+/* Open (or join) a batch of kind; returns the item to fill in. */
+static write_item_t *write_begin(write_kind_t kind)
 {
     flush_reads();
-    if (writes.id != id) flush_writes();
-    writes.id = id;
+    if (writes.kind != kind) flush_writes();
+    writes.kind = kind;
     if (writes.n == writes.cap) {
         writes.cap = writes.cap ? 2 * writes.cap : WRITE_BATCH_MAX;
         writes.w = xrealloc(writes.w, writes.cap * sizeof(write_item_t));
     }
+    write_item_t *it = &writes.w[writes.n];
+    *it = (write_item_t){0};
+    return it;
 }
 
-static void write_key(const char *p, size_t len)
+static void write_queued(void)
 {
-    fmt_arg(&writes.keys, p, len);
-    writes.nkeys++;
-}
-
-static void write_arg(const char *p, size_t len)
-{
-    fmt_arg(&writes.args, p, len);
-    writes.nargs++;
-}
-
-static void write_arg_ll(long long v)
-{
-    fmt_ll(&writes.args, v);
-    writes.nargs++;
-}
-
-static void write_queued(write_item_t item)
-{
-    writes.w[writes.n++] = item;
+    writes.n++;
     if (writes.n >= WRITE_BATCH_MAX || writes.args.len >= WRITE_BATCH_BYTES || !reads.ready)
         flush_writes();
     else
@@ -603,13 +662,37 @@ int store_lock_read(const char *lock, size_t llen, const char *token, long long 
                     size_t len, store_lock_cb cb, void *priv)
 {
     if (!backend_up()) return -1;
-    write_begin(SC_LOCK_BATCH);
-    write_key(lock, llen);
-    write_key(key, len);
-    write_arg(token, strlen(token));
-    write_arg_ll(px);
-    write_queued((write_item_t){.lock_cb = cb, .priv = priv});
+    write_item_t *it = write_begin(W_LOCKS);
+    it->lock_cb = cb;
+    it->priv = priv;
+    it->off = writes.cmds.len;
+    fmt_count(&writes.cmds, 6);
+    fmt_str(&writes.cmds, "SET");
+    fmt_arg(&writes.cmds, lock, llen);
+    fmt_str(&writes.cmds, token);
+    fmt_str(&writes.cmds, "NX");
+    fmt_str(&writes.cmds, "PX");
+    fmt_ll(&writes.cmds, px);
+    it->len = writes.cmds.len - it->off;
+    if (writes.args.len == 0) {
+        buf_reserve(&writes.args, HEADER_ROOM + 64);
+        writes.args.len = HEADER_ROOM;
+    }
+    fmt_arg(&writes.args, key, len);
+    write_queued();
     return 0;
+}
+
+static void put_key(const char *p, size_t len)
+{
+    fmt_arg(&writes.cmds, p, len);
+    writes.nkeys++;
+}
+
+static void put_arg(const char *p, size_t len)
+{
+    fmt_arg(&writes.args, p, len);
+    writes.nargs++;
 }
 
 int store_put_if_locked(const char *key, size_t len, const char *lock, size_t llen,
@@ -618,15 +701,18 @@ int store_put_if_locked(const char *key, size_t len, const char *lock, size_t ll
                         void *priv)
 {
     if (!backend_up()) return -1;
-    write_begin(SC_PUT_BATCH);
-    if (writes.n == 0) write_arg(channel ? channel : "", channel ? clen : 0);
-    write_key(key, len);
-    write_key(lock, llen);
-    write_arg(token, strlen(token));
-    write_arg(val, vlen);
-    write_arg_ll(px);
-    write_arg(msg ? msg : "", msg ? mlen : 0);
-    write_queued((write_item_t){.put_cb = cb, .priv = priv});
+    write_item_t *it = write_begin(W_PUTS);
+    it->put_cb = cb;
+    it->priv = priv;
+    if (writes.n == 0) put_arg(channel, clen);
+    put_key(key, len);
+    put_key(lock, llen);
+    put_arg(token, strlen(token));
+    put_arg(val, vlen);
+    fmt_ll(&writes.args, px);
+    writes.nargs++;
+    put_arg(msg ? msg : "", msg ? mlen : 0);
+    write_queued();
     return 0;
 }
 
@@ -867,7 +953,7 @@ void store_close(void)
     free(writes.w);
     writes.w = NULL;
     writes.n = writes.cap = 0;
-    buf_free(&writes.keys);
+    buf_free(&writes.cmds);
     buf_free(&writes.args);
     buf_free(&scratch);
     backend_on_up(NULL);
