@@ -43,11 +43,24 @@ static void start(buf_t *msg, char type)
     buf_printf(msg, "%c %s ", type, cache_instance_id);
 }
 
+const buf_t *bcast_channel(void)
+{
+    return &channel;
+}
+
+void bcast_landed_msg(buf_t *out, const buf_t *rkey)
+{
+    /* no printf: a fill's store carries one */
+    buf_append(out, "F ", 2);
+    buf_append_str(out, cache_instance_id);
+    buf_append(out, " ", 1);
+    buf_append(out, rkey->data, rkey->len);
+}
+
 void bcast_landed(const buf_t *rkey)
 {
     buf_t msg = {0};
-    start(&msg, 'F');
-    buf_append(&msg, rkey->data, rkey->len);
+    bcast_landed_msg(&msg, rkey);
     publish(&msg);
 }
 

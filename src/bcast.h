@@ -17,7 +17,11 @@ void bcast_init(void);
 void bcast_shutdown(void); /* before the links close: their loss is not news */
 void bcast_close(void);
 
-void bcast_landed(const buf_t *rkey);                            /* F */
+void bcast_landed(const buf_t *rkey); /* F */
+/* The events channel's name (PREFIX:#events). */
+const buf_t *bcast_channel(void);
+/* F's text appended to out, for a store that publishes it itself */
+void bcast_landed_msg(buf_t *out, const buf_t *rkey);
 void bcast_key(const buf_t *rkey);                               /* I */
 void bcast_keys_add(buf_t *batch, const char *rkey, size_t len); /* K, built up */
 /* and sent, cb told when Redis has delivered it (0); -1: nothing sent. batch reset */

@@ -92,6 +92,7 @@ struct fetch {
     bool defer_fresh; /* WAIT_SLICE: with a fresh budget */
     bool finalised;   /* cb has run (or is running) */
     bool released;    /* thread and policy let go */
+    bool reusable;    /* the thread returned normally: it may run the next run */
 };
 
 static struct {
@@ -109,6 +110,16 @@ static struct {
  * runs then take turns, a few per loop turn, instead of delaying every
  * other client by a hundred slices. */
 #define TURN_LUA_NS 2000000ULL
+
+/* Threads that returned normally are kept for the next runs (at most this
+ * many per Lua state, in a registry table made this long up front, so
+ * keeping one never allocates): a run's thread and stack are most of the
+ * garbage a short fetch leaves, and the collector's work follows the
+ * garbage. Only a thread whose function returned is kept: it has no call
+ * in progress, no pending to-be-closed variable and its hooks on; one
+ * stopped by a timeout, the budget or an error is let go (release()). */
+#define THREAD_POOL_MAX 64
+static const char thread_pool_key = 0;
 
 static void fetch_resume(fetch_t *f, int nargs, bool fresh);
 
@@ -157,6 +168,22 @@ static void on_handle_closed(uv_handle_t *h)
     if (--f->open_handles == 0) free(f);
 }
 
+/* Put a finished thread (anchored by ref) in the pool, if there is room.
+ * Nothing here allocates: the pool's array was sized when it was made. */
+static void keep_thread(lua_State *L, lua_State *co, int ref)
+{
+    if (lua_status(co) != LUA_OK || !lua_checkstack(L, 2)) return;
+    lua_settop(co, 0);
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &thread_pool_key) == LUA_TTABLE) { /* [pool] */
+        lua_Unsigned n = lua_rawlen(L, -1);
+        if (n < THREAD_POOL_MAX) {
+            lua_rawgeti(L, LUA_REGISTRYINDEX, ref); /* [pool, co] */
+            lua_rawseti(L, -2, (lua_Integer)n + 1); /* [pool] */
+        }
+    }
+    lua_pop(L, 1);
+}
+
 /* Let go of the thread and the policy once the thread will not run again.
  * The memory is freed when libuv has closed its three handles. */
 static void release(fetch_t *f, bool memerr)
@@ -182,6 +209,7 @@ static void release(fetch_t *f, bool memerr)
          * message-handler slot in it: code run there could not be
          * stopped. */
         f->budget.thread = NULL;
+        if (f->reusable && !memerr) keep_thread(L, f->co, f->co_ref);
         luaL_unref(L, LUA_REGISTRYINDEX, f->co_ref);
         f->co = NULL;
         if (memerr) {
@@ -368,8 +396,10 @@ static void fetch_resume(fetch_t *f, int nargs, bool fresh)
             memerr = true;
         } else if (f->ops) {
             if (mark_final(f)) f->ops->done(f->priv, co, nres);
+            f->reusable = true;
         } else {
             deliver_result(f, nres);
+            f->reusable = true;
         }
     } else {
         char buf[160];
@@ -673,7 +703,24 @@ static int run_setup(lua_State *L)
     start_job_t *j = lua_touserdata(L, 1);
     fetch_t *f = j->f;
     lua_settop(L, 0);
-    lua_State *co = lua_newthread(L);             /* [co] */
+    lua_State *co = NULL;
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &thread_pool_key) != LUA_TTABLE) { /* [nil] */
+        lua_pop(L, 1);
+        lua_createtable(L, THREAD_POOL_MAX, 0); /* [pool] */
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &thread_pool_key);
+    }
+    lua_Unsigned pooled = lua_rawlen(L, -1); /* [pool] */
+    if (pooled > 0) {
+        lua_rawgeti(L, -1, (lua_Integer)pooled); /* [pool, co] */
+        lua_pushnil(L);
+        lua_rawseti(L, -3, (lua_Integer)pooled);
+        co = lua_tothread(L, -1);
+        lua_remove(L, 1); /* [co] */
+    } else {
+        lua_pop(L, 1);
+        co = lua_newthread(L); /* [co] */
+    }
     lua_rawgeti(L, LUA_REGISTRYINDEX, j->fn_ref); /* [co, fn] */
     int nargs = 0;
     fetch_handle_t *h = NULL;

@@ -4,8 +4,9 @@
  * In this process, concurrent misses of a key join one fill. Across
  * processes, a fill first takes the key's lock in Redis:
  *
- *     SET <key>:lock <token> NX PX <lock_timeout>   and, pipelined,   GET <key>
+ *     SET <key>:lock <token> NX PX <lock_timeout>   and, after it,   GET <key>
  *
+ * (for all the fills of a loop turn, one script call: store.h), then:
  *  - lock taken, entry fresh: another instance's fill landed just before;
  *    release the lock and answer from the entry.
  *  - lock taken: fetch, index the value under its tags, then store only if
@@ -51,7 +52,7 @@
 #define UNSUBSCRIBED_POLL_MS 100
 
 typedef enum fill_state {
-    FILL_LOCKING,  /* SET NX + GET sent */
+    FILL_LOCKING,  /* SET NX + GET queued or sent */
     FILL_WAITING,  /* lock held elsewhere; waiting for its broadcast */
     FILL_CHECKING, /* re-reading the entry after a broadcast */
     FILL_FETCHING, /* the policy's fetch runs here */
@@ -111,6 +112,7 @@ typedef struct fill {
 static dict_t fills; /* rkey -> fill in flight in this process */
 static uint64_t token_seq;
 static bool shutting_down;
+static buf_t landed_msg; /* a store's "F" is formatted here; store.c copies it */
 
 static void fill_lock(fill_t *f);
 static void fill_fetch(fill_t *f);
@@ -338,9 +340,19 @@ static void store_entry(fill_t *f)
     int rc;
     f->refs++;
     if (f->own_lock) {
+        /* The "F" goes with the store (batched per loop turn), after the
+         * entry: a waiter that re-reads finds it. */
+        buf_reset(&landed_msg);
+        bcast_landed_msg(&landed_msg, &f->rkey);
         f->own_lock = false; /* the script drops it */
         rc = store_put_if_locked(f->rkey.data, f->rkey.len, f->lkey.data, f->lkey.len, f->token,
-                                 val->data, val->len, f->st.px, on_stored, f);
+                                 val->data, val->len, f->st.px, bcast_channel()->data,
+                                 bcast_channel()->len, landed_msg.data, landed_msg.len, on_stored,
+                                 f);
+        if (rc == 0) {
+            f->ns->stats.stores++;
+            return;
+        }
     } else {
         bool nx = f->blind && !f->strict; /* only REFRESH asks to replace */
         rc = store_put(f->rkey.data, f->rkey.len, val->data, val->len, f->st.px, nx, on_stored, f);
@@ -630,23 +642,17 @@ static void recheck(fill_t *f)
  * Taking the lock
  * ------------------------------------------------------------------------- */
 
-static void on_lock_set(void *priv, const store_result_t *r)
+/* The lock and the entry read after it, in one reply (store_lock_read). */
+static void on_locked(void *priv, const store_result_t *lr, const store_result_t *r)
 {
     fill_t *f = priv;
-    if (r->status == STORE_DOWN || r->status == STORE_ERROR)
+    if (lr->status == STORE_DOWN || lr->status == STORE_ERROR)
         f->lock = LOCK_FAILED;
-    else if (r->status == STORE_OK)
+    else if (lr->status == STORE_OK)
         f->lock = LOCK_TAKEN;
     else
         f->lock = LOCK_HELD; /* nil: NX refused */
     if (f->lock == LOCK_TAKEN) f->own_lock = true;
-    fill_unref(f);
-}
-
-/* The GET pipelined after SET NX: its reply always comes second. */
-static void on_lock_get(void *priv, const store_result_t *r)
-{
-    fill_t *f = priv;
     if (f->state != FILL_LOCKING) { /* taken over meanwhile */
         release_lock(f);
         fill_unref(f);
@@ -682,19 +688,12 @@ static void fill_lock(fill_t *f)
     f->landed = false; /* what landed before is in the replies to come */
     long long lease = (long long)lock_timeout_ms(f);
     f->refs++;
-    if (store_lock(f->lkey.data, f->lkey.len, f->token, lease, on_lock_set, f) != 0) {
+    f->epoch = cache_inval_epoch;
+    if (store_lock_read(f->lkey.data, f->lkey.len, f->token, lease, f->rkey.data, f->rkey.len,
+                        on_locked, f) != 0) {
         f->refs--;
         f->blind = true;
         fill_fetch(f); /* Redis down: fail open, coalesced in this process only */
-        return;
-    }
-    f->refs++;
-    f->epoch = cache_inval_epoch;
-    if (store_get(f->rkey.data, f->rkey.len, on_lock_get, f) != 0) {
-        f->refs--;
-        /* The link dropped between the two: on_lock_set gets NULL; fetch. */
-        f->blind = true;
-        fill_fetch(f);
         return;
     }
     if (f->wait_started) arm_timer(f); /* keep the total wait bounded */
@@ -891,7 +890,7 @@ static void fill_remote_landed(const char *rkey, size_t len)
     if (f->state == FILL_WAITING)
         recheck(f);
     else if (f->state == FILL_LOCKING)
-        f->landed = true; /* see on_lock_get */
+        f->landed = true; /* see on_locked */
 }
 
 static void fills_resync(void)
@@ -986,4 +985,5 @@ void fills_shutdown(void)
 void fills_close(void)
 {
     dict_free(&fills);
+    buf_free(&landed_msg);
 }

@@ -4,7 +4,7 @@
  * l1_ttl seconds (never past its entry's freshness); invalidations in this
  * process drop it at once and those from other instances arrive by the
  * pub/sub broadcast (SPEC §3: within 100 ms). Total size is capped; the
- * oldest items go first. */
+ * oldest items go first (in batches of about a sixteenth of the tier). */
 #ifndef LC_L1_H
 #define LC_L1_H
 
@@ -42,5 +42,8 @@ void l1_clear(void);
 
 size_t l1_entries(void);
 size_t l1_bytes(void);
+/* Bytes of an item's fixed header (the rest is packed with its key and
+ * value); for bench/l1_memory.sh and the unit test. */
+size_t l1_item_header_size(void);
 
 #endif

@@ -121,11 +121,19 @@ static store_stats_t stats;
 static buf_t scratch; /* commands are formatted here; backend copies them */
 
 static void flush_reads(void);
+static void flush_writes(void);
+/* Send whichever batch is open (at most one is), so a call issued now
+ * comes after it. */
+static void flush_pending(void)
+{
+    flush_reads();
+    flush_writes();
+}
 
 /* Send the command in scratch; cb may be NULL (fire and forget). */
 static int send_cmd(store_cb cb, void *priv)
 {
-    flush_reads(); /* keep the order of calls */
+    flush_pending(); /* keep the order of calls */
     int rc;
     if (!cb) {
         rc = backend_cmd_formatted(NULL, NULL, scratch.data, scratch.len);
@@ -146,11 +154,11 @@ static int send_cmd(store_cb cb, void *priv)
 enum script_id {
     SC_SET_UNLOCK,
     SC_DEL_UNLOCK,
-    SC_PUT_IF_LOCKED,
     SC_RELEASE,
     SC_TAG_ADD,
     SC_GEN_SYNC,
     SC_GEN_FLUSH,
+    SC_PUT_BATCH,
     SC_COUNT
 };
 
@@ -181,10 +189,6 @@ static struct script {
     [SC_SET_UNLOCK] = {"redis.call('del',KEYS[2]) "
                        "return redis.call('set',KEYS[1],ARGV[1],'px',ARGV[2])"},
     [SC_DEL_UNLOCK] = {"redis.call('del',KEYS[2]) return redis.call('del',KEYS[1])"},
-    /* Store only while the lock is still ours, and release it. */
-    [SC_PUT_IF_LOCKED] = {"if redis.call('get',KEYS[2])==ARGV[1] then "
-                          "redis.call('set',KEYS[1],ARGV[2],'px',ARGV[3]) "
-                          "redis.call('del',KEYS[2]) return 1 end return 0"},
     /* Release a lock only if it is still ours. */
     [SC_RELEASE] = {"if redis.call('get',KEYS[1])==ARGV[1] then "
                     "return redis.call('del',KEYS[1]) end return 0"},
@@ -204,6 +208,19 @@ static struct script {
     [SC_GEN_FLUSH] = {READ_GEN "if m>g then g=m end g=g+1 if g>" GEN_MAX_LUA " then "
                                "return redis.error_reply('namespace generation at its maximum') "
                                "end redis.call('set',KEYS[1],string.format('%.0f',g)) return g"},
+    /* A turn's stores if locked: ARGV[1] the channel; for each pair of
+     * keys (entry, lock), args token, value, px, message: store while the
+     * lock holds token and drop the lock (1), else 0; then PUBLISH the
+     * message (if not empty), after the entry as a separate PUBLISH
+     * would be. */
+    [SC_PUT_BATCH] = {"local r,c={},ARGV[1] for n=1,#KEYS/2 do "
+                      "local k,l,a=KEYS[2*n-1],KEYS[2*n],4*n-2 "
+                      "local g=redis.pcall('get',l) "
+                      "if type(g)=='table' and g.err then r[n]=g elseif g==ARGV[a] then "
+                      "local s=redis.pcall('set',k,ARGV[a+1],'px',ARGV[a+2]) "
+                      "if type(s)=='table' and s.err then r[n]=s else "
+                      "redis.call('del',l) r[n]=1 end else r[n]=0 end "
+                      "if #ARGV[a+3]>0 then redis.pcall('publish',c,ARGV[a+3]) end end return r"},
 };
 
 static void load_script(enum script_id id)
@@ -231,6 +248,7 @@ static void on_link_up(void)
  * with the text that a NOSCRIPT answer needs. */
 typedef struct script_call {
     store_cb cb;
+    void (*raw)(void *priv, const redisReply *r); /* instead of cb: a batch's array */
     void *priv;
     enum script_id id;
     unsigned loads; /* `loads` when it was sent */
@@ -254,6 +272,14 @@ static void on_script_reply(void *priv, redisReply *reply)
         if (script_send(sc, true) == 0) return;
         reply = NULL; /* the link went down meanwhile */
     }
+    if (sc->raw) {
+        void (*raw)(void *, const redisReply *) = sc->raw;
+        void *rpriv = sc->priv;
+        buf_free(&sc->args);
+        free(sc);
+        raw(rpriv, reply);
+        return;
+    }
     store_result_t r;
     decode(reply, &r);
     store_cb cb = sc->cb;
@@ -275,7 +301,7 @@ static int script_send(script_call_t *sc, bool by_text)
     }
     buf_append(&scratch, sc->args.data, sc->args.len);
     sc->loads = loads;
-    flush_reads();
+    flush_pending();
     int rc = backend_cmd_formatted(on_script_reply, sc, scratch.data, scratch.len);
     buf_reset(&scratch);
     return rc;
@@ -413,12 +439,22 @@ static void on_prepare(uv_prepare_t *h)
 {
     uv_prepare_stop(h);
     reads.armed = false;
-    flush_reads();
+    flush_pending();
+}
+
+/* Send the open batch before the loop next polls. */
+static void arm_prepare(void)
+{
+    if (!reads.armed && reads.ready) {
+        reads.armed = true;
+        uv_prepare_start(&reads.prepare, on_prepare);
+    }
 }
 
 int store_get(const char *key, size_t len, store_cb cb, void *priv)
 {
     if (!backend_up()) return -1;
+    flush_writes(); /* one batch open at a time: the order of calls */
     if (reads.cmd.len == 0) {
         buf_reserve(&reads.cmd, HEADER_ROOM + 64);
         reads.cmd.len = HEADER_ROOM;
@@ -429,14 +465,279 @@ int store_get(const char *key, size_t len, store_cb cb, void *priv)
         reads.w = xrealloc(reads.w, reads.cap * sizeof(call_t));
     }
     reads.w[reads.n++] = (call_t){cb, priv};
-    if (reads.n >= reads.limit) {
+    if (reads.n >= reads.limit || !reads.ready) /* !ready: no loop to wait for (unit tests) */
         flush_reads();
-    } else if (!reads.armed && reads.ready) {
-        reads.armed = true;
-        uv_prepare_start(&reads.prepare, on_prepare);
-    } else if (!reads.ready) {
-        flush_reads(); /* no loop to wait for (unit tests) */
+    else
+        arm_prepare();
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Batched fill writes
+ *
+ * Besides its read, a miss costs two writes: taking the fill lock (with a
+ * read of the entry after it) and the store if the lock is still ours
+ * (with its "F" broadcast). Those issued in one loop turn are collected
+ * and sent when the loop is about to poll, as reads are:
+ *  - locks: one SET NX PX per key, then one MGET of all their entries
+ *    (each key's read still comes after its own lock; a key's commands
+ *    never meet another key's);
+ *  - stores: one script call for the batch, each key checked, stored,
+ *    unlocked and broadcast in turn.
+ * Measured (docs/PERFORMANCE.md, issue 7): Redis pays for a call inside a
+ * script about what it pays for a command, so the locks stay commands and
+ * only their reads are merged; the store, a script anyway, pays its
+ * set-up once per batch, and its PUBLISH rides along. Order is kept as
+ * for reads: one batch (reads, locks or stores) is open at a time, and
+ * any other call sends it first. Each key's result is its own: the store
+ * script runs each key's commands with redis.pcall, so one key's error (a
+ * wrong type) is that key's answer alone, as its own call's was. A
+ * batch's keys may lie in different hash slots, as an MGET's do;
+ * per-node routing will split batches per slot, as it will MGETs.
+ * ------------------------------------------------------------------------- */
+
+/* Items per write batch, as for reads; and about this many bytes of
+ * values per store batch (at least one), so a large value goes alone. */
+#define WRITE_BATCH_MAX   16
+#define WRITE_BATCH_BYTES (1024 * 1024)
+
+typedef enum write_kind { W_NONE, W_LOCKS, W_PUTS } write_kind_t;
+
+typedef struct write_item {
+    store_lock_cb lock_cb; /* W_LOCKS */
+    store_cb put_cb;       /* W_PUTS */
+    void *priv;
+    size_t off, len;        /* W_LOCKS: its SET NX in writes.cmds */
+    store_status_t lock;    /* W_LOCKS: the SET NX's answer ... */
+    char *err;              /* ... and its error text */
+    struct write_batch *of; /* W_LOCKS, while sent */
+} write_item_t;
+
+typedef struct write_batch {
+    write_kind_t kind;
+    size_t n;
+    size_t pending; /* W_LOCKS: replies still to come (the SET NXs, the MGET) */
+    write_item_t w[];
+} write_batch_t;
+
+static struct {
+    write_kind_t kind; /* the open batch; W_NONE when none is */
+    buf_t cmds;        /* W_LOCKS: SET NX commands back to back; W_PUTS: keys */
+    buf_t args;        /* W_LOCKS: HEADER_ROOM, then the entry keys; W_PUTS: args */
+    int nkeys, nargs;  /* W_PUTS */
+    write_item_t *w;
+    size_t n, cap;
+} writes;
+
+static void free_batch(write_batch_t *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        free(b->w[i].err);
+    free(b);
+}
+
+/* The locks' answers, with their entries from reply (the MGET's; NULL:
+ * none came). */
+static void answer_locks(write_batch_t *b, const redisReply *reply)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        write_item_t *it = &b->w[i];
+        store_result_t lr = {
+            .status = it->lock, .str = it->err, .len = it->err ? strlen(it->err) : 0};
+        store_result_t er;
+        if (b->n == 1)
+            decode(reply, &er);
+        else if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == b->n)
+            decode(reply->element[i], &er);
+        else if (reply && reply->type == REDIS_REPLY_ERROR)
+            decode(reply, &er);
+        else
+            er = (store_result_t){.status = STORE_DOWN};
+        it->lock_cb(it->priv, &lr, &er);
     }
+    free_batch(b);
+}
+
+static void on_lock_set(void *priv, redisReply *reply)
+{
+    write_item_t *it = priv;
+    store_result_t r;
+    decode(reply, &r);
+    it->lock = r.status;
+    if (r.status == STORE_ERROR) it->err = xmemdup(r.str, r.len);
+    write_batch_t *b = it->of;
+    if (--b->pending == 0) answer_locks(b, NULL); /* the MGET could not be sent */
+}
+
+static void on_lock_reads(void *priv, redisReply *reply)
+{
+    write_batch_t *b = priv;
+    /* The SET NXs went first on the link: their answers are in. */
+    if (--b->pending == 0) answer_locks(b, reply);
+}
+
+static void answer_puts(write_batch_t *b, const redisReply *reply)
+{
+    bool whole = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == b->n;
+    for (size_t i = 0; i < b->n; i++) {
+        store_result_t r;
+        if (whole)
+            decode(reply->element[i], &r);
+        else if (reply && reply->type == REDIS_REPLY_ERROR)
+            decode(reply, &r); /* the batch failed: each key gets the error */
+        else
+            r = (store_result_t){.status = STORE_DOWN};
+        b->w[i].put_cb(b->w[i].priv, &r);
+    }
+}
+
+static void on_puts(void *priv, const redisReply *reply)
+{
+    write_batch_t *b = priv;
+    answer_puts(b, reply);
+    free_batch(b);
+}
+
+static void send_locks(write_batch_t *b)
+{
+    size_t n = b->n;
+    b->pending = n + 1;
+    for (size_t i = 0; i < n; i++) {
+        write_item_t *it = &b->w[i];
+        it->of = b;
+        if (backend_cmd_formatted(on_lock_set, it, writes.cmds.data + it->off, it->len) != 0) {
+            it->lock = STORE_DOWN;
+            b->pending--;
+        }
+    }
+    char head[HEADER_ROOM];
+    int hl = n == 1 ? snprintf(head, sizeof(head), "*2\r\n$3\r\nGET\r\n")
+                    : snprintf(head, sizeof(head), "*%zu\r\n$4\r\nMGET\r\n", n + 1);
+    char *start = writes.args.data + HEADER_ROOM - hl;
+    memcpy(start, head, (size_t)hl);
+    size_t len = writes.args.len - (HEADER_ROOM - (size_t)hl);
+    if (backend_cmd_formatted(on_lock_reads, b, start, len) != 0 && --b->pending == 0)
+        answer_locks(b, NULL); /* none of it went out */
+}
+
+static void send_puts(write_batch_t *b)
+{
+    script_call_t *sc = xcalloc(1, sizeof(*sc));
+    sc->raw = on_puts;
+    sc->priv = b;
+    sc->id = SC_PUT_BATCH;
+    fmt_ll(&sc->args, writes.nkeys);
+    buf_append(&sc->args, writes.cmds.data, writes.cmds.len);
+    buf_append(&sc->args, writes.args.data, writes.args.len);
+    sc->argc = 1 + writes.nkeys + writes.nargs;
+    if (!backend_up() || script_send(sc, false) != 0) { /* the link went down meanwhile */
+        buf_free(&sc->args);
+        free(sc);
+        answer_puts(b, NULL);
+        free_batch(b);
+    }
+}
+
+static void flush_writes(void)
+{
+    if (writes.n == 0) return;
+    size_t n = writes.n;
+    write_batch_t *b = xmalloc(sizeof(*b) + n * sizeof(write_item_t));
+    b->kind = writes.kind;
+    b->n = n;
+    memcpy(b->w, writes.w, n * sizeof(write_item_t));
+    /* Closed before sending (script_send sends what is open first); the
+     * buffers are reset once sent. */
+    writes.n = 0;
+    writes.kind = W_NONE;
+    if (b->kind == W_LOCKS)
+        send_locks(b);
+    else
+        send_puts(b);
+    writes.nkeys = writes.nargs = 0;
+    buf_reset(&writes.cmds);
+    buf_reset(&writes.args);
+}
+
+/* Open (or join) a batch of kind; returns the item to fill in. */
+static write_item_t *write_begin(write_kind_t kind)
+{
+    flush_reads();
+    if (writes.kind != kind) flush_writes();
+    writes.kind = kind;
+    if (writes.n == writes.cap) {
+        writes.cap = writes.cap ? 2 * writes.cap : WRITE_BATCH_MAX;
+        writes.w = xrealloc(writes.w, writes.cap * sizeof(write_item_t));
+    }
+    write_item_t *it = &writes.w[writes.n];
+    *it = (write_item_t){0};
+    return it;
+}
+
+static void write_queued(void)
+{
+    writes.n++;
+    if (writes.n >= WRITE_BATCH_MAX || writes.args.len >= WRITE_BATCH_BYTES || !reads.ready)
+        flush_writes();
+    else
+        arm_prepare();
+}
+
+int store_lock_read(const char *lock, size_t llen, const char *token, long long px, const char *key,
+                    size_t len, store_lock_cb cb, void *priv)
+{
+    if (!backend_up()) return -1;
+    write_item_t *it = write_begin(W_LOCKS);
+    it->lock_cb = cb;
+    it->priv = priv;
+    it->off = writes.cmds.len;
+    fmt_count(&writes.cmds, 6);
+    fmt_str(&writes.cmds, "SET");
+    fmt_arg(&writes.cmds, lock, llen);
+    fmt_str(&writes.cmds, token);
+    fmt_str(&writes.cmds, "NX");
+    fmt_str(&writes.cmds, "PX");
+    fmt_ll(&writes.cmds, px);
+    it->len = writes.cmds.len - it->off;
+    if (writes.args.len == 0) {
+        buf_reserve(&writes.args, HEADER_ROOM + 64);
+        writes.args.len = HEADER_ROOM;
+    }
+    fmt_arg(&writes.args, key, len);
+    write_queued();
+    return 0;
+}
+
+static void put_key(const char *p, size_t len)
+{
+    fmt_arg(&writes.cmds, p, len);
+    writes.nkeys++;
+}
+
+static void put_arg(const char *p, size_t len)
+{
+    fmt_arg(&writes.args, p, len);
+    writes.nargs++;
+}
+
+int store_put_if_locked(const char *key, size_t len, const char *lock, size_t llen,
+                        const char *token, const char *val, size_t vlen, long long px,
+                        const char *channel, size_t clen, const char *msg, size_t mlen, store_cb cb,
+                        void *priv)
+{
+    if (!backend_up()) return -1;
+    write_item_t *it = write_begin(W_PUTS);
+    it->put_cb = cb;
+    it->priv = priv;
+    if (writes.n == 0) put_arg(channel, clen);
+    put_key(key, len);
+    put_key(lock, llen);
+    put_arg(token, strlen(token));
+    put_arg(val, vlen);
+    fmt_ll(&writes.args, px);
+    writes.nargs++;
+    put_arg(msg ? msg : "", msg ? mlen : 0);
+    write_queued();
     return 0;
 }
 
@@ -464,38 +765,11 @@ int store_del_unlock(const char *key, size_t len, const char *lock, size_t llen,
     return script_go(sc);
 }
 
-int store_lock(const char *lock, size_t llen, const char *token, long long px, store_cb cb,
-               void *priv)
-{
-    if (!backend_up()) return -1;
-    fmt_count(&scratch, 6);
-    fmt_str(&scratch, "SET");
-    fmt_arg(&scratch, lock, llen);
-    fmt_str(&scratch, token);
-    fmt_str(&scratch, "NX");
-    fmt_str(&scratch, "PX");
-    fmt_ll(&scratch, px);
-    return send_cmd(cb, priv);
-}
-
 int store_release(const char *lock, size_t llen, const char *token)
 {
     script_call_t *sc = script_begin(SC_RELEASE, 1, NULL, NULL);
     script_arg(sc, lock, llen);
     script_arg(sc, token, strlen(token));
-    return script_go(sc);
-}
-
-int store_put_if_locked(const char *key, size_t len, const char *lock, size_t llen,
-                        const char *token, const char *val, size_t vlen, long long px, store_cb cb,
-                        void *priv)
-{
-    script_call_t *sc = script_begin(SC_PUT_IF_LOCKED, 2, cb, priv);
-    script_arg(sc, key, len);
-    script_arg(sc, lock, llen);
-    script_arg(sc, token, strlen(token));
-    script_arg(sc, val, vlen);
-    script_arg_ll(sc, px);
     return script_go(sc);
 }
 
@@ -631,7 +905,7 @@ static void on_scan(void *priv, redisReply *reply)
 
 static int send_scan(store_scan_cb cb, void *priv)
 {
-    flush_reads();
+    flush_pending();
     scan_call_t *c = xmalloc(sizeof(*c));
     *c = (scan_call_t){cb, priv};
     int rc = backend_cmd_formatted(on_scan, c, scratch.data, scratch.len);
@@ -690,7 +964,7 @@ void store_init(uv_loop_t *loop)
 
 void store_close(void)
 {
-    flush_reads();
+    flush_pending();
     if (reads.ready) {
         uv_prepare_stop(&reads.prepare);
         uv_close((uv_handle_t *)&reads.prepare, NULL);
@@ -701,6 +975,11 @@ void store_close(void)
     reads.w = NULL;
     reads.n = reads.cap = 0;
     buf_free(&reads.cmd);
+    free(writes.w);
+    writes.w = NULL;
+    writes.n = writes.cap = 0;
+    buf_free(&writes.cmds);
+    buf_free(&writes.args);
     buf_free(&scratch);
     backend_on_up(NULL);
 }

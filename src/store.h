@@ -59,15 +59,23 @@ int store_set_unlock(const char *key, size_t len, const char *lock, size_t llen,
 int store_del_unlock(const char *key, size_t len, const char *lock, size_t llen, store_cb cb,
                      void *priv);
 
-/* Take the fill lock (SET NX PX): OK when taken, NIL when another holds it. */
-int store_lock(const char *lock, size_t llen, const char *token, long long px, store_cb cb,
-               void *priv);
+/* A fill's lock and store are batched per loop turn: the calls of one
+ * turn go to Redis as one script call (store.c, "Batched fill writes"),
+ * each key with its own result. */
+
+/* Take the fill lock (SET NX PX) and read the entry after it: lock OK
+ * when taken, NIL when another holds it; entry as store_get's. */
+typedef void (*store_lock_cb)(void *priv, const store_result_t *lock, const store_result_t *entry);
+int store_lock_read(const char *lock, size_t llen, const char *token, long long px, const char *key,
+                    size_t len, store_lock_cb cb, void *priv);
 /* Release the lock if it still holds token. Fire and forget. */
 int store_release(const char *lock, size_t llen, const char *token);
-/* Store the entry if the lock still holds token, and release it, in one
- * script: integer 1 stored, 0 not (the lock was lost). */
+/* Store the entry if the lock still holds token, and release it: integer
+ * 1 stored, 0 not (the lock was lost). Then PUBLISH msg on channel (msg
+ * NULL: none), whether stored or not. */
 int store_put_if_locked(const char *key, size_t len, const char *lock, size_t llen,
-                        const char *token, const char *val, size_t vlen, long long px, store_cb cb,
+                        const char *token, const char *val, size_t vlen, long long px,
+                        const char *channel, size_t clen, const char *msg, size_t mlen, store_cb cb,
                         void *priv);
 /* SET PX (nx: only if absent; NIL when it was present). */
 int store_put(const char *key, size_t len, const char *val, size_t vlen, long long px, bool nx,

@@ -218,8 +218,11 @@ function M.new(o)
     local ttl_fn = type(policy.ttl) == "function" and policy.ttl or nil
     local rt = {}
 
-    function rt.make_ctx(h, id)
-        local phttp = prims.http
+    local phttp, psleep = prims.http, prims.sleep
+    local log = make_log(prims.log) -- no per-fetch state: shared by every ctx
+
+    -- ctx.http of the fetch whose handle is h.
+    local function make_http(h)
         -- Levels: 1 is request(), 2 the ctx.http function, 3 the policy.
         local function request(req)
             local method, url, body, timeout, hdrs, n = check_request(req, 4)
@@ -255,22 +258,42 @@ function M.new(o)
             local res = request(req)
             return res
         end
-        local psleep, plog = prims.sleep, prims.log
-        return {
-            ns = ns,
-            id = id,
-            key = ns .. ":" .. id,
-            http = http,
-            sleep = function(seconds)
-                if not nonneg(seconds) then
-                    error("ctx.sleep expects a number of seconds >= 0 " .. got(seconds), 2)
+        return http
+    end
+
+    local function make_sleep(h)
+        return function(seconds)
+            if not nonneg(seconds) then
+                error("ctx.sleep expects a number of seconds >= 0 " .. got(seconds), 2)
+            end
+            if not can_park() then error(NO_PARK, 2) end
+            psleep(h, seconds)
+        end
+    end
+
+    -- ns, id, now and log are plain fields; http, sleep and key are made
+    -- on first use (by the metatable, protected) and then stored in ctx:
+    -- most fetches use one or two of them, and each closure a fetch
+    -- creates is work for the allocator and the collector on every miss.
+    function rt.make_ctx(h, id)
+        local ctx = { ns = ns, id = id, now = prims.now, log = log }
+        return setmetatable(ctx, {
+            __metatable = false,
+            __index = function(t, k)
+                local v
+                if k == "http" then
+                    v = make_http(h)
+                elseif k == "sleep" then
+                    v = make_sleep(h)
+                elseif k == "key" then
+                    v = ns .. ":" .. id
+                else
+                    return nil
                 end
-                if not can_park() then error(NO_PARK, 2) end
-                psleep(h, seconds)
+                rawset(t, k, v)
+                return v
             end,
-            now = prims.now,
-            log = make_log(plog),
-        }
+        })
     end
 
     -- Returns value, ttl, tag... ; value nil means not found (ttl is then

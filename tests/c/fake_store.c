@@ -4,6 +4,7 @@
 #include "fake_store.h"
 
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -197,13 +198,48 @@ static void keep_token(fs_call_t *c, const char *token)
     c->token[n] = '\0';
 }
 
-int store_lock(const char *lock, size_t llen, const char *token, long long px, store_cb cb,
-               void *priv)
+/* store_lock_read is recorded as two calls, a LOCK and a GET, answered one
+ * by one in that order (as Redis answers the pipeline); its callback runs
+ * once the GET is answered, with both results. */
+typedef struct lock_read {
+    store_lock_cb cb;
+    void *priv;
+    store_result_t lock;
+    char err[128];
+    bool lock_answered;
+} lock_read_t;
+
+static void on_lock_part(void *priv, const store_result_t *r)
+{
+    lock_read_t *lr = priv;
+    lr->lock = *r;
+    if (r->str) { /* valid only now: keep an error's text */
+        snprintf(lr->err, sizeof(lr->err), "%.*s", (int)r->len, r->str);
+        lr->lock.str = lr->err;
+        lr->lock.len = strlen(lr->err);
+    }
+    lr->lock_answered = true;
+}
+
+static void on_read_part(void *priv, const store_result_t *r)
+{
+    lock_read_t *lr = priv;
+    if (!lr->lock_answered) abort(); /* a test bug: Redis answers in order */
+    lr->cb(lr->priv, &lr->lock, r);
+    free(lr);
+}
+
+int store_lock_read(const char *lock, size_t llen, const char *token, long long px, const char *key,
+                    size_t len, store_lock_cb cb, void *priv)
 {
     if (!up) return -1;
-    fs_call_t *c = record(FS_LOCK, lock, llen, cb, priv);
+    lock_read_t *lr = xcalloc(1, sizeof(*lr));
+    lr->cb = cb;
+    lr->priv = priv;
+    fs_call_t *c = record(FS_LOCK, lock, llen, on_lock_part, lr);
     keep_token(c, token);
     c->px = px;
+    record(FS_GET, key, len, on_read_part, lr);
     return 0;
 }
 
@@ -215,11 +251,14 @@ int store_release(const char *lock, size_t llen, const char *token)
 }
 
 int store_put_if_locked(const char *key, size_t len, const char *lock, size_t llen,
-                        const char *token, const char *val, size_t vlen, long long px, store_cb cb,
+                        const char *token, const char *val, size_t vlen, long long px,
+                        const char *channel, size_t clen, const char *msg, size_t mlen, store_cb cb,
                         void *priv)
 {
     LC_UNUSED(lock);
     LC_UNUSED(llen);
+    if (up && msg) /* the "F" that goes with the store, recorded after it */
+        record_val(FS_PUBLISH, channel, clen, msg, mlen, 0, NULL, NULL);
     if (!up) return -1;
     keep_token(record_val(FS_PUT_IF_LOCKED, key, len, val, vlen, px, cb, priv), token);
     return 0;

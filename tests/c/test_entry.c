@@ -48,6 +48,42 @@ static void test_negative_and_error(void)
     buf_free(&b);
 }
 
+/* The hand-written encoder writes exactly what printf would, for every
+ * field at its extremes (appending after what the buffer holds). */
+static void test_encode_matches_printf(void)
+{
+    const long long vals[] = {0,
+                              1,
+                              -1,
+                              9,
+                              10,
+                              1700000000123LL,
+                              -1700000000123LL,
+                              9223372036854775807LL,
+                              -9223372036854775807LL - 1};
+    size_t nv = sizeof(vals) / sizeof(vals[0]);
+    for (size_t i = 0; i < nv; i++) {
+        long long a = vals[i], b = vals[(i + 3) % nv], c = vals[(i + 5) % nv];
+        entry_t e = {.kind = ENTRY_ERROR,
+                     .version = a,
+                     .gen = b,
+                     .fresh_until = c,
+                     .stale_until = a,
+                     .error_until = b,
+                     .fetch_ms = c,
+                     .stored_at = a,
+                     .value = "boom",
+                     .len = 4};
+        buf_t got = {0}, want = {0};
+        buf_append(&got, "xy", 2);
+        entry_encode(&got, &e);
+        buf_printf(&want, "xyLC1 e %lld %lld %lld %lld %lld %lld %lld\nboom", a, b, c, a, b, c, a);
+        CHECK(got.len == want.len && memcmp(got.data, want.data, got.len) == 0);
+        buf_free(&got);
+        buf_free(&want);
+    }
+}
+
 static void test_decode_rejects_garbage(void)
 {
     entry_t d;
@@ -346,6 +382,7 @@ int main(void)
     RUN(test_decode_number_lengths);
     RUN(test_roundtrip_binary);
     RUN(test_negative_and_error);
+    RUN(test_encode_matches_printf);
     RUN(test_decode_rejects_garbage);
     RUN(test_states);
     RUN(test_jitter);

@@ -147,6 +147,22 @@ describe("luacached.runtime", function()
             return body(ctx, prims), prims
         end
 
+        it("makes http, sleep and key once per fetch, each ctx its own", function()
+            local rt = rt_for({ fetch = print }, fake_prims())
+            local a, b = rt.make_ctx("H1", "1"), rt.make_ctx("H2", "2")
+            assert.are.equal(a.http, a.http)
+            assert.are.equal(a.sleep, a.sleep)
+            assert.are_not.equal(a.http, b.http)
+            assert.are_not.equal(a.sleep, b.sleep)
+            assert.are.equal(a.log, b.log) -- no per-fetch state
+            assert.are.equal("widget:2", b.key)
+            b.id = "changed" -- the key stays the fetch's
+            assert.are.equal("widget:2", b.key)
+            assert.is_nil(a.nope)
+            assert.is_false(getmetatable(a))
+            assert.has_error(function() setmetatable(a, {}) end)
+        end)
+
         it("names the key", function()
             with_ctx(function(ctx)
                 assert.are.equal("widget", ctx.ns)
