@@ -139,7 +139,7 @@ static int agree(const char *s, size_t n)
 static void test_every_type(void)
 {
     AGREE("+OK\r\n-ERR wrong\r\n:42\r\n:-7\r\n$3\r\nabc\r\n$0\r\n\r\n$-1\r\n*-1\r\n*0\r\n");
-    AGREE("$5\r\na\0b\r\n\r\n"); /* binary, with a CRLF inside */
+    AGREE("$5\r\na\0b\r\n\r\n");  /* binary, with a CRLF inside */
     AGREE("+a\nb\r\n-\r\n+\r\n"); /* a bare LF in a status; empty lines */
 }
 
