@@ -516,20 +516,27 @@ static struct link_req *req_new(struct redis_link *link, const char *step, backe
 
 static int link_write(struct redis_link *link, struct link_req *req, const char *cmd, size_t len);
 
+/* A command hiredis formatted (n bytes, or n < 0 when it could not) goes
+ * out through our own write path; the formatted copy is freed either way. */
+static int link_write_formatted(struct redis_link *link, struct link_req *req, char *cmd, int n)
+{
+    if (n < 0) {
+        free(req);
+        return -1;
+    }
+    int rc = link_write(link, req, cmd, (size_t)n);
+    redisFreeCommand(cmd);
+    return rc;
+}
+
 static int link_send_argv(struct redis_link *link, const char *step, backend_cb cb, void *priv,
                           int argc, const char **argv, const size_t *lens)
 {
     struct link_req *req = req_new(link, step, cb, priv);
     if (link->direct) {
-        char *cmd;
+        char *cmd = NULL;
         int n = redisFormatCommandArgv(&cmd, argc, argv, lens);
-        if (n < 0) {
-            free(req);
-            return -1;
-        }
-        int rc = link_write(link, req, cmd, (size_t)n);
-        redisFreeCommand(cmd);
-        return rc;
+        return link_write_formatted(link, req, cmd, n);
     }
     size_t obuf = sdslen(link->ac->c.obuf);
     if (redisAsyncCommandArgv(link->ac, link_reply_cb, req, argc, argv, lens) != REDIS_OK) {
@@ -545,15 +552,9 @@ static int link_sendv(struct redis_link *link, backend_cb cb, void *priv, const 
 {
     struct link_req *req = req_new(link, NULL, cb, priv);
     if (link->direct) {
-        char *cmd;
+        char *cmd = NULL;
         int n = redisvFormatCommand(&cmd, fmt, ap);
-        if (n < 0) {
-            free(req);
-            return -1;
-        }
-        int rc = link_write(link, req, cmd, (size_t)n);
-        redisFreeCommand(cmd);
-        return rc;
+        return link_write_formatted(link, req, cmd, n);
     }
     size_t obuf = sdslen(link->ac->c.obuf);
     if (redisvAsyncCommand(link->ac, link_reply_cb, req, fmt, ap) != REDIS_OK) {
