@@ -315,6 +315,31 @@ static void between_tests(void)
     memset(&ns_w->stats, 0, sizeof(ns_w->stats));
 }
 
+/* A GET of w:id that misses: its lookup answered "no entry", then the
+ * fill's lock and its re-read, both still unanswered. false (the test
+ * marked failed) when a call did not come. */
+static bool start_fill(const char *id, answer_t **a, fs_call_t **lock, fs_call_t **lget)
+{
+    char key[64];
+    snprintf(key, sizeof(key), "w:%s", id);
+    *a = get(key);
+    fs_call_t *c = expect(FS_GET, rkey_of(id));
+    if (!c) {
+        fprintf(stderr, "    no lookup of %s\n", key);
+        test_failed = 1;
+        return false;
+    }
+    fs_answer_nil(c);
+    *lock = expect(FS_LOCK, lock_of(id));
+    *lget = expect(FS_GET, rkey_of(id));
+    if (!*lock || !*lget) {
+        fprintf(stderr, "    no lock and re-read for %s\n", key);
+        test_failed = 1;
+        return false;
+    }
+    return true;
+}
+
 /* ---------------------------------------------------------------------------
  * Tests
  * ------------------------------------------------------------------------- */
@@ -357,13 +382,9 @@ static void test_miss_fill_hit(void)
  * answer from the other instance's value, fetching nothing. */
 static void test_broadcast_overtakes_lock_reply(void)
 {
-    answer_t *a = get("w:2");
-    fs_call_t *c = expect(FS_GET, rkey_of("2"));
-    REQUIRE(c);
-    fs_answer_nil(c);
-    fs_call_t *lock = expect(FS_LOCK, lock_of("2"));
-    fs_call_t *lget = expect(FS_GET, rkey_of("2"));
-    REQUIRE(lock && lget);
+    answer_t *a;
+    fs_call_t *lock, *lget;
+    if (!start_fill("2", &a, &lock, &lget)) return;
     broadcast('F', rkey_of("2")); /* overtakes both replies */
     fs_answer_nil(lock);          /* NX refused: held elsewhere */
     fs_answer_nil(lget);          /* read before the other store landed */
@@ -387,13 +408,9 @@ static void test_broadcast_overtakes_lock_reply(void)
  * fetches and stores as usual; the stale "F" does no harm. */
 static void test_old_broadcast_while_locking(void)
 {
-    answer_t *a = get("w:3");
-    fs_call_t *c = expect(FS_GET, rkey_of("3"));
-    REQUIRE(c);
-    fs_answer_nil(c);
-    fs_call_t *lock = expect(FS_LOCK, lock_of("3"));
-    fs_call_t *lget = expect(FS_GET, rkey_of("3"));
-    REQUIRE(lock && lget);
+    answer_t *a;
+    fs_call_t *lock, *lget;
+    if (!start_fill("3", &a, &lock, &lget)) return;
     broadcast('F', rkey_of("3"));
     fs_answer_ok(lock);
     fs_answer_nil(lget);
@@ -411,13 +428,9 @@ static void test_old_broadcast_while_locking(void)
  * next GET starts a fill of its own. */
 static void test_del_during_fetch(void)
 {
-    answer_t *a = get("w:slow4");
-    fs_call_t *c = expect(FS_GET, rkey_of("slow4"));
-    REQUIRE(c);
-    fs_answer_nil(c);
-    fs_call_t *lock = expect(FS_LOCK, lock_of("slow4"));
-    fs_call_t *lget = expect(FS_GET, rkey_of("slow4"));
-    REQUIRE(lock && lget);
+    answer_t *a;
+    fs_call_t *lock, *lget;
+    if (!start_fill("slow4", &a, &lock, &lget)) return;
     fs_answer_ok(lock);
     fs_answer_nil(lget); /* the fetch starts: it sleeps 50 ms on the loop */
     answer_t *d = del("w:slow4");
@@ -450,13 +463,9 @@ static void test_del_during_fetch(void)
  * nothing. */
 static void test_invalidation_while_storing(void)
 {
-    answer_t *a = get("w:5");
-    fs_call_t *c = expect(FS_GET, rkey_of("5"));
-    REQUIRE(c);
-    fs_answer_nil(c);
-    fs_call_t *lock = expect(FS_LOCK, lock_of("5"));
-    fs_call_t *lget = expect(FS_GET, rkey_of("5"));
-    REQUIRE(lock && lget);
+    answer_t *a;
+    fs_call_t *lock, *lget;
+    if (!start_fill("5", &a, &lock, &lget)) return;
     fs_answer_ok(lock);
     fs_answer_nil(lget);
     fs_call_t *st = expect(FS_PUT_IF_LOCKED, rkey_of("5"));
@@ -509,13 +518,9 @@ static void test_invalidation_during_lookup(void)
  * (fetches without a lock) and stores nothing it cannot. */
 static void test_redis_lost_mid_fill(void)
 {
-    answer_t *a = get("w:7");
-    fs_call_t *c = expect(FS_GET, rkey_of("7"));
-    REQUIRE(c);
-    fs_answer_nil(c);
-    fs_call_t *lock = expect(FS_LOCK, lock_of("7"));
-    fs_call_t *lget = expect(FS_GET, rkey_of("7"));
-    REQUIRE(lock && lget);
+    answer_t *a;
+    fs_call_t *lock, *lget;
+    if (!start_fill("7", &a, &lock, &lget)) return;
     fs_set_up(false);
     fs_answer_down(lock);
     fs_answer_down(lget);
