@@ -16,67 +16,12 @@
 #include "reply_parse.h"
 #include "util.h"
 #include "check.h"
-
-static void render(const redisReply *r, buf_t *out)
-{
-    switch (r->type) {
-    case REDIS_REPLY_STRING:
-    case REDIS_REPLY_STATUS:
-    case REDIS_REPLY_ERROR:
-        buf_printf(out, "%c%zu:",
-                   r->type == REDIS_REPLY_STRING   ? '$'
-                   : r->type == REDIS_REPLY_STATUS ? '+'
-                                                   : '-',
-                   r->len);
-        buf_append(out, r->str, r->len);
-        if (r->str[r->len] != '\0') buf_append_str(out, "<unterminated>");
-        break;
-    case REDIS_REPLY_INTEGER:
-        buf_printf(out, ":%lld", r->integer);
-        break;
-    case REDIS_REPLY_NIL:
-        buf_append_str(out, "nil");
-        break;
-    case REDIS_REPLY_ARRAY:
-        buf_printf(out, "*%zu[", r->elements);
-        for (size_t i = 0; i < r->elements; i++) {
-            if (i) buf_append_str(out, ",");
-            render(r->element[i], out);
-        }
-        buf_append_str(out, "]");
-        break;
-    default:
-        buf_printf(out, "?%d", r->type);
-    }
-    buf_append_str(out, ";");
-}
+#include "reply_render.h"
 
 /* hiredis's reader: s[0..n) in chunks of chunk bytes (0: whole). */
 static void run_hiredis(const char *s, size_t n, size_t chunk, buf_t *out)
 {
-    redisReader *r = redisReaderCreate();
-    CHECK(r != NULL);
-    buf_reset(out);
-    size_t pos = 0;
-    while (pos < n) {
-        size_t take = chunk && n - pos > chunk ? chunk : n - pos;
-        CHECK(redisReaderFeed(r, s + pos, take) == REDIS_OK);
-        pos += take;
-        for (int guard = 0; guard < 10000; guard++) {
-            void *reply = NULL;
-            if (redisReaderGetReply(r, &reply) != REDIS_OK) {
-                buf_append_str(out, "!");
-                pos = n;
-                break;
-            }
-            if (!reply) break;
-            render(reply, out);
-            freeReplyObject(reply);
-        }
-    }
-    redisReaderFree(r);
-    buf_append(out, "", 1);
-    out->len--;
+    run_reader(NULL, s, n, chunk, false, out);
 }
 
 /* The parser, as backend.c drives it; err gets the last error text. */
