@@ -31,7 +31,8 @@ typedef struct backend_conf {
  * strings point into the link's read buffer). */
 typedef void (*backend_cb)(void *priv, redisReply *reply);
 
-/* Parse the URL now (error text into err, -1) and start connecting. A Redis
+/* Parse the URL now (error text into err, -1) and start connecting (to the
+ * server, the cluster's seeds, or the sentinels, by the URL). A Redis
  * that is down is not an error: the backend keeps retrying. Call it from
  * top-level code, not from inside a backend callback. */
 int backend_init(uv_loop_t *loop, const backend_conf_t *conf, char *err, size_t errlen);
@@ -97,8 +98,38 @@ void backend_on_subscriber_lost(backend_lost_cb cb);
 bool backend_subscribed(void);
 uint64_t backend_subscriber_outages_total(void);
 
-/* PUBLISH on the command connection, fire and forget: 0 queued, -1 when
- * Redis is down (the message is dropped; nothing is retried). */
+/* PUBLISH on a command link, fire and forget: 0 queued, -1 when Redis is
+ * down (the message is dropped; nothing is retried). */
 int backend_publish(const char *channel, const char *msg, size_t len);
+
+/* ---- Routing (Redis Cluster) -------------------------------------------
+ *
+ * With one server (or Sentinel's master) every command goes to it and the
+ * slot is ignored. In a cluster, a command about keys goes to the master
+ * of their slot (all its keys must share it), redirections are followed
+ * below this API, and a master that is down fails its slots alone. */
+
+/* A cluster is in use: batches must not mix slots. */
+bool backend_clustered(void);
+/* The hash slot of key in a cluster, 0 otherwise (cheap). */
+unsigned backend_slot(const char *key, size_t len);
+/* The link that serves slot is up. */
+bool backend_slot_up(unsigned slot);
+/* A formatted command about keys of slot: as backend_cmd_formatted. */
+int backend_send(unsigned slot, backend_cb cb, void *priv, const char *cmd, size_t len);
+/* The masters (1 without a cluster), for commands every one must see
+ * (SCAN): node 0 .. backend_nodes()-1; -1 when that one is down. */
+size_t backend_nodes(void);
+int backend_send_node(size_t node, backend_cb cb, void *priv, const char *cmd, size_t len);
+/* cb(priv) once everything sent before is answered on every node (at once
+ * with one server, whose order is the order of calls): a broadcast about
+ * writes on several nodes goes after them. */
+void backend_barrier(void (*cb)(void *priv), void *priv);
+
+typedef struct backend_cluster_stats {
+    size_t masters, masters_up;
+    uint64_t redirects, refreshes;
+} backend_cluster_stats_t;
+void backend_cluster_stats(backend_cluster_stats_t *out); /* zeros without a cluster */
 
 #endif
