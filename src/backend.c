@@ -188,6 +188,11 @@ unsigned backend_slot(const char *key, size_t len)
     return be.mode == REDIS_MODE_CLUSTER ? hashslot_of(key, len) : 0;
 }
 
+bool backend_any_up(void)
+{
+    return route_any() != NULL;
+}
+
 bool backend_slot_up(unsigned slot)
 {
     return route(slot) != NULL;

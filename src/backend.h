@@ -113,6 +113,8 @@ int backend_publish(const char *channel, const char *msg, size_t len);
 bool backend_clustered(void);
 /* The hash slot of key in a cluster, 0 otherwise (cheap). */
 unsigned backend_slot(const char *key, size_t len);
+/* Some node is up (backend_up(): in a cluster, every slot's master). */
+bool backend_any_up(void);
 /* The link that serves slot is up. */
 bool backend_slot_up(unsigned slot);
 /* A formatted command about keys of slot: as backend_cmd_formatted. */

@@ -32,9 +32,11 @@
 
 static buf_t channel; /* PREFIX:#events, NUL-terminated for the backend */
 
-static void publish(buf_t *msg)
+/* key: the one key the message is about (NULL: several). */
+static void publish(const buf_t *key, buf_t *msg)
 {
-    store_publish(channel.data, channel.len, msg->data, msg->len, NULL, NULL);
+    store_publish(key ? key->data : NULL, key ? key->len : 0, channel.data, channel.len, msg->data,
+                  msg->len, NULL, NULL);
     buf_free(msg);
 }
 
@@ -61,7 +63,7 @@ void bcast_landed(const buf_t *rkey)
 {
     buf_t msg = {0};
     bcast_landed_msg(&msg, rkey);
-    publish(&msg);
+    publish(rkey, &msg);
 }
 
 void bcast_key(const buf_t *rkey)
@@ -69,7 +71,7 @@ void bcast_key(const buf_t *rkey)
     buf_t msg = {0};
     start(&msg, 'I');
     buf_append(&msg, rkey->data, rkey->len);
-    publish(&msg);
+    publish(rkey, &msg);
 }
 
 void bcast_keys_add(buf_t *batch, const char *rkey, size_t len)
@@ -84,7 +86,7 @@ int bcast_keys_send(buf_t *batch, store_cb cb, void *priv)
     if (batch->len == 0) return -1;
     /* A PUBLISH with a reply: once it comes, Redis has handed the message
      * to every subscriber (PURGETAG answers after that). */
-    int rc = store_publish(channel.data, channel.len, batch->data, batch->len, cb, priv);
+    int rc = store_publish(NULL, 0, channel.data, channel.len, batch->data, batch->len, cb, priv);
     buf_reset(batch);
     return rc;
 }
@@ -94,7 +96,7 @@ void bcast_pattern(const char *glob, size_t len)
     buf_t msg = {0};
     start(&msg, 'P');
     buf_append(&msg, glob, len);
-    publish(&msg);
+    publish(NULL, &msg);
 }
 
 void bcast_tag(const char *tag, size_t len)
@@ -102,7 +104,7 @@ void bcast_tag(const char *tag, size_t len)
     buf_t msg = {0};
     start(&msg, 'T');
     buf_append(&msg, tag, len);
-    publish(&msg);
+    publish(NULL, &msg);
 }
 
 void bcast_gen(const ns_t *ns, long long gen)
@@ -110,7 +112,7 @@ void bcast_gen(const ns_t *ns, long long gen)
     buf_t msg = {0};
     start(&msg, 'G');
     buf_printf(&msg, "%s %lld", ns->name, gen);
-    publish(&msg);
+    publish(NULL, &msg);
 }
 
 /* ---------------------------------------------------------------------------

@@ -236,7 +236,7 @@ static bool l1_lookup(const ns_t *ns, const buf_t *rkey, entry_t *e)
      * invalidation would go unheard, so read Redis. (With Redis down too,
      * the tier is all there is: fail open, SPEC §6.) l1_link.h. */
     if (!l1_link_usable()) return false;
-    if (!l1_get(rkey->data, rkey->len, uv_now(cache_loop), !backend_up(), e)) return false;
+    if (!l1_get(rkey->data, rkey->len, uv_now(cache_loop), !key_backend_up(rkey), e)) return false;
     if (e->version != ns->cur->conf.version || e->gen < ns->gen ||
         entry_state(e, now_ms()) != STATE_FRESH) {
         l1_del(rkey->data, rkey->len);

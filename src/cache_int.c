@@ -101,7 +101,7 @@ void cache_l1_store(const ns_t *ns, const buf_t *rkey, const entry_t *e)
     /* While Redis is down the tier is all there is: keep the item for the
      * entry's whole freshness (SPEC §6, "the in-process tier keeps
      * serving"). */
-    int64_t life = backend_up() ? entry_secs_to_ms(l1_ttl) : fresh_left;
+    int64_t life = key_backend_up(rkey) ? entry_secs_to_ms(l1_ttl) : fresh_left;
     if (life > fresh_left) life = fresh_left;
     l1_put(rkey->data, rkey->len, e, uv_now(cache_loop) + (uint64_t)life);
 }

@@ -12,6 +12,7 @@
 
 #include <uv.h>
 
+#include "backend.h"
 #include "buf.h"
 #include "cache_op.h"
 #include "cache_outcome.h"
@@ -42,6 +43,12 @@ struct op {
 };
 
 /* The outcome an entry stands for (a value, a not-found or an error). */
+/* Redis is up for the key's node (with one server: Redis is up). */
+static inline bool key_backend_up(const buf_t *rkey)
+{
+    return backend_slot_up(backend_slot(rkey->data, rkey->len));
+}
+
 static inline outcome_t outcome_of_entry(const entry_t *e)
 {
     outcome_kind_t k = e->kind == ENTRY_VALUE      ? OUTCOME_VALUE

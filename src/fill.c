@@ -333,7 +333,7 @@ static void store_entry(fill_t *f)
     }
     if (f->st.tags_failed) { /* unindexed, a PURGETAG could not find it */
         f->ns->stats.store_errors++;
-        store_skip(f, !backend_up());
+        store_skip(f, !key_backend_up(&f->rkey));
         return;
     }
     const buf_t *val = &f->st.encoded;

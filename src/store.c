@@ -7,6 +7,7 @@
  * latency. */
 #include "store.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,17 +131,18 @@ static void flush_pending(void)
     flush_writes();
 }
 
-/* Send the command in scratch; cb may be NULL (fire and forget). */
-static int send_cmd(store_cb cb, void *priv)
+/* Send the command in scratch, about keys of slot; cb may be NULL (fire
+ * and forget). */
+static int send_cmd(unsigned slot, store_cb cb, void *priv)
 {
     flush_pending(); /* keep the order of calls */
     int rc;
     if (!cb) {
-        rc = backend_cmd_formatted(NULL, NULL, scratch.data, scratch.len);
+        rc = backend_send(slot, NULL, NULL, scratch.data, scratch.len);
     } else {
         call_t *c = xmalloc(sizeof(*c));
         *c = (call_t){cb, priv};
-        rc = backend_cmd_formatted(on_reply, c, scratch.data, scratch.len);
+        rc = backend_send(slot, on_reply, c, scratch.data, scratch.len);
         if (rc != 0) free(c);
     }
     buf_reset(&scratch);
@@ -159,6 +161,7 @@ enum script_id {
     SC_GEN_SYNC,
     SC_GEN_FLUSH,
     SC_PUT_BATCH,
+    SC_PUBLISH,
     SC_COUNT
 };
 
@@ -221,6 +224,8 @@ static struct script {
                       "if type(s)=='table' and s.err then r[n]=s else "
                       "redis.call('del',l) r[n]=1 end else r[n]=0 end "
                       "if #ARGV[a+3]>0 then redis.pcall('publish',c,ARGV[a+3]) end end return r"},
+    /* PUBLISH on the node of KEYS[1] (cluster only, see store_publish). */
+    [SC_PUBLISH] = {"return redis.call('publish',ARGV[1],ARGV[2])"},
 };
 
 static void load_script(enum script_id id)
@@ -251,6 +256,7 @@ typedef struct script_call {
     void (*raw)(void *priv, const redisReply *r); /* instead of cb: a batch's array */
     void *priv;
     enum script_id id;
+    unsigned slot;  /* of its keys */
     unsigned loads; /* `loads` when it was sent */
     int argc;       /* after the script: numkeys, keys, args */
     buf_t args;
@@ -302,7 +308,7 @@ static int script_send(script_call_t *sc, bool by_text)
     buf_append(&scratch, sc->args.data, sc->args.len);
     sc->loads = loads;
     flush_pending();
-    int rc = backend_cmd_formatted(on_script_reply, sc, scratch.data, scratch.len);
+    int rc = backend_send(sc->slot, on_script_reply, sc, scratch.data, scratch.len);
     buf_reset(&scratch);
     return rc;
 }
@@ -310,9 +316,11 @@ static int script_send(script_call_t *sc, bool by_text)
 /* Start a script call: numkeys is written here; the caller appends keys
  * and args to the returned call's args, counting them in argc, then calls
  * script_go(). */
-static script_call_t *script_begin(enum script_id id, int numkeys, store_cb cb, void *priv)
+static script_call_t *script_begin(enum script_id id, unsigned slot, int numkeys, store_cb cb,
+                                   void *priv)
 {
     script_call_t *sc = xcalloc(1, sizeof(*sc));
+    sc->slot = slot;
     sc->cb = cb;
     sc->priv = priv;
     sc->id = id;
@@ -335,7 +343,7 @@ static void script_arg_ll(script_call_t *sc, long long v)
 
 static int script_go(script_call_t *sc)
 {
-    if (!backend_up() || script_send(sc, false) != 0) {
+    if (!backend_slot_up(sc->slot) || script_send(sc, false) != 0) {
         buf_free(&sc->args);
         free(sc);
         return -1;
@@ -369,7 +377,8 @@ static struct {
     uv_prepare_t prepare;
     bool ready; /* store_init ran */
     bool armed;
-    buf_t cmd; /* HEADER_ROOM bytes, then the keys in RESP */
+    unsigned slot; /* in a cluster, a batch's keys share one slot */
+    buf_t cmd;     /* HEADER_ROOM bytes, then the keys in RESP */
     call_t *w;
     size_t n, cap;
     size_t limit;     /* keys per batch now: READ_BATCH_BYTES / value_est */
@@ -427,7 +436,7 @@ static void flush_reads(void)
     size_t len = reads.cmd.len - (HEADER_ROOM - (size_t)hl);
     stats.batches++;
     stats.batched_keys += n;
-    int rc = backend_cmd_formatted(on_batch, b, start, len);
+    int rc = backend_send(reads.slot, on_batch, b, start, len);
     buf_reset(&reads.cmd);
     if (rc != 0) { /* the link went down since these were queued */
         answer_batch(b, NULL);
@@ -453,8 +462,11 @@ static void arm_prepare(void)
 
 int store_get(const char *key, size_t len, store_cb cb, void *priv)
 {
-    if (!backend_up()) return -1;
+    unsigned slot = backend_slot(key, len);
+    if (!backend_slot_up(slot)) return -1;
     flush_writes(); /* one batch open at a time: the order of calls */
+    if (reads.n && slot != reads.slot) flush_reads();
+    reads.slot = slot;
     if (reads.cmd.len == 0) {
         buf_reserve(&reads.cmd, HEADER_ROOM + 64);
         reads.cmd.len = HEADER_ROOM;
@@ -515,6 +527,7 @@ typedef struct write_item {
 
 typedef struct write_batch {
     write_kind_t kind;
+    unsigned slot;
     size_t n;
     size_t pending; /* W_LOCKS: replies still to come (the SET NXs, the MGET) */
     write_item_t w[];
@@ -525,6 +538,7 @@ static struct {
     buf_t cmds;        /* W_LOCKS: SET NX commands back to back; W_PUTS: keys */
     buf_t args;        /* W_LOCKS: HEADER_ROOM, then the entry keys; W_PUTS: args */
     int nkeys, nargs;  /* W_PUTS */
+    unsigned slot;     /* in a cluster, a batch's keys share one slot */
     write_item_t *w;
     size_t n, cap;
 } writes;
@@ -605,7 +619,7 @@ static void send_locks(write_batch_t *b)
     for (size_t i = 0; i < n; i++) {
         write_item_t *it = &b->w[i];
         it->of = b;
-        if (backend_cmd_formatted(on_lock_set, it, writes.cmds.data + it->off, it->len) != 0) {
+        if (backend_send(b->slot, on_lock_set, it, writes.cmds.data + it->off, it->len) != 0) {
             it->lock = STORE_DOWN;
             b->pending--;
         }
@@ -616,7 +630,7 @@ static void send_locks(write_batch_t *b)
     char *start = writes.args.data + HEADER_ROOM - hl;
     memcpy(start, head, (size_t)hl);
     size_t len = writes.args.len - (HEADER_ROOM - (size_t)hl);
-    if (backend_cmd_formatted(on_lock_reads, b, start, len) != 0 && --b->pending == 0)
+    if (backend_send(b->slot, on_lock_reads, b, start, len) != 0 && --b->pending == 0)
         answer_locks(b, NULL); /* none of it went out */
 }
 
@@ -626,11 +640,12 @@ static void send_puts(write_batch_t *b)
     sc->raw = on_puts;
     sc->priv = b;
     sc->id = SC_PUT_BATCH;
+    sc->slot = b->slot;
     fmt_ll(&sc->args, writes.nkeys);
     buf_append(&sc->args, writes.cmds.data, writes.cmds.len);
     buf_append(&sc->args, writes.args.data, writes.args.len);
     sc->argc = 1 + writes.nkeys + writes.nargs;
-    if (!backend_up() || script_send(sc, false) != 0) { /* the link went down meanwhile */
+    if (!backend_slot_up(sc->slot) || script_send(sc, false) != 0) { /* the link went down */
         buf_free(&sc->args);
         free(sc);
         answer_puts(b, NULL);
@@ -644,6 +659,7 @@ static void flush_writes(void)
     size_t n = writes.n;
     write_batch_t *b = xmalloc(sizeof(*b) + n * sizeof(write_item_t));
     b->kind = writes.kind;
+    b->slot = writes.slot;
     b->n = n;
     memcpy(b->w, writes.w, n * sizeof(write_item_t));
     /* Closed before sending (script_send sends what is open first); the
@@ -659,12 +675,14 @@ static void flush_writes(void)
     buf_reset(&writes.args);
 }
 
-/* Open (or join) a batch of kind; returns the item to fill in. */
-static write_item_t *write_begin(write_kind_t kind)
+/* Open (or join) a batch of kind for keys of slot; returns the item to
+ * fill in. */
+static write_item_t *write_begin(write_kind_t kind, unsigned slot)
 {
     flush_reads();
-    if (writes.kind != kind) flush_writes();
+    if (writes.kind != kind || (writes.n && writes.slot != slot)) flush_writes();
     writes.kind = kind;
+    writes.slot = slot;
     if (writes.n == writes.cap) {
         writes.cap = writes.cap ? 2 * writes.cap : WRITE_BATCH_MAX;
         writes.w = xrealloc(writes.w, writes.cap * sizeof(write_item_t));
@@ -686,8 +704,9 @@ static void write_queued(void)
 int store_lock_read(const char *lock, size_t llen, const char *token, long long px, const char *key,
                     size_t len, store_lock_cb cb, void *priv)
 {
-    if (!backend_up()) return -1;
-    write_item_t *it = write_begin(W_LOCKS);
+    unsigned slot = backend_slot(key, len); /* the lock's too: same hash tag */
+    if (!backend_slot_up(slot)) return -1;
+    write_item_t *it = write_begin(W_LOCKS, slot);
     it->lock_cb = cb;
     it->priv = priv;
     it->off = writes.cmds.len;
@@ -725,8 +744,9 @@ int store_put_if_locked(const char *key, size_t len, const char *lock, size_t ll
                         const char *channel, size_t clen, const char *msg, size_t mlen, store_cb cb,
                         void *priv)
 {
-    if (!backend_up()) return -1;
-    write_item_t *it = write_begin(W_PUTS);
+    unsigned slot = backend_slot(key, len);
+    if (!backend_slot_up(slot)) return -1;
+    write_item_t *it = write_begin(W_PUTS, slot);
     it->put_cb = cb;
     it->priv = priv;
     if (writes.n == 0) put_arg(channel, clen);
@@ -748,7 +768,7 @@ int store_put_if_locked(const char *key, size_t len, const char *lock, size_t ll
 int store_set_unlock(const char *key, size_t len, const char *lock, size_t llen, const char *val,
                      size_t vlen, long long px, store_cb cb, void *priv)
 {
-    script_call_t *sc = script_begin(SC_SET_UNLOCK, 2, cb, priv);
+    script_call_t *sc = script_begin(SC_SET_UNLOCK, backend_slot(key, len), 2, cb, priv);
     script_arg(sc, key, len);
     script_arg(sc, lock, llen);
     script_arg(sc, val, vlen);
@@ -759,7 +779,7 @@ int store_set_unlock(const char *key, size_t len, const char *lock, size_t llen,
 int store_del_unlock(const char *key, size_t len, const char *lock, size_t llen, store_cb cb,
                      void *priv)
 {
-    script_call_t *sc = script_begin(SC_DEL_UNLOCK, 2, cb, priv);
+    script_call_t *sc = script_begin(SC_DEL_UNLOCK, backend_slot(key, len), 2, cb, priv);
     script_arg(sc, key, len);
     script_arg(sc, lock, llen);
     return script_go(sc);
@@ -767,7 +787,7 @@ int store_del_unlock(const char *key, size_t len, const char *lock, size_t llen,
 
 int store_release(const char *lock, size_t llen, const char *token)
 {
-    script_call_t *sc = script_begin(SC_RELEASE, 1, NULL, NULL);
+    script_call_t *sc = script_begin(SC_RELEASE, backend_slot(lock, llen), 1, NULL, NULL);
     script_arg(sc, lock, llen);
     script_arg(sc, token, strlen(token));
     return script_go(sc);
@@ -776,7 +796,8 @@ int store_release(const char *lock, size_t llen, const char *token)
 int store_put(const char *key, size_t len, const char *val, size_t vlen, long long px, bool nx,
               store_cb cb, void *priv)
 {
-    if (!backend_up()) return -1;
+    unsigned slot = backend_slot(key, len);
+    if (!backend_slot_up(slot)) return -1;
     fmt_count(&scratch, nx ? 6 : 5);
     fmt_str(&scratch, "SET");
     fmt_arg(&scratch, key, len);
@@ -784,13 +805,13 @@ int store_put(const char *key, size_t len, const char *val, size_t vlen, long lo
     fmt_str(&scratch, "PX");
     fmt_ll(&scratch, px);
     if (nx) fmt_str(&scratch, "NX");
-    return send_cmd(cb, priv);
+    return send_cmd(slot, cb, priv);
 }
 
 int store_tag_add(const char *tag, size_t tlen, const char *member, size_t mlen, long long px,
                   store_cb cb, void *priv)
 {
-    script_call_t *sc = script_begin(SC_TAG_ADD, 1, cb, priv);
+    script_call_t *sc = script_begin(SC_TAG_ADD, backend_slot(tag, tlen), 1, cb, priv);
     script_arg(sc, tag, tlen);
     script_arg(sc, member, mlen);
     script_arg_ll(sc, px);
@@ -800,37 +821,40 @@ int store_tag_add(const char *tag, size_t tlen, const char *member, size_t mlen,
 int store_tag_remove(const char *tag, size_t tlen, const char *const *members, const size_t *lens,
                      size_t n)
 {
-    if (!backend_up()) return -1;
+    unsigned slot = backend_slot(tag, tlen);
+    if (!backend_slot_up(slot)) return -1;
     if (n == 0) return 0;
     fmt_count(&scratch, n + 2);
     fmt_str(&scratch, "SREM");
     fmt_arg(&scratch, tag, tlen);
     for (size_t i = 0; i < n; i++)
         fmt_arg(&scratch, members[i], lens[i]);
-    return send_cmd(NULL, NULL);
+    return send_cmd(slot, NULL, NULL);
 }
 
 int store_del(const char *key, size_t len)
 {
-    if (!backend_up()) return -1;
+    unsigned slot = backend_slot(key, len);
+    if (!backend_slot_up(slot)) return -1;
     fmt_count(&scratch, 2);
     fmt_str(&scratch, "DEL");
     fmt_arg(&scratch, key, len);
-    return send_cmd(NULL, NULL);
+    return send_cmd(slot, NULL, NULL);
 }
 
 int store_unlink(const char *key, size_t len, store_cb cb, void *priv)
 {
-    if (!backend_up()) return -1;
+    unsigned slot = backend_slot(key, len);
+    if (!backend_slot_up(slot)) return -1;
     fmt_count(&scratch, 2);
     fmt_str(&scratch, "UNLINK");
     fmt_arg(&scratch, key, len);
-    return send_cmd(cb, priv);
+    return send_cmd(slot, cb, priv);
 }
 
 int store_gen_sync(const char *key, size_t len, long long known, store_cb cb, void *priv)
 {
-    script_call_t *sc = script_begin(SC_GEN_SYNC, 1, cb, priv);
+    script_call_t *sc = script_begin(SC_GEN_SYNC, backend_slot(key, len), 1, cb, priv);
     script_arg(sc, key, len);
     script_arg_ll(sc, known);
     return script_go(sc);
@@ -838,54 +862,116 @@ int store_gen_sync(const char *key, size_t len, long long known, store_cb cb, vo
 
 int store_gen_flush(const char *key, size_t len, long long known, store_cb cb, void *priv)
 {
-    script_call_t *sc = script_begin(SC_GEN_FLUSH, 1, cb, priv);
+    script_call_t *sc = script_begin(SC_GEN_FLUSH, backend_slot(key, len), 1, cb, priv);
     script_arg(sc, key, len);
     script_arg_ll(sc, known);
     return script_go(sc);
 }
 
-int store_publish(const char *channel, size_t clen, const char *msg, size_t len, store_cb cb,
-                  void *priv)
+/* In a cluster, a broadcast about several keys (a pattern, a tag, a
+ * batch of keys, a generation) goes out once everything sent before it is
+ * answered on every node, so no instance hears of an invalidation before
+ * it is applied where the keys live. */
+typedef struct late_publish {
+    store_cb cb;
+    void *priv;
+    size_t clen, len;
+    char bytes[]; /* channel, then message */
+} late_publish_t;
+
+static void publish_now(void *priv)
 {
-    if (!backend_up()) return -1;
+    late_publish_t *lp = priv;
     fmt_count(&scratch, 3);
     fmt_str(&scratch, "PUBLISH");
-    fmt_arg(&scratch, channel, clen);
-    fmt_arg(&scratch, msg, len);
-    return send_cmd(cb, priv);
+    fmt_arg(&scratch, lp->bytes, lp->clen);
+    fmt_arg(&scratch, lp->bytes + lp->clen, lp->len);
+    call_t *c = lp->cb ? xmalloc(sizeof(*c)) : NULL;
+    if (c) *c = (call_t){lp->cb, lp->priv};
+    int rc = backend_cmd_formatted(c ? on_reply : NULL, c, scratch.data, scratch.len);
+    buf_reset(&scratch);
+    if (rc != 0 && c) {
+        free(c);
+        lp->cb(lp->priv, &(store_result_t){.status = STORE_DOWN});
+    }
+    free(lp);
+}
+
+int store_publish(const char *key, size_t klen, const char *channel, size_t clen, const char *msg,
+                  size_t len, store_cb cb, void *priv)
+{
+    if (!backend_clustered()) { /* one link: the order of calls is kept */
+        if (!backend_up()) return -1;
+        fmt_count(&scratch, 3);
+        fmt_str(&scratch, "PUBLISH");
+        fmt_arg(&scratch, channel, clen);
+        fmt_arg(&scratch, msg, len);
+        return send_cmd(0, cb, priv);
+    }
+    if (key) {
+        /* A script that names the key runs on the key's master after the
+         * write it follows, and is redirected with it if the slot moves
+         * (a bare PUBLISH would be answered by the old owner at once). */
+        script_call_t *sc = script_begin(SC_PUBLISH, backend_slot(key, klen), 1, cb, priv);
+        script_arg(sc, key, klen);
+        script_arg(sc, channel, clen);
+        script_arg(sc, msg, len);
+        return script_go(sc);
+    }
+    if (!backend_any_up()) return -1;
+    flush_pending();
+    late_publish_t *lp = xmalloc(sizeof(*lp) + clen + len);
+    *lp = (late_publish_t){.cb = cb, .priv = priv, .clen = clen, .len = len};
+    memcpy(lp->bytes, channel, clen);
+    memcpy(lp->bytes + clen, msg, len);
+    backend_barrier(publish_now, lp);
+    return 0;
 }
 
 /* ---------------------------------------------------------------------------
  * Scans
  * ------------------------------------------------------------------------- */
 
+/* SCAN walks every master in turn: the cursor given to callers is the
+ * node's, "N:C" for node N > 0 (node 0's is Redis's own, so with one node
+ * nothing changes). When a node's walk ends the next one starts; "0" only
+ * after the last. */
 typedef struct scan_call {
     store_scan_cb cb;
     void *priv;
+    size_t node; /* SCAN: the node walked; SIZE_MAX for SSCAN */
 } scan_call_t;
 
-static void on_scan(void *priv, redisReply *reply)
+static void scan_reply(const scan_call_t *c, const redisReply *reply)
 {
-    scan_call_t c = *(scan_call_t *)priv;
-    free(priv);
     store_scan_t s = {.status = STORE_DOWN};
     if (reply && reply->type == REDIS_REPLY_ERROR) {
         s.status = STORE_ERROR;
         s.err = reply->str;
-        c.cb(c.priv, &s);
+        c->cb(c->priv, &s);
         return;
     }
     const redisReply *cur = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
                                 ? reply->element[0]
                                 : NULL;
     const redisReply *items = cur ? reply->element[1] : NULL;
-    if (!cur || cur->type != REDIS_REPLY_STRING || cur->len >= 32 ||
+    if (!cur || cur->type != REDIS_REPLY_STRING || cur->len >= 24 ||
         items->type != REDIS_REPLY_ARRAY) {
         s.status = reply ? STORE_ERROR : STORE_DOWN;
         s.err = reply ? "unexpected SCAN reply" : NULL;
-        c.cb(c.priv, &s);
+        c->cb(c->priv, &s);
         return;
     }
+    char cursor[32];
+    bool node_done = cur->len == 1 && cur->str[0] == '0';
+    if (c->node == SIZE_MAX || (node_done && c->node + 1 >= backend_nodes()))
+        snprintf(cursor, sizeof(cursor), "%s", cur->str);
+    else if (node_done)
+        snprintf(cursor, sizeof(cursor), "%zu:0", c->node + 1);
+    else if (c->node == 0)
+        snprintf(cursor, sizeof(cursor), "%s", cur->str);
+    else
+        snprintf(cursor, sizeof(cursor), "%zu:%s", c->node, cur->str);
     const char **names = xmalloc((items->elements + 1) * sizeof(*names));
     size_t *lens = xmalloc((items->elements + 1) * sizeof(*lens));
     size_t n = 0;
@@ -896,19 +982,26 @@ static void on_scan(void *priv, redisReply *reply)
         lens[n] = k->len;
         n++;
     }
-    s = (store_scan_t){
-        .status = STORE_OK, .cursor = cur->str, .n = n, .items = names, .lens = lens};
-    c.cb(c.priv, &s);
+    s = (store_scan_t){.status = STORE_OK, .cursor = cursor, .n = n, .items = names, .lens = lens};
+    c->cb(c->priv, &s);
     free(names);
     free(lens);
 }
 
-static int send_scan(store_scan_cb cb, void *priv)
+static void on_scan(void *priv, redisReply *reply)
+{
+    scan_call_t c = *(scan_call_t *)priv;
+    free(priv);
+    scan_reply(&c, reply);
+}
+
+static int send_scan(unsigned slot, size_t node, store_scan_cb cb, void *priv)
 {
     flush_pending();
     scan_call_t *c = xmalloc(sizeof(*c));
-    *c = (scan_call_t){cb, priv};
-    int rc = backend_cmd_formatted(on_scan, c, scratch.data, scratch.len);
+    *c = (scan_call_t){cb, priv, node};
+    int rc = node == SIZE_MAX ? backend_send(slot, on_scan, c, scratch.data, scratch.len)
+                              : backend_send_node(node, on_scan, c, scratch.data, scratch.len);
     if (rc != 0) free(c);
     buf_reset(&scratch);
     return rc;
@@ -917,7 +1010,16 @@ static int send_scan(store_scan_cb cb, void *priv)
 int store_scan(const char *cursor, const char *glob, size_t glen, int count, store_scan_cb cb,
                void *priv)
 {
-    if (!backend_up()) return -1;
+    size_t node = 0;
+    const char *colon = strchr(cursor, ':');
+    if (colon) {
+        char *end;
+        unsigned long n = strtoul(cursor, &end, 10);
+        if (end != colon || n >= backend_nodes()) return -1; /* the cluster shrank meanwhile */
+        node = n;
+        cursor = colon + 1;
+    }
+    if (!backend_any_up()) return -1;
     fmt_count(&scratch, 6);
     fmt_str(&scratch, "SCAN");
     fmt_str(&scratch, cursor);
@@ -925,20 +1027,23 @@ int store_scan(const char *cursor, const char *glob, size_t glen, int count, sto
     fmt_arg(&scratch, glob, glen);
     fmt_str(&scratch, "COUNT");
     fmt_ll(&scratch, count);
-    return send_scan(cb, priv);
+    int rc = send_scan(0, node, cb, priv);
+    if (rc != 0) buf_reset(&scratch);
+    return rc;
 }
 
 int store_sscan(const char *set, size_t slen, const char *cursor, int count, store_scan_cb cb,
                 void *priv)
 {
-    if (!backend_up()) return -1;
+    unsigned slot = backend_slot(set, slen);
+    if (!backend_slot_up(slot)) return -1;
     fmt_count(&scratch, 5);
     fmt_str(&scratch, "SSCAN");
     fmt_arg(&scratch, set, slen);
     fmt_str(&scratch, cursor);
     fmt_str(&scratch, "COUNT");
     fmt_ll(&scratch, count);
-    return send_scan(cb, priv);
+    return send_scan(slot, SIZE_MAX, cb, priv);
 }
 
 /* ---------------------------------------------------------------------------

@@ -18,8 +18,11 @@
  * any other command, and called by EVALSHA; a NOSCRIPT answer (an operator
  * ran SCRIPT FLUSH) is retried once with the script's text and reloads it.
  *
- * Per-node routing (Redis Cluster) plugs in below these calls: each one
- * concerns keys of one hash slot. */
+ * Redis Cluster: each call concerns keys of one hash slot and goes to its
+ * master (backend.h); a batch holds keys of one slot (a key of another
+ * slot sends the open batch first); SCAN walks every master, with the
+ * node in the cursor ("N:C"); a master that is down fails only its own
+ * keys' calls. */
 #ifndef LC_STORE_H
 #define LC_STORE_H
 
@@ -115,9 +118,12 @@ int store_sscan(const char *set, size_t slen, const char *cursor, int count, sto
 int store_gen_sync(const char *key, size_t len, long long known, store_cb cb, void *priv);
 int store_gen_flush(const char *key, size_t len, long long known, store_cb cb, void *priv);
 
-/* PUBLISH; cb (may be NULL) runs once Redis has handed it to subscribers. */
-int store_publish(const char *channel, size_t clen, const char *msg, size_t len, store_cb cb,
-                  void *priv);
+/* PUBLISH; cb (may be NULL) runs once Redis has handed it to subscribers.
+ * key: the key the message is about (it goes after that key's writes, on
+ * its node); NULL for a message about several keys, which in a cluster
+ * goes out once every write sent before it is answered on every node. */
+int store_publish(const char *key, size_t klen, const char *channel, size_t clen, const char *msg,
+                  size_t len, store_cb cb, void *priv);
 
 /* Counters for INFO/metrics and tests. */
 typedef struct store_stats {

@@ -342,9 +342,11 @@ int store_gen_flush(const char *key, size_t len, long long known, store_cb cb, v
     return 0;
 }
 
-int store_publish(const char *channel, size_t clen, const char *msg, size_t len, store_cb cb,
-                  void *priv)
+int store_publish(const char *key, size_t klen, const char *channel, size_t clen, const char *msg,
+                  size_t len, store_cb cb, void *priv)
 {
+    LC_UNUSED(key);
+    LC_UNUSED(klen);
     if (!up) return -1;
     record_val(FS_PUBLISH, channel, clen, msg, len, 0, cb, priv);
     return 0;
@@ -357,6 +359,19 @@ int store_publish(const char *channel, size_t clen, const char *msg, size_t len,
 bool backend_up(void)
 {
     return up;
+}
+
+bool backend_slot_up(unsigned slot)
+{
+    LC_UNUSED(slot);
+    return up;
+}
+
+unsigned backend_slot(const char *key, size_t len)
+{
+    LC_UNUSED(key);
+    LC_UNUSED(len);
+    return 0;
 }
 
 bool backend_subscribed(void)
