@@ -123,6 +123,14 @@ void cmd_info(client_t *c)
                (unsigned long long)store_stats()->batches,
                (unsigned long long)store_stats()->batched_keys,
                (unsigned long long)store_stats()->noscript);
+    backend_cluster_stats_t cs;
+    backend_cluster_stats(&cs);
+    if (cs.masters || backend_clustered())
+        buf_printf(&o,
+                   "# Cluster\r\ncluster_masters:%zu\r\ncluster_masters_up:%zu\r\n"
+                   "cluster_redirects_total:%llu\r\ncluster_map_refreshes_total:%llu\r\n\r\n",
+                   cs.masters, cs.masters_up, (unsigned long long)cs.redirects,
+                   (unsigned long long)cs.refreshes);
     buf_printf(&o, "# Namespaces\r\n");
     for (size_t i = 0; i < ns_count(); i++)
         ns_lines(&o, ns_at(i));

@@ -268,6 +268,16 @@ void metrics_render_from(buf_t *o, const metrics_ns_t *ns, size_t nns, const met
     scalar(o, "luacached_backend_subscriber_outages_total", "counter",
            "Times the subscriber connection was lost (or never made at start).",
            g->backend_subscriber_outages_total);
+    if (g->clustered) {
+        scalar(o, "luacached_cluster_masters", "gauge", "Redis Cluster masters in the slot map.",
+               g->cluster_masters);
+        scalar(o, "luacached_cluster_masters_up", "gauge", "Of them, those whose connection is up.",
+               g->cluster_masters_up);
+        scalar(o, "luacached_cluster_redirects_total", "counter",
+               "MOVED and ASK redirections followed.", g->cluster_redirects_total);
+        scalar(o, "luacached_cluster_map_refreshes_total", "counter",
+               "Slot maps learnt (CLUSTER SLOTS answers taken).", g->cluster_map_refreshes_total);
+    }
     scalar(o, "luacached_store_read_batches_total", "counter",
            "Batches of entry reads sent to Redis (one MGET, or a GET for a lone key).",
            g->store_batches_total);
@@ -307,6 +317,8 @@ void metrics_render_from(buf_t *o, const metrics_ns_t *ns, size_t nns, const met
 
 void metrics_render(buf_t *out)
 {
+    backend_cluster_stats_t cs;
+    backend_cluster_stats(&cs);
     size_t n = ns_count();
     metrics_ns_t *views = xcalloc(n ? n : 1, sizeof(*views));
     for (size_t i = 0; i < n; i++) {
@@ -322,6 +334,7 @@ void metrics_render(buf_t *out)
         .backend_outages_total = backend_outages_total(),
         .backend_subscribed = backend_subscribed(),
         .backend_subscriber_outages_total = backend_subscriber_outages_total(),
+        .clustered = backend_clustered(),
         .store_batches_total = store_stats()->batches,
         .store_batched_keys_total = store_stats()->batched_keys,
         .store_noscript_total = store_stats()->noscript,
@@ -333,6 +346,10 @@ void metrics_render(buf_t *out)
         .fills_in_flight = cache_fills_in_flight(),
         .fetches_in_flight = fetches_in_flight(),
         .uptime_seconds = (double)(mono_ms() - lc_start_mono_ms) / 1000.0,
+        .cluster_masters = cs.masters,
+        .cluster_masters_up = cs.masters_up,
+        .cluster_redirects_total = cs.redirects,
+        .cluster_map_refreshes_total = cs.refreshes,
     };
     metrics_render_from(out, views, n, &g);
     free(views);

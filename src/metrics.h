@@ -32,6 +32,9 @@ typedef struct metrics_globals {
     uint64_t backend_outages_total;
     bool backend_subscribed;
     uint64_t backend_subscriber_outages_total;
+    bool clustered; /* the cluster_* fields below mean something */
+    uint64_t cluster_masters, cluster_masters_up, cluster_redirects_total,
+        cluster_map_refreshes_total;
     uint64_t store_batches_total;
     uint64_t store_batched_keys_total;
     uint64_t store_noscript_total;
