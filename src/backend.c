@@ -147,6 +147,8 @@ int backend_init(uv_loop_t *loop, const backend_conf_t *conf, char *err, size_t 
         data_link.on_up = link_came_up;
         data_link.before_connect = data_before_connect;
         data_link.down_note = "serving without it; asking the sentinels for the master";
+        snprintf(data_link.where, sizeof(data_link.where), "(master '%s', not known yet)",
+                 url.master);
         /* connects once the sentinels name the master (on_master) */
         sentinel_start(loop, &url, be.timeout_ms, on_master);
         break;
@@ -292,6 +294,8 @@ int backend_subscribe(const char *channel, backend_msg_cb on_msg, backend_resync
     sub.link.on_lost = sub_on_lost;
     sub.link.before_connect = sub_before_connect;
     sub.link.down_note = "messages on its channel are missed until it is back";
+    if (be.mode == REDIS_MODE_SENTINEL && !be.sentinel_known)
+        snprintf(sub.link.where, sizeof(sub.link.where), "%s", data_link.where);
     /* With Sentinel, it waits for the master's address, as the data link. */
     if (be.mode != REDIS_MODE_SENTINEL || be.sentinel_known) subscriber_start(&sub);
     return 0;

@@ -52,6 +52,8 @@ static void usage(FILE *f)
            "  --port N               RESP port (default 7379)\n"
            "  --redis URL            redis://[[user]:pass@]host[:port][/db] or "
            "unix:/path[?password=P]\n"
+           "                         redis+cluster://host:port[,host:port...] (Redis Cluster)\n"
+           "                         redis+sentinel://host:port[,...]/master (via Sentinel)\n"
            "                         (default redis://127.0.0.1:6379/0)\n"
            "  --redis-file PATH      read the URL from a file (keeps a password out of ps)\n"
            "  --policies DIR         policy folder, one NS.lua per namespace (default ./policies)\n"

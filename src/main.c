@@ -197,6 +197,15 @@ int main(int argc, char **argv)
         log_error("%s", err);
         return 2;
     }
+    if (backend_clustered() && strpbrk(cfg.prefix, "{}")) {
+        /* Our keys' own hash tag ({NS:ID}) must be the first one Redis
+         * sees, or an entry and its lock may land in different slots. */
+        log_error("--prefix '%s': a prefix for a Redis Cluster must not contain '{' or '}' (the "
+                  "key layout puts its own hash tag after it)",
+                  cfg.prefix);
+        backend_close();
+        return 2;
+    }
     store_init(loop); /* before the link comes up: it loads the scripts then */
     cache_init(loop);
     if (wire_cache() != 0) return 1;
