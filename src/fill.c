@@ -302,7 +302,15 @@ static void on_stored(void *priv, const store_result_t *r)
     bool to_l1 = true; /* no answer: Redis is gone, fail open */
     if (r->status == STORE_ERROR) {
         ns->stats.store_errors++;
-        log_warn("[%s] storing in redis failed: %.*s", ns->name, (int)r->len, r->str);
+        /* A cluster without a master for a while (CLUSTERDOWN, TRYAGAIN)
+         * fails every store: a few lines a second tell the story. */
+        static log_limit_t limit;
+        uint64_t report = 0;
+        if (log_limit_allow(&limit, uv_now(cache_loop), 5, 1000, &report)) {
+            if (report)
+                log_warn("(%llu similar store failures not logged)", (unsigned long long)report);
+            log_warn("[%s] storing in redis failed: %.*s", ns->name, (int)r->len, r->str);
+        }
         to_l1 = false;
     } else if (r->status == STORE_DOWN) {
         ns->stats.store_errors++;
