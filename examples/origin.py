@@ -25,6 +25,15 @@ GET /chaos/<ns>/<id>
                     version (the chaos test tells them apart; see /_chaos);
                     ids starting with "missing" -> 404
 ANY /echo[/...]     200 JSON {"method","path","query","headers","body"}
+GET /kv/<id>        a writable store, for write-through policies: 200 with the
+                    body last PUT there, 404 when none (or after DELETE); read
+                    when the request arrives, before any ?delay (a slow read
+                    answers what was there when it began, as a database would)
+PUT /kv/<id>        store the body; 200 with it (?upper=1: answers and stores
+                    it upper-cased, a "canonical form" for tests)
+DELETE /kv/<id>     remove it; 200 (404 when there was none)
+GET /_kv            {"values":{id: body},"writes":[[method, id, body], ...]}
+                    every PUT/DELETE of /kv in arrival order
 
 "id" is an integer when the id is all digits (optionally signed), else the
 string.  owner_id is int(id) % 10 for numeric ids, 1 otherwise.
@@ -110,6 +119,8 @@ class State:
         self.mode = {"mode": "ok", "hang": 1.5, "prefix": "/chaos/"}
         self.versions = {}  # "<ns>:<id>" -> [[N, t], ...]
         self.chaos_counts = {}  # ns -> {"arrived": n, "ok": n, ...}
+        self.kv = {}  # /kv/<id> -> body (str)
+        self.kv_writes = []  # [method, id, body]
 
     def reset(self):
         with self.lock:
@@ -120,6 +131,8 @@ class State:
             self.mode = {"mode": "ok", "hang": 1.5, "prefix": "/chaos/"}
             self.versions = {}
             self.chaos_counts = {}
+            self.kv = {}
+            self.kv_writes = []
 
     def fault_for(self, path):
         """The run-time fault mode that applies to path, or None."""
@@ -334,6 +347,9 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/_mode" and m == "GET":
             with STATE.lock:
                 self.send_json(200, dict(STATE.mode))
+        elif path == "/_kv" and m == "GET":
+            with STATE.lock:
+                self.send_json(200, {"values": dict(STATE.kv), "writes": list(STATE.kv_writes)})
         elif path == "/_chaos" and m == "GET":
             self.send_json(200, STATE.chaos())
         else:
@@ -351,6 +367,11 @@ class Handler(BaseHTTPRequestHandler):
                 extra_headers[n.strip()] = v.strip()
 
         ov, count = STATE.arrive(path)
+        self.kv_snapshot = None
+        if path.startswith("/kv/") and self.command == "GET":
+            with STATE.lock:
+                rid = path[len("/kv/"):]
+                self.kv_snapshot = (rid in STATE.kv, STATE.kv.get(rid, ""))
         ns = chaos_ns(path)
         if ns is not None:
             STATE.chaos_count(ns, "arrived")
@@ -454,6 +475,31 @@ class Handler(BaseHTTPRequestHandler):
                 "headers": {k: v for k, v in self.headers.items()},
                 "body": body.decode("utf-8", "replace"),
             }, extra_headers)
+            return
+
+        if kind == "kv" and rid and "/" not in rid:
+            text = body.decode("utf-8", "replace")
+            m = self.command
+            with STATE.lock:
+                if m == "PUT":
+                    if query.get("upper", ["0"])[-1] == "1":
+                        text = text.upper()
+                    STATE.kv[rid] = text
+                    STATE.kv_writes.append(["PUT", rid, text])
+                    found = True
+                elif m == "DELETE":
+                    found = STATE.kv.pop(rid, None) is not None
+                    STATE.kv_writes.append(["DELETE", rid, None])
+                    text = ""
+                elif self.kv_snapshot is not None:
+                    found, text = self.kv_snapshot
+                else:
+                    found = rid in STATE.kv
+                    text = STATE.kv.get(rid, "")
+            if not found:
+                self.send(404, "not found", "text/plain; charset=utf-8", extra_headers)
+            else:
+                self.send(200, text, "text/plain; charset=utf-8", extra_headers)
             return
 
         if kind == "seq" and rid:

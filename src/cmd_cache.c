@@ -10,6 +10,7 @@
 #include "reply.h"
 #include "util.h"
 #include "warm.h"
+#include "write_through.h"
 
 /* Parse arguments first..first+n-1 as keys; replies the error on failure. */
 static cache_key_t *parse_keys_or_reply(client_t *c, long first, long n)
@@ -130,7 +131,10 @@ void cmd_set(client_t *c)
     }
     cache_key_t *key = parse_keys_or_reply(c, 1, 1);
     if (!key) return;
-    cache_set(slot_sink(client_defer(c)), key, value, vlen, ttl_ms);
+    if (write_through_set_wanted(key))
+        write_through_set(slot_sink(client_defer(c)), key, value, vlen, ttl_ms);
+    else
+        cache_set(slot_sink(client_defer(c)), key, value, vlen, ttl_ms);
     free(key);
 }
 
@@ -139,7 +143,10 @@ void cmd_del(client_t *c)
     long n = client_argc(c) - 1;
     cache_key_t *keys = parse_keys_or_reply(c, 1, n);
     if (!keys) return;
-    cache_del(slot_sink(client_defer(c)), keys, n);
+    if (write_through_del_wanted(keys, n))
+        write_through_del(slot_sink(client_defer(c)), keys, n);
+    else
+        cache_del(slot_sink(client_defer(c)), keys, n);
     free(keys);
 }
 

@@ -76,7 +76,11 @@ static void ns_sample(buf_t *o, const char *name, const char *ns, const char *la
     buf_printf(o, "%s{ns=\"", name);
     metrics_escape_label(o, ns);
     buf_append_str(o, "\"");
-    if (label) buf_printf(o, ",%s=\"%s\"", label, value); /* our own literals: no escaping */
+    /* our own literals: no escaping; label "" means value is the labels */
+    if (label && !label[0])
+        buf_printf(o, ",%s", value);
+    else if (label)
+        buf_printf(o, ",%s=\"%s\"", label, value);
     buf_printf(o, "} %llu\n", (unsigned long long)v);
 }
 
@@ -169,6 +173,12 @@ static const ns_counter_family_t spec_families_2[] = {
      "Background refreshes started before expiry by early_refresh (XFetch).",
      NULL,
      {{"", FIELD(early_refreshes)}}},
+    {"luacached_writes_total",
+     "Writes through the cache to the origin (write-through SET runs write, DEL runs "
+     "delete), by mode and result.",
+     "",
+     {{"mode=\"through\",result=\"ok\"", FIELD(writes_through_ok)},
+      {"mode=\"through\",result=\"error\"", FIELD(writes_through_error)}}},
     {"luacached_stores_total",
      "Fetch results sent to Redis for storing (none while Redis is down).",
      NULL,

@@ -657,6 +657,8 @@ static void read_conf(lua_State *L, int t, policy_conf_t *c)
     c->version = (long long)lua_tointeger(L, -1);
     lua_pop(L, 1);
     c->has_on_event = conf_bool(L, t, "has_on_event");
+    c->has_write = conf_bool(L, t, "has_write");
+    c->has_delete = conf_bool(L, t, "has_delete");
     c->has_warm = conf_bool(L, t, "has_warm");
 }
 
@@ -738,7 +740,9 @@ static int load_protected(lua_State *L)
     boot_module(L, "luacached.runtime"); /* [host, runtime] */
     lua_getfield(L, -1, "load");         /* [host, runtime, load] */
     lua_pushvalue(L, 1);                 /* [host, runtime, load, host] */
-    lua_call(L, 1, 5);                   /* [host, runtime, conf, fetch, ttl_for, on_event, warm] */
+    lua_call(L, 1, 7); /* [host, runtime, conf, fetch, ttl_for, on_event, warm, write, delete] */
+    ps->delete_ref = luaL_ref(L, LUA_REGISTRYINDEX);   /* [.., on_event, warm, write] */
+    ps->write_ref = luaL_ref(L, LUA_REGISTRYINDEX);    /* [.., on_event, warm] */
     ps->warm_ref = luaL_ref(L, LUA_REGISTRYINDEX);     /* [.., conf, fetch, ttl_for, on_event] */
     ps->on_event_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* [.., conf, fetch, ttl_for] */
     ps->ttl_ref = luaL_ref(L, LUA_REGISTRYINDEX);      /* [host, runtime, conf, fetch] */
@@ -795,6 +799,7 @@ static policy_t *policy_load_src(ns_t *ns, const char *name, const char *path, c
     policy_t *p = xcalloc(1, sizeof(*p));
     pstate_t *ps = xcalloc(1, sizeof(*ps));
     ps->fetch_ref = ps->ttl_ref = ps->on_event_ref = ps->warm_ref = LUA_NOREF;
+    ps->write_ref = ps->delete_ref = LUA_NOREF;
     ps->budget = &ps->main_budget;
     p->engine_private = ps;
     p->refs = 1;

@@ -35,6 +35,7 @@ typedef struct policy_conf {
     double warm_every;     /* default 0 (off) */
     long long version;     /* default 1 */
     bool has_on_event, has_warm;
+    bool has_write, has_delete; /* write-through SET / DEL (policy_write, policy_delete) */
 } policy_conf_t;
 
 typedef struct ns ns_t;
@@ -199,6 +200,16 @@ void policy_warm(policy_t *p, policy_warm_cb cb, void *priv);
 typedef void (*policy_ttl_cb)(void *priv, double ttl, const char *err);
 void policy_ttl(policy_t *p, const char *id, size_t idlen, const char *value, size_t vlen,
                 policy_ttl_cb cb, void *priv);
+
+/* Write-through: write(id, value, ctx) (SET) and delete(id, ctx) (DEL) at
+ * the origin, as budgeted coroutines with a full ctx (ctx.http, within
+ * fetch_timeout). value/len: the bytes to cache (write's result, or the
+ * value given), valid during the call; on failure NULL and err says
+ * "write failed: ..." / "delete failed: ...". */
+typedef void (*policy_write_cb)(void *priv, const char *value, size_t len, const char *err);
+void policy_write(policy_t *p, const char *id, size_t idlen, const char *value, size_t vlen,
+                  policy_write_cb cb, void *priv);
+void policy_delete(policy_t *p, const char *id, size_t idlen, policy_write_cb cb, void *priv);
 
 /* ---- fetch: running a policy's fetch(id, ctx) as a coroutine ---- */
 

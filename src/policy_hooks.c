@@ -1,11 +1,13 @@
-/* policy_hooks.c: a policy's on_event, warm and ttl functions (EVENT, WARM,
- * background warm runs, SET with a ttl function).
+/* policy_hooks.c: a policy's on_event, warm, ttl, write and delete
+ * functions (EVENT, WARM, background warm runs, SET with a ttl function,
+ * write-through SET and DEL).
  *
  * Each runs through the coroutine runner (fetch.c, policy_run) like fetch:
  * budgeted and sliced, so a runaway fails only the command that called it
  * and never holds the loop for more than a slice. They only compute what to
  * invalidate, which ids to load or how long a value lives, so they need no
- * I/O (their ctx.http and ctx.sleep raise; see runtime.lua). runtime.lua
+ * I/O (their ctx.http and ctx.sleep raise; see runtime.lua); write and
+ * delete talk to the origin, so they get the fetch handle and a full ctx. runtime.lua
  * validates what they return; the strings are copied into C memory from
  * the finished thread's stack with raw reads that cannot raise. */
 #include <lauxlib.h>
@@ -218,4 +220,67 @@ void policy_ttl(policy_t *p, const char *id, size_t idlen, const char *value, si
     *r = (ttl_run_t){id, value, idlen, vlen, cb, priv};
     pstate_t *ps = p->engine_private;
     policy_run(p, ps->ttl_ref, false, &ttl_ops, r, r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* write(id, value, ctx) and delete(id, ctx): write-through                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct write_run {
+    const char *id, *value; /* valid while pushed; value NULL for delete */
+    size_t idlen, vlen;
+    const char *what; /* "write" or "delete" */
+    policy_write_cb cb;
+    void *priv;
+} write_run_t;
+
+static int write_push(lua_State *L, void *arg)
+{
+    const write_run_t *r = arg;
+    lua_pushlstring(L, r->id, r->idlen);
+    if (!r->value) return 1;
+    lua_pushlstring(L, r->value, r->vlen);
+    return 2;
+}
+
+/* [bytes] for write (validated by runtime.lua), [true] for delete */
+static void write_done(void *priv, lua_State *co, int nres)
+{
+    write_run_t *r = priv;
+    size_t len = 0;
+    const char *v = nres == 1 && lua_type(co, -1) == LUA_TSTRING ? lua_tolstring(co, -1, &len) : "";
+    if (nres == 1)
+        r->cb(r->priv, v, len, NULL);
+    else
+        r->cb(r->priv, NULL, 0, "write failed: internal error: bad result");
+    free(r);
+}
+
+static void write_failed(void *priv, fetch_kind_t kind, const char *msg)
+{
+    LC_UNUSED(kind); /* a timeout's message says so */
+    write_run_t *r = priv;
+    char err[1024];
+    snprintf(err, sizeof(err), "%s failed: %s", r->what, msg);
+    r->cb(r->priv, NULL, 0, err);
+    free(r);
+}
+
+static const run_ops_t write_ops = {write_push, write_done, write_failed};
+
+void policy_write(policy_t *p, const char *id, size_t idlen, const char *value, size_t vlen,
+                  policy_write_cb cb, void *priv)
+{
+    write_run_t *r = xcalloc(1, sizeof(*r));
+    *r = (write_run_t){id, value ? value : "", idlen, vlen, "write", cb, priv};
+    pstate_t *ps = p->engine_private;
+    policy_run(p, ps->write_ref, true, &write_ops, r, r);
+}
+
+void policy_delete(policy_t *p, const char *id, size_t idlen, policy_write_cb cb, void *priv)
+{
+    write_run_t *r = xcalloc(1, sizeof(*r));
+    *r = (write_run_t){id, NULL, idlen, 0, "delete", cb, priv};
+    pstate_t *ps = p->engine_private;
+    policy_run(p, ps->delete_ref, true, &write_ops, r, r);
 }

@@ -39,6 +39,8 @@ typedef struct pstate {
     int ttl_ref;              /* registry: runtime's ttl_for(id, value) */
     int on_event_ref;         /* registry: runtime's on_event(name, payload) */
     int warm_ref;             /* registry: runtime's warm() */
+    int write_ref;            /* registry: runtime's write(h, id, value) */
+    int delete_ref;           /* registry: runtime's delete(h, id) */
 } pstate_t;
 
 uv_loop_t *engine_loop(void);

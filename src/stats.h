@@ -23,6 +23,7 @@ typedef struct ns_stats {
     uint64_t lock_waits, lock_takeovers, early_refreshes;
     uint64_t reloads_ok, reloads_error;
     uint64_t stores, store_errors;
+    uint64_t writes_through_ok, writes_through_error; /* write / delete at the origin */
 } ns_stats_t;
 
 void ns_stats_observe_fetch(ns_stats_t *s, double seconds);

@@ -390,6 +390,35 @@ function M.new(o)
         return M.check_warm_ids(fn(sync_ctx("warm", ns, prims)))
     end
 
+    -- Write-through (SET with a write function): the origin first, with a
+    -- full ctx; returns the bytes to cache: what write returned (a table
+    -- as JSON), or the value given when it returned nothing.
+    function rt.write(h, id, value)
+        local fn = policy.write
+        if fn == nil then error("the policy has no write", 0) end
+        local r = fn(id, value, rt.make_ctx(h, id))
+        if r == nil then return value end
+        local tr = type(r)
+        if tr == "table" then
+            local ok, s = pcall(encode, r)
+            if not ok then
+                error("write returned a table that cannot be encoded as JSON: " .. tostring(s), 0)
+            end
+            return s
+        elseif tr ~= "string" then
+            error("write must return a string, a table or nil (got " .. tr .. ")", 0)
+        end
+        return r
+    end
+
+    -- DEL with a delete function: the origin first.
+    function rt.delete(h, id)
+        local fn = policy.delete
+        if fn == nil then error("the policy has no delete", 0) end
+        fn(id, rt.make_ctx(h, id))
+        return true
+    end
+
     return rt
 end
 
@@ -419,7 +448,7 @@ function M.load(host)
         policy = policy, conf = conf, ns = host.ns, prims = host.prims, encode = json.encode,
         decode = json.decode, can_park = sb.can_park,
     }
-    return conf, rt.fetch, rt.ttl_for, rt.on_event, rt.warm
+    return conf, rt.fetch, rt.ttl_for, rt.on_event, rt.warm, rt.write, rt.delete
 end
 
 return M

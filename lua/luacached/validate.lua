@@ -76,6 +76,8 @@ M.RULES = {
     end,
     on_event = func("on_event"),
     warm = func("warm"),
+    write = func("write"),
+    delete = func("delete"),
 }
 
 local NAMES = {}
@@ -190,6 +192,8 @@ function M.check(p, source, path)
     conf.version = tointeger(conf.version)
     conf.has_on_event = p.on_event ~= nil
     conf.has_warm = p.warm ~= nil
+    conf.has_write = p.write ~= nil
+    conf.has_delete = p.delete ~= nil
     return conf
 end
 

@@ -33,6 +33,7 @@ describe("luacached.validate", function()
             ttl = 300, ttl_jitter = 0, negative_ttl = 0, stale_ttl = 0, stale_if_error = 0,
             error_ttl = 0, early_refresh = 0, fetch_timeout = 5, lock_timeout = 10, l1_ttl = 1,
             warm_every = 0, version = 1, ttl_is_fn = false, has_on_event = false, has_warm = false,
+            has_write = false, has_delete = false,
         }, conf)
     end)
 
@@ -43,6 +44,7 @@ describe("luacached.validate", function()
               stale_if_error = 600, error_ttl = 0, early_refresh = 1.0, fetch_timeout = 5,
               lock_timeout = 10, l1_ttl = 1, version = 2.0, warm_every = 300,
               fetch = function() end, on_event = function() end, warm = function() end,
+              write = function() end, delete = function() end,
             }]]))
         assert.are.equal(600, conf.ttl)
         assert.are.equal(0.1, conf.ttl_jitter)
