@@ -107,12 +107,16 @@ void bcast_tag(const char *tag, size_t len)
     publish(NULL, &msg);
 }
 
-void bcast_gen(const ns_t *ns, long long gen)
+int bcast_gen(const ns_t *ns, long long gen, store_cb cb, void *priv)
 {
-    buf_t msg = {0};
+    buf_t msg = {0}, key = {0};
     start(&msg, 'G');
     buf_printf(&msg, "%s %lld", ns->name, gen);
-    publish(NULL, &msg);
+    keys_gen(&key, ns->name);
+    int rc = store_publish(key.data, key.len, channel.data, channel.len, msg.data, msg.len, cb, priv);
+    buf_free(&msg);
+    buf_free(&key);
+    return rc;
 }
 
 /* ---------------------------------------------------------------------------

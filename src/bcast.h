@@ -28,7 +28,10 @@ void bcast_keys_add(buf_t *batch, const char *rkey, size_t len); /* K, built up 
 int bcast_keys_send(buf_t *batch, store_cb cb, void *priv);
 void bcast_pattern(const char *glob, size_t len); /* P */
 void bcast_tag(const char *tag, size_t len);      /* T */
-void bcast_gen(const ns_t *ns, long long gen);    /* G */
+/* G, published on the node of the generation key, after its write; cb
+ * (may be NULL) once Redis handed it to subscribers: 0 when queued, -1
+ * (cb never runs) when Redis is down. */
+int bcast_gen(const ns_t *ns, long long gen, store_cb cb, void *priv);
 /* A message from the channel: emitted as what it says (unless it is ours). */
 void bcast_on_message(const char *msg, size_t len);
 

@@ -82,14 +82,25 @@ typedef struct flush_req {
     void *priv;
 } flush_req_t;
 
+/* FLUSHNS answers once the other instances were told (as PURGETAG does):
+ * an instance that reads an entry before it hears of the new generation
+ * would serve it. */
+static void on_told(void *priv, const store_result_t *res)
+{
+    LC_UNUSED(res); /* not told (Redis went away): they resync when it is back */
+    flush_req_t *r = priv;
+    r->cb(r->priv, 0, NULL);
+    free(r);
+}
+
 static void on_flushed(void *priv, const store_result_t *res)
 {
     flush_req_t *r = priv;
     if (res->status == STORE_OK && !res->str) {
         nsgen_learn(r->ns, res->integer);
-        bcast_gen(r->ns, res->integer);
         if (r->count) r->ns->stats.invalidations_flush++;
         log_info("[%s] FLUSHNS: namespace generation is now %lld", r->ns->name, res->integer);
+        if (bcast_gen(r->ns, res->integer, on_told, r) == 0) return;
         r->cb(r->priv, 0, NULL);
     } else if (res->status == STORE_ERROR) {
         buf_t msg = {0};

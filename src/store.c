@@ -131,11 +131,25 @@ static void flush_pending(void)
     flush_writes();
 }
 
+/* Send the open batch ahead of the command already formatted in scratch
+ * (the order of calls). Sending a batch of stores formats its own script
+ * call in scratch (script_send), so the command is set aside meanwhile:
+ * otherwise both would leave as one request, and every later reply on the
+ * link would go to the wrong caller. */
+static void flush_pending_before_scratch(void)
+{
+    buf_t cmd = scratch;
+    scratch = (buf_t){0};
+    flush_pending();
+    buf_free(&scratch);
+    scratch = cmd;
+}
+
 /* Send the command in scratch, about keys of slot; cb may be NULL (fire
  * and forget). */
 static int send_cmd(unsigned slot, store_cb cb, void *priv)
 {
-    flush_pending(); /* keep the order of calls */
+    flush_pending_before_scratch();
     int rc;
     if (!cb) {
         rc = backend_send(slot, NULL, NULL, scratch.data, scratch.len);
@@ -297,6 +311,7 @@ static void on_script_reply(void *priv, redisReply *reply)
 
 static int script_send(script_call_t *sc, bool by_text)
 {
+    flush_pending(); /* before formatting: a batch sent now uses scratch too */
     fmt_count(&scratch, 2 + (size_t)sc->argc);
     if (by_text) {
         fmt_str(&scratch, "EVAL");
@@ -307,7 +322,6 @@ static int script_send(script_call_t *sc, bool by_text)
     }
     buf_append(&scratch, sc->args.data, sc->args.len);
     sc->loads = loads;
-    flush_pending();
     int rc = backend_send(sc->slot, on_script_reply, sc, scratch.data, scratch.len);
     buf_reset(&scratch);
     return rc;
@@ -997,7 +1011,7 @@ static void on_scan(void *priv, redisReply *reply)
 
 static int send_scan(unsigned slot, size_t node, store_scan_cb cb, void *priv)
 {
-    flush_pending();
+    flush_pending_before_scratch();
     scan_call_t *c = xmalloc(sizeof(*c));
     *c = (scan_call_t){cb, priv, node};
     int rc = node == SIZE_MAX ? backend_send(slot, on_scan, c, scratch.data, scratch.len)
