@@ -324,9 +324,16 @@ static void watch_arm(const file_sig_t *dir)
     W.ev_active = false;
     int rc = uv_fs_event_start(&W.ev, on_fs_event, W.dir, 0);
     if (rc != 0) {
+        /* The usual causes are the kernel's inotify limits, shared by every
+         * process of the user: say which one, so an operator can raise it. */
+        const char *hint = rc == UV_EMFILE   ? " (inotify instances: sysctl fs.inotify."
+                                               "max_user_instances, or the open files limit)"
+                           : rc == UV_ENOSPC ? " (inotify watches: sysctl "
+                                               "fs.inotify.max_user_watches)"
+                                             : "";
         if (!W.ev_warned)
-            log_warn("cannot watch policies folder %s: %s; polling it every %d ms", W.dir,
-                     uv_strerror(rc), POLL_MS);
+            log_warn("cannot watch policies folder %s: %s%s; polling it every %d ms", W.dir,
+                     uv_strerror(rc), hint, POLL_MS);
         W.ev_warned = true;
         return;
     }
