@@ -462,11 +462,9 @@ static int read_file_errno(int dirfd, const char *name, const char *path, size_t
     }
     size_t cap = (size_t)st.st_size + 1, len = 0;
     char *buf = xmalloc(cap);
+    struct stat after;
     for (;;) {
-        if (len + 1 > cap) {
-            snprintf(err, errlen, "%s: file grew while being read", path);
-            goto err;
-        }
+        if (len + 1 > cap) goto changing;
         ssize_t n = read(fd, buf + len, cap - len);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) {
@@ -476,11 +474,22 @@ static int read_file_errno(int dirfd, const char *name, const char *path, size_t
         if (n == 0) break;
         len += (size_t)n;
     }
+    /* A file rewritten in place while we read it (truncated, then written:
+     * what an editor or a deploy does) is caught between versions: its
+     * bytes are neither. Not an error of the policy; EAGAIN tells the
+     * watcher to look again once the writer is done. */
+    if (fstat(fd, &after) != 0 || after.st_size != st.st_size || (size_t)after.st_size != len ||
+        after.st_mtim.tv_sec != st.st_mtim.tv_sec || after.st_mtim.tv_nsec != st.st_mtim.tv_nsec ||
+        after.st_ctim.tv_sec != st.st_ctim.tv_sec || after.st_ctim.tv_nsec != st.st_ctim.tv_nsec)
+        goto changing;
     close(fd);
     buf[len] = '\0';
     *out = buf;
     *outlen = len;
     return 0;
+changing:
+    if (err_no) *err_no = EAGAIN;
+    snprintf(err, errlen, "%s: file changed while being read (being written?)", path);
 err:
     close(fd);
     free(buf);

@@ -109,7 +109,8 @@ typedef struct policy_src {
     size_t len;
     char sha1[41];   /* hex SHA-1 of data; "" if the read failed */
     char error[512]; /* read failed: "path: reason" */
-    int err_no;      /* read failed: errno (ENOENT: the file is gone) */
+    int err_no;      /* read failed: errno (ENOENT: the file is gone; EAGAIN: it changed
+                      * while being read, a writer is at work) */
 } policy_src_t;
 
 /* Read (at most 4 MiB) and hash one policy file. Thread-safe: touches no

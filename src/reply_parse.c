@@ -152,7 +152,8 @@ static redisReply *build(struct build *b)
     char t = s[0];
     long long n = 0;
     if (t == '+' || t == '-') {
-        size_t cr;
+        /* find_line sets it; gcc -O3 cannot tell (maybe-uninitialized) */
+        size_t cr = 0;
         find_line(b->buf, b->len, b->pos, &cr); /* the scan found it */
         r->type = t == '+' ? REDIS_REPLY_STATUS : REDIS_REPLY_ERROR;
         r->str = s + 1;

@@ -21,8 +21,9 @@
  * engine_remove per served namespace whose file is gone. Compiling a policy
  * happens on the loop; it is small and runs under the Lua budget.
  *
- * Files that are empty are taken as being rewritten in place (an editor
- * truncates first) and looked at again next poll; RELOAD still loads them.
+ * Files that are empty, or that change while being read, are taken as being
+ * rewritten in place (an editor truncates first) and looked at again next
+ * poll, not reported as failed reloads; RELOAD still loads them.
  * A folder that cannot be listed (deleted, unmounted, permissions) changes
  * nothing: namespaces keep their policies; the error is logged once. A
  * folder that the path stops naming during a scan (a symlink swapped) makes
@@ -65,7 +66,8 @@ typedef struct scan_file {
     file_sig_t sig;
     bool bad_name; /* not [A-Za-z0-9_.-]+: skipped (logged once) */
     bool read;     /* src holds its content (or read error) as of this scan */
-    bool deferred; /* empty: being written, look again next poll */
+    bool changing; /* it changed while being read (EAGAIN): a writer is at work */
+    bool deferred; /* empty or changing: being written, look again next poll */
     policy_src_t src;
     policy_apply_t result; /* when read and applied */
 } scan_file_t;
@@ -231,6 +233,7 @@ static void scan_work(uv_work_t *w)
                 free(f->name); /* deleted between stat and open: absent */
                 continue;
             }
+            f->changing = !f->src.data && f->src.err_no == EAGAIN;
         }
         s->nfiles++;
     }
@@ -321,9 +324,16 @@ static void watch_arm(const file_sig_t *dir)
     W.ev_active = false;
     int rc = uv_fs_event_start(&W.ev, on_fs_event, W.dir, 0);
     if (rc != 0) {
+        /* The usual causes are the kernel's inotify limits, shared by every
+         * process of the user: say which one, so an operator can raise it. */
+        const char *hint = rc == UV_EMFILE   ? " (inotify instances: sysctl fs.inotify."
+                                               "max_user_instances, or the open files limit)"
+                           : rc == UV_ENOSPC ? " (inotify watches: sysctl "
+                                               "fs.inotify.max_user_watches)"
+                                             : "";
         if (!W.ev_warned)
-            log_warn("cannot watch policies folder %s: %s; polling it every %d ms", W.dir,
-                     uv_strerror(rc), POLL_MS);
+            log_warn("cannot watch policies folder %s: %s%s; polling it every %d ms", W.dir,
+                     uv_strerror(rc), hint, POLL_MS);
         W.ev_warned = true;
         return;
     }
@@ -372,9 +382,11 @@ static void scan_apply(scan_t *s)
         scan_file_t *f = &s->files[i];
         if (f->bad_name || !f->read) continue; /* unchanged on disk */
         bool force = requested(s, f->name);
-        if (f->src.data && f->src.len == 0 && !force) {
+        if ((f->changing || (f->src.data && f->src.len == 0)) && !force) {
             /* An editor that rewrites in place truncates first: an empty
-             * file is one being written. RELOAD still reports it. */
+             * file, or one that changed while the scan read it, is one
+             * being written (its write brings an event, and the poll looks
+             * again). RELOAD still reports it. */
             f->deferred = true;
             continue;
         }
