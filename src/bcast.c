@@ -113,7 +113,8 @@ int bcast_gen(const ns_t *ns, long long gen, store_cb cb, void *priv)
     start(&msg, 'G');
     buf_printf(&msg, "%s %lld", ns->name, gen);
     keys_gen(&key, ns->name);
-    int rc = store_publish(key.data, key.len, channel.data, channel.len, msg.data, msg.len, cb, priv);
+    int rc =
+        store_publish(key.data, key.len, channel.data, channel.len, msg.data, msg.len, cb, priv);
     buf_free(&msg);
     buf_free(&key);
     return rc;

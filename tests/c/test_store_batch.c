@@ -22,7 +22,7 @@
 #include "check.h"
 
 /* ------------------------------------------------------------------------ */
-/* The fake backend: store.c uses these three                                */
+/* The fake backend: one node, what store.c uses                             */
 /* ------------------------------------------------------------------------ */
 
 typedef struct sent {
@@ -54,6 +54,51 @@ int backend_cmd_formatted(backend_cb cb, void *priv, const char *cmd, size_t len
     }
     sent[nsent++] = (sent_t){cb, priv, xmemdup(cmd, len), len};
     return 0;
+}
+
+bool backend_any_up(void)
+{
+    return true;
+}
+
+bool backend_clustered(void)
+{
+    return false;
+}
+
+unsigned backend_slot(const char *key, size_t len)
+{
+    LC_UNUSED(key);
+    LC_UNUSED(len);
+    return 0;
+}
+
+bool backend_slot_up(unsigned slot)
+{
+    LC_UNUSED(slot);
+    return true;
+}
+
+int backend_send(unsigned slot, backend_cb cb, void *priv, const char *cmd, size_t len)
+{
+    LC_UNUSED(slot);
+    return backend_cmd_formatted(cb, priv, cmd, len);
+}
+
+size_t backend_nodes(void)
+{
+    return 1;
+}
+
+int backend_send_node(size_t node, backend_cb cb, void *priv, const char *cmd, size_t len)
+{
+    LC_UNUSED(node);
+    return backend_cmd_formatted(cb, priv, cmd, len);
+}
+
+void backend_barrier(void (*cb)(void *priv), void *priv)
+{
+    cb(priv);
 }
 
 /* Answer command i with the reply in RESP text. */
@@ -249,6 +294,36 @@ static void test_puts_one_turn(void)
     down();
 }
 
+static void on_unlinked(void *priv, const store_result_t *r)
+{
+    put_res_t *u = priv;
+    u->calls++;
+    u->status = r->status;
+    u->integer = r->integer;
+}
+
+/* A plain command issued while a batch of stores is open: the batch goes
+ * first, as its own request, and the command as the next one, each with
+ * its own callback (the command was once appended to the batch's request,
+ * shifting every later reply on the link to the wrong caller). */
+static void test_command_after_open_puts(void)
+{
+    up();
+    put_res_t p = {0}, u = {0};
+    REQUIRE(store_put_if_locked("E1", 2, "L1", 2, "tok", "val", 3, 60000, "ch", 2, "F", 1, on_put,
+                                &p) == 0);
+    REQUIRE(store_unlink("K9", 2, on_unlinked, &u) == 0);
+    REQUIRE(nsent == 2);
+    CHECK(strncmp(sent[0].cmd, "*10\r\n$7\r\nEVALSHA\r\n", 18) == 0);
+    CHECK(strstr(sent[0].cmd, "UNLINK") == NULL);
+    CHECK(sent_is(1, "*2\r\n$6\r\nUNLINK\r\n$2\r\nK9\r\n"));
+    answer(0, "*1\r\n:1\r\n");
+    answer(1, ":1\r\n");
+    CHECK(p.calls == 1 && p.status == STORE_OK && p.integer == 1);
+    CHECK(u.calls == 1 && u.status == STORE_OK && u.integer == 1);
+    down();
+}
+
 typedef struct test {
     const char *name;
     void (*fn)(void);
@@ -258,6 +333,7 @@ static const test_t tests[] = {
     {"lock_reads_one_turn", test_lock_reads_one_turn},
     {"lock_reads_per_turn", test_lock_reads_per_turn},
     {"puts_one_turn", test_puts_one_turn},
+    {"command_after_open_puts", test_command_after_open_puts},
 };
 
 int main(int argc, char **argv)
