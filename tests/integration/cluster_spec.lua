@@ -117,6 +117,7 @@ describe("luacached on a Redis Cluster", function()
       pg = pol(w), pgf = pol(w), pg2 = pol(w),
       tga = tagged(w), tgb = tagged(w),
       fl = pol(w), fl2 = pol(w), fll1 = pol(w, "ttl = 60, l1_ttl = 30"),
+      mv = pol(u .. "/chaos/mv/", "ttl = 300, l1_ttl = 0"),
       fo = pol(u .. "/chaos/fo/", "ttl = 300, l1_ttl = 0"),
       fk = pol(u .. "/chaos/fk/", "ttl = 300, l1_ttl = 0"),
       fd = pol(u .. "/chaos/fd/", "ttl = 300, l1_ttl = 0"),
@@ -411,6 +412,57 @@ describe("luacached on a Redis Cluster", function()
       assert.is_true(n <= origin:count("/chaos/" .. ns .. "/" .. k:match(":(.*)")), k .. " answered v=" .. n)
     end
   end
+
+  it("slots migrating under a GET load (ASK, then MOVED): no wrong value, all hits again within 10 s", function()
+    local src, dst = cl:master_of_slot(100), cl:master_of_slot(8000)
+    local ld, seen = load_of("mv", 30)
+    warm(ld, origin)
+    -- the slots of the load's entries on src, moved by hand so that load
+    -- rounds run between the steps: while a slot is half moved, src
+    -- answers -ASK for the keys already on dst
+    local slots, moved = {}, {}
+    for i = 1, 30 do
+      local k = entry("mv:" .. i)
+      if holder(k) == src then
+        local s = cl:slot_of(k)
+        if not slots[s] then slots[s], slots[#slots + 1] = true, s end
+        moved[#moved + 1] = k
+      end
+    end
+    assert.is_true(#slots > 0, "no load key on the source shard")
+    local src_id, dst_id = src:call("CLUSTER", "MYID"), dst:call("CLUSTER", "MYID")
+    local function ok(r, what)
+      assert(r == "OK" or r == "NOKEY", what .. ": " .. why(r))
+    end
+    for _, s in ipairs(slots) do
+      ok(dst:call("CLUSTER", "SETSLOT", s, "IMPORTING", src_id), "SETSLOT IMPORTING")
+      ok(src:call("CLUSTER", "SETSLOT", s, "MIGRATING", dst_id), "SETSLOT MIGRATING")
+    end
+    ld:round()
+    for n, s in ipairs(slots) do
+      local keys = src:call("CLUSTER", "GETKEYSINSLOT", s, 100)
+      for j = 1, keys.n or #keys do
+        ok(src:call("MIGRATE", "127.0.0.1", dst.port, "", 0, 5000, "KEYS", keys[j]), "MIGRATE " .. keys[j])
+      end
+      -- half of the slots moved, the other half migrating: a round of each
+      if n == #slots // 2 + 1 then ld:round() end
+    end
+    ld:round()
+    -- the new owner first, then the old one, then the rest
+    local order = { dst, src }
+    for _, m in ipairs(cl:masters()) do if m ~= dst and m ~= src then order[#order + 1] = m end end
+    for _, s in ipairs(slots) do
+      for _, m in ipairs(order) do ok(m:call("CLUSTER", "SETSLOT", s, "NODE", dst_id), "SETSLOT NODE") end
+    end
+    cl:wait_ok(10)
+    ld:drive_until_all_hit(origin, 10)
+    assert_no_wrong(ld, seen, "mv")
+    for _, k in ipairs(moved) do
+      assert.equal(dst, holder(k))
+      assert.equal(1, dst:call("EXISTS", k), k .. " on the new owner")
+    end
+    ld:close()
+  end)
 
   it("CLUSTER FAILOVER under a GET load: no wrong value, all hits again within 10 s", function()
     local old = cl:master_of_slot(100)
