@@ -13,8 +13,10 @@
 --   cl:call_all(...)            -> the command's reply from every master, in order
 --   cl:masters()                -> the live nodes whose ROLE is master
 --   cl:replicas_of(master)      -> the live nodes replicating that master
---   cl:start_failover(master)   CLUSTER FAILOVER on a replica of master (in sync
---                               first); -> that replica. Returns at once.
+--   cl:wait_replica(master, t)  -> a replica of master, once it is in sync and
+--                               every node knows it as that (it can win a vote)
+--   cl:start_failover(master)   CLUSTER FAILOVER on that replica; -> the
+--                               replica. Returns at once.
 --   cl:failover(master, t)      the same, then waits until the replica is
 --                               master and the map is agreed; -> the new master
 --
@@ -117,16 +119,34 @@ function Cluster:replicas_of(master)
   return out
 end
 
--- CLUSTER FAILOVER (the graceful kind: the master stops its clients until
--- the replica has caught up, so no write is lost) on a replica of master,
--- once that replica's link is up. Returns the replica without waiting.
-function Cluster:start_failover(master)
+-- A replica of master that is in sync and that every live node knows as
+-- that master's replica (cluster gossip lags the replication link). Only
+-- then can it win a failover vote: a CLUSTER FAILOVER sent earlier times out
+-- after 5 s ("Manual failover timed out") and nothing changes.
+function Cluster:wait_replica(master, timeout)
   local replica = self:replicas_of(master)[1]
-  if not replica then error("start_failover: master on port " .. master.port .. " has no replica") end
+  if not replica then error("master on port " .. master.port .. " has no replica") end
+  local master_id = master:call("CLUSTER", "MYID")
+  local want = "slave " .. master_id .. " " -- flags "slave" or "myself,slave", then the master
   H.wait_until(function()
     local info = replica:call("INFO", "replication")
-    return type(info) == "string" and info:find("master_link_status:up", 1, true)
-  end, 10, "replica on port " .. replica.port .. " in sync with its master")
+    if type(info) ~= "string" or not info:find("master_link_status:up", 1, true) then return false end
+    for _, n in ipairs(self.nodes) do
+      if n:alive() then
+        local line = n:call("CLUSTER", "NODES"):match("[^\n]*:" .. replica.port .. "@[^\n]*")
+        if not line or not line:find(want, 1, true) then return false end
+      end
+    end
+    return true
+  end, timeout or 10, "replica on port " .. replica.port .. " in sync, and every node knows it as its master's replica")
+  return replica
+end
+
+-- CLUSTER FAILOVER (the graceful kind: the master stops its writers until
+-- the replica has caught up, so no write is lost) on a replica of master,
+-- once wait_replica says it can win. Returns the replica without waiting.
+function Cluster:start_failover(master)
+  local replica = self:wait_replica(master)
   local r = replica:call("CLUSTER", "FAILOVER")
   if type(r) == "table" and r.err then error("CLUSTER FAILOVER: " .. r.err) end
   return replica
@@ -181,8 +201,10 @@ function C.start_cluster(o)
   for i = 1, masters * (1 + replicas) do
     local port = cluster_port()
     local dir = H.tmpdir("luacached-cluster")
+    -- no diskless-sync delay: a replica is in sync at once, not after 5 s
     local args = { "--cluster-enabled", "yes", "--cluster-config-file", dir .. "/nodes.conf",
-                   "--cluster-node-timeout", tostring(o.node_timeout or 2000) }
+                   "--cluster-node-timeout", tostring(o.node_timeout or 2000),
+                   "--repl-diskless-sync-delay", "0" }
     for _, a in ipairs(o.args or {}) do args[#args + 1] = a end
     nodes[i] = H.start_redis{ port = port, args = args }
     addrs[#addrs + 1] = "127.0.0.1:" .. port
@@ -247,8 +269,10 @@ end
 function C.start_sentinel(o)
   o = o or {}
   local name = o.name or "mymaster"
-  local master = H.start_redis()
-  local replica = H.start_redis{ args = { "--replicaof", "127.0.0.1", tostring(master.port) } }
+  -- no diskless-sync delay (either node may be the master): in sync at once, not after 5 s
+  local master = H.start_redis{ args = { "--repl-diskless-sync-delay", "0" } }
+  local replica = H.start_redis{ args = { "--repl-diskless-sync-delay", "0",
+                                          "--replicaof", "127.0.0.1", tostring(master.port) } }
   H.wait_until(function()
     local info = master:call("INFO", "replication")
     return type(info) == "string" and info:find("connected_slaves:1", 1, true)

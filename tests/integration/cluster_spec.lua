@@ -6,10 +6,11 @@
 -- One cluster of 3 masters with a replica each (tests/helpers/cluster.lua)
 -- and two luacached instances (A and B) on it serve the whole file. Tests
 -- use their own namespaces, so STATS counters can be asserted exactly; the
--- origin's counters are reset before each test. The last three tests change
--- the cluster, each on another shard (found by slot, so the order of the
--- earlier tests does not matter): a CLUSTER FAILOVER, a killed master, and a
--- master stopped with its replica. --cluster-require-full-coverage no lets
+-- origin's counters are reset before each test. The last four tests change
+-- the cluster under a GET load, each on shards found by slot when it runs:
+-- slots migrated from the shard of slot 100 to that of slot 8000, a CLUSTER
+-- FAILOVER (slot 100), a killed master (slot 8000), and a master stopped
+-- with its replica (slot 16000). --cluster-require-full-coverage no lets
 -- the other shards serve while one has no node at all.
 -- Key layout (src/keys.h, prefix "lc"): entry lc:{NS:ID}, lock
 -- lc:{NS:ID}:lock, tag set lc:#tag:TAG, generation lc:#gen:NS.
@@ -492,11 +493,7 @@ describe("luacached on a Redis Cluster", function()
 
   it("a master killed under a GET load: no wrong value, all hits again within 10 s of the promotion", function()
     local old = cl:master_of_slot(8000)
-    local replica = cl:replicas_of(old)[1]
-    assert.truthy(replica, "the master on port " .. old.port .. " has no replica")
-    H.wait_until(function()
-      return replica:call("INFO", "replication"):find("master_link_status:up", 1, true)
-    end, 10, "replica in sync")
+    local replica = cl:wait_replica(old)
     local ld, seen = load_of("fk", 30)
     warm(ld, origin)
     old:kill()
