@@ -96,27 +96,8 @@ done
 # the redis-server behind it (- for redis direct).
 TARGETS=("r $RPORT bench $RPID -" "n $NPORT bench $NPID $RPID" "l $LPORT bench $LPID $RPID"
     "m $LPORT benchl1 $LPID $RPID")
-TICK=$(getconf CLK_TCK)
-cpu_ticks() { # pid -> utime + stime in clock ticks (/proc/PID/stat fields 14, 15)
-    [[ $1 == - ]] && { echo 0; return; }
-    sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
-}
-per_req_us() { # ticks requests -> microseconds of CPU per request
-    awk -v t="$1" -v n="$2" -v hz="$TICK" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }'
-}
-# port clients pipeline namespace requests pid redis_pid -> "rps p50 p99 cpu redis_cpu":
-# cpu is the server's (redis-server, nutcracker or luacached) CPU time
-# (user + system) per request in microseconds, redis_cpu that of the
-# redis-server behind it (0 for redis direct): capacity per core, which
-# redis-benchmark's own ceiling does not cap.
-run() {
-    local out a0 b0 a1 b1
-    a0=$(cpu_ticks "$6") b0=$(cpu_ticks "$7")
-    out=$(redis-benchmark -p "$1" -c "$2" -P "$3" -n "$5" -r $KEYS --csv GET "$4:__rand_int__" 2>"$TMP/rb.err") ||
-        { echo "error: redis-benchmark against port $1 failed: $(tail -3 "$TMP/rb.err")" >&2; exit 1; }
-    a1=$(cpu_ticks "$6") b1=$(cpu_ticks "$7")
-    echo "$(awk -F, 'NR==2 { gsub(/"/, ""); print $2, $5, $7 }' <<<"$out") $(per_req_us $((a1 - a0)) "$5") $(per_req_us $((b1 - b0)) "$5")"
-}
+# port clients pipeline namespace requests pid redis_pid (bench/lib.sh bench_get)
+run() { bench_get "$1" "$2" "$3" "$4" "$5" $KEYS "$6" "$7"; }
 
 hits() { lc_metric "$LPORT" "luacached_hits_total{ns=\"$1\",tier=\"$2\"} "; }
 before=("$(hits bench redis)" "$(hits bench l1)" "$(hits benchl1 redis)" "$(hits benchl1 l1)")

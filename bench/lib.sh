@@ -10,6 +10,11 @@
 #                          everything started this way stops on exit
 #   free_ports N, wait_ping PORT WHAT [SECONDS], lc_metric PORT PREFIX, median,
 #   ratio A B, header
+#   wait_lc PORT PID NAME [SECONDS]  wait for a luacached started by bench_start
+#                          NAME; if it exits first, fail with its own error line
+#   bench_get PORT CLIENTS PIPELINE NS REQUESTS KEYS PID REDIS_PIDS
+#                          one redis-benchmark GET run on NS:__rand_int__ ->
+#                          "rps p50_ms p99_ms cpu_us_per_req redis_cpu_us_per_req"
 
 PATH=$PATH:/usr/sbin:/sbin # nutcracker lives in /usr/sbin
 
@@ -98,6 +103,45 @@ wait_ping() { # port what [seconds=10]
         [[ $SECONDS -ge $deadline ]] && { echo "error: $2 on port $1 did not come up" >&2; return 1; }
         sleep 0.05
     done
+}
+
+wait_lc() { # port pid name [seconds=10]
+    local deadline=$((SECONDS + ${4:-10})) line
+    until [[ $(redis-cli -p "$1" ping 2>/dev/null) == PONG ]]; do
+        if ! kill -0 "$2" 2>/dev/null; then
+            line=$(grep -h ' error ' "$TMP/$3.log" 2>/dev/null | tail -1 | sed 's/^[^ ]* error //')
+            echo "error: luacached (port $1) exited at start: ${line:-see its log}" >&2
+            exit 1
+        fi
+        [[ $SECONDS -ge $deadline ]] && { echo "error: luacached on port $1 did not come up" >&2; exit 1; }
+        sleep 0.05
+    done
+}
+
+BENCH_TICK=$(getconf CLK_TCK)
+cpu_ticks() { # pid[,pid...] | - -> their utime + stime in clock ticks (/proc/PID/stat fields 14, 15)
+    [[ $1 == - ]] && { echo 0; return; }
+    local p t=0
+    for p in ${1//,/ }; do t=$((t + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{ print $12 + $13 }'))); done
+    echo "$t"
+}
+per_req_us() { # ticks requests -> microseconds of CPU per request
+    awk -v t="$1" -v n="$2" -v hz="$BENCH_TICK" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }'
+}
+
+# port clients pipeline namespace requests keys pid redis_pids -> "rps p50
+# p99 cpu redis_cpu": cpu is the measured server's CPU time (user + system)
+# per request in microseconds, redis_cpu that of the redis-server(s) behind
+# it (comma-separated pids; - for none): capacity per core, which
+# redis-benchmark's own ceiling does not cap. -r keys: the GETs spread over
+# NS:000000000000 .. NS:(keys - 1), 12 digits.
+bench_get() {
+    local out a0 b0 a1 b1
+    a0=$(cpu_ticks "$7") b0=$(cpu_ticks "$8")
+    out=$(redis-benchmark -p "$1" -c "$2" -P "$3" -n "$5" -r "$6" --csv GET "$4:__rand_int__" 2>"$TMP/rb.err") ||
+        { echo "error: redis-benchmark against port $1 failed: $(tail -3 "$TMP/rb.err")" >&2; exit 1; }
+    a1=$(cpu_ticks "$7") b1=$(cpu_ticks "$8")
+    echo "$(awk -F, 'NR==2 { gsub(/"/, ""); print $2, $5, $7 }' <<<"$out") $(per_req_us $((a1 - a0)) "$5") $(per_req_us $((b1 - b0)) "$5")"
 }
 
 lc_metric() { # port prefix -> the sum of the values of the METRICS lines starting with prefix
