@@ -147,3 +147,13 @@ describe("--config", function()
     assert.truthy(plain_find(out, "unknown option '--chek'"), out)
   end)
 end)
+
+describe("examples/luacached.conf", function()
+  teardown(H.cleanup)
+  it("is a valid config file", function()
+    local rc, out = H.run_luacached({ "--config", H.root .. "/examples/luacached.conf",
+                                      "--policies", H.root .. "/policies", "--check" })
+    assert.equal(0, rc, out)
+    assert.truthy(out:find("policies OK: 3 namespaces", 1, true), out)
+  end)
+end)
