@@ -1,9 +1,12 @@
-/* config.c: command-line parsing. Every flag has a default that works for a
- * local demo and a bound that keeps a hostile client from hurting others. */
+/* config.c: the settings, from the command line and a --config file. Every
+ * option has a default that works for a local demo and a bound that keeps
+ * a hostile client from hurting others. One table (options[]) names them
+ * all: a flag is "--NAME", a config-file key is "NAME". */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,38 +19,26 @@
 
 uint64_t lc_start_mono_ms;
 
-config_t cfg = {
-    .bind = "127.0.0.1",
-    .port = 7379,
-    .redis_url = "redis://127.0.0.1:6379/0",
-    .redis_url_from = "default",
-    .policies_dir = "./policies",
-    .prefix = "lc",
-    .metrics_port = 9379,
-    .lua_path = NULL,
-    .requirepass = NULL,
-    .log_level = "info",
-    .check = false,
-    .maxclients = 10000,
-    .timeout_s = 300,
-    .max_inline = 64 * 1024,
-    .max_bulk = 64 * 1024 * 1024,
-    .max_args = 64 * 1024,
-    .max_request = 256 * 1024 * 1024,
-    .max_value = 64 * 1024 * 1024,
-    .output_limit = 256 * 1024 * 1024,
-    .max_pending = 1024,
-    .backend_timeout_ms = 1000,
-    .lua_memory = 64 * 1024 * 1024,
-    .l1_max_bytes = 64 * 1024 * 1024,
-    .lua_budget = 100 * 1000 * 1000,
-    .shutdown_grace_ms = 5000,
-};
+#define CONFIG_DEFAULTS                                                                            \
+    {                                                                                              \
+        .bind = "127.0.0.1", .port = 7379, .redis_url = "redis://127.0.0.1:6379/0",                \
+        .redis_url_from = "default", .policies_dir = "./policies", .prefix = "lc",                 \
+        .metrics_port = 9379, .lua_path = NULL, .requirepass = NULL, .log_level = "info",          \
+        .check = false, .maxclients = 10000, .timeout_s = 300, .max_inline = 64 * 1024,            \
+        .max_bulk = 64 * 1024 * 1024, .max_args = 64 * 1024, .max_request = 256 * 1024 * 1024,     \
+        .max_value = 64 * 1024 * 1024, .output_limit = 256 * 1024 * 1024, .max_pending = 1024,     \
+        .backend_timeout_ms = 1000, .lua_memory = 64 * 1024 * 1024,                                \
+        .l1_max_bytes = 64 * 1024 * 1024, .lua_budget = 100 * 1000 * 1000,                         \
+        .shutdown_grace_ms = 5000,                                                                 \
+    }
+
+config_t cfg = CONFIG_DEFAULTS;
 
 static void usage(FILE *f)
 {
     fprintf(
         f, "usage: luacached [options]\n"
+           "  --config FILE          read settings from FILE first (see 'config file' below)\n"
            "  --bind ADDR            listen address (default 127.0.0.1)\n"
            "  --port N               RESP port (default 7379)\n"
            "  --redis URL            redis://[[user]:pass@]host[:port][/db] or "
@@ -59,7 +50,8 @@ static void usage(FILE *f)
            "  --policies DIR         policy folder, one NS.lua per namespace (default ./policies)\n"
            "  --prefix P             Redis key prefix (default lc)\n"
            "  --metrics-port N       HTTP /metrics port, 0 = off (default 9379)\n"
-           "  --lua-path DIR         shipped lua/ helpers (default: lua/ next to the binary)\n"
+           "  --lua-path DIR         shipped lua/ helpers (default: lua/ next to the binary,\n"
+           "                         else ../share/luacached/lua, else ./lua)\n"
            "  --requirepass SECRET   require AUTH before any other command\n"
            "  --requirepass-file PATH  read that secret from a file\n"
            "  --log-level L          debug|info|warn|error (default info)\n"
@@ -75,25 +67,165 @@ static void usage(FILE *f)
            "  --l1-max-bytes BYTES   in-process tier size (67108864)\n"
            "  --lua-budget N         VM instructions per policy call (100000000)\n"
            "  --version, --help\n"
+           "config file: one 'key = value' a line, the keys named as the flags without --\n"
+           "  (port = 7379, redis-file = /run/credentials/luacached/redis); '#' starts a\n"
+           "  comment line; a value is the rest of the line, spaces around it dropped.\n"
+           "  Flags on the command line win over the file. --check, --config, --help and\n"
+           "  --version are command-line only. An unknown key, a key given twice or a bad\n"
+           "  value stops the start-up, naming FILE:LINE.\n"
            "secrets: the Redis URL comes from --redis, else --redis-file, else the\n"
            "  environment variable LUACACHED_REDIS_URL, else the default; the AUTH secret\n"
-           "  from --requirepass, else --requirepass-file, else LUACACHED_REQUIREPASS.\n"
-           "  A file is read once at start: one line, at most 8192 bytes, trailing newline\n"
-           "  dropped. Passwords are shown as *** in the log.\n");
+           "  from --requirepass, else --requirepass-file, else LUACACHED_REQUIREPASS\n"
+           "  (a flag and its -file form are one setting: given on the command line, both\n"
+           "  keys of the config file are ignored). A file is read once at start: one line,\n"
+           "  at most 8192 bytes, trailing newline dropped. Passwords are shown as *** in\n"
+           "  the log.\n");
 }
 
-/* Set on the command line (as opposed to from a file, the environment or
- * the default): these win over --redis-file / --requirepass-file / env. */
-static bool redis_flag, requirepass_flag;
+/* ------------------------------------------------------------------------
+ * The table of options
+ * ---------------------------------------------------------------------- */
+
+enum kind {
+    K_STR,         /* const char * */
+    K_LOGLEVEL,    /* const char *, one of log.h's names */
+    K_INT,         /* int, in [min, max] */
+    K_LONG,        /* long, in [min, max] */
+    K_SIZE,        /* size_t, in [min, max] */
+    K_U64,         /* uint64_t, in [min, max] */
+    K_BOOL,        /* bool; a flag without a value */
+    K_REDIS,       /* the Redis URL: a secret, kept out of argv */
+    K_REQUIREPASS, /* the AUTH secret, the same */
+};
+
+/* Options that are one setting: a secret and the file it can come from.
+ * One of them on the command line masks both in the config file. */
+enum group { G_NONE, G_REDIS, G_REQUIREPASS };
+
+typedef struct option {
+    const char *name; /* the flag without "--", and the config file's key */
+    enum kind kind;
+    size_t off; /* the field of config_t */
+    long long min, max;
+    enum group group;
+    bool cli_only; /* not a config-file key */
+} option_t;
+
+#define OFF(f) offsetof(config_t, f)
+#define STR(n, f)                                                                                  \
+    {                                                                                              \
+        n, K_STR, OFF(f), 0, 0, G_NONE, false                                                      \
+    }
+#define NUM(n, k, f, lo, hi)                                                                       \
+    {                                                                                              \
+        n, k, OFF(f), lo, hi, G_NONE, false                                                        \
+    }
+
+static const option_t options[] = {
+    {"config", K_STR, OFF(config_file), 0, 0, G_NONE, true},
+    {"check", K_BOOL, OFF(check), 0, 0, G_NONE, true},
+    STR("bind", bind),
+    NUM("port", K_INT, port, 0, 65535),
+    {"redis", K_REDIS, OFF(redis_url), 0, 0, G_REDIS, false},
+    {"redis-file", K_STR, OFF(redis_file), 0, 0, G_REDIS, false},
+    STR("policies", policies_dir),
+    STR("prefix", prefix),
+    NUM("metrics-port", K_INT, metrics_port, 0, 65535),
+    STR("lua-path", lua_path),
+    {"requirepass", K_REQUIREPASS, OFF(requirepass), 0, 0, G_REQUIREPASS, false},
+    {"requirepass-file", K_STR, OFF(requirepass_file), 0, 0, G_REQUIREPASS, false},
+    {"log-level", K_LOGLEVEL, OFF(log_level), 0, 0, G_NONE, false},
+    NUM("maxclients", K_LONG, maxclients, 1, 1000000),
+    NUM("timeout", K_LONG, timeout_s, 0, 31536000),
+    NUM("max-inline", K_SIZE, max_inline, 64, 16LL << 20),
+    NUM("max-bulk", K_SIZE, max_bulk, 1024, 1LL << 30),
+    NUM("max-args", K_LONG, max_args, 8, 1 << 20),
+    NUM("max-request", K_SIZE, max_request, 1024, 16LL << 30),
+    /* Redis takes bulks up to 512 MiB (proto-max-bulk-len) and an entry is
+     * the value plus a header: leave the header room. */
+    NUM("max-value", K_SIZE, max_value, 1024, (512LL << 20) - 4096),
+    NUM("output-limit", K_SIZE, output_limit, 1 << 20, 16LL << 30),
+    NUM("max-pending", K_LONG, max_pending, 1, 1 << 20),
+    NUM("backend-timeout", K_LONG, backend_timeout_ms, 10, 600000),
+    NUM("shutdown-grace", K_LONG, shutdown_grace_ms, 0, 600000),
+    NUM("lua-memory", K_SIZE, lua_memory, 1 << 20, 64LL << 30),
+    NUM("l1-max-bytes", K_SIZE, l1_max_bytes, 0, 64LL << 30),
+    NUM("lua-budget", K_U64, lua_budget, 1000, 1LL << 40),
+};
+
+#define NOPTIONS (sizeof(options) / sizeof(options[0]))
+
+static const option_t *find_option(const char *name, size_t len)
+{
+    for (size_t i = 0; i < NOPTIONS; i++)
+        if (strlen(options[i].name) == len && memcmp(options[i].name, name, len) == 0)
+            return &options[i];
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------
+ * State of one parse
+ * ---------------------------------------------------------------------- */
+
+static bool on_cli[NOPTIONS];   /* given on the command line */
+static int file_line[NOPTIONS]; /* the config file's line that gave it, 0: none */
+
+/* The URL / the password given as such (not from its file or the
+ * environment), and whether on the command line; these win over
+ * --redis-file / --requirepass-file / the environment. */
+static bool redis_direct, redis_on_cli, requirepass_direct, requirepass_on_cli;
+
+/* A config file holding a secret that every user may read: warned about
+ * once the log is set up (config_load_secrets). */
+static bool file_secret_exposed;
+static unsigned file_mode;
+
+/* Every string this file allocated, freed by config_reset(). */
+static char **owned;
+static size_t nowned, owned_cap;
+
+static char *own(char *s)
+{
+    if (nowned == owned_cap) {
+        owned_cap = owned_cap ? owned_cap * 2 : 16;
+        owned = xrealloc(owned, owned_cap * sizeof(*owned));
+    }
+    owned[nowned++] = s;
+    return s;
+}
+
+void config_reset(void)
+{
+    for (size_t i = 0; i < nowned; i++) {
+        explicit_bzero(owned[i], strlen(owned[i])); /* some are secrets */
+        free(owned[i]);
+    }
+    free(owned);
+    owned = NULL;
+    nowned = owned_cap = 0;
+    cfg = (config_t)CONFIG_DEFAULTS;
+    memset(on_cli, 0, sizeof(on_cli));
+    memset(file_line, 0, sizeof(file_line));
+    redis_direct = redis_on_cli = requirepass_direct = requirepass_on_cli = false;
+    file_secret_exposed = false;
+}
+
+static bool masked_by_cli(const option_t *o)
+{
+    if (on_cli[o - options]) return true;
+    if (o->group == G_NONE) return false;
+    for (size_t i = 0; i < NOPTIONS; i++)
+        if (options[i].group == o->group && on_cli[i]) return true;
+    return false;
+}
 
 /* A secret given as a flag value sits in argv, which anyone can read in
  * ps and /proc/PID/cmdline. Keep a copy and overwrite argv's bytes with the
  * redacted text (NUL-padded; the kernel shows that as spaces), so it is
  * visible only for the moment before start-up reached this point. */
-static const char *keep_secret(const char *v, bool whole_secret, const char *prev)
+static const char *keep_secret(const char *v, bool whole_secret)
 {
-    if (prev) free((char *)prev); /* the flag given twice: the last one counts */
-    char *copy = xstrdup(v);
+    char *copy = own(xstrdup(v));
     size_t len = strlen(v);
     char shown[4096];
     if (whole_secret)
@@ -108,17 +240,88 @@ static const char *keep_secret(const char *v, bool whole_secret, const char *pre
     return copy;
 }
 
-static int want_ll(const char *flag, const char *v, long long min, long long max, long long *out)
+/* Check v for o; on success *n holds a number's value. label names the
+ * setting in the error: "--port" or "FILE:LINE: port". */
+static int check_value(const option_t *o, const char *v, const char *label, long long *n, char *err,
+                       size_t errlen)
 {
-    if (parse_ll(v, strlen(v), out) != 0 || *out < min || *out > max) {
-        fprintf(stderr, "luacached: %s wants a whole number from %lld to %lld, got '%s'\n", flag,
-                min, max, v);
-        return -1;
+    enum log_level lvl;
+    switch (o->kind) {
+    case K_INT:
+    case K_LONG:
+    case K_SIZE:
+    case K_U64:
+        if (parse_ll(v, strlen(v), n) != 0 || *n < o->min || *n > o->max) {
+            snprintf(err, errlen, "%s wants a whole number from %lld to %lld, got '%.64s'", label,
+                     o->min, o->max, v);
+            return -1;
+        }
+        return 0;
+    case K_LOGLEVEL:
+        if (log_level_parse(v, &lvl) != 0) {
+            snprintf(err, errlen, "%s wants debug, info, warn or error, got '%.64s'", label, v);
+            return -1;
+        }
+        return 0;
+    case K_BOOL:
+        if (strcmp(v, "true") == 0 || strcmp(v, "yes") == 0 || strcmp(v, "1") == 0)
+            *n = 1;
+        else if (strcmp(v, "false") == 0 || strcmp(v, "no") == 0 || strcmp(v, "0") == 0)
+            *n = 0;
+        else {
+            snprintf(err, errlen, "%s wants true or false, got '%.64s'", label, v);
+            return -1;
+        }
+        return 0;
+    default:
+        return 0;
     }
-    return 0;
 }
 
-int config_parse(int argc, char **argv)
+/* Store a checked value. From the command line a string points into argv
+ * (which lives as long as the process); from the file it is a copy. */
+static void assign(const option_t *o, const char *v, long long n, bool cli, const char *file)
+{
+    void *dst = (char *)&cfg + o->off;
+    switch (o->kind) {
+    case K_STR:
+    case K_LOGLEVEL:
+        *(const char **)dst = cli ? v : own(xstrdup(v));
+        break;
+    case K_INT:
+        *(int *)dst = (int)n;
+        break;
+    case K_LONG:
+        *(long *)dst = (long)n;
+        break;
+    case K_SIZE:
+        *(size_t *)dst = (size_t)n;
+        break;
+    case K_U64:
+        *(uint64_t *)dst = (uint64_t)n;
+        break;
+    case K_BOOL:
+        *(bool *)dst = n != 0;
+        break;
+    case K_REDIS:
+        cfg.redis_url = cli ? keep_secret(v, false) : own(xstrdup(v));
+        cfg.redis_url_from = cli ? "--redis" : own(xstrdup(file));
+        redis_direct = true;
+        redis_on_cli = cli;
+        break;
+    case K_REQUIREPASS:
+        cfg.requirepass = cli ? keep_secret(v, true) : own(xstrdup(v));
+        requirepass_direct = true;
+        requirepass_on_cli = cli;
+        break;
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * The command line
+ * ---------------------------------------------------------------------- */
+
+static int parse_args(int argc, char **argv, char *err, size_t errlen)
 {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -130,125 +333,230 @@ int config_parse(int argc, char **argv)
             printf("luacached " LUACACHED_VERSION "\n");
             return 1;
         }
-        if (strcmp(a, "--check") == 0) {
-            cfg.check = true;
-            continue;
-        }
-        /* Every other flag takes a value, as "--flag value" or "--flag=value". */
-        const char *v = NULL;
-        char name[64];
-        const char *eq = strchr(a, '=');
-        if (eq && (size_t)(eq - a) < sizeof(name)) {
-            memcpy(name, a, (size_t)(eq - a));
-            name[eq - a] = '\0';
-            v = eq + 1;
-        } else {
-            snprintf(name, sizeof(name), "%s", a);
-            if (i + 1 < argc) v = argv[++i];
-        }
-        if (strncmp(name, "--", 2) != 0) {
-            fprintf(stderr, "luacached: unexpected argument '%s' (try --help)\n", a);
+        if (strncmp(a, "--", 2) != 0) {
+            snprintf(err, errlen, "unexpected argument '%.200s' (try --help)", a);
             return -1;
         }
-        if (!v) {
-            fprintf(stderr, "luacached: %s needs a value (try --help)\n", name);
+        /* "--flag value" or "--flag=value"; a boolean flag takes none. */
+        const char *eq = strchr(a, '=');
+        size_t nlen = eq ? (size_t)(eq - a) : strlen(a);
+        const option_t *o = find_option(a + 2, nlen - 2);
+        if (!o) {
+            snprintf(err, errlen, "unknown option '%.*s' (try --help)",
+                     (int)(nlen > 200 ? 200 : nlen), a);
+            return -1;
+        }
+        char label[64];
+        snprintf(label, sizeof(label), "--%s", o->name);
+        const char *v = NULL;
+        if (o->kind == K_BOOL) {
+            if (eq) {
+                snprintf(err, errlen, "%s takes no value (try --help)", label);
+                return -1;
+            }
+            v = "true";
+        } else if (eq) {
+            v = eq + 1;
+        } else if (i + 1 < argc) {
+            v = argv[++i];
+        } else {
+            snprintf(err, errlen, "%s needs a value (try --help)", label);
             return -1;
         }
         long long n = 0;
-        if (strcmp(name, "--bind") == 0)
-            cfg.bind = v;
-        else if (strcmp(name, "--redis") == 0) {
-            cfg.redis_url = keep_secret(v, false, redis_flag ? cfg.redis_url : NULL);
-            cfg.redis_url_from = "--redis";
-            redis_flag = true;
-        } else if (strcmp(name, "--redis-file") == 0)
-            cfg.redis_file = v;
-        else if (strcmp(name, "--requirepass-file") == 0)
-            cfg.requirepass_file = v;
-        else if (strcmp(name, "--policies") == 0)
-            cfg.policies_dir = v;
-        else if (strcmp(name, "--prefix") == 0)
-            cfg.prefix = v;
-        else if (strcmp(name, "--lua-path") == 0)
-            cfg.lua_path = v;
-        else if (strcmp(name, "--requirepass") == 0) {
-            cfg.requirepass = keep_secret(v, true, requirepass_flag ? cfg.requirepass : NULL);
-            requirepass_flag = true;
-        } else if (strcmp(name, "--log-level") == 0)
-            cfg.log_level = v;
-        else if (strcmp(name, "--port") == 0) {
-            if (want_ll(name, v, 0, 65535, &n)) return -1;
-            cfg.port = (int)n;
-        } else if (strcmp(name, "--metrics-port") == 0) {
-            if (want_ll(name, v, 0, 65535, &n)) return -1;
-            cfg.metrics_port = (int)n;
-        } else if (strcmp(name, "--maxclients") == 0) {
-            if (want_ll(name, v, 1, 1000000, &n)) return -1;
-            cfg.maxclients = (long)n;
-        } else if (strcmp(name, "--timeout") == 0) {
-            if (want_ll(name, v, 0, 31536000, &n)) return -1;
-            cfg.timeout_s = (long)n;
-        } else if (strcmp(name, "--max-inline") == 0) {
-            if (want_ll(name, v, 64, 16LL << 20, &n)) return -1;
-            cfg.max_inline = (size_t)n;
-        } else if (strcmp(name, "--max-bulk") == 0) {
-            if (want_ll(name, v, 1024, 1LL << 30, &n)) return -1;
-            cfg.max_bulk = (size_t)n;
-        } else if (strcmp(name, "--max-args") == 0) {
-            if (want_ll(name, v, 8, 1 << 20, &n)) return -1;
-            cfg.max_args = (long)n;
-        } else if (strcmp(name, "--max-request") == 0) {
-            if (want_ll(name, v, 1024, 16LL << 30, &n)) return -1;
-            cfg.max_request = (size_t)n;
-        } else if (strcmp(name, "--max-value") == 0) {
-            /* Redis takes bulks up to 512 MiB (proto-max-bulk-len) and an
-             * entry is the value plus a header: leave the header room. */
-            if (want_ll(name, v, 1024, (512LL << 20) - 4096, &n)) return -1;
-            cfg.max_value = (size_t)n;
-        } else if (strcmp(name, "--output-limit") == 0) {
-            if (want_ll(name, v, 1 << 20, 16LL << 30, &n)) return -1;
-            cfg.output_limit = (size_t)n;
-        } else if (strcmp(name, "--max-pending") == 0) {
-            if (want_ll(name, v, 1, 1 << 20, &n)) return -1;
-            cfg.max_pending = (long)n;
-        } else if (strcmp(name, "--backend-timeout") == 0) {
-            if (want_ll(name, v, 10, 600000, &n)) return -1;
-            cfg.backend_timeout_ms = (long)n;
-        } else if (strcmp(name, "--shutdown-grace") == 0) {
-            if (want_ll(name, v, 0, 600000, &n)) return -1;
-            cfg.shutdown_grace_ms = (long)n;
-        } else if (strcmp(name, "--lua-memory") == 0) {
-            if (want_ll(name, v, 1 << 20, 64LL << 30, &n)) return -1;
-            cfg.lua_memory = (size_t)n;
-        } else if (strcmp(name, "--l1-max-bytes") == 0) {
-            if (want_ll(name, v, 0, 64LL << 30, &n)) return -1;
-            cfg.l1_max_bytes = (size_t)n;
-        } else if (strcmp(name, "--lua-budget") == 0) {
-            if (want_ll(name, v, 1000, 1LL << 40, &n)) return -1;
-            cfg.lua_budget = (uint64_t)n;
-        } else {
-            fprintf(stderr, "luacached: unknown option '%s' (try --help)\n", name);
-            return -1;
-        }
+        if (check_value(o, v, label, &n, err, errlen) != 0) return -1;
+        assign(o, v, n, true, NULL);
+        on_cli[o - options] = true;
     }
     return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Files: the config file and the secret files
+ * ---------------------------------------------------------------------- */
+
+#define SECRET_FILE_MAX 8192
+#define CONFIG_FILE_MAX (1 << 20)
+
+/* The whole of a regular file (or a pipe, a credential), NUL-terminated, at
+ * most max bytes; NULL with *why set (strerror, or our text in whybuf). */
+static char *read_bounded(const char *path, size_t max, size_t *len, unsigned *mode,
+                          const char **why, char *whybuf, size_t whylen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        *why = strerror(errno);
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        *why = strerror(errno);
+        close(fd);
+        return NULL;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        *why = "is a directory";
+        close(fd);
+        return NULL;
+    }
+    *mode = S_ISREG(st.st_mode) ? (unsigned)(st.st_mode & 07777) : 0;
+    size_t cap = max + 1, n = 0;
+    char *buf = xmalloc(cap + 1);
+    for (;;) {
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            *why = strerror(errno);
+            break;
+        }
+        if (r == 0) break;
+        n += (size_t)r;
+        if (n > max) {
+            snprintf(whybuf, whylen, "larger than %zu bytes", max);
+            *why = whybuf;
+            break;
+        }
+    }
+    close(fd);
+    if (*why) {
+        explicit_bzero(buf, cap + 1);
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+        e--;
+    *e = '\0';
+    return s;
+}
+
+/* One line of the config file (NUL-terminated, no newline). The line's
+ * text is never quoted in an error: it may hold a secret. */
+static int parse_line(const char *file, int no, char *line, char *err, size_t errlen)
+{
+    char *s = trim(line);
+    if (*s == '\0' || *s == '#') return 0;
+    char *eq = strchr(s, '=');
+    if (!eq) {
+        snprintf(err, errlen, "%s:%d: expected 'key = value'", file, no);
+        return -1;
+    }
+    *eq = '\0';
+    const char *key = trim(s);
+    const char *v = trim(eq + 1);
+    const option_t *o = find_option(key, strlen(key));
+    if (!o) {
+        snprintf(err, errlen,
+                 "%s:%d: unknown key '%.64s' (the keys are the long flags without --; see "
+                 "luacached --help)",
+                 file, no, key);
+        return -1;
+    }
+    if (o->cli_only) {
+        snprintf(err, errlen, "%s:%d: %s can only be given on the command line (--%s)", file, no,
+                 o->name, o->name);
+        return -1;
+    }
+    size_t i = (size_t)(o - options);
+    if (file_line[i]) {
+        snprintf(err, errlen, "%s:%d: %s given twice (first at line %d)", file, no, o->name,
+                 file_line[i]);
+        return -1;
+    }
+    file_line[i] = no;
+    char label[1200];
+    snprintf(label, sizeof(label), "%s:%d: %s", file, no, o->name);
+    if (*v == '\0') {
+        snprintf(err, errlen, "%s needs a value", label);
+        return -1;
+    }
+    long long n = 0;
+    if (check_value(o, v, label, &n, err, errlen) != 0) return -1;
+    if (masked_by_cli(o)) return 0; /* checked, but the command line wins */
+    assign(o, v, n, false, file);
+    if (o->kind == K_REQUIREPASS || o->kind == K_REDIS) {
+        char shown[16];
+        if (o->kind == K_REQUIREPASS || redact_url(v, shown, sizeof(shown)))
+            file_secret_exposed = file_mode & S_IROTH;
+    }
+    return 0;
+}
+
+int config_parse_text(const char *file, const char *text, size_t len, char *err, size_t errlen)
+{
+    if (memchr(text, '\0', len)) {
+        snprintf(err, errlen, "%s: holds a NUL byte (not a text file?)", file);
+        return -1;
+    }
+    int no = 0;
+    const char *p = text, *end = text + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        char *line = xmemdup(p, n);
+        int rc = parse_line(file, ++no, line, err, errlen);
+        explicit_bzero(line, n);
+        free(line);
+        if (rc != 0) return -1;
+        p += n + (nl ? 1 : 0);
+    }
+    return 0;
+}
+
+static int read_config_file(const char *path, char *err, size_t errlen)
+{
+    size_t len = 0;
+    const char *why = NULL;
+    char whybuf[64];
+    char *text =
+        read_bounded(path, CONFIG_FILE_MAX, &len, &file_mode, &why, whybuf, sizeof(whybuf));
+    if (!text) {
+        snprintf(err, errlen, "--config %s: %s", path, why);
+        return -1;
+    }
+    int rc = config_parse_text(path, text, len, err, errlen);
+    explicit_bzero(text, len);
+    free(text);
+    return rc;
+}
+
+int config_parse_args(int argc, char **argv, char *err, size_t errlen)
+{
+    int rc = parse_args(argc, argv, err, errlen);
+    if (rc != 0) return rc;
+    if (cfg.config_file && read_config_file(cfg.config_file, err, errlen) != 0) return -1;
+    return 0;
+}
+
+int config_parse(int argc, char **argv)
+{
+    char err[1536];
+    int rc = config_parse_args(argc, argv, err, sizeof(err));
+    if (rc < 0) fprintf(stderr, "luacached: %s\n", err);
+    return rc;
 }
 
 /* ------------------------------------------------------------------------
  * Secrets from files and the environment
  * ---------------------------------------------------------------------- */
 
-#define SECRET_FILE_MAX 8192
-
 static char *secret_file_fail(const char *flag, const char *path, const char *why, char *buf,
-                              size_t n, int fd)
+                              size_t n)
 {
     fprintf(stderr, "luacached: %s %s: %s\n", flag, path, why);
     if (buf) {
         explicit_bzero(buf, n);
         free(buf);
     }
-    if (fd >= 0) close(fd);
     return NULL;
 }
 
@@ -257,50 +565,35 @@ static char *secret_file_fail(const char *flag, const char *path, const char *wh
  * silently become part of the password). */
 static char *read_secret_file(const char *flag, const char *path)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) return secret_file_fail(flag, path, strerror(errno), NULL, 0, -1);
-    struct stat st;
-    if (fstat(fd, &st) != 0) return secret_file_fail(flag, path, strerror(errno), NULL, 0, fd);
-    if (S_ISDIR(st.st_mode)) return secret_file_fail(flag, path, "is a directory", NULL, 0, fd);
-    if (S_ISREG(st.st_mode) && (st.st_mode & S_IROTH))
-        log_warn("%s %s is readable by every user (mode %04o); chmod o-r it", flag, path,
-                 (unsigned)(st.st_mode & 07777));
-    size_t cap = SECRET_FILE_MAX + 1, n = 0;
-    char *buf = xmalloc(cap + 1);
-    for (;;) {
-        ssize_t r = read(fd, buf + n, cap - n);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return secret_file_fail(flag, path, strerror(errno), buf, cap, fd);
-        if (r == 0) break;
-        n += (size_t)r;
-        if (n > SECRET_FILE_MAX) {
-            char why[64];
-            snprintf(why, sizeof(why), "larger than %d bytes", SECRET_FILE_MAX);
-            return secret_file_fail(flag, path, why, buf, cap, fd);
-        }
-    }
-    close(fd);
+    size_t n = 0;
+    unsigned mode = 0;
+    const char *why = NULL;
+    char whybuf[64];
+    char *buf = read_bounded(path, SECRET_FILE_MAX, &n, &mode, &why, whybuf, sizeof(whybuf));
+    if (!buf) return secret_file_fail(flag, path, why, NULL, 0);
+    if (mode & S_IROTH)
+        log_warn("%s %s is readable by every user (mode %04o); chmod o-r it", flag, path, mode);
+    size_t cap = n;
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
         n--;
     buf[n] = '\0';
-    const char *why = NULL;
     if (n == 0)
         why = "is empty";
     else if (memchr(buf, '\0', n))
         why = "holds a NUL byte";
     else if (memchr(buf, '\n', n) || memchr(buf, '\r', n))
         why = "holds more than one line";
-    if (why) return secret_file_fail(flag, path, why, buf, cap, -1);
-    return buf;
+    if (why) return secret_file_fail(flag, path, why, buf, cap);
+    return own(buf);
 }
 
-/* One secret setting: the flag (already in *value when flag_set), else
- * the file, else the environment. */
-static int load_one(bool flag_set, const char *flag, const char *file_flag, const char *file,
+/* One secret setting: the value given as such (already in *value when
+ * direct), else the file, else the environment. */
+static int load_one(bool direct, const char *flag, const char *file_flag, const char *file,
                     const char *env, const char **value, const char **from)
 {
-    if (flag_set) {
-        if (file) log_warn("%s given on the command line: %s %s not read", flag, file_flag, file);
+    if (direct) {
+        if (file) log_warn("%s given: %s %s not read", flag, file_flag, file);
         return 0;
     }
     if (file) {
@@ -320,20 +613,24 @@ static int load_one(bool flag_set, const char *flag, const char *file_flag, cons
 
 int config_load_secrets(void)
 {
-    if (load_one(redis_flag, "--redis", "--redis-file", cfg.redis_file, "LUACACHED_REDIS_URL",
+    if (load_one(redis_direct, "--redis", "--redis-file", cfg.redis_file, "LUACACHED_REDIS_URL",
                  &cfg.redis_url, &cfg.redis_url_from) != 0)
         return -1;
-    if (load_one(requirepass_flag, "--requirepass", "--requirepass-file", cfg.requirepass_file,
+    if (load_one(requirepass_direct, "--requirepass", "--requirepass-file", cfg.requirepass_file,
                  "LUACACHED_REQUIREPASS", &cfg.requirepass, NULL) != 0)
         return -1;
-    if (redis_flag) {
+    if (redis_on_cli) {
         char shown[1024];
         if (redact_url(cfg.redis_url, shown, sizeof(shown)))
             log_warn("the --redis URL holds a password, visible in ps until start-up hid it; "
                      "prefer --redis-file or LUACACHED_REDIS_URL");
     }
-    if (requirepass_flag)
+    if (requirepass_on_cli)
         log_warn("--requirepass is visible in ps until start-up hid it; prefer "
                  "--requirepass-file or LUACACHED_REQUIREPASS");
+    if (file_secret_exposed)
+        log_warn("--config %s holds a secret and is readable by every user (mode %04o); chmod "
+                 "o-r it, or move the secret to redis-file / requirepass-file",
+                 cfg.config_file, file_mode);
     return 0;
 }

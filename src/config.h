@@ -1,4 +1,5 @@
-/* config.h: the server's settings, from the command line (SPEC §1). */
+/* config.h: the server's settings, from the command line and a --config
+ * file (SPEC §1). */
 #ifndef LC_CONFIG_H
 #define LC_CONFIG_H
 
@@ -19,6 +20,7 @@ typedef struct config {
     const char *requirepass_file; /* --requirepass-file: the same for the password */
     const char *redis_url_from;   /* where redis_url came from, for the log */
     const char *log_level;
+    const char *config_file; /* --config: keys named as the flags, read once at start */
     bool check;
     /* limits (SPEC §8) */
     long maxclients;
@@ -42,14 +44,27 @@ typedef struct config {
 extern config_t cfg;
 extern uint64_t lc_start_mono_ms; /* when the process started (mono_ms) */
 
-/* Parse argv into cfg. Returns 0 to run, 1 when --help/--version printed,
- * -1 on a usage error (message printed). */
+/* Parse argv into cfg, then the --config file if one was named (flags on
+ * the command line win over its keys). Returns 0 to run, 1 when
+ * --help/--version printed, -1 on a usage error (message printed). */
 int config_parse(int argc, char **argv);
+
+/* The same with the error in err (no "luacached: " in front) instead. */
+int config_parse_args(int argc, char **argv, char *err, size_t errlen);
+
+/* Apply config-file text (len bytes, named file in errors) to cfg, as
+ * --config FILE does after the command line: keys that the command line
+ * gave are checked but not applied. 0, or -1 with "FILE:LINE: ..." in err. */
+int config_parse_text(const char *file, const char *text, size_t len, char *err, size_t errlen);
+
+/* Back to the defaults, forgetting what any parse gave (the unit tests). */
+void config_reset(void);
 
 /* The secrets: the Redis URL and --requirepass, each from its flag, else
  * its file flag, else its environment variable (LUACACHED_REDIS_URL,
  * LUACACHED_REQUIREPASS), else the default. Reads the files; call once
- * after config_parse() and the log level. -1 with the error printed. */
+ * after config_parse() and the log level; warns about secrets in ps
+ * or in a config file every user may read. -1 with the error printed. */
 int config_load_secrets(void);
 
 #endif

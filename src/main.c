@@ -43,19 +43,34 @@ static bool is_dir(const char *path)
 }
 
 /* The shipped lua/ helpers live next to the binary (build/lua), or in
- * ../share/luacached/lua for an installed binary. */
+ * ../share/luacached/lua for an installed binary (cmake --install), or in
+ * ./lua. NULL, with the places looked at printed, when none is a folder:
+ * a copied binary would otherwise fail with a bare "./lua: No such file". */
 static const char *default_lua_path(void)
 {
     static char path[PATH_MAX + 32];
     char exe[PATH_MAX];
     size_t len = sizeof(exe);
-    if (uv_exepath(exe, &len) != 0) return "./lua";
-    char *dir = dirname(exe);
-    snprintf(path, sizeof(path), "%s/lua", dir);
-    if (is_dir(path)) return path;
-    snprintf(path, sizeof(path), "%s/../share/luacached/lua", dir);
-    if (is_dir(path)) return path;
-    return "./lua";
+    char beside[PATH_MAX + 32] = "", shared[PATH_MAX + 32] = "";
+    if (uv_exepath(exe, &len) == 0) {
+        char *dir = dirname(exe);
+        snprintf(beside, sizeof(beside), "%s/lua", dir);
+        snprintf(shared, sizeof(shared), "%s/../share/luacached/lua", dir);
+    }
+    const char *candidates[] = {beside, shared, "./lua"};
+    for (size_t i = 0; i < sizeof(candidates) / sizeof(candidates[0]); i++) {
+        if (candidates[i][0] && is_dir(candidates[i])) {
+            snprintf(path, sizeof(path), "%s", candidates[i]);
+            return path;
+        }
+    }
+    fprintf(stderr,
+            "luacached: cannot find the shipped lua/ helpers (looked in %s, %s and ./lua); "
+            "use --lua-path DIR to name the folder (the lua/ of the source tree, or "
+            "PREFIX/share/luacached/lua after cmake --install)\n",
+            beside[0] ? beside : "<binary's folder>/lua",
+            shared[0] ? shared : "<binary's folder>/../share/luacached/lua");
+    return NULL;
 }
 
 /* A namespace appeared after start-up: it may have been flushed before,
@@ -174,9 +189,11 @@ int main(int argc, char **argv)
     }
     log_min_level = lvl;
     if (config_load_secrets() != 0) return 2;
+    const char *lua_path = cfg.lua_path ? cfg.lua_path : default_lua_path();
+    if (!lua_path) return 2;
     engine_conf_t econf = {
         .policies_dir = cfg.policies_dir,
-        .lua_path = cfg.lua_path ? cfg.lua_path : default_lua_path(),
+        .lua_path = lua_path,
         .mem_limit = cfg.lua_memory,
         .instr_budget = cfg.lua_budget,
     };

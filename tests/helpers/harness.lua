@@ -552,7 +552,7 @@ end
 -- start_server{policies_dir = DIR, redis_port = RP | redis_url = URL | false,
 --              port = P, metrics_port = 0 | true (pick one) | P,
 --              lua_path = DIR, extra_args = {...}, env = {K = V},
---              timeout = 10, wait = true, bin = path} -> server
+--              timeout = 10, wait = true, bin = path, cwd = DIR (default H.root)} -> server
 --   server.port, .pid, .metrics_port (nil when 0), .policies_dir, .args
 --   :call(...) one command on a fresh connection; :client(timeout)
 --   :stop(sig = "TERM", timeout = 5) -> exit status (128+N if killed by N)
@@ -583,7 +583,7 @@ function H.start_server(o)
     for _, a in ipairs{ "--policies", policies, "--metrics-port", mport } do argv[#argv + 1] = a end
     if o.lua_path then argv[#argv + 1] = "--lua-path"; argv[#argv + 1] = o.lua_path end
     for _, a in ipairs(o.extra_args or {}) do argv[#argv + 1] = a end
-    local proc = H.spawn{ argv = argv, name = "luacached", env = o.env }
+    local proc = H.spawn{ argv = argv, name = "luacached", env = o.env, cwd = o.cwd }
     local srv = setmetatable({ port = port, pid = proc.pid, proc = proc, policies_dir = policies,
                                metrics_port = (mport ~= 0) and mport or nil, args = argv }, Service)
     function srv.metrics(self)
