@@ -373,7 +373,8 @@ void cluster_barrier(void (*cb)(void *priv), void *priv)
     size_t lens[1] = {4};
     for (size_t i = 0; i < CLUSTER_MAX_NODES; i++) {
         struct redis_link *l = cl.links[i];
-        if (!l || l->state != LINK_UP || list_empty(&l->fifo)) continue;
+        /* Connecting links too: a redirected write may wait there. */
+        if (!l || !l->ac || list_empty(&l->fifo)) continue;
         if (link_send_argv(l, NULL, on_barrier_ping, b, 1, argv, lens) == 0) b->left++;
     }
     on_barrier_ping(b, NULL);

@@ -51,7 +51,7 @@ static void on_ping(void *priv, redisReply *reply)
     /* Redis is gone: fail open. mark stays the outage that follows the
      * loss: if the command link came back meanwhile, what the tier holds
      * goes at the next use. */
-    if (!reply || !backend_up()) return;
+    if (!reply || !backend_any_up()) return;
     l1_clear(); /* Redis answers and we did not hear it */
     g.mark = backend_outages_total() + 1;
 }
@@ -60,7 +60,7 @@ static void weigh_loss(uv_timer_t *t)
 {
     LC_UNUSED(t);
     if (!g.pending) return;
-    if (backend_subscribed() || !backend_up()) {
+    if (backend_subscribed() || !backend_any_up()) {
         g.pending = false; /* resynced, or the command link went too (mark: on_ping) */
         return;
     }
@@ -77,7 +77,7 @@ static void on_subscriber_lost(void)
     if (!g.timer) return; /* closed: shutting down */
     g.loss++;
     g.pending = false;
-    if (!backend_up()) {
+    if (!backend_any_up()) {
         g.mark = backend_outages_total(); /* Redis went away: fail open */
         return;
     }
@@ -121,7 +121,7 @@ bool l1_link_usable(void)
 {
     if (backend_subscribed()) return true;
     uint64_t outages = backend_outages_total();
-    if (backend_up()) {
+    if (backend_any_up()) {
         /* Deaf while Redis answers: read Redis. What the tier holds goes
          * (at once, unless the loss is still being weighed: Redis may be
          * dying, and then the tier is what fail-open serves). */

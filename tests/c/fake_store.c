@@ -361,6 +361,11 @@ bool backend_up(void)
     return up;
 }
 
+bool backend_any_up(void)
+{
+    return up;
+}
+
 bool backend_slot_up(unsigned slot)
 {
     LC_UNUSED(slot);
