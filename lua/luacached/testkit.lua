@@ -328,7 +328,7 @@ function Kit:fetch(id)
     res.value = v
     res.ttl = ttl
     local j = self.conf.ttl_jitter
-    res.ttl_min, res.ttl_max = ttl * (1 - j), ttl * (1 + j)
+    res.ttl_min, res.ttl_max = ttl - ttl * j, ttl + ttl * j
     res.tags = {}
     for i = 4, r.n do res.tags[#res.tags + 1] = r[i] end
     if v ~= nil then
