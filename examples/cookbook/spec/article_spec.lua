@@ -1,5 +1,5 @@
 -- article_spec.lua: tag invalidation (article.lua).
-local root = debug.getinfo(1, "S").source:match("^@(.*)examples/cookbook/[^/]*$") or "./"
+local root = debug.getinfo(1, "S").source:match("^@(.*)examples/cookbook/spec/[^/]*$") or "./"
 package.path = root .. "lua/?.lua;" .. package.path
 local testkit = require("luacached.testkit")
 local ORIGIN = "http://127.0.0.1:8080"
