@@ -261,7 +261,7 @@ static void write_failed(void *priv, fetch_kind_t kind, const char *msg)
     LC_UNUSED(kind); /* a timeout's message says so */
     write_run_t *r = priv;
     char err[1024];
-    snprintf(err, sizeof(err), "%s failed: %s", r->what, msg);
+    hook_error(err, sizeof(err), r->what, msg);
     r->cb(r->priv, NULL, 0, err);
     free(r);
 }

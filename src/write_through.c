@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "policy.h"
 #include "reply.h"
 #include "util.h"
@@ -31,10 +32,39 @@ typedef struct set_job {
     long long ttl_ms;
 } set_job_t;
 
+static void set_job_free(set_job_t *j)
+{
+    policy_unref(j->p);
+    free(j->id);
+    free(j->value);
+    free(j);
+}
+
+/* The origin took a value too large to cache: the old entry must not
+ * outlive it, so it goes, and the client hears both halves. */
+static void on_oversize_dropped(void *priv, long long removed, const char *err)
+{
+    LC_UNUSED(removed);
+    set_job_t *j = priv;
+    reply_error(sink_out(j->sink),
+                "write succeeded at the origin, but its value of %zu bytes exceeds --max-value "
+                "(%zu): not cached%s",
+                j->vlen, cfg.max_value, err ? "; and the old entry may still be cached" : "");
+    sink_finish(j->sink);
+    set_job_free(j);
+}
+
 static void on_written(void *priv, const char *value, size_t len, const char *err)
 {
     set_job_t *j = priv;
     sink_release_input(j->sink); /* what follows goes out before the next command */
+    if (!err && len > cfg.max_value) {
+        j->ns->stats.writes_through_ok++;
+        j->vlen = len; /* for the message */
+        cache_key_t key = {.ns = j->ns, .id = j->id, .idlen = j->idlen};
+        cache_del_keys(&key, 1, false, on_oversize_dropped, j);
+        return;
+    }
     if (err) {
         j->ns->stats.writes_through_error++;
         reply_error(sink_out(j->sink), "%s", err);
@@ -44,10 +74,7 @@ static void on_written(void *priv, const char *value, size_t len, const char *er
         cache_key_t key = {.ns = j->ns, .id = j->id, .idlen = j->idlen};
         cache_set(j->sink, &key, value, len, j->ttl_ms);
     }
-    policy_unref(j->p);
-    free(j->id);
-    free(j->value);
-    free(j);
+    set_job_free(j);
 }
 
 void write_through_set(sink_t *sink, const cache_key_t *key, const char *value, size_t vlen,

@@ -8,7 +8,9 @@
  * write cannot store the older origin value over it, here or on another
  * instance (its token-checked store finds no lock), and a fill that begins
  * after reads the new entry. On failure the client gets "-ERR write failed:
- * ..." and the cache is not touched. DEL runs delete(id, ctx) for each key
+ * ..." and the cache is not touched. A result over --max-value cannot be
+ * cached: the old entry is dropped (the origin has the new value) and the
+ * client gets an error saying so. DEL runs delete(id, ctx) for each key
  * whose namespace has one; keys whose origin delete failed stay cached,
  * and the reply is the first failure. Until the origin answers, the
  * client's next commands wait, so they see the write, as after a plain

@@ -635,6 +635,36 @@ return {
 ]], fields and (fields .. ",") or "", url_prefix, suffix and (" .. " .. string.format("%q", suffix)) or "")
 end
 
+-- tagged_policy(url_prefix, fields) -> source of a policy that GETs
+-- url_prefix .. id (non-200: error) and tags the value "owner:<owner_id>"
+-- (from the origin's widget JSON) and "all", ttl 60 (SPEC §4); fields as
+-- simple_policy's, e.g. an on_event.
+function H.tagged_policy(url_prefix, fields)
+  return string.format([[
+local cjson = require "cjson"
+return {
+  ttl = 60,
+  %s
+  fetch = function(id, ctx)
+    local res = ctx.http.get(%q .. id)
+    if res.status ~= 200 then error("origin said " .. res.status) end
+    local w = cjson.decode(res.body)
+    return res.body, { tags = { "owner:" .. w.owner_id, "all" } }
+  end,
+}
+]], fields and (fields .. ",") or "", url_prefix)
+end
+
+-- The sum of one STATS counter of namespace ns over several servers.
+function H.ns_total(servers, ns, name)
+  local n = 0
+  for _, srv in ipairs(servers) do
+    local v = H.ns_stats(srv, ns)[name]
+    assert(v, "STATS " .. ns .. " has no counter " .. name)
+    n = n + v
+  end
+  return n
+end
 
 ---------------------------------------------------------------------------
 -- assertions shared by the specs

@@ -18,6 +18,7 @@ local H = require "tests.helpers.harness"
 local C = require "tests.helpers.cluster"
 
 local stats = H.ns_stats
+local total = H.ns_total
 -- The text of a reply that was not what a test wanted.
 local function why(v) return tostring(type(v) == "table" and (v.err or v.n) or v) end
 
@@ -29,34 +30,9 @@ local function ids(prefix, n)
   return t
 end
 
--- The sum of one counter over several servers.
-local function total(servers, ns, name)
-  local n = 0
-  for _, s in ipairs(servers) do
-    local v = stats(s, ns)[name]
-    assert(v, "STATS " .. ns .. " has no counter " .. name)
-    n = n + v
-  end
-  return n
-end
 
 local function backend_up(srv) return H.info_fields(srv:call("INFO")).backend_up end
 
--- Fetches /widgets/<id> and tags the value with its owner (SPEC §4).
-local function tagged(url_prefix)
-  return string.format([[
-local cjson = require "cjson"
-return {
-  ttl = 60, l1_ttl = 0,
-  fetch = function(id, ctx)
-    local res = ctx.http.get(%q .. id)
-    if res.status ~= 200 then error("origin said " .. res.status) end
-    local w = cjson.decode(res.body)
-    return res.body, { tags = { "owner:" .. w.owner_id, "all" } }
-  end,
-}
-]], url_prefix)
-end
 
 describe("luacached on a Redis Cluster", function()
   local cl, origin, A, B
@@ -116,7 +92,7 @@ describe("luacached on a Redis Cluster", function()
       inv = H.simple_policy(u .. "/chaos/inv/", [[ttl = 60, l1_ttl = 30,
   on_event = function(name, data, ctx) return { keys = { "inv:" .. data } } end]]),
       pg = pol(w), pgf = pol(w), pg2 = pol(w),
-      tga = tagged(w), tgb = tagged(w),
+      tga = H.tagged_policy(w, "l1_ttl = 0"), tgb = H.tagged_policy(w, "l1_ttl = 0"),
       fl = pol(w), fl2 = pol(w), fll1 = pol(w, "ttl = 60, l1_ttl = 30"),
       mv = pol(u .. "/chaos/mv/", "ttl = 300, l1_ttl = 0"),
       fo = pol(u .. "/chaos/fo/", "ttl = 300, l1_ttl = 0"),

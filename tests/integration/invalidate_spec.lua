@@ -9,6 +9,7 @@
 local H = require "tests.helpers.harness"
 
 local assert_clean_exit = H.assert_clean_exit
+local tagged = H.tagged_policy
 
 -- Counters of one namespace from STATS ns: {name = number}.
 local stats = H.ns_stats
@@ -52,22 +53,6 @@ local function policy(url_prefix, fields, suffix)
   return H.simple_policy(url_prefix, "ttl = 60" .. (fields and (",\n  " .. fields) or ""), suffix)
 end
 
--- Fetches /widgets/<id> and tags the value with its owner (SPEC §4).
-local function tagged(url_prefix, fields)
-  return string.format([[
-local cjson = require "cjson"
-return {
-  ttl = 60,
-  %s
-  fetch = function(id, ctx)
-    local res = ctx.http.get(%q .. id)
-    if res.status ~= 200 then error("origin said " .. res.status) end
-    local w = cjson.decode(res.body)
-    return res.body, { tags = { "owner:" .. w.owner_id, "all" } }
-  end,
-}
-]], fields and (fields .. ",") or "", url_prefix)
-end
 
 describe("invalidation", function()
   local redis, origin, A, B

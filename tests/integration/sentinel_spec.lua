@@ -100,6 +100,21 @@ describe("luacached on a Sentinel deployment", function()
     assert.equal(1, backend_up(srv))
   end)
 
+  it("a master name the sentinels do not know: a clear log line, and it serves from the origin", function()
+    local url = sn.url:gsub("/mymaster$", "/nosuch")
+    assert.are_not.equal(sn.url, url)
+    local other = C.start_server{ redis_url = url, policies_dir = srv.policies_dir,
+                                  extra_args = { "--backend-timeout", "1000" } }
+    H.wait_until(function()
+      return other:log():find("knows no master named 'nosuch'", 1, true) ~= nil
+    end, 5, "the log names the unknown master")
+    local v, kind = other:call("GET", "rt:2")
+    assert.equal("bulk", kind, why(v))
+    assert.equal("widget 2", H.json_decode(v).name)
+    assert.equal(0, H.info_fields(other:call("INFO")).backend_up)
+    H.assert_clean_exit(other)
+  end)
+
   it("shuts down cleanly", function()
     H.assert_clean_exit(srv)
   end)

@@ -12,17 +12,8 @@ local assert_clean_exit = H.assert_clean_exit
 
 -- Counters of one namespace from STATS ns (or from INFO when from_info).
 local stats = H.ns_stats
+local total = H.ns_total
 
--- The sum of one counter over several servers.
-local function total(servers, ns, name)
-  local n = 0
-  for _, s in ipairs(servers) do
-    local v = stats(s, ns)[name]
-    assert(v, "STATS " .. ns .. " has no counter " .. name)
-    n = n + v
-  end
-  return n
-end
 
 local function errtext(v)
   return type(v) == "table" and v.err or tostring(v)

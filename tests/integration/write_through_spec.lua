@@ -205,6 +205,21 @@ describe("write-through", function()
     assert.is_true(bad >= 1, "failed writes counted")
   end)
 
+  it("a write whose result exceeds --max-value is written but not cached, and the old entry goes", function()
+    local big = kv_policy(origin.url .. "/kv/"):gsub("return res.body\n  end,\n  delete",
+      "return string.rep(\"x\", 2000)\n  end,\n  delete", 1)
+    local dir = H.write_policies{ kv = big }
+    local S = H.start_server{ redis_port = redis.port, policies_dir = dir,
+                              extra_args = { "--max-value", "1024" } }
+    put_origin("big", "old")
+    assert.equal("old", S:call("GET", "kv:big"))
+    local v = S:call("SET", "kv:big", "new")
+    assert_err_prefix("write succeeded at the origin, but its value of 2000 bytes exceeds --max-value (1024)", v)
+    assert.equal("new", at_origin("big"))
+    assert.is_nil(redis:call("GET", "lc:{kv:big}"), "the old entry was dropped")
+    H.assert_clean_exit(S)
+  end)
+
   it("--check accepts write and delete", function()
     local dir = H.write_policies{ kv = kv_policy(origin.url .. "/kv/") }
     local rc, out = H.run_luacached({ "--check", "--policies", dir }, 10)
