@@ -108,10 +108,7 @@ static void sub_before_connect(struct redis_link *link)
     char host[256];
     int port;
     if (!cluster_node_addr(be.sub_turn++, host, sizeof(host), &port)) return;
-    snprintf(link->url.host, sizeof(link->url.host), "%s", host);
-    link->url.port = port;
-    link->url.is_unix = false;
-    link_set_where(link);
+    link_set_addr(link, host, port);
 }
 
 /* ---- Public API ----------------------------------------------------------- */

@@ -717,7 +717,7 @@ void link_timer_cb(uv_timer_t *t)
     link_lost(link, why, LOSS_DROP);
 }
 
-void link_set_where(struct redis_link *link)
+static void link_set_where(struct redis_link *link)
 {
     const redis_url_t *url = &link->url;
     if (url->is_unix)
@@ -728,22 +728,26 @@ void link_set_where(struct redis_link *link)
         snprintf(link->where, sizeof(link->where), "%s:%d", url->host, url->port);
 }
 
+void link_set_addr(struct redis_link *link, const char *host, int port)
+{
+    snprintf(link->url.host, sizeof(link->url.host), "%s", host);
+    link->url.port = port;
+    link->url.is_unix = false;
+    link_set_where(link);
+}
+
 void link_retarget(struct redis_link *link, const char *host, int port)
 {
     if (!link->url.is_unix && link->url.port == port && strcmp(link->url.host, host) == 0) return;
     char was[sizeof(link->where)];
     snprintf(was, sizeof(was), "%s", link->where);
-    bool live = link_live(link);
-    if (live && link->state != LINK_WAIT) {
+    if (link_live(link) && link->state != LINK_WAIT) {
         char why[sizeof(link->where) + 32];
         snprintf(why, sizeof(why), "moving to %s:%d", host, port);
         if (link->resolving) abandon_lookup(link);
         link_lost(link, why, LOSS_DROP); /* fails what was pending there */
     }
-    snprintf(link->url.host, sizeof(link->url.host), "%s", host);
-    link->url.port = port;
-    link->url.is_unix = false;
-    link_set_where(link);
+    link_set_addr(link, host, port);
     link->addr_turn = 0;
     if (!link_live(link)) return; /* closed meanwhile, or never started */
     log_info("%s: %s -> %s", link->name, was, link->where);

@@ -154,7 +154,9 @@ bool link_live(const struct redis_link *link);
 /* Point the link at host:port (db, credentials unchanged): dropped and
  * re-made at once if it was connected elsewhere. */
 void link_retarget(struct redis_link *link, const char *host, int port);
-void link_set_where(struct redis_link *link);
+/* Set where the next connection attempt goes (host:port over TCP), with
+ * no reconnect: for before_connect hooks. */
+void link_set_addr(struct redis_link *link, const char *host, int port);
 
 /* The context is gone or must go: mark the link down, fail what is
  * pending, schedule a retry. */

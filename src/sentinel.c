@@ -31,9 +31,7 @@ static void next_sentinel(struct redis_link *link)
 {
     unsigned *turn = &sn.turn[link == &sn.query ? 0 : 1];
     const redis_addr_t *a = &sn.url.hosts[(*turn)++ % sn.url.nhosts];
-    snprintf(link->url.host, sizeof(link->url.host), "%s", a->host);
-    link->url.port = a->port;
-    link_set_where(link);
+    link_set_addr(link, a->host, a->port);
 }
 
 static void complain(const char *fmt, const char *a, const char *b)
