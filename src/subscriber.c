@@ -6,10 +6,9 @@
  *    ["subscribe", ch, n] and ["message", ch, payload] on that channel, and
  *    once with NULL at teardown. A second SUBSCRIBE of the same channel
  *    replaces the entry (same callback) and gets its own confirmation.
- *  - Commands queued before SUBSCRIBE (our AUTH/SELECT/PING handshake, a
- *    sentinel query) are answered through the normal queue first, so the
- *    handshake runs as on a command link and SUBSCRIBE is sent only once
- *    it is answered.
+ *  - Commands queued before SUBSCRIBE (our AUTH/SELECT/PING handshake) are
+ *    answered through the normal queue first, so the handshake runs as on
+ *    a command link and SUBSCRIBE is sent only once it is answered.
  *  - Other commands on a subscribed context are NOT usable: a PING's
  *    ["pong", ""] reply is routed as if it were a pattern message and its
  *    callback only ever runs at teardown. Hence the liveness probe is a
@@ -55,11 +54,6 @@ static void sub_on_ready(struct redis_link *link)
 {
     subscriber_t *s = link->owner;
     s->probe_out = false;
-    if (s->on_connected) {
-        redisAsyncContext *ac = link->ac;
-        s->on_connected(s);
-        if (link->ac != ac) return;
-    }
     sub_send(s);
 }
 

@@ -30,10 +30,6 @@ struct subscriber {
     void (*on_msg)(subscriber_t *s, const char *msg, size_t len);
     /* Each time the subscription is (re)established, the first included. */
     void (*on_resync)(subscriber_t *s);
-    /* Before SUBSCRIBE on each new connection: a chance to send commands
-     * (with redisAsyncCommand on link.ac), answered before any message. */
-    void (*on_connected)(subscriber_t *s);
-    void *owner;
     bool probe_out;         /* a SUBSCRIBE awaits its confirmation */
     uint64_t probe_sent_ms; /* uv_now() when it was sent */
     uint64_t last_seen_ms;  /* uv_now() of the last reply or message */
