@@ -517,9 +517,10 @@ int store_get(const char *key, size_t len, store_cb cb, void *priv)
  * for reads: one batch (reads, locks or stores) is open at a time, and
  * any other call sends it first. Each key's result is its own: the store
  * script runs each key's commands with redis.pcall, so one key's error (a
- * wrong type) is that key's answer alone, as its own call's was. A
- * batch's keys may lie in different hash slots, as an MGET's do;
- * per-node routing will split batches per slot, as it will MGETs.
+ * wrong type) is that key's answer alone, as its own call's was. In a
+ * cluster a batch's keys share one hash slot (a key of another slot
+ * closes the batch), and a redirected SET NX may answer after its MGET:
+ * the entries are then held until the last lock answer is in.
  * ------------------------------------------------------------------------- */
 
 /* Items per write batch, as for reads; and about this many bytes of
@@ -544,6 +545,10 @@ typedef struct write_batch {
     unsigned slot;
     size_t n;
     size_t pending; /* W_LOCKS: replies still to come (the SET NXs, the MGET) */
+    /* W_LOCKS: the entries, copied, when the MGET answered before a SET NX
+     * (in a cluster a redirected SET NX answers later, from the node it
+     * was sent on to, while an ASK-free MGET answers at once). */
+    store_result_t *held;
     write_item_t w[];
 } write_batch_t;
 
@@ -559,9 +564,27 @@ static struct {
 
 static void free_batch(write_batch_t *b)
 {
-    for (size_t i = 0; i < b->n; i++)
+    for (size_t i = 0; i < b->n; i++) {
         free(b->w[i].err);
+        if (b->held) free((char *)b->held[i].str);
+    }
+    free(b->held);
     free(b);
+}
+
+/* Entry i of a lock batch from reply (the MGET's, or GET's for one key;
+ * NULL: none came). */
+static void lock_entry(const write_batch_t *b, const redisReply *reply, size_t i,
+                       store_result_t *er)
+{
+    if (b->n == 1)
+        decode(reply, er);
+    else if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == b->n)
+        decode(reply->element[i], er);
+    else if (reply && reply->type == REDIS_REPLY_ERROR)
+        decode(reply, er);
+    else
+        *er = (store_result_t){.status = STORE_DOWN};
 }
 
 /* The locks' answers, with their entries from reply (the MGET's; NULL:
@@ -573,14 +596,10 @@ static void answer_locks(write_batch_t *b, const redisReply *reply)
         store_result_t lr = {
             .status = it->lock, .str = it->err, .len = it->err ? strlen(it->err) : 0};
         store_result_t er;
-        if (b->n == 1)
-            decode(reply, &er);
-        else if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == b->n)
-            decode(reply->element[i], &er);
-        else if (reply && reply->type == REDIS_REPLY_ERROR)
-            decode(reply, &er);
+        if (b->held)
+            er = b->held[i];
         else
-            er = (store_result_t){.status = STORE_DOWN};
+            lock_entry(b, reply, i, &er);
         it->lock_cb(it->priv, &lr, &er);
     }
     free_batch(b);
@@ -594,14 +613,24 @@ static void on_lock_set(void *priv, redisReply *reply)
     it->lock = r.status;
     if (r.status == STORE_ERROR) it->err = xmemdup(r.str, r.len);
     write_batch_t *b = it->of;
-    if (--b->pending == 0) answer_locks(b, NULL); /* the MGET could not be sent */
+    if (--b->pending == 0) answer_locks(b, NULL); /* the MGET answered first, or was not sent */
 }
 
 static void on_lock_reads(void *priv, redisReply *reply)
 {
     write_batch_t *b = priv;
-    /* The SET NXs went first on the link: their answers are in. */
-    if (--b->pending == 0) answer_locks(b, reply);
+    /* The SET NXs went first on the link, so their answers are in, unless
+     * one was redirected: then keep the entries until it answers. */
+    if (--b->pending == 0) {
+        answer_locks(b, reply);
+        return;
+    }
+    b->held = xcalloc(b->n, sizeof(*b->held));
+    for (size_t i = 0; i < b->n; i++) {
+        store_result_t *h = &b->held[i];
+        lock_entry(b, reply, i, h);
+        h->str = h->str ? xmemdup(h->str, h->len) : NULL;
+    }
 }
 
 static void answer_puts(write_batch_t *b, const redisReply *reply)
@@ -672,6 +701,7 @@ static void flush_writes(void)
     if (writes.n == 0) return;
     size_t n = writes.n;
     write_batch_t *b = xmalloc(sizeof(*b) + n * sizeof(write_item_t));
+    b->held = NULL;
     b->kind = writes.kind;
     b->slot = writes.slot;
     b->n = n;

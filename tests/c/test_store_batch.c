@@ -324,6 +324,28 @@ static void test_command_after_open_puts(void)
     down();
 }
 
+/* In a cluster a SET NX that was redirected (ASK during a slot migration)
+ * answers from the node it was sent on to, after the MGET that the old
+ * node answered at once: each fill still gets its own entry, kept until
+ * the last lock answer is in (it was once answered as Redis down). */
+static void test_lock_reads_redirected_lock(void)
+{
+    up();
+    lock_res_t r[2] = {0};
+    REQUIRE(store_lock_read("L1", 2, "t", 9, "E1", 2, on_lock, &r[0]) == 0);
+    REQUIRE(store_lock_read("L2", 2, "t", 9, "E2", 2, on_lock, &r[1]) == 0);
+    turn();
+    REQUIRE(nsent == 3);
+    answer(0, "+OK\r\n");
+    answer(2, "*2\r\n$2\r\nv1\r\n-ERR some error\r\n"); /* the MGET, first */
+    CHECK(r[0].calls == 0 && r[1].calls == 0);
+    answer(1, "+OK\r\n"); /* the redirected SET NX, last */
+    CHECK(r[0].calls == 1 && r[0].lock == STORE_OK && r[0].entry == STORE_OK);
+    CHECK(strcmp(r[0].value, "v1") == 0);
+    CHECK(r[1].calls == 1 && r[1].lock == STORE_OK && r[1].entry == STORE_ERROR);
+    down();
+}
+
 typedef struct test {
     const char *name;
     void (*fn)(void);
@@ -332,6 +354,7 @@ typedef struct test {
 static const test_t tests[] = {
     {"lock_reads_one_turn", test_lock_reads_one_turn},
     {"lock_reads_per_turn", test_lock_reads_per_turn},
+    {"lock_reads_redirected_lock", test_lock_reads_redirected_lock},
     {"puts_one_turn", test_puts_one_turn},
     {"command_after_open_puts", test_command_after_open_puts},
 };
