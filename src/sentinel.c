@@ -23,6 +23,12 @@ static struct {
     unsigned turn[2]; /* next sentinel to try: query link, subscriber */
     char host[256];   /* the master now ("" while unknown) */
     int port;
+    /* The config-epoch of the answer followed (-1: none yet), and whether a
+     * +switch-master moved us past it since (a switch names no epoch, but
+     * only a sentinel with a newer configuration announces one). */
+    long long epoch;
+    bool switched;
+    bool rotate; /* the query link's sentinel lags: ask another */
     char last_err[200];
 } sn;
 
@@ -61,33 +67,83 @@ static void learn(const char *host, size_t hlen, int port)
     sn.on_master(sn.host, sn.port);
 }
 
-static void on_addr(void *priv, redisReply *r)
+/* The value of field name in a SENTINEL MASTER reply (a flat array of
+ * names and values), or NULL. */
+static const redisReply *field(const redisReply *r, const char *name)
+{
+    size_t nl = strlen(name);
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const redisReply *k = r->element[i], *v = r->element[i + 1];
+        if (k->type == REDIS_REPLY_STRING && k->len == nl && memcmp(k->str, name, nl) == 0)
+            return v->type == REDIS_REPLY_STRING ? v : NULL;
+    }
+    return NULL;
+}
+
+static long long number(const redisReply *v, long long dflt)
+{
+    char buf[24];
+    if (!v || v->len == 0 || v->len >= sizeof(buf)) return dflt;
+    memcpy(buf, v->str, v->len);
+    buf[v->len] = '\0';
+    char *end;
+    long long n = strtoll(buf, &end, 10);
+    return *end ? dflt : n;
+}
+
+bool sentinel_answer_current(long long followed, bool switched, long long epoch)
+{
+    return epoch > followed || (epoch == followed && !switched);
+}
+
+static void on_master_info(void *priv, redisReply *r)
 {
     LC_UNUSED(priv);
     sn.query_out = false;
     if (!sn.running || !r) return;
-    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-        r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING) {
-        char port[8];
-        size_t n = r->element[1]->len < sizeof(port) - 1 ? r->element[1]->len : sizeof(port) - 1;
-        memcpy(port, r->element[1]->str, n);
-        port[n] = '\0';
-        learn(r->element[0]->str, r->element[0]->len, atoi(port));
-    } else if (r->type == REDIS_REPLY_NIL) {
-        complain("redis sentinel at %s knows no master named '%s' (check the URL's /name)",
-                 sn.query.where, sn.url.master);
-    } else {
-        complain("redis sentinel at %s: unexpected answer to GET-MASTER-ADDR-BY-NAME %s",
-                 sn.query.where, sn.url.master);
+    if (r->type == REDIS_REPLY_ERROR) {
+        if (strstr(r->str, "No such master"))
+            complain("redis sentinel at %s knows no master named '%s' (check the URL's /name)",
+                     sn.query.where, sn.url.master);
+        else
+            complain("redis sentinel at %s: SENTINEL MASTER %s failed", sn.query.where,
+                     sn.url.master);
+        return;
     }
+    const redisReply *ip = r->type == REDIS_REPLY_ARRAY ? field(r, "ip") : NULL;
+    long long port = ip ? number(field(r, "port"), -1) : -1;
+    if (!ip || port <= 0 || port > 65535) {
+        complain("redis sentinel at %s: unexpected answer to SENTINEL MASTER %s", sn.query.where,
+                 sn.url.master);
+        return;
+    }
+    long long epoch = number(field(r, "config-epoch"), 0);
+    bool same =
+        strlen(sn.host) == ip->len && memcmp(sn.host, ip->str, ip->len) == 0 && sn.port == port;
+    if (!same && !sentinel_answer_current(sn.epoch, sn.switched, epoch)) {
+        char e[48];
+        snprintf(e, sizeof(e), "%lld, followed: %lld%s", epoch, sn.epoch,
+                 sn.switched ? " and a switch since" : "");
+        complain("redis sentinel at %s lags (config-epoch %s): its answer is ignored and "
+                 "another sentinel is asked",
+                 sn.query.where, e);
+        sn.rotate = sn.url.nhosts > 1;
+        return;
+    }
+    if (epoch > sn.epoch) {
+        sn.epoch = epoch;
+        sn.switched = false;
+    }
+    learn(ip->str, ip->len, (int)port);
 }
 
 static void ask(void)
 {
     if (sn.query_out || sn.query.state != LINK_UP) return;
-    const char *argv[3] = {"SENTINEL", "GET-MASTER-ADDR-BY-NAME", sn.url.master};
-    size_t lens[3] = {8, 23, strlen(sn.url.master)};
-    if (link_send_argv(&sn.query, NULL, on_addr, NULL, 3, argv, lens) == 0) sn.query_out = true;
+    const char *argv[3] = {"SENTINEL", "MASTER", sn.url.master};
+    size_t lens[3] = {8, 6, strlen(sn.url.master)};
+    if (link_send_argv(&sn.query, NULL, on_master_info, NULL, 3, argv, lens) == 0)
+        sn.query_out = true;
 }
 
 static void query_on_up(struct redis_link *link)
@@ -100,6 +156,12 @@ static void query_on_up(struct redis_link *link)
 static void on_poll(uv_timer_t *t)
 {
     LC_UNUSED(t);
+    if (sn.rotate) { /* here, not in the reply's callback: the link is not mid-read */
+        sn.rotate = false;
+        const redis_addr_t *a = &sn.url.hosts[sn.turn[0] % sn.url.nhosts];
+        link_retarget(&sn.query, a->host, a->port);
+        return;
+    }
     ask();
 }
 
@@ -123,6 +185,7 @@ static void on_switch(subscriber_t *s, const char *msg, size_t len)
     size_t pl = plen[4] < sizeof(port) - 1 ? plen[4] : sizeof(port) - 1;
     memcpy(port, part[4], pl);
     port[pl] = '\0';
+    sn.switched = true;
     learn(part[3], plen[3], atoi(port));
 }
 
@@ -144,6 +207,8 @@ void sentinel_start(uv_loop_t *loop, const redis_url_t *url, long timeout_ms,
     sn.url.db = 0;
     sn.on_master = on_master;
     sn.port = 0;
+    sn.epoch = -1;
+    sn.switched = sn.rotate = false;
     sn.query_out = false;
     sn.last_err[0] = '\0';
 

@@ -115,6 +115,41 @@ describe("luacached on a Sentinel deployment", function()
     H.assert_clean_exit(other)
   end)
 
+  -- after the failover above: a sentinel cut off from the others still
+  -- names the old master (now a replica) with the old config-epoch
+  it("ignores a lagging sentinel's older configuration (config-epoch) and asks the next one", function()
+    local master_port = sn:current_master_port()
+    local old_port = master_port == sn.master.port and sn.replica.port or sn.master.port
+    local lag = H.spawn{ name = "lagsentinel", argv = { "python3", "-u",
+      H.root .. "/tests/helpers/lagging_sentinel.py", "--master", "mymaster",
+      "--ip", "127.0.0.1", "--port", tostring(old_port), "--epoch", "0" } }
+    local lport = H.wait_until(function()
+      return lag:log():match("sentinel listening on [%d.]+:(%d+)")
+    end, 10, "the lagging sentinel is listening")
+    local addrs = {} -- a real sentinel, the lagging one, the other real ones
+    for i, s in ipairs(sn.sentinels) do
+      addrs[#addrs + 1] = "127.0.0.1:" .. s.port
+      if i == 1 then addrs[#addrs + 1] = "127.0.0.1:" .. lport end
+    end
+    local other = C.start_server{ redis_url = "redis+sentinel://" .. table.concat(addrs, ",") .. "/mymaster",
+                                  policies_dir = srv.policies_dir, extra_args = { "--backend-timeout", "1000" } }
+    H.wait_until(function() return backend_up(other) == 1 end, 10, "backend_up:1")
+    sn.sentinels[1]:stop("KILL", 3) -- the next sentinel asked is the lagging one
+    H.wait_until(function() return lag:log():find("asked 1", 1, true) end, 10, "the lagging sentinel asked")
+    H.wait_until(function() return other:log():find("lags (config-epoch 0", 1, true) end, 5,
+      "the lagging answer logged as ignored")
+    -- luacached stays on the new master: every SET lands there
+    for n = 1, 20 do
+      local val = "lag " .. n
+      assert.equal("OK", (other:call("SET", "so:lag", val)))
+      local raw = H.call(master_port, "GET", "lc:{so:lag}")
+      assert.equal(val, type(raw) == "string" and raw:sub(-#val) or raw)
+      H.sleep(0.05) -- spread over a few polls of the sentinels (every 1 s)
+    end
+    assert.equal(1, backend_up(other))
+    H.assert_clean_exit(other)
+  end)
+
   it("shuts down cleanly", function()
     H.assert_clean_exit(srv)
   end)
