@@ -7,7 +7,7 @@
 # GETs took, so timer work cancels out); instructions per GET =
 # (total - total with 0 requests) / REQUESTS.
 #
-#   bench/callgrind_hits.sh [REQUESTS=20000] [--top N]
+#   bench/callgrind_hits.sh [REQUESTS=20000] [--top N] [--per-get N]
 #
 # Paths: redis-server serving GET; luacached serving a hit through Redis
 # (l1 off; counts luacached only, not the Redis behind it, which runs
@@ -16,19 +16,24 @@
 # path is about (from its metrics): it should be REQUESTS.
 # --top N also prints the N functions with most instructions (self cost) of
 # each REQUESTS run (startup included, so read shares, not absolutes).
+# --per-get N prints the N functions with most own instructions per GET:
+# (own instructions with REQUESTS GETs - with 0) / REQUESTS, per path.
+# PATHS (default "redis lc l1") picks the paths.
 # LUACACHED_BIN defaults to build-rel/luacached (-O2 -g), built here.
 # Needs valgrind, callgrind_annotate, redis-server, redis-benchmark, redis-cli.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=20000
 TOP=0
+PER=0
 while [[ $# -gt 0 ]]; do
     case $1 in
     --top) TOP=${2:?--top needs a number}; shift 2 ;;
+    --per-get) PER=${2:?--per-get needs a number}; shift 2 ;;
     *) N=$1; shift ;;
     esac
 done
-[[ $N =~ ^[1-9][0-9]*$ && $TOP =~ ^[0-9]+$ ]] || { echo "usage: $0 [REQUESTS] [--top N]" >&2; exit 2; }
+[[ $N =~ ^[1-9][0-9]*$ && $TOP =~ ^[0-9]+$ && $PER =~ ^[0-9]+$ ]] || { echo "usage: $0 [REQUESTS] [--top N]" >&2; exit 2; }
 KEYS=100
 VALUE_SIZE=100
 . bench/lib.sh
@@ -98,12 +103,13 @@ measure() {
 header
 echo "# luacached $BIN, $(valgrind --version); $N GETs (-c 10 -P 16 -r $KEYS), $KEYS keys of $VALUE_SIZE bytes"
 printf '%-40s %14s %14s %10s %12s\n' path "Ir (N GETs)" "Ir (0 GETs)" "Ir/GET" "tier hits"
-for path in redis lc l1; do
+for path in ${PATHS:-redis lc l1}; do
     measure $path "$N" 0
     full=$IR
     hits=$HITS
     measure $path 0 "$GET_SECONDS"
     idle=$IR
+    cp "$TMP/cg.$path.0" "$TMP/idle.$path"
     [[ $hits != - ]] && hits=$((hits - HITS))
     case $path in
     redis) what="redis-server, GET" ;;
@@ -114,10 +120,22 @@ for path in redis lc l1; do
         "$(awk -v a="$full" -v b="$idle" -v n="$N" 'BEGIN { printf "%.0f", (a - b) / n }')" "$hits"
 done
 if ((TOP > 0)); then
-    for path in redis lc l1; do
+    for path in ${PATHS:-redis lc l1}; do
         echo
         echo "## $path: top $TOP functions by own instructions ($N GETs run, startup included)"
         callgrind_annotate --inclusive=no "$TMP/cg.$path.$N" 2>/dev/null |
             awk -v top="$TOP" '/^ *[0-9,]+ \([ 0-9.]+%\) / && n++ < top'
+    done
+fi
+if ((PER > 0)); then
+    own() { callgrind_annotate --inclusive=no --auto=no --threshold=100 "$1" 2>/dev/null |
+        sed -nE 's/^ *([0-9,]+) \([ 0-9.]+%\) +(.*)$/\1\t\2/p' | tr -d ,; }
+    for path in ${PATHS:-redis lc l1}; do
+        echo
+        echo "## $path: top $PER functions by own instructions per GET"
+        join -t $'\t' -1 2 -2 2 -a 1 -e 0 -o 1.1,2.1,0 \
+            <(own "$TMP/cg.$path.$N" | sort -t $'\t' -k2,2) \
+            <(own "$TMP/idle.$path" | sort -t $'\t' -k2,2) |
+            awk -F '\t' -v n="$N" '{ printf "%8.1f  %s\n", ($1 - $2) / n, $3 }' | sort -rn | head -"$PER" || true
     done
 fi
