@@ -50,7 +50,7 @@ struct request {
 
 void cache_entry_key(buf_t *out, const ns_t *ns, const char *id, size_t idlen)
 {
-    keys_entry(out, ns->name, strlen(ns->name), id, idlen);
+    keys_entry(out, ns->name, ns->name_len, id, idlen);
 }
 
 int cache_key_parse(const char *key, size_t len, cache_key_t *out, buf_t *err)
@@ -221,8 +221,8 @@ static void warm_op_outcome(op_t *op, const outcome_t *o)
  * The in-process tier
  * ------------------------------------------------------------------------- */
 
-/* A fresh item of the tier, or false. */
-static bool l1_lookup(const ns_t *ns, const buf_t *rkey, entry_t *e)
+/* A fresh item of the tier at now (now_ms()), or false. */
+static bool l1_lookup(const ns_t *ns, const buf_t *rkey, int64_t now, entry_t *e)
 {
     if (!(ns->cur && ns->cur->conf.l1_ttl > 0)) return false;
     /* Redis is there but its broadcasts are not: another instance's
@@ -231,7 +231,7 @@ static bool l1_lookup(const ns_t *ns, const buf_t *rkey, entry_t *e)
     if (!l1_link_usable()) return false;
     if (!l1_get(rkey->data, rkey->len, uv_now(cache_loop), !key_backend_up(rkey), e)) return false;
     if (e->version != ns->cur->conf.version || e->gen < ns->gen ||
-        entry_state(e, now_ms()) != STATE_FRESH) {
+        entry_state(e, now) != STATE_FRESH) {
         l1_del(rkey->data, rkey->len);
         return false;
     }
@@ -258,7 +258,8 @@ bool cache_try_l1(sink_t *sink, const cache_key_t *key)
     buf_reset(&l1_scratch);
     cache_entry_key(&l1_scratch, ns, key->id, key->idlen);
     entry_t e;
-    if (!l1_lookup(ns, &l1_scratch, &e)) return false;
+    int64_t now = now_ms(); /* one clock read per hit */
+    if (!l1_lookup(ns, &l1_scratch, now, &e)) return false;
     ns->stats.requests_get++;
     if (e.kind == ENTRY_NEGATIVE)
         ns->stats.negative_hits++;
@@ -267,7 +268,7 @@ bool cache_try_l1(sink_t *sink, const cache_key_t *key)
     outcome_t o = outcome_of_entry(&e); /* the tier holds no errors (cache_l1_store) */
     encode_outcome(sink->proto, sink_out(sink), &o);
     sink_finish(sink);
-    maybe_refresh_early(ns, &l1_scratch, key->id, key->idlen, &e, now_ms());
+    maybe_refresh_early(ns, &l1_scratch, key->id, key->idlen, &e, now);
     return true;
 }
 
@@ -369,13 +370,14 @@ static void op_start(op_t *op)
     }
     if (op->kind == CACHE_GET) {
         entry_t e;
-        if (l1_lookup(op->ns, &op->rkey, &e)) {
+        int64_t now = now_ms();
+        if (l1_lookup(op->ns, &op->rkey, now, &e)) {
             if (e.kind == ENTRY_NEGATIVE)
                 op->ns->stats.negative_hits++;
             else
                 op->ns->stats.hits_l1++;
             op_answer_entry(op, &e);
-            maybe_refresh_early(op->ns, &op->rkey, op->id, op->idlen, &e, now_ms());
+            maybe_refresh_early(op->ns, &op->rkey, op->id, op->idlen, &e, now);
             op_done(op);
             return;
         }

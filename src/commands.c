@@ -3,7 +3,6 @@
  * case-insensitively in a hash built from the table at start. */
 #include "commands.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -70,8 +69,10 @@ static const command_t *lookup(const char *name, size_t len)
 {
     char lower[32];
     if (len >= sizeof(lower)) return NULL;
-    for (size_t i = 0; i < len; i++)
-        lower[i] = (char)tolower((unsigned char)name[i]);
+    for (size_t i = 0; i < len; i++) { /* ASCII only, as Redis: no locale lookup per command */
+        char ch = name[i];
+        lower[i] = ch >= 'A' && ch <= 'Z' ? (char)(ch + ('a' - 'A')) : ch;
+    }
     return dict_get(&by_name, lower, len);
 }
 

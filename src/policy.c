@@ -891,9 +891,8 @@ bool ns_name_valid(const char *s, size_t len)
     return true;
 }
 
-static int name_cmp(const char *a, size_t alen, const char *b)
+static int name_cmp(const char *a, size_t alen, const char *b, size_t blen)
 {
-    size_t blen = strlen(b);
     int c = memcmp(a, b, alen < blen ? alen : blen);
     if (c) return c;
     return alen < blen ? -1 : alen > blen;
@@ -906,7 +905,7 @@ static size_t ns_search(const char *name, size_t len, int *found)
     size_t lo = 0, hi = E.nns;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int c = name_cmp(name, len, E.ns[mid]->name);
+        int c = name_cmp(name, len, E.ns[mid]->name, E.ns[mid]->name_len);
         if (c == 0) {
             *found = 1;
             return mid;
@@ -931,7 +930,7 @@ ns_t *ns_find(const char *name, size_t len)
 static size_t gone_index(const char *name, size_t len)
 {
     for (size_t i = 0; i < E.ngone; i++)
-        if (name_cmp(name, len, E.gone[i]->name) == 0) return i;
+        if (name_cmp(name, len, E.gone[i]->name, E.gone[i]->name_len) == 0) return i;
     return E.ngone;
 }
 
@@ -1006,6 +1005,7 @@ static ns_t *ns_add(const char *name)
     }
     ns = xcalloc(1, sizeof(*ns));
     ns->name = xstrdup(name);
+    ns->name_len = strlen(name);
     ns->path = policy_path(E.policies_dir, name);
     ns->last_error = xstrdup("");
     ns_insert(ns);

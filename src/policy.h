@@ -52,6 +52,7 @@ typedef struct policy {
 
 struct ns {
     char *name;
+    size_t name_len;  /* strlen(name): read on every request */
     char *path;       /* policies/NAME.lua */
     policy_t *cur;    /* NULL when no load ever succeeded */
     char *last_error; /* "" after a successful load; else "file:line: message" */
