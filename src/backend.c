@@ -216,6 +216,7 @@ void backend_cluster_stats(backend_cluster_stats_t *out)
         if (cluster_master(i)) out->masters_up++;
     out->redirects = cluster_redirects_total();
     out->refreshes = cluster_refreshes_total();
+    out->reshapes = cluster_reshapes_total();
 }
 
 int backend_cmd(backend_cb cb, void *priv, const char *fmt, ...)

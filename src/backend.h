@@ -131,6 +131,7 @@ void backend_barrier(void (*cb)(void *priv), void *priv);
 typedef struct backend_cluster_stats {
     size_t masters, masters_up;
     uint64_t redirects, refreshes;
+    uint64_t reshapes; /* cluster_reshapes_total (cluster.h) */
 } backend_cluster_stats_t;
 void backend_cluster_stats(backend_cluster_stats_t *out); /* zeros without a cluster */
 

@@ -40,6 +40,7 @@ static struct {
     unsigned turn;    /* round robin for cluster_any() and reconnects */
     uv_timer_t *timer;
     uint64_t redirects, refreshes;
+    uint64_t reshapes; /* map loads that moved a slot (redirects aside) */
     char last_err[200];
 } cl;
 
@@ -111,10 +112,13 @@ static void on_slots(void *priv, redisReply *reply)
     const cluster_node_t *asked = &cl.map.nodes[i];
     char host[sizeof(asked->host)];
     snprintf(host, sizeof(host), "%s", asked->host);
+    static uint16_t owner_was[HASHSLOT_COUNT]; /* 32 KiB: not on the stack */
+    memcpy(owner_was, cl.map.owner, sizeof(owner_was));
     if (reply->type == REDIS_REPLY_ERROR) {
         snprintf(err, sizeof(err), "CLUSTER SLOTS: %s", reply->str);
     } else if (cluster_map_load(&cl.map, reply, host, asked->port, err, sizeof(err)) == 0) {
         cl.refreshes++;
+        if (memcmp(owner_was, cl.map.owner, sizeof(owner_was)) != 0) cl.reshapes++;
         cl.refresh_due = cl.map.covered < HASHSLOT_COUNT;
         if (!cl.loaded || cl.last_err[0])
             log_info("redis cluster: %zu slots of %u mapped, from %s:%d", cl.map.covered,
@@ -330,6 +334,11 @@ uint64_t cluster_redirects_total(void)
 uint64_t cluster_refreshes_total(void)
 {
     return cl.refreshes;
+}
+
+uint64_t cluster_reshapes_total(void)
+{
+    return cl.reshapes + cl.redirects;
 }
 
 bool cluster_node_addr(unsigned turn, char *host, size_t hostlen, int *port)

@@ -46,6 +46,10 @@ uint64_t cluster_errors_total(void);
 uint64_t cluster_outages_total(void);
 uint64_t cluster_redirects_total(void);
 uint64_t cluster_refreshes_total(void);
+/* Grows whenever a slot may have changed hands: a map load that moved
+ * one, or a MOVED/ASK (a migration under way). A walk over every master
+ * (PURGE's SCAN) that saw it grow may have missed a key in transit. */
+uint64_t cluster_reshapes_total(void);
 
 /* An address of a node of the cluster to subscribe on: the turn-th node
  * known (wrapping). false when none is known yet. */

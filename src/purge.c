@@ -9,10 +9,14 @@
  * batches. The whole walk is O(keys in the database) for PURGE (SCAN visits
  * every key; MATCH only filters) and O(members) for PURGETAG.
  *
- * SCAN runs against the one Redis node luacached talks to. A Redis Cluster
- * would need the walk repeated on every master (the pattern cannot be
- * confined to one slot, since the hash tag is the whole NS:ID); that is
- * noted for when the backend learns Cluster, not done here.
+ * On a Redis Cluster SCAN walks every master in turn (store_scan's cursor
+ * names the node; the pattern cannot be confined to one slot, since the
+ * hash tag is the whole NS:ID). A key migrating from a master not yet
+ * walked to one already walked would be missed, so a walk during which a
+ * slot may have changed hands (store_reshapes grew) is done again from
+ * the start, up to PURGE_REWALKS times; UNLINKs are counted by what Redis
+ * removed, so the count stays exact. PURGETAG's set is one key: its SSCAN
+ * and UNLINKs follow redirects like any command.
  *
  * Winning over fills in flight (SPEC §3):
  *  - PURGE also matches fill locks (PREFIX:{NS:ID}:lock) and deletes them, so
@@ -49,8 +53,9 @@
 #include "store.h"
 #include "util.h"
 
-#define SCAN_COUNT  1000 /* keys SCAN looks at per call (a hint to Redis) */
-#define SSCAN_COUNT 500  /* members per SSCAN */
+#define SCAN_COUNT    1000 /* keys SCAN looks at per call (a hint to Redis) */
+#define SSCAN_COUNT   500  /* members per SSCAN */
+#define PURGE_REWALKS 3    /* walks again after slots moved meanwhile */
 
 typedef struct job {
     bool is_tag;
@@ -68,6 +73,8 @@ typedef struct job {
     buf_t tag;
     buf_t bcast; /* PURGETAG: the batch's "K" message */
     char cursor[32];
+    uint64_t reshapes; /* PURGE: store_reshapes() when the walk began */
+    int rewalks;
 } job_t;
 
 typedef struct unlink_ctx {
@@ -258,10 +265,17 @@ static void on_batch(void *priv, const store_scan_t *items)
             tag_batch(j, items);
         else
             purge_batch(j, items);
-        if (strcmp(j->cursor, "0") == 0)
-            j->walk_done = true;
-        else
+        if (strcmp(j->cursor, "0") != 0) {
             walk_next(j);
+        } else if (!j->is_tag && store_reshapes() != j->reshapes && j->rewalks < PURGE_REWALKS) {
+            j->rewalks++;
+            j->reshapes = store_reshapes();
+            log_info("PURGE %.*s: cluster slots moved during the walk; walking again (%d of %d)",
+                     (int)j->glob.len, j->glob.data, j->rewalks, PURGE_REWALKS);
+            walk_next(j);
+        } else {
+            j->walk_done = true;
+        }
     }
     maybe_finish(j);
 }
@@ -304,6 +318,7 @@ void purge_pattern(ns_t *ns, const char *idglob, size_t idlen, bool count, cache
     buf_append(&j->match, "*", 1); /* and PREFIX:{NS:ID}:lock */
     bus_emit(BUS_KEYS_INVALIDATED, &(bus_msg_t){.key = j->glob.data, .len = j->glob.len});
     bcast_pattern(j->glob.data, j->glob.len);
+    j->reshapes = store_reshapes();
     walk_next(j);
     maybe_finish(j); /* Redis down: answers now */
 }

@@ -1099,6 +1099,13 @@ const store_stats_t *store_stats(void)
     return &stats;
 }
 
+uint64_t store_reshapes(void)
+{
+    backend_cluster_stats_t cs;
+    backend_cluster_stats(&cs);
+    return cs.reshapes;
+}
+
 void store_init(uv_loop_t *loop)
 {
     for (int i = 0; i < SC_COUNT; i++)

@@ -133,4 +133,8 @@ typedef struct store_stats {
 } store_stats_t;
 const store_stats_t *store_stats(void);
 
+/* Grows whenever a key may have moved between Redis nodes (a cluster's
+ * slot map changed, or a MOVED/ASK was seen); always 0 with one server. */
+uint64_t store_reshapes(void);
+
 #endif

@@ -14,6 +14,7 @@
 static fs_call_t **calls;
 static size_t ncalls, cap;
 static bool up = true, subscribed = true;
+static uint64_t reshapes;
 static store_stats_t stats;
 
 static void drop_all(void)
@@ -40,6 +41,16 @@ void fs_set_up(bool u)
 void fs_set_subscribed(bool s)
 {
     subscribed = s;
+}
+
+void fs_reshape(void)
+{
+    reshapes++;
+}
+
+uint64_t store_reshapes(void)
+{
+    return reshapes;
 }
 
 size_t fs_count(void)
@@ -134,6 +145,18 @@ void fs_answer_int(fs_call_t *c, long long v)
 void fs_answer_value(fs_call_t *c, const char *v, size_t len)
 {
     fs_answer(c, STORE_OK, v, len, 0);
+}
+
+void fs_answer_scan(fs_call_t *c, const char *cursor, const char *const *names, size_t n)
+{
+    if (!c || c->answered || !c->scan_cb) abort();
+    c->answered = true;
+    size_t lens[16];
+    if (n > 16) abort();
+    for (size_t i = 0; i < n; i++)
+        lens[i] = strlen(names[i]);
+    store_scan_t s = {.status = STORE_OK, .cursor = cursor, .n = n, .items = names, .lens = lens};
+    c->scan_cb(c->priv, &s);
 }
 
 void fs_answer_down(fs_call_t *c)

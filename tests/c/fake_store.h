@@ -53,6 +53,7 @@ typedef struct fs_call {
 void fs_reset(void); /* forget every call (unanswered ones are dropped unanswered) */
 void fs_set_up(bool up);
 void fs_set_subscribed(bool subscribed);
+void fs_reshape(void); /* a cluster slot changed hands: store_reshapes() grows */
 
 size_t fs_count(void);      /* calls recorded since the reset */
 fs_call_t *fs_at(size_t i); /* the i-th, or NULL */
@@ -68,6 +69,8 @@ void fs_answer_ok(fs_call_t *c); /* a status reply ("OK") */
 void fs_answer_int(fs_call_t *c, long long v);
 void fs_answer_value(fs_call_t *c, const char *v, size_t len);
 void fs_answer_down(fs_call_t *c);
+/* A SCAN/SSCAN step: the next cursor and n names. */
+void fs_answer_scan(fs_call_t *c, const char *cursor, const char *const *names, size_t n);
 
 /* A message on the events channel, as the subscriber link hands it over
  * (another instance's broadcast); the subscription coming back. */

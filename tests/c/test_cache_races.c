@@ -27,6 +27,7 @@
 #include "fake_store.h"
 #include "keys.h"
 #include "fill.h"
+#include "invalidate.h"
 #include "l1.h"
 #include "l1_link.h"
 #include "nsgen.h"
@@ -563,6 +564,57 @@ static void test_coalescing(void)
     CHECK(ns_w->stats.coalesced == 9);
 }
 
+typedef struct purged {
+    int calls;
+    long long removed;
+} purged_t;
+
+static void on_purged(void *priv, long long removed, const char *err)
+{
+    purged_t *p = priv;
+    p->calls++;
+    p->removed = err ? -1 : removed;
+}
+
+static bool is_purged(void *priv)
+{
+    return ((purged_t *)priv)->calls > 0;
+}
+
+/* PURGE on a Redis Cluster walks every master in turn; a slot that changes
+ * hands meanwhile could carry a matching key from a master not yet walked
+ * to one already walked. So a walk during which the slot map changed is
+ * done again from the start, and the count is what Redis removed. */
+static void test_purge_walks_again_after_reshape(void)
+{
+    purged_t p = {0};
+    purge_pattern(ns_w, "p*", 2, true, on_purged, &p);
+    fs_call_t *scan = expect(FS_SCAN, NULL);
+    REQUIRE(scan);
+    char k1[128];
+    snprintf(k1, sizeof(k1), "%s", rkey_of("p1"));
+    const char *first[] = {k1};
+    fs_reshape(); /* a MOVED, or a map refresh, while the walk runs */
+    fs_answer_scan(scan, "0", first, 1);
+    fs_call_t *u1 = expect(FS_UNLINK, k1);
+    REQUIRE(u1);
+    fs_answer_int(u1, 1);
+    CHECK(p.calls == 0); /* not done: the walk starts over */
+    fs_call_t *again = fs_next(FS_SCAN, NULL);
+    REQUIRE(again && again != scan);
+    char k2[128];
+    snprintf(k2, sizeof(k2), "%s", rkey_of("p2")); /* it had moved to a node walked first */
+    const char *second[] = {k1, k2};
+    fs_answer_scan(again, "0", second, 2);
+    fs_call_t *u1b = fs_next(FS_UNLINK, k1), *u2 = fs_next(FS_UNLINK, k2);
+    REQUIRE(u1b && u1b != u1 && u2);
+    fs_answer_int(u1b, 0); /* gone already: not counted twice */
+    fs_answer_int(u2, 1);
+    CHECK(run_until(is_purged, &p, 1000));
+    CHECK(p.calls == 1 && p.removed == 2);
+    CHECK(fs_count_kind(FS_SCAN, NULL) == 2); /* no reshape in the second walk: done */
+}
+
 int main(void)
 {
     setup();
@@ -575,6 +627,7 @@ int main(void)
         test_invalidation_during_lookup,
         test_redis_lost_mid_fill,
         test_coalescing,
+        test_purge_walks_again_after_reshape,
     };
     const char *names[] = {
         "miss_fill_hit",
@@ -585,6 +638,7 @@ int main(void)
         "invalidation_during_lookup",
         "redis_lost_mid_fill",
         "coalescing",
+        "purge_walks_again_after_reshape",
     };
     for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
         between_tests();

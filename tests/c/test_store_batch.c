@@ -101,6 +101,11 @@ void backend_barrier(void (*cb)(void *priv), void *priv)
     cb(priv);
 }
 
+void backend_cluster_stats(backend_cluster_stats_t *out)
+{
+    *out = (backend_cluster_stats_t){0};
+}
+
 /* Answer command i with the reply in RESP text. */
 static void answer(size_t i, const char *resp)
 {
