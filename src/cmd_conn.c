@@ -180,9 +180,9 @@ static void reply_command_info(buf_t *b, const command_t *cmd)
     if (cmd->flags & CMD_NOAUTH) reply_status(b, "no_auth");
     /* first key, last key, step: our keys are argument 1 when there is one */
     int has_key = cmd->fn == cmd_get || cmd->fn == cmd_mget || cmd->fn == cmd_set ||
-                  cmd->fn == cmd_del || cmd->fn == cmd_ttl || cmd->fn == cmd_pttl ||
-                  cmd->fn == cmd_peek || cmd->fn == cmd_refresh;
-    int many = cmd->fn == cmd_mget || cmd->fn == cmd_del;
+                  cmd->fn == cmd_del || cmd->fn == cmd_exists || cmd->fn == cmd_ttl ||
+                  cmd->fn == cmd_pttl || cmd->fn == cmd_peek || cmd->fn == cmd_refresh;
+    int many = cmd->fn == cmd_mget || cmd->fn == cmd_del || cmd->fn == cmd_exists;
     reply_int(b, has_key);
     reply_int(b, has_key ? (many ? -1 : 1) : 0);
     reply_int(b, has_key);

@@ -27,6 +27,7 @@ static const command_t command_table[] = {
     {"mget", -2, CMD_READONLY, cmd_mget},
     {"set", -3, CMD_WRITE, cmd_set},
     {"del", -2, CMD_WRITE, cmd_del},
+    {"exists", -2, CMD_READONLY, cmd_exists},
     {"ttl", 2, CMD_READONLY, cmd_ttl},
     {"pttl", 2, CMD_READONLY, cmd_pttl},
     {"peek", 2, CMD_READONLY, cmd_peek},

@@ -45,6 +45,7 @@ void cmd_get(client_t *c);
 void cmd_mget(client_t *c);
 void cmd_set(client_t *c);
 void cmd_del(client_t *c);
+void cmd_exists(client_t *c);
 void cmd_ttl(client_t *c);
 void cmd_pttl(client_t *c);
 void cmd_peek(client_t *c);
