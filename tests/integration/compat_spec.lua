@@ -34,13 +34,6 @@ return {
   return redis, origin, srv
 end
 
--- origin fetches of one path so far
-local function fetches(origin, path)
-  local st, body = origin:get("/_stats")
-  assert.equal(200, st)
-  return H.json_decode(body).paths[path] or 0
-end
-
 describe("SET options and EXISTS", function()
   local redis, origin, srv, c
   setup(function()
@@ -133,9 +126,9 @@ describe("SET options and EXISTS", function()
   it("EXISTS counts live values, a key named twice twice, and never fetches", function()
     assert.equal("OK", (c:call("SET", "widget:e1", "v")))
     assert.equal("OK", (c:call("SET", "widget:e2", "v")))
-    local before = fetches(origin, "/widgets/e3")
+    local before = origin:count("/widgets/e3")
     assert.same({ 3, "integer" }, { c:call("EXISTS", "widget:e1", "widget:e2", "widget:e3", "widget:e1") })
-    assert.equal(before, fetches(origin, "/widgets/e3"))
+    assert.equal(before, origin:count("/widgets/e3"))
     assert_err("ERR wrong number of arguments for 'exists' command", c:call("EXISTS"))
     assert_err("ERR unknown namespace 'nope'", c:call("EXISTS", "widget:e1", "nope:1"))
     -- a fetched value exists; a stale one still does (PEEK shows it)
@@ -167,5 +160,93 @@ describe("SET options and EXISTS", function()
     assert.equal("OK", (c:call("SET", "wt:1", "v", "EX", "30")))
     local pttl = c:call("PTTL", "wt:1")
     assert.is_true(pttl > 28000 and pttl <= 30000, "PTTL " .. pttl)
+  end)
+end)
+
+describe("MULTI / EXEC / DISCARD", function()
+  local origin, srv, c
+  setup(function()
+    _, origin, srv = start_all()
+    c = srv:client()
+  end)
+  teardown(H.cleanup)
+
+  it("queues, answers +QUEUED, and EXEC answers the replies in order, fills included", function()
+    origin:control("/widgets/mx-slow", { delay = 0.3, body = "slow body" })
+    c:send_raw(resp.encode("MULTI") .. resp.encode("SET", "widget:m1", "one")
+      .. resp.encode("GET", "widget:mx-slow") .. resp.encode("GET", "widget:m1")
+      .. resp.encode("GET", "widget:missing-m") .. resp.encode("EXISTS", "widget:m1")
+      .. resp.encode("PING") .. resp.encode("EXEC") .. resp.encode("ECHO", "after"))
+    assert.equal("+OK\r\n", c:read_raw_reply())
+    for _ = 1, 6 do assert.equal("+QUEUED\r\n", c:read_raw_reply()) end
+    assert.equal("*6\r\n+OK\r\n$9\r\nslow body\r\n$3\r\none\r\n$-1\r\n:1\r\n+PONG\r\n",
+      c:read_raw_reply())
+    assert.same({ "after", "bulk" }, { c:read_reply() })
+    assert.equal(1, origin:count("/widgets/mx-slow"))
+  end)
+
+  it("EXEC's array is byte-exact, and an empty MULTI/EXEC answers *0", function()
+    c:send_raw(resp.encode("MULTI") .. resp.encode("SET", "widget:m2", "x") .. resp.encode("GET", "widget:m2")
+      .. resp.encode("GET", "nope:1") .. resp.encode("EXEC"))
+    assert.equal("+OK\r\n", c:read_raw_reply())
+    assert.equal("+QUEUED\r\n", c:read_raw_reply())
+    assert.equal("+QUEUED\r\n", c:read_raw_reply())
+    assert.equal("+QUEUED\r\n", c:read_raw_reply()) -- a runtime error: queued, answered in place
+    assert.equal("*3\r\n+OK\r\n$1\r\nx\r\n-ERR unknown namespace 'nope'\r\n", c:read_raw_reply())
+    assert.same({ "OK", "status" }, { c:call("MULTI") })
+    assert.equal("*0\r\n", (function() c:send("EXEC") return c:read_raw_reply() end)())
+  end)
+
+  it("errors at queue time abort EXEC with EXECABORT; nothing queued runs", function()
+    assert.equal("OK", (c:call("MULTI")))
+    assert.equal("QUEUED", (c:call("SET", "widget:m3", "never")))
+    assert_err("ERR unknown command 'NOPE', with args beginning with: 'x' ", c:call("NOPE", "x"))
+    assert_err("ERR wrong number of arguments for 'get' command", c:call("GET"))
+    assert_err("EXECABORT Transaction discarded because of previous errors.", c:call("EXEC"))
+    assert.same({ 0, "integer" }, { c:call("EXISTS", "widget:m3") })
+    -- the connection is out of MULTI again
+    assert_err("ERR EXEC without MULTI", c:call("EXEC"))
+  end)
+
+  it("nested MULTI, EXEC/DISCARD without MULTI, DISCARD drops the queue", function()
+    assert_err("ERR EXEC without MULTI", c:call("EXEC"))
+    assert_err("ERR DISCARD without MULTI", c:call("DISCARD"))
+    assert.equal("OK", (c:call("MULTI")))
+    assert_err("ERR MULTI calls can not be nested", c:call("MULTI"))
+    assert.equal("QUEUED", (c:call("SET", "widget:m4", "dropped")))
+    assert.same({ "OK", "status" }, { c:call("DISCARD") })
+    assert.same({ 0, "integer" }, { c:call("EXISTS", "widget:m4") })
+    assert.same({ "PONG", "status" }, { c:call("PING") })
+    -- a nested MULTI does not abort the batch (as in Redis)
+    assert.equal("OK", (c:call("MULTI")))
+    assert_err("ERR MULTI calls can not be nested", c:call("MULTI"))
+    assert.equal("QUEUED", (c:call("PING")))
+    local v = c:call("EXEC")
+    assert.same({ n = 1, "PONG" }, v)
+  end)
+
+  it("WATCH is refused with the reason; UNWATCH is a no-op", function()
+    assert_err("ERR WATCH is not supported: MULTI/EXEC here is a queued batch, not an optimistic "
+      .. "transaction (docs/COMMANDS.md)", c:call("WATCH", "widget:1"))
+    assert.same({ "OK", "status" }, { c:call("UNWATCH") })
+    assert.equal("OK", (c:call("MULTI")))
+    assert_err("ERR WATCH inside MULTI is not allowed", c:call("WATCH", "widget:1"))
+    assert.same({ "OK", "status" }, { c:call("DISCARD") })
+  end)
+
+  it("SETs and GETs queued in one EXEC see each other, in order", function()
+    assert.equal("OK", (c:call("MULTI")))
+    for i = 1, 20 do
+      assert.equal("QUEUED", (c:call("SET", "widget:seq", "v" .. i, "NX", "GET")))
+      assert.equal("QUEUED", (c:call("SET", "widget:seq", "v" .. i)))
+      assert.equal("QUEUED", (c:call("GET", "widget:seq")))
+    end
+    local v = c:call("EXEC")
+    assert.equal(60, v.n)
+    for i = 1, 20 do
+      if i == 1 then assert.is_nil(v[1]) else assert.equal("v" .. (i - 1), v[3 * i - 2]) end
+      assert.equal("OK", v[3 * i - 1])
+      assert.equal("v" .. i, v[3 * i])
+    end
   end)
 end)
