@@ -328,9 +328,17 @@ static void answer_peek(op_t *op, const entry_t *e, bool have)
                             : e->kind == ENTRY_NEGATIVE ? "negative"
                             : e->kind == ENTRY_ERROR    ? "error"
                                                         : "fresh";
-        reply_array(out, 3);
+        /* RESP3: a map of the same three, named */
+        bool named = op_proto(op) == SINK_RESP3;
+        if (named)
+            sink_map(SINK_RESP3, out, 3);
+        else
+            reply_array(out, 3);
+        if (named) reply_bulk_str(out, "state");
         reply_bulk_str(out, state);
+        if (named) reply_bulk_str(out, "ttl_ms");
         reply_int(out, entry_fresh_left_ms(e, now)); /* negative: ms since expiry */
+        if (named) reply_bulk_str(out, "value");
         if (e->kind == ENTRY_NEGATIVE)
             sink_null(op_proto(op), out);
         else
