@@ -40,4 +40,8 @@ describe("client libraries", function()
     end
     run_client{ "node", NODE_DIR .. "/clients_test.js", tostring(srv.port) }
   end)
+
+  it("stops cleanly after the clients: exit 0, no sanitizer report", function()
+    H.assert_clean_exit(srv)
+  end)
 end)

@@ -167,6 +167,11 @@ describe("SET options and EXISTS", function()
     local pttl = c:call("PTTL", "wt:1")
     assert.is_true(pttl > 28000 and pttl <= 30000, "PTTL " .. pttl)
   end)
+
+  it("stops cleanly: exit 0, no sanitizer report", function()
+    if c then c:close() end
+    H.assert_clean_exit(srv)
+  end)
 end)
 
 describe("MULTI / EXEC / DISCARD", function()
@@ -267,6 +272,11 @@ describe("MULTI / EXEC / DISCARD", function()
       assert.equal("v" .. i, v[3 * i])
     end
   end)
+
+  it("stops cleanly: exit 0, no sanitizer report", function()
+    if c then c:close() end
+    H.assert_clean_exit(srv)
+  end)
 end)
 
 describe("RESP3 (HELLO 3)", function()
@@ -363,5 +373,10 @@ describe("RESP3 (HELLO 3)", function()
     assert.equal("+QUEUED\r\n", c:read_raw_reply())
     assert.equal("+QUEUED\r\n", c:read_raw_reply())
     assert.equal("*2\r\n_\r\n_\r\n", c:read_raw_reply())
+  end)
+
+  it("stops cleanly: exit 0, no sanitizer report", function()
+    if c then c:close() end
+    H.assert_clean_exit(srv)
   end)
 end)
