@@ -101,21 +101,17 @@ void cmd_refresh(client_t *c)
 static int parse_set_opts_or_reply(client_t *c, set_opts_t *o)
 {
     long n = client_argc(c) - 3;
-    const char *args[8];
-    size_t lens[8];
-    const char *err = "syntax error";
-    /* NX|XX, GET, KEEPTTL|EX n: at most 5 option words are valid */
-    if (n > (long)LC_ARRAY_LEN(args)) {
-        reply_error(client_reply_buf(c), "%s", err);
-        return -1;
-    }
+    /* n is bounded by --max-args; repeats (NX NX) are valid, as in Redis */
+    const char **args = xmalloc((size_t)(n > 0 ? n : 1) * sizeof(*args));
+    size_t *lens = xmalloc((size_t)(n > 0 ? n : 1) * sizeof(*lens));
     for (long i = 0; i < n; i++)
         args[i] = client_arg(c, 3 + i, &lens[i]);
-    if (set_opts_parse(args, lens, n, o, &err) != 0) {
-        reply_error(client_reply_buf(c), "%s", err);
-        return -1;
-    }
-    return 0;
+    const char *err = NULL;
+    int rc = set_opts_parse(args, lens, n, o, &err);
+    if (rc != 0) reply_error(client_reply_buf(c), "%s", err);
+    free(args);
+    free(lens);
+    return rc;
 }
 
 /* SET key value [NX | XX] [GET] [EX s | PX ms | EXAT unix-s | PXAT unix-ms | KEEPTTL] */

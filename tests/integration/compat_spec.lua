@@ -118,7 +118,7 @@ describe("SET options and EXISTS", function()
   it("bad combinations and numbers get Redis's error texts, and store nothing", function()
     local cases = {
       { "NX", "XX" }, { "XX", "NX" }, { "EX", "10", "KEEPTTL" }, { "KEEPTTL", "PX", "5" },
-      { "EX", "1", "PX", "1" }, { "EX" }, { "BOGUS" }, { "NX", "NX", "NX", "NX", "NX", "NX", "NX", "NX", "NX" },
+      { "EX", "1", "PX", "1" }, { "EX" }, { "BOGUS" }, { "NX", "GET", "XX" },
     }
     for _, args in ipairs(cases) do
       assert_err("ERR syntax error", c:call("SET", "widget:bad", "v", table.unpack(args)))
@@ -127,6 +127,9 @@ describe("SET options and EXISTS", function()
       assert_err("ERR invalid expire time in 'set' command", c:call("SET", "widget:bad", "v", table.unpack(args)))
     end
     assert.same({ 0, "integer" }, { c:call("EXISTS", "widget:bad") })
+    -- repeated options are fine, as in Redis
+    assert.same({ "OK", "status" }, { c:call("SET", "widget:rep", "v", "NX", "NX", "NX", "NX", "NX", "NX", "NX", "NX", "NX") })
+    assert.same({ "v", "bulk" }, { c:call("SET", "widget:rep", "w", "GET", "GET", "XX") })
   end)
 
   it("EXISTS counts live values, a key named twice twice, and never fetches", function()
