@@ -38,6 +38,8 @@ struct request {
     cache_warm_cb done; /* with sink NULL: told the outcome */
     void *done_priv;
     bool as_array;
+    bool as_count; /* EXISTS: answer how many ops counted */
+    long count;
     long nops;
     long remaining;
     buf_t *parts; /* as_array: each op's encoded reply */
@@ -171,6 +173,8 @@ static void op_done(op_t *op)
         reply_array(out, r->nops);
         for (long i = 0; i < r->nops; i++)
             buf_append(out, r->parts[i].data, r->parts[i].len);
+    } else if (r->as_count) {
+        reply_int(sink_out(r->sink), r->count);
     }
     sink_finish(r->sink);
     request_free(r);
@@ -318,9 +322,17 @@ static void answer_peek(op_t *op, const entry_t *e, bool have)
                             : e->kind == ENTRY_NEGATIVE ? "negative"
                             : e->kind == ENTRY_ERROR    ? "error"
                                                         : "fresh";
-        reply_array(out, 3);
+        /* RESP3: a map of the same three, named */
+        bool named = op_proto(op) == SINK_RESP3;
+        if (named)
+            sink_map(SINK_RESP3, out, 3);
+        else
+            reply_array(out, 3);
+        if (named) reply_bulk_str(out, "state");
         reply_bulk_str(out, state);
+        if (named) reply_bulk_str(out, "ttl_ms");
         reply_int(out, entry_fresh_left_ms(e, now)); /* negative: ms since expiry */
+        if (named) reply_bulk_str(out, "value");
         if (e->kind == ENTRY_NEGATIVE)
             sink_null(op_proto(op), out);
         else
@@ -338,6 +350,13 @@ static void answer_ttl(op_t *op, const entry_t *e, bool have)
         reply_int(op_out(op), entry_ttl_left(e, now, op->kind == CACHE_PTTL));
     }
     op_done(op);
+}
+
+/* EXISTS's rule, the one SC_SET_COND applies in Redis (store.c): a
+ * value that no deadline has passed. */
+static bool entry_live_value(const entry_t *e, bool have)
+{
+    return have && e->kind == ENTRY_VALUE && entry_state(e, now_ms()) != STATE_EXPIRED;
 }
 
 static void on_lookup(void *priv, const store_result_t *r)
@@ -358,6 +377,10 @@ static void on_lookup(void *priv, const store_result_t *r)
         break;
     case CACHE_REFRESH:
         fill_wait(op, have ? &e : NULL);
+        break;
+    case CACHE_EXISTS:
+        if (entry_live_value(&e, have)) op->req->count++;
+        op_done(op);
         break;
     }
 }
@@ -399,7 +422,7 @@ static void count_request(ns_stats_t *s, cache_op_t kind, bool as_array)
         s->requests_mget++;
     else if (kind == CACHE_GET)
         s->requests_get++;
-    else if (kind == CACHE_PEEK)
+    else if (kind == CACHE_PEEK || kind == CACHE_EXISTS) /* both look without filling */
         s->requests_peek++;
     else if (kind == CACHE_REFRESH)
         s->requests_refresh++;
@@ -407,11 +430,13 @@ static void count_request(ns_stats_t *s, cache_op_t kind, bool as_array)
         s->requests_ttl++;
 }
 
-void cache_read(sink_t *sink, cache_op_t kind, const cache_key_t *keys, long nkeys, bool as_array)
+static void read_request(sink_t *sink, cache_op_t kind, const cache_key_t *keys, long nkeys,
+                         bool as_array, bool as_count)
 {
     request_t *r = request_new(nkeys);
     r->sink = sink;
     r->as_array = as_array;
+    r->as_count = as_count;
     r->nops = r->remaining = nkeys;
     if (as_array) r->parts = xcalloc((size_t)nkeys, sizeof(buf_t));
     for (long i = 0; i < nkeys; i++) {
@@ -427,6 +452,16 @@ void cache_read(sink_t *sink, cache_op_t kind, const cache_key_t *keys, long nke
      * reads r before starting op i, and op n-1 is the last thing it does. */
     for (long i = 0, n = nkeys; i < n; i++)
         op_start(&r->ops[i]);
+}
+
+void cache_read(sink_t *sink, cache_op_t kind, const cache_key_t *keys, long nkeys, bool as_array)
+{
+    read_request(sink, kind, keys, nkeys, as_array, false);
+}
+
+void cache_exists(sink_t *sink, const cache_key_t *keys, long nkeys)
+{
+    read_request(sink, CACHE_EXISTS, keys, nkeys, false, true);
 }
 
 void cache_warm_one(ns_t *ns, const char *id, size_t idlen, cache_warm_cb cb, void *priv)
@@ -469,10 +504,60 @@ static void on_set(void *priv, const store_result_t *r)
     sink_finish(sink);
 }
 
+/* What a conditional SET asks (cache_set_cond): store.h's mode letters,
+ * and whether the answer is the old value. mode[0] == 0: a plain SET. */
+typedef struct set_cond {
+    char mode[4];
+    bool get;
+} set_cond_t;
+
+typedef struct cond_req {
+    sink_t *sink;
+    bool get;
+    buf_t rkey;
+} cond_req_t;
+
+static void on_set_cond(void *priv, const store_result_t *r)
+{
+    cond_req_t *q = priv;
+    bool stored = r->status == STORE_OK && r->integer == 1;
+    if (stored) invalidate_key(&q->rkey); /* after the store, as set_store's */
+    buf_t *out = sink_out(q->sink);
+    if (r->status == STORE_DOWN)
+        reply_error(out, "backend unavailable, value not stored");
+    else if (r->status == STORE_ERROR)
+        reply_error(out, "backend: %.*s", (int)r->len, r->str);
+    else if (q->get && r->str)
+        reply_bulk(out, r->str, r->len);
+    else if (q->get || !stored)
+        sink_null(q->sink->proto, out);
+    else
+        reply_ok(out);
+    sink_finish(q->sink);
+    buf_free(&q->rkey);
+    free(q);
+}
+
+/* Send the conditional store; the client's next commands wait for it, so
+ * they see its outcome. */
+static void set_store_cond(sink_t *sink, ns_t *ns, const policy_t *p, buf_t *rkey, buf_t *lkey,
+                           const buf_t *val, long long px, const set_cond_t *cond, int64_t now)
+{
+    cond_req_t *q = xcalloc(1, sizeof(*q));
+    q->sink = sink;
+    q->get = cond->get;
+    q->rkey = *rkey;
+    *rkey = (buf_t){0};
+    sink_hold_input(sink);
+    if (store_set_cond(q->rkey.data, q->rkey.len, lkey->data, lkey->len, val->data, val->len, px,
+                       cond->mode, p->conf.version, ns->gen, now, on_set_cond, q) != 0)
+        on_set_cond(q, &(store_result_t){.status = STORE_DOWN});
+}
+
 /* Store value under the entry key of ns:id as fresh for ttl_ms, by the
- * conf of policy p. */
+ * conf of policy p; under cond's condition when it has one. */
 static void set_store(sink_t *sink, ns_t *ns, const policy_t *p, const char *id, size_t idlen,
-                      const char *value, size_t vlen, long long ttl_ms)
+                      const char *value, size_t vlen, long long ttl_ms, const set_cond_t *cond)
 {
     buf_t rkey = {0};
     cache_entry_key(&rkey, ns, id, idlen);
@@ -490,8 +575,10 @@ static void set_store(sink_t *sink, ns_t *ns, const policy_t *p, const char *id,
     entry_encode(&val, &e);
     keys_lock(&lkey, rkey.data, rkey.len);
     long long px = (long long)entry_redis_ttl_ms(&e, now);
-    if (store_set_unlock(rkey.data, rkey.len, lkey.data, lkey.len, val.data, val.len, px, on_set,
-                         sink) != 0) {
+    if (cond && cond->mode[0]) {
+        set_store_cond(sink, ns, p, &rkey, &lkey, &val, px, cond, now);
+    } else if (store_set_unlock(rkey.data, rkey.len, lkey.data, lkey.len, val.data, val.len, px,
+                                on_set, sink) != 0) {
         reply_error(sink_out(sink), "backend unavailable, value not stored");
         sink_finish(sink);
     } else {
@@ -511,6 +598,7 @@ typedef struct set_job {
     policy_t *p;
     char *id, *value;
     size_t idlen, vlen;
+    set_cond_t cond;
 } set_job_t;
 
 static void on_set_ttl(void *priv, double ttl, const char *err)
@@ -519,22 +607,22 @@ static void on_set_ttl(void *priv, double ttl, const char *err)
     sink_release_input(j->sink); /* the SET below goes out before the next command */
     if (err) log_warn("[%s] ttl function failed for SET: %s", j->ns->name, err);
     long long ttl_ms = ttl_jittered_ms(ttl, j->p->conf.ttl_jitter, cache_rand());
-    set_store(j->sink, j->ns, j->p, j->id, j->idlen, j->value, j->vlen, ttl_ms);
+    set_store(j->sink, j->ns, j->p, j->id, j->idlen, j->value, j->vlen, ttl_ms, &j->cond);
     policy_unref(j->p);
     free(j->id);
     free(j->value);
     free(j);
 }
 
-void cache_set(sink_t *sink, const cache_key_t *key, const char *value, size_t vlen,
-               long long ttl_ms)
+static void set_with(sink_t *sink, const cache_key_t *key, const char *value, size_t vlen,
+                     long long ttl_ms, const set_cond_t *cond)
 {
     ns_t *ns = key->ns;
     policy_t *p = ns->cur;
     ns->stats.requests_set++;
     if (ttl_ms >= 0 || !p->conf.ttl_is_fn) {
         if (ttl_ms < 0) ttl_ms = ttl_jittered_ms(p->conf.ttl, p->conf.ttl_jitter, cache_rand());
-        set_store(sink, ns, p, key->id, key->idlen, value, vlen, ttl_ms);
+        set_store(sink, ns, p, key->id, key->idlen, value, vlen, ttl_ms, cond);
         return;
     }
     /* ttl(id, value) runs as a coroutine; it usually finishes within its
@@ -549,8 +637,27 @@ void cache_set(sink_t *sink, const cache_key_t *key, const char *value, size_t v
     j->idlen = key->idlen;
     j->value = xmemdup(value, vlen);
     j->vlen = vlen;
+    j->cond = *cond;
     sink_hold_input(sink); /* the client's next command sees this SET */
     policy_ttl(p, j->id, j->idlen, j->value, j->vlen, on_set_ttl, j);
+}
+
+void cache_set(sink_t *sink, const cache_key_t *key, const char *value, size_t vlen,
+               long long ttl_ms)
+{
+    set_with(sink, key, value, vlen, ttl_ms, &(set_cond_t){0});
+}
+
+void cache_set_cond(sink_t *sink, const cache_key_t *key, const char *value, size_t vlen,
+                    long long ttl_ms, const set_opts_t *o)
+{
+    set_cond_t cond = {.get = o->get};
+    char *m = cond.mode;
+    if (o->nx) *m++ = 'n';
+    if (o->xx) *m++ = 'x';
+    if (o->keepttl) *m++ = 'k';
+    if (m == cond.mode) *m++ = 'g'; /* GET alone: still the script, which reads the old */
+    set_with(sink, key, value, vlen, ttl_ms, &cond);
 }
 
 typedef struct del_req {

@@ -14,6 +14,7 @@
 #include "cache_op.h"
 #include "cache_outcome.h"
 #include "policy.h"
+#include "set_opts.h"
 #include "sink.h"
 
 typedef struct cache_key {
@@ -44,6 +45,22 @@ bool cache_try_l1(sink_t *sink, const cache_key_t *key);
 /* SET: store value as fresh for ttl_ms (< 0: the policy's TTL with jitter). */
 void cache_set(sink_t *sink, const cache_key_t *key, const char *value, size_t vlen,
                long long ttl_ms);
+
+/* SET with NX, XX, GET or KEEPTTL (set_opts_conditional(o)): the old
+ * entry is read, the condition decided and the new one stored in one
+ * script in Redis (store_set_cond), never as a read and a later write
+ * here. The old entry counts when it is a live value (cache_exists).
+ * Answers +OK, or nil when NX/XX kept it from storing; with GET, the old
+ * value or nil instead. ttl_ms as cache_set's; KEEPTTL over a live entry
+ * keeps its deadlines. The client's next commands wait for the answer. */
+void cache_set_cond(sink_t *sink, const cache_key_t *key, const char *value, size_t vlen,
+                    long long ttl_ms, const set_opts_t *o);
+
+/* EXISTS: how many of the keys have a live value cached: a value of the
+ * current policy version and generation, fresh or within a stale window
+ * (what PEEK reports with a value). Not-found and error entries do not
+ * count. No fill, no origin fetch; Redis down counts 0 (fail-open). */
+void cache_exists(sink_t *sink, const cache_key_t *keys, long nkeys);
 
 /* DEL: invalidate exact keys; answers how many existed in Redis. */
 void cache_del(sink_t *sink, const cache_key_t *keys, long nkeys);

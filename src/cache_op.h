@@ -4,6 +4,13 @@
 #ifndef LC_CACHE_OP_H
 #define LC_CACHE_OP_H
 
-typedef enum cache_op { CACHE_GET, CACHE_REFRESH, CACHE_PEEK, CACHE_TTL, CACHE_PTTL } cache_op_t;
+typedef enum cache_op {
+    CACHE_GET,
+    CACHE_REFRESH,
+    CACHE_PEEK,
+    CACHE_TTL,
+    CACHE_PTTL,
+    CACHE_EXISTS, /* is there a live value: counted, no fill (cache_exists) */
+} cache_op_t;
 
 #endif

@@ -9,13 +9,51 @@
 #include "config.h"
 #include "http_client.h"
 #include "reply.h"
+#include "sink.h"
 #include "store.h"
 #include "util.h"
 #include "watch.h"
 
+/* RESP3: a map of namespace to a map of its sha1, last_error (null when
+ * none), version and ttl (a double; null when ttl is a function or the
+ * policy never loaded). */
+static void policies_resp3(buf_t *b)
+{
+    size_t n = ns_count();
+    sink_map(SINK_RESP3, b, (long)n);
+    for (size_t i = 0; i < n; i++) {
+        ns_t *ns = ns_at(i);
+        const policy_t *p = ns->cur;
+        reply_bulk_str(b, ns->name);
+        sink_map(SINK_RESP3, b, 4);
+        reply_bulk_str(b, "sha1");
+        reply_bulk_str(b, p ? p->sha1 : ns->sha1);
+        reply_bulk_str(b, "last_error");
+        if (ns->last_error && ns->last_error[0])
+            reply_bulk_str(b, ns->last_error);
+        else
+            sink_null(SINK_RESP3, b);
+        reply_bulk_str(b, "version");
+        if (p)
+            reply_int(b, p->conf.version);
+        else
+            sink_null(SINK_RESP3, b);
+        reply_bulk_str(b, "ttl");
+        if (p && !p->conf.ttl_is_fn)
+            sink_double(SINK_RESP3, b, p->conf.ttl);
+        else
+            sink_null(SINK_RESP3, b);
+    }
+}
+
+/* RESP2: [ns, sha1, last_error] per namespace ("" when none). */
 void cmd_policies(client_t *c)
 {
     buf_t *b = client_reply_buf(c);
+    if (c->proto == SINK_RESP3) {
+        policies_resp3(b);
+        return;
+    }
     size_t n = ns_count();
     reply_array(b, (long)n);
     for (size_t i = 0; i < n; i++) {
@@ -95,7 +133,7 @@ void cmd_info(client_t *c)
         if (ns) {
             buf_printf(&o, "# Namespace\r\n");
             ns_lines(&o, ns);
-            reply_bulk(client_reply_buf(c), o.data, o.len);
+            sink_verbatim(c->proto, client_reply_buf(c), o.data, o.len);
             buf_free(&o);
             return;
         }
@@ -134,6 +172,6 @@ void cmd_info(client_t *c)
     buf_printf(&o, "# Namespaces\r\n");
     for (size_t i = 0; i < ns_count(); i++)
         ns_lines(&o, ns_at(i));
-    reply_bulk(client_reply_buf(c), o.data, o.len);
+    sink_verbatim(c->proto, client_reply_buf(c), o.data, o.len);
     buf_free(&o);
 }

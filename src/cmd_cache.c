@@ -96,46 +96,67 @@ void cmd_refresh(client_t *c)
     read_keys(c, CACHE_REFRESH, 1, 1, false);
 }
 
-/* SET key value [EX seconds | PX milliseconds] */
+/* SET's options after key and value, parsed (set_opts.h); replies the
+ * error on failure. */
+static int parse_set_opts_or_reply(client_t *c, set_opts_t *o)
+{
+    long n = client_argc(c) - 3;
+    /* n is bounded by --max-args; repeats (NX NX) are valid, as in Redis */
+    const char **args = xmalloc((size_t)(n > 0 ? n : 1) * sizeof(*args));
+    size_t *lens = xmalloc((size_t)(n > 0 ? n : 1) * sizeof(*lens));
+    for (long i = 0; i < n; i++)
+        args[i] = client_arg(c, 3 + i, &lens[i]);
+    const char *err = NULL;
+    int rc = set_opts_parse(args, lens, n, o, &err);
+    if (rc != 0) reply_error(client_reply_buf(c), "%s", err);
+    free(args);
+    free(lens);
+    return rc;
+}
+
+/* SET key value [NX | XX] [GET] [EX s | PX ms | EXAT unix-s | PXAT unix-ms | KEEPTTL] */
 void cmd_set(client_t *c)
 {
-    long argc = client_argc(c);
-    long long ttl_ms = -1;
-    buf_t *b;
-    if (argc != 3 && argc != 5) {
-        reply_error(client_reply_buf(c), "syntax error");
-        return;
-    }
-    if (argc == 5) {
-        size_t olen, vlen;
-        const char *opt = client_arg(c, 3, &olen);
-        const char *v = client_arg(c, 4, &vlen);
-        long long n;
-        bool ex = eq_nocase(opt, olen, "ex"), px = eq_nocase(opt, olen, "px");
-        if (!ex && !px) {
-            reply_error(client_reply_buf(c), "syntax error");
-            return;
-        }
-        if (parse_ll(v, vlen, &n) != 0 || n <= 0 || n > (ex ? 315360000000LL : 315360000000000LL)) {
-            reply_error(client_reply_buf(c), "invalid expire time in 'set' command");
-            return;
-        }
-        ttl_ms = ex ? n * 1000 : n;
-    }
+    set_opts_t o;
+    if (parse_set_opts_or_reply(c, &o) != 0) return;
+    long long ttl_ms = set_opts_ttl_ms(&o, now_ms());
     size_t vlen;
     const char *value = client_arg(c, 2, &vlen);
     if (vlen > cfg.max_value) {
-        b = client_reply_buf(c);
-        reply_error(b, "value of %zu bytes exceeds --max-value (%zu)", vlen, cfg.max_value);
+        reply_error(client_reply_buf(c), "value of %zu bytes exceeds --max-value (%zu)", vlen,
+                    cfg.max_value);
         return;
     }
     cache_key_t *key = parse_keys_or_reply(c, 1, 1);
     if (!key) return;
-    if (write_through_set_wanted(key))
-        write_through_set(slot_sink(client_defer(c)), key, value, vlen, ttl_ms);
-    else
+    if (write_through_set_wanted(key)) {
+        /* The origin's write decides what is stored: a condition on the
+         * cached entry, or its old value, would not say what the origin
+         * holds (docs/POLICIES.md, "Write-through"). */
+        if (set_opts_conditional(&o))
+            reply_error(client_reply_buf(c),
+                        "SET NX, XX, GET and KEEPTTL are not supported for namespace '%s': its "
+                        "policy writes through to the origin",
+                        key->ns->name);
+        else
+            write_through_set(slot_sink(client_defer(c)), key, value, vlen, ttl_ms);
+    } else if (set_opts_conditional(&o)) {
+        cache_set_cond(slot_sink(client_defer(c)), key, value, vlen, ttl_ms, &o);
+    } else {
         cache_set(slot_sink(client_defer(c)), key, value, vlen, ttl_ms);
+    }
     free(key);
+}
+
+/* EXISTS key [key ...]: live values cached, counted (a key named twice
+ * counts twice, as in Redis). */
+void cmd_exists(client_t *c)
+{
+    long n = client_argc(c) - 1;
+    cache_key_t *keys = parse_keys_or_reply(c, 1, n);
+    if (!keys) return;
+    cache_exists(slot_sink(client_defer(c)), keys, n);
+    free(keys);
 }
 
 void cmd_del(client_t *c)

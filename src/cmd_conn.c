@@ -93,20 +93,22 @@ static int set_client_name(client_t *c, long arg, buf_t *b)
     return 0;
 }
 
-/* HELLO [protover [AUTH user pass] [SETNAME name]]: we speak RESP2 only. */
+/* HELLO [protover [AUTH user pass] [SETNAME name]]: 2 or 3 switches the
+ * connection to RESP2 or RESP3, once authenticated; the answer is in the
+ * new version, as Redis answers it. */
 void cmd_hello(client_t *c)
 {
     long argc = client_argc(c);
     buf_t *b = client_reply_buf(c);
+    long long ver = 0; /* 0: keep the one spoken */
     if (argc >= 2) {
         size_t len;
         const char *v = client_arg(c, 1, &len);
-        long long ver;
         if (parse_ll(v, len, &ver) != 0) {
             reply_error(b, "Protocol version is not an integer or out of range");
             return;
         }
-        if (ver != 2) {
+        if (ver != SINK_RESP2 && ver != SINK_RESP3) {
             reply_error_code(b, "NOPROTO", "unsupported protocol version");
             return;
         }
@@ -134,6 +136,7 @@ void cmd_hello(client_t *c)
         return;
     }
     if (setname && set_client_name(c, setname, b) != 0) return;
+    if (ver) c->proto = (sink_proto_t)ver;
     sink_map(c->proto, b, 7); /* a map in RESP3 */
     reply_bulk_str(b, "server");
     reply_bulk_str(b, "luacached");
@@ -180,9 +183,9 @@ static void reply_command_info(buf_t *b, const command_t *cmd)
     if (cmd->flags & CMD_NOAUTH) reply_status(b, "no_auth");
     /* first key, last key, step: our keys are argument 1 when there is one */
     int has_key = cmd->fn == cmd_get || cmd->fn == cmd_mget || cmd->fn == cmd_set ||
-                  cmd->fn == cmd_del || cmd->fn == cmd_ttl || cmd->fn == cmd_pttl ||
-                  cmd->fn == cmd_peek || cmd->fn == cmd_refresh;
-    int many = cmd->fn == cmd_mget || cmd->fn == cmd_del;
+                  cmd->fn == cmd_del || cmd->fn == cmd_exists || cmd->fn == cmd_ttl ||
+                  cmd->fn == cmd_pttl || cmd->fn == cmd_peek || cmd->fn == cmd_refresh;
+    int many = cmd->fn == cmd_mget || cmd->fn == cmd_del || cmd->fn == cmd_exists;
     reply_int(b, has_key);
     reply_int(b, has_key ? (many ? -1 : 1) : 0);
     reply_int(b, has_key);
@@ -219,7 +222,7 @@ void cmd_command(client_t *c)
             if (found)
                 reply_command_info(b, found);
             else
-                reply_nil(b);
+                sink_null(c->proto, b);
         }
     } else {
         reply_error(b, "unknown subcommand '%.*s'. Try COMMAND HELP.", (int)(len > 64 ? 64 : len),
@@ -240,7 +243,7 @@ void cmd_client(client_t *c)
         if (c->name)
             reply_bulk_str(b, c->name);
         else
-            reply_nil(b);
+            sink_null(c->proto, b);
     } else if (eq_nocase(sub, len, "setinfo") && argc == 4) {
         reply_ok(b); /* lib-name / lib-ver: accepted, not needed */
     } else if (eq_nocase(sub, len, "id") && argc == 2) {

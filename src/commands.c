@@ -15,17 +15,24 @@ static const command_t command_table[] = {
     /* connection */
     {"ping", -1, CMD_READONLY, cmd_ping},
     {"echo", 2, CMD_READONLY, cmd_echo},
-    {"quit", -1, CMD_NOAUTH, cmd_quit},
+    {"quit", -1, CMD_NOAUTH | CMD_NOQUEUE, cmd_quit},
     {"auth", -2, CMD_NOAUTH, cmd_auth},
     {"hello", -1, CMD_NOAUTH, cmd_hello},
     {"select", 2, CMD_READONLY, cmd_select},
     {"command", -1, CMD_READONLY, cmd_command},
     {"client", -2, CMD_READONLY, cmd_client},
+    /* queued batches (cmd_multi.c) */
+    {"multi", 1, CMD_READONLY | CMD_NOQUEUE, cmd_multi},
+    {"exec", 1, CMD_READONLY | CMD_NOQUEUE, cmd_exec},
+    {"discard", 1, CMD_READONLY | CMD_NOQUEUE, cmd_discard},
+    {"watch", -2, CMD_READONLY | CMD_NOQUEUE, cmd_watch},
+    {"unwatch", 1, CMD_READONLY, cmd_unwatch},
     /* cache */
     {"get", 2, CMD_READONLY, cmd_get},
     {"mget", -2, CMD_READONLY, cmd_mget},
     {"set", -3, CMD_WRITE, cmd_set},
     {"del", -2, CMD_WRITE, cmd_del},
+    {"exists", -2, CMD_READONLY, cmd_exists},
     {"ttl", 2, CMD_READONLY, cmd_ttl},
     {"pttl", 2, CMD_READONLY, cmd_pttl},
     {"peek", 2, CMD_READONLY, cmd_peek},
@@ -93,6 +100,12 @@ static void reply_unknown(client_t *c, const char *name, size_t len)
     buf_free(&msg);
 }
 
+/* A command refused before it ran: inside MULTI, EXEC will abort. */
+static void refused(client_t *c)
+{
+    if (c->in_multi) c->multi_dirty = true;
+}
+
 void commands_dispatch(client_t *c)
 {
     size_t len;
@@ -100,15 +113,28 @@ void commands_dispatch(client_t *c)
     const command_t *cmd = lookup(name, len);
     if (!c->authed && !(cmd && (cmd->flags & CMD_NOAUTH))) {
         reply_error_code(client_reply_buf(c), "NOAUTH", "Authentication required.");
+        refused(c);
         return;
     }
     if (!cmd) {
         reply_unknown(c, name, len);
+        refused(c);
         return;
     }
     long argc = client_argc(c);
     if ((cmd->arity > 0 && argc != cmd->arity) || (cmd->arity < 0 && argc < -cmd->arity)) {
         reply_error(client_reply_buf(c), "wrong number of arguments for '%s' command", cmd->name);
+        refused(c);
+        return;
+    }
+    if (c->in_multi && !(cmd->flags & CMD_NOQUEUE)) {
+        if (client_multi_queue(c)) {
+            reply_status(client_reply_buf(c), "QUEUED");
+        } else {
+            reply_error(client_reply_buf(c), "queued commands exceed --output-limit (%zu bytes)",
+                        cfg.output_limit);
+            refused(c);
+        }
         return;
     }
     cmd->fn(c);

@@ -10,6 +10,7 @@ enum cmd_flags {
     CMD_WRITE = 1 << 1,  /* changes the cache (for COMMAND's flag list) */
     CMD_READONLY = 1 << 2,
     CMD_ADMIN = 1 << 3,
+    CMD_NOQUEUE = 1 << 4, /* runs at once inside MULTI (EXEC, DISCARD, ...) */
 };
 
 typedef void (*cmd_fn)(client_t *c);
@@ -45,6 +46,7 @@ void cmd_get(client_t *c);
 void cmd_mget(client_t *c);
 void cmd_set(client_t *c);
 void cmd_del(client_t *c);
+void cmd_exists(client_t *c);
 void cmd_ttl(client_t *c);
 void cmd_pttl(client_t *c);
 void cmd_peek(client_t *c);
@@ -58,5 +60,10 @@ void cmd_policies(client_t *c);
 void cmd_reload(client_t *c);
 void cmd_info(client_t *c);
 void cmd_metrics(client_t *c);
+void cmd_multi(client_t *c);
+void cmd_exec(client_t *c);
+void cmd_discard(client_t *c);
+void cmd_watch(client_t *c);
+void cmd_unwatch(client_t *c);
 
 #endif

@@ -67,12 +67,81 @@ uint64_t server_total_commands(void)
 
 long client_argc(const client_t *c)
 {
-    return c->parser.argc;
+    return c->args->argc;
 }
 
 const char *client_arg(const client_t *c, long i, size_t *len)
 {
-    return resp_arg(&c->parser, i, len);
+    return resp_arg(c->args, i, len);
+}
+
+/* ---------------------------------------------------------------------------
+ * MULTI/EXEC queues
+ * ------------------------------------------------------------------------- */
+
+bool client_multi_queue(client_t *c)
+{
+    size_t bytes = 0;
+    for (long i = 0; i < client_argc(c); i++) {
+        size_t len;
+        client_arg(c, i, &len);
+        bytes += len + 24; /* "$len\r\n" ... "\r\n" */
+    }
+    if (c->multi_cmds.len + bytes > cfg.output_limit) return false;
+    reply_array(&c->multi_cmds, client_argc(c)); /* a request is an array of bulks */
+    for (long i = 0; i < client_argc(c); i++) {
+        size_t len;
+        const char *a = client_arg(c, i, &len);
+        reply_bulk(&c->multi_cmds, a, len);
+    }
+    c->multi_n++;
+    return true;
+}
+
+void client_multi_reset(client_t *c)
+{
+    c->in_multi = false;
+    c->multi_dirty = false;
+    c->multi_n = 0;
+    buf_free(&c->multi_cmds);
+}
+
+long client_multi_exec(client_t *c)
+{
+    long n = c->multi_n;
+    /* EXEC is not queued, so no EXEC runs while another's commands do. */
+    buf_free(&c->exec_cmds);
+    c->exec_cmds = c->multi_cmds;
+    c->exec_off = 0;
+    c->multi_cmds = (buf_t){0};
+    client_multi_reset(c);
+    return n;
+}
+
+static bool exec_pending(const client_t *c)
+{
+    return c->exec_off < c->exec_cmds.len;
+}
+
+/* Run EXEC's next queued command (process_input checked it may start). */
+static void exec_next(client_t *c)
+{
+    size_t used = 0;
+    int st = resp_feed(&c->exec_parser, c->exec_cmds.data + c->exec_off,
+                       c->exec_cmds.len - c->exec_off, &used);
+    c->exec_off += used;
+    if (st == RESP_DONE) {
+        srv.total_commands++;
+        c->args = &c->exec_parser;
+        srv.dispatch(c);
+        c->args = &c->parser;
+        resp_next_command(&c->exec_parser);
+    }
+    /* Our own encoding: never an error, never partial; but bounded anyway. */
+    if (st != RESP_DONE || !exec_pending(c)) {
+        buf_free(&c->exec_cmds);
+        c->exec_off = 0;
+    }
 }
 
 /* ---------------------------------------------------------------------------
@@ -468,15 +537,21 @@ static void on_spin(uv_idle_t *h)
 static void process_input(client_t *c, const char *data, size_t len)
 {
     long budget = COMMANDS_PER_ITERATION;
-    while (len > 0 && !c->closing && !c->close_after_reply) {
+    while ((len > 0 || exec_pending(c)) && !c->closing && !c->close_after_reply) {
         if (budget == 0 || !may_start(c)) {
             if (budget == 0) {
                 c->yielded = true;
                 uv_idle_start(&srv.spinner, on_spin);
             }
             pause_reading(c);
-            buf_append(&c->inbuf, data, len);
+            if (len > 0) buf_append(&c->inbuf, data, len);
             return;
+        }
+        if (exec_pending(c)) { /* EXEC's commands come before the next ones */
+            budget--;
+            exec_next(c);
+            if (over_output_limit(c)) return;
+            continue;
         }
         size_t used = 0;
         c->parser.lim.unauthenticated = !c->authed;
@@ -540,7 +615,7 @@ static void maybe_resume(client_t *c)
     if (!c->paused || c->closing) return;
     c->yielded = false;
     if (!may_start(c)) return;
-    if (c->inbuf.len > 0) {
+    if (c->inbuf.len > 0 || exec_pending(c)) {
         buf_t in = c->inbuf;
         c->inbuf = (buf_t){0};
         c->paused = false; /* process_input re-pauses if needed */
@@ -591,6 +666,9 @@ static void on_close(uv_handle_t *h)
 {
     client_t *c = h->data;
     resp_parser_free(&c->parser);
+    resp_parser_free(&c->exec_parser);
+    buf_free(&c->multi_cmds);
+    buf_free(&c->exec_cmds);
     buf_free(&c->out);
     buf_free(&c->wbuf);
     buf_free(&c->inbuf);
@@ -653,6 +731,8 @@ static void on_connection(uv_stream_t *listener, int status)
     uv_tcp_nodelay(&c->tcp, 1);
     resp_limits_t lim = {cfg.max_inline, cfg.max_bulk, cfg.max_args, cfg.max_request, false};
     resp_parser_init(&c->parser, &lim);
+    resp_parser_init(&c->exec_parser, &lim);
+    c->args = &c->parser;
     c->id = ++srv.next_id;
     c->authed = cfg.requirepass == NULL;
     c->reply_est = INITIAL_REPLY_EST;

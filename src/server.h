@@ -60,9 +60,19 @@ struct client {
     bool closing;
     bool authed;
     bool flush_queued;
-    char *name;         /* CLIENT SETNAME */
-    sink_proto_t proto; /* RESP version spoken: 2 (HELLO 3 is refused) */
-    sink_t now;         /* client_sink: the immediate replies */
+    /* MULTI/EXEC (cmd_multi.c): queued while in_multi, run by process_input
+     * from exec_cmds once EXEC has answered the array's header. */
+    bool in_multi;
+    bool multi_dirty;          /* a command was refused while queuing: EXEC aborts */
+    long multi_n;              /* commands queued */
+    buf_t multi_cmds;          /* them, re-encoded in RESP */
+    buf_t exec_cmds;           /* EXEC's commands not yet run ... */
+    size_t exec_off;           /* ... from here */
+    resp_parser_t exec_parser; /* parses exec_cmds */
+    resp_parser_t *args;       /* the command being run: &parser, or &exec_parser */
+    char *name;                /* CLIENT SETNAME */
+    sink_proto_t proto;        /* RESP version spoken: 2 (HELLO 3 is refused) */
+    sink_t now;                /* client_sink: the immediate replies */
     uint64_t last_active_ms;
     size_t last_unsent;     /* write queue at the last idle check */
     list_node_t node;       /* srv.clients */
@@ -88,6 +98,17 @@ uint64_t server_total_commands(void);
 /* Arguments of the command being dispatched. */
 long client_argc(const client_t *c);
 const char *client_arg(const client_t *c, long i, size_t *len);
+
+/* MULTI/EXEC: queue the command being dispatched (re-encoded; false when
+ * the queue would exceed --output-limit bytes); drop the queue and leave
+ * MULTI; or hand the queue to EXEC: it leaves MULTI and returns how many
+ * commands were queued, which run in order right after the command now
+ * being dispatched returns, before any other command of this client, each
+ * answering as if sent alone (holds and back-pressure apply to them as to
+ * pipelined commands). */
+bool client_multi_queue(client_t *c);
+void client_multi_reset(client_t *c);
+long client_multi_exec(client_t *c);
 
 buf_t *client_reply_buf(client_t *c);
 slot_t *client_defer(client_t *c);

@@ -9,9 +9,9 @@
  * A sink carries the client's protocol version, so the encodings that
  * differ between RESP2 and RESP3 (null, map) are chosen where the answer is
  * written, by sink_null() and sink_map(); every other encoder of reply.h is
- * the same in both. Only RESP2 is spoken today (HELLO 3 is refused), so
- * proto is always SINK_RESP2; RESP3 becomes a mode of these two functions,
- * not a rewrite of their callers. */
+ * the same in both. A client speaks RESP2 until it sends HELLO 3 (and
+ * again after HELLO 2); a slot keeps the version of its client when it was
+ * taken. */
 #ifndef LC_SINK_H
 #define LC_SINK_H
 
@@ -58,5 +58,12 @@ static inline void sink_release_input(sink_t *s)
 /* The encodings that depend on the protocol version. */
 void sink_null(sink_proto_t proto, buf_t *b);        /* RESP2 $-1, RESP3 _ */
 void sink_map(sink_proto_t proto, buf_t *b, long n); /* n pairs follow: RESP2 *2n, RESP3 %n */
+/* A double: RESP3 ",v" (inf, -inf, nan as RESP3 spells them); RESP2 the
+ * same digits as a bulk string, as Redis answers a score. The fewest
+ * digits (15 to 17) that read back as exactly v. */
+void sink_double(sink_proto_t proto, buf_t *b, double v);
+/* Text meant for people (INFO): RESP3 a verbatim string "=len txt:...",
+ * RESP2 a bulk string. */
+void sink_verbatim(sink_proto_t proto, buf_t *b, const char *p, size_t n);
 
 #endif

@@ -169,6 +169,7 @@ static int send_cmd(unsigned slot, store_cb cb, void *priv)
 
 enum script_id {
     SC_SET_UNLOCK,
+    SC_SET_COND,
     SC_DEL_UNLOCK,
     SC_RELEASE,
     SC_TAG_ADD,
@@ -205,6 +206,29 @@ static struct script {
      * between and survive the invalidation. */
     [SC_SET_UNLOCK] = {"redis.call('del',KEYS[2]) "
                        "return redis.call('set',KEYS[1],ARGV[1],'px',ARGV[2])"},
+    /* SET's NX, XX, GET and KEEPTTL (store_set_cond): read the old entry,
+     * decide and write in one script, so no other write lands between the
+     * decision and the store. An old entry is live when it is a value of
+     * the caller's policy version (ARGV[4]) and generation (ARGV[5]) that
+     * no deadline has passed at ARGV[6] (the rule of cache.c's PEEK, for
+     * values; the header layout is entry.h's). ARGV[3]: 'n' NX, 'x' XX,
+     * 'k' KEEPTTL (the new entry takes the old one's three deadlines and
+     * its PTTL). Returns {stored 1/0, the old live value or nil}; a store
+     * deletes the fill lock, as SC_SET_UNLOCK. */
+    [SC_SET_COND] = {"local o=false if redis.call('type',KEYS[1]).ok=='string' then "
+                     "o=redis.call('get',KEYS[1]) end local live,old,f,s,e=false,false "
+                     "if o then local k,v,g,f1,s1,e1,at=string.match(o,"
+                     "'^LC1 (%a) (%-?%d+) (%d+) (%d+) (%d+) (%d+) %d+ %d+\\n()') "
+                     "if k=='v' and v==ARGV[4] and g==ARGV[5] and "
+                     "math.max(tonumber(s1),tonumber(e1))>tonumber(ARGV[6]) then "
+                     "live,old,f,s,e=true,string.sub(o,at),f1,s1,e1 end end local m=ARGV[3] "
+                     "if (string.find(m,'n') and live) or (string.find(m,'x') and not live) then "
+                     "return {0,old} end local val,px=ARGV[1],ARGV[2] "
+                     "if live and string.find(m,'k') then "
+                     "local p,t=string.match(val,'^(LC1 %a %-?%d+ %d+ )%d+ %d+ %d+( .*)$') "
+                     "val=p..f..' '..s..' '..e..t px=redis.call('pttl',KEYS[1]) "
+                     "if px<1 then px=1 end end redis.call('del',KEYS[2]) "
+                     "redis.call('set',KEYS[1],val,'px',px) return {1,old}"},
     [SC_DEL_UNLOCK] = {"redis.call('del',KEYS[2]) return redis.call('del',KEYS[1])"},
     /* Release a lock only if it is still ours. */
     [SC_RELEASE] = {"if redis.call('get',KEYS[1])==ARGV[1] then "
@@ -818,6 +842,56 @@ int store_set_unlock(const char *key, size_t len, const char *lock, size_t llen,
     script_arg(sc, val, vlen);
     script_arg_ll(sc, px);
     return script_go(sc);
+}
+
+/* SC_SET_COND's {stored, old} as one result: integer stored, str the old
+ * value (NULL when none). */
+typedef struct cond_call {
+    store_cb cb;
+    void *priv;
+} cond_call_t;
+
+static void on_set_cond(void *priv, const redisReply *reply)
+{
+    cond_call_t cc = *(cond_call_t *)priv;
+    free(priv);
+    store_result_t r;
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+        reply->element[0]->type == REDIS_REPLY_INTEGER) {
+        r = (store_result_t){.status = STORE_OK, .integer = reply->element[0]->integer};
+        if (reply->element[1]->type == REDIS_REPLY_STRING) {
+            r.str = reply->element[1]->str;
+            r.len = reply->element[1]->len;
+        }
+    } else if (reply && reply->type == REDIS_REPLY_ARRAY) {
+        r = (store_result_t){.status = STORE_ERROR, .str = "unexpected script reply", .len = 23};
+    } else {
+        decode(reply, &r);
+    }
+    cc.cb(cc.priv, &r);
+}
+
+int store_set_cond(const char *key, size_t len, const char *lock, size_t llen, const char *val,
+                   size_t vlen, long long px, const char *mode, long long version, long long gen,
+                   long long now, store_cb cb, void *priv)
+{
+    cond_call_t *cc = xmalloc(sizeof(*cc));
+    *cc = (cond_call_t){cb, priv};
+    script_call_t *sc = script_begin(SC_SET_COND, backend_slot(key, len), 2, NULL, cc);
+    sc->raw = on_set_cond;
+    script_arg(sc, key, len);
+    script_arg(sc, lock, llen);
+    script_arg(sc, val, vlen);
+    script_arg_ll(sc, px);
+    script_arg(sc, mode, strlen(mode));
+    script_arg_ll(sc, version);
+    script_arg_ll(sc, gen);
+    script_arg_ll(sc, now);
+    if (script_go(sc) != 0) {
+        free(cc);
+        return -1;
+    }
+    return 0;
 }
 
 int store_del_unlock(const char *key, size_t len, const char *lock, size_t llen, store_cb cb,

@@ -61,6 +61,16 @@ int store_set_unlock(const char *key, size_t len, const char *lock, size_t llen,
                      size_t vlen, long long px, store_cb cb, void *priv);
 int store_del_unlock(const char *key, size_t len, const char *lock, size_t llen, store_cb cb,
                      void *priv);
+/* SET with NX, XX, GET or KEEPTTL: in one script, read the old entry at
+ * key, decide and store val (PX px) and delete the lock, as
+ * store_set_unlock. The old entry counts when it is a live value of policy
+ * version and namespace generation gen at wall-clock ms now (store.c,
+ * SC_SET_COND). mode: letters 'n' (store only without one), 'x' (only
+ * with one), 'k' (keep its deadlines and PTTL). OK: integer 1 stored, 0
+ * not; str/len the old value, str NULL when there was none. */
+int store_set_cond(const char *key, size_t len, const char *lock, size_t llen, const char *val,
+                   size_t vlen, long long px, const char *mode, long long version, long long gen,
+                   long long now, store_cb cb, void *priv);
 
 /* A fill's lock and store are batched per loop turn: the calls of one
  * turn go to Redis as one script call (store.c, "Batched fill writes"),

@@ -41,6 +41,40 @@ static void test_map(void)
     buf_free(&b);
 }
 
+static void test_double(void)
+{
+    buf_t b = {0};
+    sink_double(SINK_RESP3, &b, 60);
+    CHECK(buf_is(&b, ",60\r\n"));
+    sink_double(SINK_RESP3, &b, 0.1); /* the shortest text that reads back */
+    CHECK(buf_is(&b, ",0.1\r\n"));
+    sink_double(SINK_RESP3, &b, 1.0 / 3);
+    CHECK(buf_is(&b, ",0.3333333333333333\r\n"));
+    sink_double(SINK_RESP3, &b, -2.5e-300);
+    CHECK(buf_is(&b, ",-2.5e-300\r\n"));
+    sink_double(SINK_RESP3, &b, 1.0 / 0.0);
+    CHECK(buf_is(&b, ",inf\r\n"));
+    sink_double(SINK_RESP3, &b, -1.0 / 0.0);
+    CHECK(buf_is(&b, ",-inf\r\n"));
+    sink_double(SINK_RESP3, &b, 0.0 / 0.0);
+    CHECK(buf_is(&b, ",nan\r\n"));
+    sink_double(SINK_RESP2, &b, 1.5);
+    CHECK(buf_is(&b, "$3\r\n1.5\r\n"));
+    buf_free(&b);
+}
+
+static void test_verbatim(void)
+{
+    buf_t b = {0};
+    sink_verbatim(SINK_RESP3, &b, "a:1\r\n", 5);
+    CHECK(buf_is(&b, "=9\r\ntxt:a:1\r\n\r\n"));
+    sink_verbatim(SINK_RESP2, &b, "a:1\r\n", 5);
+    CHECK(buf_is(&b, "$5\r\na:1\r\n\r\n"));
+    sink_verbatim(SINK_RESP3, &b, "", 0);
+    CHECK(buf_is(&b, "=4\r\ntxt:\r\n"));
+    buf_free(&b);
+}
+
 /* A sink over one buffer that counts its calls. */
 typedef struct test_sink {
     sink_t sink; /* first: the ops cast back */
@@ -92,6 +126,8 @@ int main(void)
 {
     RUN(test_null);
     RUN(test_map);
+    RUN(test_double);
+    RUN(test_verbatim);
     RUN(test_ops);
     return check_summary("sink");
 }

@@ -171,6 +171,26 @@ function Conn:parse(deadline)
     local arr = { n = n }
     for i = 1, n do arr[i] = self:parse(deadline) end
     return arr, "array"
+  -- RESP3 (after HELLO 3): null, map, double, verbatim string, boolean
+  elseif t == "_" then
+    return nil, "null"
+  elseif t == "%" then
+    local n = math.tointeger(tonumber(rest))
+    if not n then error("resp: bad map length " .. string.format("%q", line), 0) end
+    local map = {}
+    for _ = 1, n do
+      local k = self:parse(deadline)
+      map[k] = self:parse(deadline)
+    end
+    return map, "map"
+  elseif t == "," then
+    return tonumber(rest), "double"
+  elseif t == "=" then
+    local n = math.tointeger(tonumber(rest))
+    local s = self:read_bytes(n + 2, deadline)
+    return s:sub(5, n), "verbatim" -- after the "txt:" format
+  elseif t == "#" then
+    return rest == "t", "boolean"
   else
     error(string.format("resp: unexpected reply line from %s: %q", self:where(), line), 0)
   end

@@ -91,7 +91,7 @@ describe("luacached on a Redis Cluster", function()
       -- values that change on every fetch, held in the in-process tier
       inv = H.simple_policy(u .. "/chaos/inv/", [[ttl = 60, l1_ttl = 30,
   on_event = function(name, data, ctx) return { keys = { "inv:" .. data } } end]]),
-      pg = pol(w), pgf = pol(w), pg2 = pol(w),
+      pg = pol(w), pgf = pol(w), pg2 = pol(w), sc = pol(w),
       tga = H.tagged_policy(w, "l1_ttl = 0"), tgb = H.tagged_policy(w, "l1_ttl = 0"),
       fl = pol(w), fl2 = pol(w), fll1 = pol(w, "ttl = 60, l1_ttl = 30"),
       mv = pol(u .. "/chaos/mv/", "ttl = 300, l1_ttl = 0"),
@@ -160,6 +160,24 @@ describe("luacached on a Redis Cluster", function()
     end
     assert.equal(30, origin:stats().total)
     assert.equal(30, stats(A, "spread").stores)
+  end)
+
+  it("SET NX/XX/GET/KEEPTTL and EXISTS on keys of every master, decided on the key's master", function()
+    local list = ids("sc:", 12)
+    assert.equal(3, masters_spanned(list))
+    local a, b = A:client(), B:client()
+    for _, k in ipairs(list) do
+      assert.equal("OK", (a:call("SET", k, "a", "NX")), k)
+      assert.is_nil((b:call("SET", k, "b", "NX")), k) -- B sees A's value: not stored
+      assert.equal("a", (b:call("SET", k, "b", "XX", "GET")), k)
+      assert.equal("b", (a:call("SET", k, "c", "KEEPTTL", "GET")), k)
+      assert_stored_on_its_master(entry(k))
+    end
+    assert.equal(12, (b:call("EXISTS", table.unpack(list))))
+    assert.equal("c", (b:call("GET", list[1])))
+    assert.equal(0, origin:stats().total)
+    a:close()
+    b:close()
   end)
 
   it("MGET across slots answers every key in order, nil for a not-found, then all hits", function()
