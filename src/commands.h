@@ -58,5 +58,9 @@ void cmd_policies(client_t *c);
 void cmd_reload(client_t *c);
 void cmd_info(client_t *c);
 void cmd_metrics(client_t *c);
+void cmd_slowlog(client_t *c);
+/* CLIENT LIST / INFO / KILL (cmd_introspect.c): false when sub is none of
+ * them. */
+bool cmd_client_introspect(client_t *c, const char *sub, size_t len);
 
 #endif
