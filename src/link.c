@@ -390,7 +390,7 @@ static void link_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
     link_cb cb = req->cb;
     void *priv = req->priv;
 
-    if (reply && !step) lat_hist_observe(&redis_rtt_hist, uv_hrtime() - req->sent_ns);
+    if (reply && !step) lat_hist_observe(&redis_rtt_hist, lat_now_ns() - req->sent_ns);
     fifo_unlink(link, req);
     req_free(req);
     /* NULL only comes from a teardown. If it is not one we started, this is
@@ -426,7 +426,7 @@ static void link_on_disconnect(const redisAsyncContext *ac, int status)
 static void link_track(struct redis_link *link, struct link_req *req, size_t obuf_before)
 {
     req->sent_ms = uv_now(link->loop);
-    req->sent_ns = uv_hrtime();
+    req->sent_ns = lat_now_ns();
     link->queued_bytes += sdslen(link->ac->c.obuf) - obuf_before;
     req->wire_end = link->queued_bytes;
     fifo_push(link, req);
@@ -927,7 +927,7 @@ static int direct_dispatch(struct redis_link *link, redisAsyncContext *ac)
         const char *step = req->step;
         link_cb cb = req->cb;
         void *priv = req->priv;
-        uint64_t now = uv_hrtime();
+        uint64_t now = lat_now_ns();
         if (!step) lat_hist_observe(&redis_rtt_hist, now - req->sent_ns);
         fifo_unlink(link, req);
         if (!step && link->intercept && link->intercept(link, req, reply)) {

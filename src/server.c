@@ -223,7 +223,7 @@ void slot_finish(slot_t *s)
 {
     slot_release_input(s);
     if (s->timed_cmd) {
-        uint64_t now = lat_clock_valid ? lat_clock_ns : uv_hrtime();
+        uint64_t now = lat_clock_valid ? lat_clock_ns : lat_now_ns();
         lat_hist_observe(&cmd_stats_hist[s->timed_cmd - 1],
                          now > s->start_ns ? now - s->start_ns : 0);
     }
@@ -504,10 +504,10 @@ static void run_command(client_t *c, uint64_t *clock)
     c->cmd_idx = 0;
     c->cmd_deferred = false;
     c->slowlog_skip = false;
-    uint64_t t0 = *clock ? *clock : uv_hrtime();
+    uint64_t t0 = *clock ? *clock : lat_now_ns();
     c->cmd_start_ns = t0;
     srv.dispatch(c);
-    uint64_t t1 = uv_hrtime();
+    uint64_t t1 = lat_now_ns();
     *clock = t1;
     unsigned idx = c->cmd_idx;
     c->cmd_idx = 0;
@@ -849,7 +849,7 @@ void client_addr(const client_t *c, bool local, char *dst, size_t n)
         uv_ip4_name(a, ip, sizeof(ip));
         port = ntohs(a->sin_port);
     }
-    snprintf(dst, n, "%s:%d", ip, port);
+    snprintf(dst, n, sa.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", ip, port); /* as Redis */
 }
 
 size_t client_input_pending(const client_t *c)

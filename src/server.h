@@ -140,7 +140,8 @@ client_t *server_next_client(client_t *c);
  * closed on the next flush (not at once: the loop may be walking the
  * client list). c may be the caller: then after its reply. */
 void client_kill(client_t *c, client_t *self);
-/* "ip:port" of the peer (laddr: of our end) into dst; "" if unknown. */
+/* "ip:port" ("[ip]:port" for IPv6) of the peer (local: of our end) into
+ * dst; "" if unknown. */
 void client_addr(const client_t *c, bool local, char *dst, size_t n);
 /* Bytes of input buffered and not yet run (qbuf), output queued (omem). */
 size_t client_input_pending(const client_t *c);

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* Buckets of luacached_fetch_duration_seconds, in seconds. */
 #define FETCH_HIST_BUCKETS 12
@@ -45,6 +46,15 @@ typedef struct lat_hist {
     uint64_t b[LAT_HIST_BUCKETS + 1]; /* non-cumulative; the last is +Inf */
     uint64_t sum_ns;
 } lat_hist_t;
+
+/* The clock the histograms are kept in (CLOCK_MONOTONIC, as uv_hrtime,
+ * without its wrapper: this runs twice per command). */
+static inline uint64_t lat_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 extern const uint8_t lat_hist_start[64];
 
