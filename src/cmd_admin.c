@@ -113,6 +113,7 @@ static void memory_section(buf_t *o)
             rss = (double)resident * (double)sysconf(_SC_PAGESIZE);
         fclose(f);
     }
+    if (used == 0) used = rss; /* an allocator that glibc does not see (ASan's) */
     char used_h[32], rss_h[32];
     human_bytes(used_h, sizeof(used_h), used);
     human_bytes(rss_h, sizeof(rss_h), rss);
