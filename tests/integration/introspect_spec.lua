@@ -41,6 +41,7 @@ describe("introspection", function()
       -- nothing listens there: every call is a transport error
       dead = H.simple_policy("http://127.0.0.1:" .. H.free_port() .. "/", "ttl = 60"),
       slow = H.simple_policy(origin.url .. "/slow/", "ttl = 60, fetch_timeout = 5", "?delay=0.3"),
+      late = H.simple_policy(origin.url .. "/slow/", "ttl = 60, fetch_timeout = 0.2", "?delay=2"),
     }
   end)
   teardown(H.cleanup)
@@ -56,6 +57,7 @@ describe("introspection", function()
     assert.is_true(resp.is_err((c:call("GET", "widget:e1?status=500"))))  -- 500
     assert.is_true(resp.is_err((c:call("GET", "widget:e2?status=302"))))  -- 302 (not followed)
     assert.is_true(resp.is_err((c:call("GET", "dead:1"))))                -- no response
+    assert.is_true(resp.is_err((c:call("GET", "late:1"))))                -- fetch_timeout first
     assert.is_string((c:call("GET", "near:1")))
     assert.is_string((c:call("GET", "near:2")))
     assert.is_string((c:call("GET", "near:2"))) -- from the in-process tier
@@ -70,6 +72,8 @@ describe("introspection", function()
       ['luacached_origin_responses_total{ns="widget",class="error"}'] = 0,
       ['luacached_origin_responses_total{ns="dead",class="error"}'] = 1,
       ['luacached_origin_responses_total{ns="dead",class="2xx"}'] = 0,
+      ['luacached_origin_responses_total{ns="late",class="error"}'] = 1,
+      ['luacached_fetches_total{ns="late",result="timeout"}'] = 1,
       ['luacached_origin_responses_total{ns="near",class="2xx"}'] = 2,
       ['luacached_l1_ns_entries{ns="near"}'] = 2,
       ['luacached_l1_ns_entries{ns="widget"}'] = 0,
@@ -78,7 +82,7 @@ describe("introspection", function()
     for series, n in pairs(want) do assert.equal(n, value(m, series), series .. " in\n" .. m) end
     -- every GET was timed once, the immediate ones and those that waited
     -- on Redis or a fetch alike; METRICS itself is timed once it answered
-    assert.equal(10, check_histogram(m, "luacached_command_duration_seconds", 'cmd="get"'))
+    assert.equal(11, check_histogram(m, "luacached_command_duration_seconds", 'cmd="get"'))
     assert.equal(pings0 + 1, check_histogram(m, "luacached_command_duration_seconds", 'cmd="ping"'))
     assert.equal(1, check_histogram(m, "luacached_command_duration_seconds", 'cmd="metrics"'))
     assert.equal(0, check_histogram(m, "luacached_command_duration_seconds", 'cmd="del"'))
