@@ -514,7 +514,7 @@ static void run_command(client_t *c, uint64_t *clock)
     if (!idx) return;
     uint64_t took = t1 - t0;
     if (!c->cmd_deferred) lat_hist_observe(&cmd_stats_hist[idx - 1], took);
-    if (slowlog_is_slow(took / 1000) && !c->slowlog_skip) log_slow(c, took / 1000);
+    if (slowlog_is_slow_ns(took) && !c->slowlog_skip) log_slow(c, took / 1000);
 }
 
 /* Parse and run commands from data; what cannot be run now (client paused

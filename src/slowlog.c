@@ -15,11 +15,6 @@ static struct {
     uint64_t next_id;
 } S;
 
-bool slowlog_is_slow(uint64_t us)
-{
-    return cfg.slowlog_slower_than >= 0 && us >= (uint64_t)cfg.slowlog_slower_than;
-}
-
 /* The argument as kept: cut at SLOWLOG_MAX_ARG_LEN with Redis's note. */
 static size_t kept_len(const slowlog_arg_t *a, char *note, size_t notelen)
 {

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
+
 #define SLOWLOG_MAX_ARGS    32
 #define SLOWLOG_MAX_ARG_LEN 128
 
@@ -32,9 +34,12 @@ typedef struct slowlog_entry {
     const char *name;
 } slowlog_entry_t;
 
-/* Is a duration of us microseconds slow? (--slowlog-slower-than: < 0
- * never, 0 always.) */
-bool slowlog_is_slow(uint64_t us);
+/* Is a duration of ns nanoseconds slow? (--slowlog-slower-than, in us:
+ * < 0 never, 0 always.) Inline: every command asks. */
+static inline bool slowlog_is_slow_ns(uint64_t ns)
+{
+    return cfg.slowlog_slower_than >= 0 && ns >= (uint64_t)cfg.slowlog_slower_than * 1000;
+}
 /* Record one entry; argc is the full count (only the first are kept). */
 void slowlog_push(int argc, const slowlog_arg_t *argv, uint64_t duration_us, const char *addr,
                   const char *name);
