@@ -183,6 +183,17 @@ describe("introspection", function()
     assert.is_true(f:closed_within(3))
     assert.equal("PONG", a:call("PING"))
     H.assert_err("ERR syntax error", a:call("CLIENT", "KILL", "ID", "1", "BOGUS", "x"))
+    -- a client waiting on a fetch: killed at once, the fetch finishes for nobody
+    local g = srv:client()
+    local gid = g:call("CLIENT", "ID")
+    g:send("GET", "slow:killed")
+    H.wait_until(function() return H.info_fields(a:call("INFO")).blocked_clients == 1 end, 3)
+    assert.matches("flags=b", a:call("CLIENT", "LIST", "ID", tostring(gid)))
+    assert.equal(1, a:call("CLIENT", "KILL", "ID", tostring(gid)))
+    assert.is_true(g:closed_within(1))
+    H.wait_until(function()
+      return H.metric_value(a:call("METRICS"), 'luacached_fetches_total{ns="slow",result="ok"}') == 1
+    end, 3)
     -- SKIPME no: the caller gets its answer, then its connection goes
     assert.equal(1, a:call("CLIENT", "KILL", "LADDR", "127.0.0.1:" .. srv.port, "SKIPME", "no"))
     assert.is_true(a:closed_within(3))
