@@ -1,4 +1,5 @@
 /* cmd_admin.c: POLICIES, RELOAD and INFO/STATS. */
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -8,6 +9,7 @@
 #include "commands.h"
 #include "config.h"
 #include "http_client.h"
+#include "l1.h"
 #include "reply.h"
 #include "sink.h"
 #include "store.h"
@@ -121,6 +123,44 @@ static void ns_lines(buf_t *o, const ns_t *ns)
                (unsigned long long)s->invalidations_flush, ns->gen);
 }
 
+/* Redis's bytesToHuman: 1023B, 1.50K, 2.00M, 3.10G. */
+static void human_bytes(char *dst, size_t n, double v)
+{
+    if (v < 1024)
+        snprintf(dst, n, "%.0fB", v);
+    else if (v < 1024.0 * 1024)
+        snprintf(dst, n, "%.2fK", v / 1024);
+    else if (v < 1024.0 * 1024 * 1024)
+        snprintf(dst, n, "%.2fM", v / (1024.0 * 1024));
+    else
+        snprintf(dst, n, "%.2fG", v / (1024.0 * 1024 * 1024));
+}
+
+/* used_memory: bytes malloc has handed out and not had back (every Lua
+ * state, the in-process tier, buffers), as glibc counts them; rss: the
+ * process's resident set. The fields redis-cli --stat and dashboards read. */
+static void memory_section(buf_t *o)
+{
+    struct mallinfo2 mi = mallinfo2();
+    double used = (double)mi.uordblks + (double)mi.hblkhd;
+    double rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        unsigned long long size, resident;
+        if (fscanf(f, "%llu %llu", &size, &resident) == 2)
+            rss = (double)resident * (double)sysconf(_SC_PAGESIZE);
+        fclose(f);
+    }
+    if (used == 0) used = rss; /* an allocator that glibc does not see (ASan's) */
+    char used_h[32], rss_h[32];
+    human_bytes(used_h, sizeof(used_h), used);
+    human_bytes(rss_h, sizeof(rss_h), rss);
+    buf_printf(o,
+               "# Memory\r\nused_memory:%.0f\r\nused_memory_human:%s\r\nused_memory_rss:%.0f\r\n"
+               "used_memory_rss_human:%s\r\nl1_bytes:%zu\r\nmaxmemory:0\r\n\r\n",
+               used, used_h, rss, rss_h, l1_bytes());
+}
+
 /* INFO / STATS [ns]: Redis-style "name:value" lines grouped in sections. */
 void cmd_info(client_t *c)
 {
@@ -143,7 +183,9 @@ void cmd_info(client_t *c)
                "tcp_port:%d\r\nuptime_in_seconds:%llu\r\n\r\n",
                LUACACHED_VERSION, (int)getpid(), cfg.port,
                (unsigned long long)((mono_ms() - lc_start_mono_ms) / 1000));
-    buf_printf(&o, "# Clients\r\nconnected_clients:%zu\r\n\r\n", server_clients());
+    buf_printf(&o, "# Clients\r\nconnected_clients:%zu\r\nblocked_clients:%zu\r\n\r\n",
+               server_clients(), server_blocked_clients());
+    memory_section(&o);
     buf_printf(&o,
                "# Stats\r\ntotal_connections_received:%llu\r\ntotal_commands_processed:%llu\r\n"
                "fills_in_flight:%zu\r\nfetches_in_flight:%zu\r\nhttp_calls_in_flight:%zu\r\n\r\n",

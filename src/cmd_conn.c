@@ -248,6 +248,8 @@ void cmd_client(client_t *c)
         reply_ok(b); /* lib-name / lib-ver: accepted, not needed */
     } else if (eq_nocase(sub, len, "id") && argc == 2) {
         reply_int(b, (long long)c->id);
+    } else if (cmd_client_introspect(c, sub, len)) {
+        /* LIST, INFO, KILL */
     } else {
         reply_error(b,
                     "unknown subcommand or wrong number of arguments for '%.*s'. Try CLIENT "

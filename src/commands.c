@@ -9,6 +9,7 @@
 #include "config.h"
 #include "dict.h"
 #include "reply.h"
+#include "stats.h"
 #include "util.h"
 
 static const command_t command_table[] = {
@@ -49,6 +50,7 @@ static const command_t command_table[] = {
     {"info", -1, CMD_ADMIN, cmd_info},
     {"stats", -1, CMD_ADMIN, cmd_info},
     {"metrics", 1, CMD_ADMIN, cmd_metrics},
+    {"slowlog", -2, CMD_ADMIN, cmd_slowlog},
 };
 
 static dict_t by_name;
@@ -59,8 +61,14 @@ const command_t *commands_table(size_t *n)
     return command_table;
 }
 
+/* luacached_command_duration_seconds has one histogram per row. */
+_Static_assert(LC_ARRAY_LEN(command_table) <= CMD_STATS_MAX, "raise CMD_STATS_MAX");
+
 void commands_init(void)
 {
+    for (size_t i = 0; i < LC_ARRAY_LEN(command_table); i++)
+        cmd_stats_name[i] = command_table[i].name;
+    cmd_stats_count = LC_ARRAY_LEN(command_table);
     dict_init(&by_name);
     for (size_t i = 0; i < LC_ARRAY_LEN(command_table); i++)
         dict_set(&by_name, command_table[i].name, strlen(command_table[i].name),
@@ -121,6 +129,10 @@ void commands_dispatch(client_t *c)
         refused(c);
         return;
     }
+    /* timed and shown (CLIENT LIST cmd=) under its row */
+    c->cmd_idx = (unsigned)(cmd - command_table) + 1;
+    c->last_cmd = cmd->name;
+    c->slowlog_skip = (cmd->flags & CMD_NOAUTH) != 0;
     long argc = client_argc(c);
     if ((cmd->arity > 0 && argc != cmd->arity) || (cmd->arity < 0 && argc < -cmd->arity)) {
         reply_error(client_reply_buf(c), "wrong number of arguments for '%s' command", cmd->name);

@@ -65,5 +65,9 @@ void cmd_exec(client_t *c);
 void cmd_discard(client_t *c);
 void cmd_watch(client_t *c);
 void cmd_unwatch(client_t *c);
+void cmd_slowlog(client_t *c);
+/* CLIENT LIST / INFO / KILL (cmd_introspect.c): false when sub is none of
+ * them. */
+bool cmd_client_introspect(client_t *c, const char *sub, size_t len);
 
 #endif

@@ -29,7 +29,7 @@ uint64_t lc_start_mono_ms;
         .max_value = 64 * 1024 * 1024, .output_limit = 256 * 1024 * 1024, .max_pending = 1024,     \
         .backend_timeout_ms = 1000, .lua_memory = 64 * 1024 * 1024,                                \
         .l1_max_bytes = 64 * 1024 * 1024, .lua_budget = 100 * 1000 * 1000,                         \
-        .shutdown_grace_ms = 5000,                                                                 \
+        .shutdown_grace_ms = 5000, .slowlog_slower_than = 10000, .slowlog_max_len = 128,           \
     }
 
 config_t cfg = CONFIG_DEFAULTS;
@@ -66,6 +66,8 @@ static void usage(FILE *f)
            "  --lua-memory BYTES     per policy (67108864)\n"
            "  --l1-max-bytes BYTES   in-process tier size (67108864)\n"
            "  --lua-budget N         VM instructions per policy call (100000000)\n"
+           "  --slowlog-slower-than US  SLOWLOG threshold, -1 = off (10000)\n"
+           "  --slowlog-max-len N    SLOWLOG entries kept (128)\n"
            "  --version, --help\n"
            "config file: one 'key = value' a line, the keys named as the flags without --\n"
            "  (port = 7379, redis-file = /run/credentials/luacached/redis); '#' starts a\n"
@@ -148,6 +150,8 @@ static const option_t options[] = {
     NUM("max-pending", K_LONG, max_pending, 1, 1 << 20),
     NUM("backend-timeout", K_LONG, backend_timeout_ms, 10, 600000),
     NUM("shutdown-grace", K_LONG, shutdown_grace_ms, 0, 600000),
+    NUM("slowlog-slower-than", K_LONG, slowlog_slower_than, -1, 1LL << 40),
+    NUM("slowlog-max-len", K_LONG, slowlog_max_len, 0, 1 << 20),
     NUM("lua-memory", K_SIZE, lua_memory, 1 << 20, 64LL << 30),
     NUM("l1-max-bytes", K_SIZE, l1_max_bytes, 0, 64LL << 30),
     NUM("lua-budget", K_U64, lua_budget, 1000, 1LL << 40),

@@ -37,6 +37,10 @@ typedef struct config {
     size_t l1_max_bytes;     /* in-process tier size */
     uint64_t lua_budget;     /* VM instructions per call into a policy */
     long shutdown_grace_ms;  /* how long in-flight requests may finish on SIGTERM */
+
+    /* SLOWLOG: what took this many microseconds (< 0: nothing), how many */
+    long slowlog_slower_than;
+    long slowlog_max_len;
 } config_t;
 
 #define LUACACHED_VERSION "0.1.0"

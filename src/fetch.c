@@ -184,16 +184,23 @@ static void keep_thread(lua_State *L, lua_State *co, int ref)
     lua_pop(L, 1);
 }
 
+/* Abandon the ctx.http call in flight, if any (a timeout, an abort): it
+ * counts as an origin response of class "error". */
+static void cancel_call(fetch_t *f)
+{
+    if (!f->call) return;
+    if (f->p && f->p->ns) ns_stats_count_origin(&f->p->ns->stats, "cancelled", 0);
+    http_cancel(f->call);
+    f->call = NULL;
+}
+
 /* Let go of the thread and the policy once the thread will not run again.
  * The memory is freed when libuv has closed its three handles. */
 static void release(fetch_t *f, bool memerr)
 {
     if (f->released) return;
     f->released = true;
-    if (f->call) {
-        http_cancel(f->call);
-        f->call = NULL;
-    }
+    cancel_call(f);
     policy_t *p = f->p;
     lua_State *L = p->L;
     if (f->h) {
@@ -237,10 +244,7 @@ static void fetch_abort(fetch_t *f, fetch_kind_t kind, const char *msg)
     uv_timer_stop(&f->timeout);
     uv_timer_stop(&f->sleep);
     uv_idle_stop(&f->slice);
-    if (f->call) {
-        http_cancel(f->call);
-        f->call = NULL;
-    }
+    cancel_call(f);
     f->wait = WAIT_NONE;
     finalise_error(f, kind, msg);
     if (!f->running) release(f, false);
@@ -251,10 +255,7 @@ static void fetch_abort(fetch_t *f, fetch_kind_t kind, const char *msg)
 static void drop_io(fetch_t *f)
 {
     uv_timer_stop(&f->sleep);
-    if (f->call) {
-        http_cancel(f->call);
-        f->call = NULL;
-    }
+    cancel_call(f);
     if (f->wait == WAIT_SLEEP || f->wait == WAIT_HTTP) f->wait = WAIT_NONE;
 }
 
@@ -343,6 +344,7 @@ static void fetch_resume(fetch_t *f, int nargs, bool fresh)
     int nres = 0;
     int st = lua_resume(co, p->L, nargs, &nres);
     uint64_t took = uv_hrtime() - t0;
+    if (lat_clock_valid) lat_clock_ns = t0 + took; /* the Lua run took that long */
     policy_budget_leave(p, prevb);
     if (uv_now(engine_loop()) != F.turn_ms) {
         F.turn_ms = uv_now(engine_loop());
@@ -477,6 +479,8 @@ static void on_http(void *priv, const char *err, http_response_t *resp)
 {
     fetch_t *f = priv;
     f->call = NULL;
+    /* every completed call, the one a timeout abandons included */
+    if (f->p && f->p->ns) ns_stats_count_origin(&f->p->ns->stats, err, resp ? resp->status : 0);
     if (f->wait != WAIT_HTTP) return;
     /* curl's timer and ours end together; either way it is the fetch's
      * timeout, and counts as one (SPEC §7 result="timeout"). */

@@ -43,6 +43,7 @@
 #include "keys.h"
 #include "l1_link.h"
 #include "log.h"
+#include "slowlog.h"
 #include "store.h"
 #include "tags.h"
 #include "util.h"
@@ -497,6 +498,9 @@ static void on_fetched(void *priv, const fetch_result_t *r)
     fill_t *f = priv;
     ns_t *ns = f->ns;
     count_fetch(&ns->stats, r);
+    uint64_t fetch_ns = r->duration > 0 ? (uint64_t)(r->duration * 1e9) : 0;
+    if (slowlog_is_slow_ns(fetch_ns))
+        slowlog_push_fetch(ns->name, f->id, f->idlen, fetch_ns / 1000);
     fetch_result_t res = *r;
     if (res.kind == FETCH_OK && res.len > cfg.max_value) {
         res.kind = FETCH_ERROR;

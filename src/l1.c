@@ -12,6 +12,7 @@
 
 #include "dict.h"
 #include "glob.h"
+#include "keys.h"
 #include "list.h"
 #include "util.h"
 
@@ -63,7 +64,8 @@ static struct {
     list_t tomb_list;  /* tomb_t, oldest first */
     int64_t all_floor; /* a pattern invalidation's floor, for every key */
     uint64_t all_floor_expires;
-    uint64_t now; /* the latest mono time a caller gave */
+    uint64_t now;  /* the latest mono time a caller gave */
+    dict_t per_ns; /* namespace name -> size_t items (luacached_l1_ns_entries) */
     bool ready;
 } l1;
 
@@ -71,6 +73,7 @@ void l1_init(size_t max_bytes)
 {
     memset(&l1, 0, sizeof(l1)); /* a fresh tier, clock included (tests re-init) */
     dict_init(&l1.tombs);
+    dict_init(&l1.per_ns);
     l1.max_bytes = max_bytes;
     l1.all_floor = INT64_MIN;
     l1.ready = true;
@@ -246,9 +249,29 @@ static void remove_at(size_t i)
     }
 }
 
+/* The item count of the namespace in key (an entry key), made on first
+ * use when create; NULL for a key that is not an entry's. Counted as items
+ * come and go, never on a hit. */
+static size_t *ns_counter(const char *key, size_t klen, bool create)
+{
+    const char *ns, *id;
+    size_t nslen, idlen;
+    if (!keys_parse_entry(key, klen, &ns, &nslen, &id, &idlen)) return NULL;
+    size_t *n = dict_get(&l1.per_ns, ns, nslen);
+    if (!n && create) {
+        n = xcalloc(1, sizeof(*n));
+        dict_set(&l1.per_ns, ns, nslen, n);
+    }
+    return n;
+}
+
 static void drop_at(size_t i)
 {
     item_t *it = l1.slots[i];
+    size_t klen, vlen;
+    const char *key = item_key(it, &klen, &vlen);
+    size_t *n = ns_counter(key, klen, false);
+    if (n && *n) (*n)--;
     l1.bytes -= item_size(it);
     l1.count--;
     remove_at(i);
@@ -419,6 +442,8 @@ void l1_put(const char *key, size_t klen, const entry_t *e, uint64_t expires_mon
     place(it);
     l1.count++;
     l1.bytes += size;
+    size_t *n = ns_counter(key, klen, true);
+    if (n) (*n)++;
 }
 
 void l1_del(const char *key, size_t klen)
@@ -488,11 +513,20 @@ void l1_clear(void)
     }
     l1.count = 0;
     l1.bytes = 0;
+    size_t b;
+    for (dict_entry_t *d = dict_first(&l1.per_ns, &b); d; d = dict_next(&l1.per_ns, &b, d))
+        *(size_t *)d->value = 0;
 }
 
 size_t l1_entries(void)
 {
     return l1.ready ? l1.count : 0;
+}
+
+size_t l1_ns_entries(const char *ns, size_t len)
+{
+    const size_t *n = l1.ready ? dict_get(&l1.per_ns, ns, len) : NULL;
+    return n ? *n : 0;
 }
 
 size_t l1_bytes(void)
@@ -516,5 +550,9 @@ void l1_close(void)
     while ((t = oldest_tomb()))
         tomb_drop(t);
     dict_free(&l1.tombs);
+    size_t b;
+    for (dict_entry_t *d = dict_first(&l1.per_ns, &b); d; d = dict_next(&l1.per_ns, &b, d))
+        free(d->value);
+    dict_free(&l1.per_ns);
     l1.ready = false;
 }

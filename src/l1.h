@@ -41,6 +41,8 @@ void l1_del_matching(const char *glob, size_t len);
 void l1_clear(void);
 
 size_t l1_entries(void);
+/* Of them, those of namespace ns (entry keys PREFIX:{NS:ID}). */
+size_t l1_ns_entries(const char *ns, size_t len);
 size_t l1_bytes(void);
 /* Bytes of an item's fixed header (the rest is packed with its key and
  * value); for bench/l1_memory.sh and the unit test. */

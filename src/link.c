@@ -45,6 +45,7 @@
 #include "log.h"
 #include "reply_arena.h"
 #include "reply_parse.h"
+#include "stats.h"
 #include "util.h"
 
 #define BACKOFF_MIN_MS     100
@@ -389,6 +390,7 @@ static void link_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
     link_cb cb = req->cb;
     void *priv = req->priv;
 
+    if (reply && !step) lat_hist_observe(&redis_rtt_hist, lat_now_ns() - req->sent_ns);
     fifo_unlink(link, req);
     req_free(req);
     /* NULL only comes from a teardown. If it is not one we started, this is
@@ -424,6 +426,7 @@ static void link_on_disconnect(const redisAsyncContext *ac, int status)
 static void link_track(struct redis_link *link, struct link_req *req, size_t obuf_before)
 {
     req->sent_ms = uv_now(link->loop);
+    req->sent_ns = lat_now_ns();
     link->queued_bytes += sdslen(link->ac->c.obuf) - obuf_before;
     req->wire_end = link->queued_bytes;
     fifo_push(link, req);
@@ -924,6 +927,8 @@ static int direct_dispatch(struct redis_link *link, redisAsyncContext *ac)
         const char *step = req->step;
         link_cb cb = req->cb;
         void *priv = req->priv;
+        uint64_t now = lat_now_ns();
+        if (!step) lat_hist_observe(&redis_rtt_hist, now - req->sent_ns);
         fifo_unlink(link, req);
         if (!step && link->intercept && link->intercept(link, req, reply)) {
             if (link->ac != ac) return -1;
@@ -932,8 +937,14 @@ static int direct_dispatch(struct redis_link *link, redisAsyncContext *ac)
         req_free(req);
         if (step)
             link_handshake_reply(link, ac, step, reply);
-        else if (cb)
+        else if (cb) {
+            /* what this reply completes is timed by this reading */
+            bool outer = lat_clock_valid;
+            lat_clock_ns = now;
+            lat_clock_valid = true;
             cb(priv, reply);
+            lat_clock_valid = outer;
+        }
         if (link->ac != ac) return -1;
     }
     /* What is left is the start of a reply: to the front (its scan state

@@ -59,6 +59,7 @@ struct link_req {
     list_node_t node; /* in link->fifo */
     struct redis_link *link;
     uint64_t sent_ms;  /* uv_now() when queued */
+    uint64_t sent_ns;  /* uv_hrtime() then (luacached_redis_rtt_seconds) */
     uint64_t wire_end; /* link->queued_bytes once this command was queued */
     const char *step;  /* handshake step ("AUTH", ...); NULL for a caller's command */
     link_cb cb;

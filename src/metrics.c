@@ -187,6 +187,15 @@ static const ns_counter_family_t spec_families_2[] = {
      "Stores that Redis rejected or never answered.",
      NULL,
      {{"", FIELD(store_errors)}}},
+    {"luacached_origin_responses_total",
+     "ctx.http calls completed by the namespace's policy, by HTTP status class (error: no "
+     "response: a transport failure or timeout, or a status outside 200..599).",
+     "class",
+     {{"2xx", FIELD(origin_2xx)},
+      {"3xx", FIELD(origin_3xx)},
+      {"4xx", FIELD(origin_4xx)},
+      {"5xx", FIELD(origin_5xx)},
+      {"error", FIELD(origin_error)}}},
 };
 
 static uint64_t counter_at(const ns_stats_t *s, size_t off)
@@ -237,6 +246,51 @@ static void render_fetch_histogram(buf_t *o, const metrics_ns_t *ns, size_t nns)
     }
 }
 
+/* One latency histogram (stats.h lat_hist_t) as name_bucket/_sum/_count;
+ * labels: "" or `cmd="get"`, our own literals. */
+static void lat_hist_samples(buf_t *o, const char *name, const char *labels, const lat_hist_t *h)
+{
+    /* the bounds' text, made once: there are a few hundred of these lines */
+    static char le[LAT_HIST_BUCKETS + 1][24];
+    if (!le[0][0])
+        for (int b = 0; b <= LAT_HIST_BUCKETS; b++)
+            metrics_format_double(le[b], sizeof(le[b]),
+                                  b < LAT_HIST_BUCKETS ? (double)lat_hist_bounds_ns[b] / 1e9
+                                                       : INFINITY);
+    char num[64];
+    const char *sep = labels[0] ? "," : "";
+    uint64_t cum = 0;
+    for (int b = 0; b <= LAT_HIST_BUCKETS; b++) {
+        cum += h->b[b];
+        buf_printf(o, "%s_bucket{%s%sle=\"%s\"} %llu\n", name, labels, sep, le[b],
+                   (unsigned long long)cum);
+    }
+    metrics_format_double(num, sizeof(num), (double)h->sum_ns / 1e9);
+    const char *open = labels[0] ? "{" : "", *close = labels[0] ? "}" : "";
+    buf_printf(o, "%s_sum%s%s%s %s\n%s_count%s%s%s %llu\n", name, open, labels, close, num, name,
+               open, labels, close, (unsigned long long)cum);
+}
+
+static void render_lat_histograms(buf_t *o, const metrics_globals_t *g)
+{
+    static const char *cmd = "luacached_command_duration_seconds";
+    help_type(o, cmd,
+              "Time from a command's dispatch to its reply being complete (a reply that waits "
+              "on Redis or a fetch included), per command of the command table.",
+              "histogram");
+    char labels[64];
+    for (size_t i = 0; i < g->ncmds; i++) {
+        snprintf(labels, sizeof(labels), "cmd=\"%s\"", g->cmd_names[i]);
+        lat_hist_samples(o, cmd, labels, &g->cmd_hist[i]);
+    }
+    static const char *rtt = "luacached_redis_rtt_seconds";
+    help_type(o, rtt,
+              "Redis round trips, from queueing a command to its reply, over every connection "
+              "and node.",
+              "histogram");
+    lat_hist_samples(o, rtt, "", g->redis_rtt ? g->redis_rtt : &(lat_hist_t){0});
+}
+
 /* ------------------------------------------------------------------------
  * Process-wide families
  * ---------------------------------------------------------------------- */
@@ -252,6 +306,7 @@ void metrics_render_from(buf_t *o, const metrics_ns_t *ns, size_t nns, const met
     render_ns_counters(o, spec_families, LC_ARRAY_LEN(spec_families), ns, nns);
     render_fetch_histogram(o, ns, nns);
     render_ns_counters(o, spec_families_2, LC_ARRAY_LEN(spec_families_2), ns, nns);
+    render_lat_histograms(o, g);
 
     help_type(o, "luacached_policy_loaded",
               "1 when the last load of the namespace's policy succeeded, else 0 (a failed "
@@ -261,6 +316,14 @@ void metrics_render_from(buf_t *o, const metrics_ns_t *ns, size_t nns, const met
         buf_append_str(o, "luacached_policy_loaded{ns=\"");
         metrics_escape_label(o, ns[i].name);
         buf_printf(o, "\"} %d\n", ns[i].loaded ? 1 : 0);
+    }
+
+    help_type(o, "luacached_l1_ns_entries",
+              "Items of the namespace in the in-process tier (of luacached_l1_entries).", "gauge");
+    for (size_t i = 0; i < nns; i++) {
+        buf_append_str(o, "luacached_l1_ns_entries{ns=\"");
+        metrics_escape_label(o, ns[i].name);
+        buf_printf(o, "\"} %llu\n", (unsigned long long)ns[i].l1_entries);
     }
 
     scalar(o, "luacached_backend_up", "gauge", "1 while the Redis connection is up, else 0.",
@@ -336,6 +399,7 @@ void metrics_render(buf_t *out)
         views[i].name = ns->name;
         views[i].stats = &ns->stats;
         views[i].loaded = ns->cur != NULL && ns->last_error && ns->last_error[0] == '\0';
+        views[i].l1_entries = l1_ns_entries(ns->name, strlen(ns->name));
     }
     metrics_globals_t g = {
         .version = LUACACHED_VERSION,
@@ -360,6 +424,10 @@ void metrics_render(buf_t *out)
         .cluster_masters_up = cs.masters_up,
         .cluster_redirects_total = cs.redirects,
         .cluster_map_refreshes_total = cs.refreshes,
+        .cmd_hist = cmd_stats_hist,
+        .cmd_names = cmd_stats_name,
+        .ncmds = cmd_stats_count,
+        .redis_rtt = &redis_rtt_hist,
     };
     metrics_render_from(out, views, n, &g);
     free(views);

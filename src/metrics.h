@@ -21,7 +21,8 @@
 typedef struct metrics_ns {
     const char *name;
     const ns_stats_t *stats;
-    bool loaded; /* the last load of its policy succeeded */
+    bool loaded;         /* the last load of its policy succeeded */
+    uint64_t l1_entries; /* its items in the in-process tier */
 } metrics_ns_t;
 
 /* Process-wide values. */
@@ -46,6 +47,11 @@ typedef struct metrics_globals {
     uint64_t fills_in_flight;
     uint64_t fetches_in_flight;
     double uptime_seconds;
+    /* luacached_command_duration_seconds: ncmds histograms and names */
+    const lat_hist_t *cmd_hist;
+    const char *const *cmd_names;
+    size_t ncmds;
+    const lat_hist_t *redis_rtt; /* NULL: all zero */
 } metrics_globals_t;
 
 /* Append the whole exposition to out. Pure. */

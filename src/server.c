@@ -8,6 +8,8 @@
 #include "config.h"
 #include "log.h"
 #include "reply.h"
+#include "slowlog.h"
+#include "stats.h"
 #include "util.h"
 
 /* Bytes one client may have parsed per loop iteration before it yields the
@@ -124,7 +126,9 @@ static bool exec_pending(const client_t *c)
 }
 
 /* Run EXEC's next queued command (process_input checked it may start). */
-static void exec_next(client_t *c)
+static void run_command(client_t *c, uint64_t *clock);
+
+static void exec_next(client_t *c, uint64_t *clock)
 {
     size_t used = 0;
     int st = resp_feed(&c->exec_parser, c->exec_cmds.data + c->exec_off,
@@ -133,7 +137,7 @@ static void exec_next(client_t *c)
     if (st == RESP_DONE) {
         srv.total_commands++;
         c->args = &c->exec_parser;
-        srv.dispatch(c);
+        run_command(c, clock); /* timed and slow-logged as any command */
         c->args = &c->parser;
         resp_next_command(&c->exec_parser);
     }
@@ -236,7 +240,14 @@ buf_t *slot_out(slot_t *s)
 slot_t *client_defer(client_t *c)
 {
     c->pending++;
-    return slot_new(c, false);
+    slot_t *s = slot_new(c, false);
+    if (c->cmd_idx && !c->cmd_deferred) {
+        /* the command being dispatched answers here: time it to the end */
+        c->cmd_deferred = true;
+        s->timed_cmd = c->cmd_idx;
+        s->start_ns = c->cmd_start_ns;
+    }
+    return s;
 }
 
 /* Move finished slots at the head of the queue into the output buffer. */
@@ -282,6 +293,11 @@ void slot_release_input(slot_t *s)
 void slot_finish(slot_t *s)
 {
     slot_release_input(s);
+    if (s->timed_cmd) {
+        uint64_t now = lat_clock_valid ? lat_clock_ns : lat_now_ns();
+        lat_hist_observe(&cmd_stats_hist[s->timed_cmd - 1],
+                         now > s->start_ns ? now - s->start_ns : 0);
+    }
     client_t *c = s->c;
     if (!c) { /* client gone: nobody will read this */
         slot_release(s);
@@ -420,6 +436,10 @@ static size_t held_output(const client_t *c)
 static void flush(client_t *c)
 {
     if (c->closing) return;
+    if (c->killed) {
+        client_close(c);
+        return;
+    }
     /* Checked before the write-in-flight test: a client that does not read
      * keeps its write in flight forever while its replies pile up in out. */
     if (held_output(c) > cfg.output_limit) {
@@ -531,12 +551,50 @@ static void on_spin(uv_idle_t *h)
     LC_UNUSED(h); /* its being active is the point: see on_check */
 }
 
+/* A command that held the loop past --slowlog-slower-than (us), as Redis
+ * logs one: its own run, not the wait for Redis or the origin (a slow
+ * fetch is logged by itself). Commands allowed before AUTH are not logged:
+ * their arguments may hold the password. */
+static void log_slow(client_t *c, uint64_t us)
+{
+    slowlog_arg_t argv[SLOWLOG_MAX_ARGS];
+    long argc = client_argc(c);
+    for (long i = 0; i < argc && i < SLOWLOG_MAX_ARGS; i++)
+        argv[i].s = client_arg(c, i, &argv[i].len);
+    char addr[64];
+    client_addr(c, false, addr, sizeof(addr));
+    slowlog_push((int)argc, argv, us, addr, c->name);
+}
+
+/* Dispatch one parsed command, timing it from here to its reply (at once,
+ * or when the slot it took finishes: client_defer). */
+/* *clock: the end of the previous command of this batch, 0 for none (a
+ * command starts where the one before it ended: one clock read each). */
+static void run_command(client_t *c, uint64_t *clock)
+{
+    c->cmd_idx = 0;
+    c->cmd_deferred = false;
+    c->slowlog_skip = false;
+    uint64_t t0 = *clock ? *clock : lat_now_ns();
+    c->cmd_start_ns = t0;
+    srv.dispatch(c);
+    uint64_t t1 = lat_now_ns();
+    *clock = t1;
+    unsigned idx = c->cmd_idx;
+    c->cmd_idx = 0;
+    if (!idx) return;
+    uint64_t took = t1 - t0;
+    if (!c->cmd_deferred) lat_hist_observe(&cmd_stats_hist[idx - 1], took);
+    if (slowlog_is_slow_ns(took) && !c->slowlog_skip) log_slow(c, took / 1000);
+}
+
 /* Parse and run commands from data; what cannot be run now (client paused
  * by back-pressure, or out of its per-iteration budget) is kept in
  * c->inbuf. */
 static void process_input(client_t *c, const char *data, size_t len)
 {
     long budget = COMMANDS_PER_ITERATION;
+    uint64_t clock = 0;
     while ((len > 0 || exec_pending(c)) && !c->closing && !c->close_after_reply) {
         if (budget == 0 || !may_start(c)) {
             if (budget == 0) {
@@ -549,7 +607,7 @@ static void process_input(client_t *c, const char *data, size_t len)
         }
         if (exec_pending(c)) { /* EXEC's commands come before the next ones */
             budget--;
-            exec_next(c);
+            exec_next(c, &clock);
             if (over_output_limit(c)) return;
             continue;
         }
@@ -566,7 +624,7 @@ static void process_input(client_t *c, const char *data, size_t len)
         if (st == RESP_DONE) {
             budget--;
             srv.total_commands++;
-            srv.dispatch(c);
+            run_command(c, &clock);
             resp_next_command(&c->parser);
             if (over_output_limit(c)) return;
         }
@@ -738,6 +796,7 @@ static void on_connection(uv_stream_t *listener, int status)
     c->reply_est = INITIAL_REPLY_EST;
     c->proto = SINK_RESP2;
     c->last_active_ms = uv_now(srv.loop);
+    c->created_ms = c->last_active_ms;
     list_push_front(&srv.clients, &c->node);
     srv.nclients++;
     srv.total_connections++;
@@ -819,5 +878,75 @@ long server_pending_replies(void)
 {
     long n = 0;
     list_foreach_safe(&srv.clients, p, nx) n += list_entry(p, client_t, node)->pending;
+    return n;
+}
+
+/* ---------------------------------------------------------------------------
+ * Introspection
+ * ------------------------------------------------------------------------- */
+
+client_t *server_first_client(void)
+{
+    return list_first_entry(&srv.clients, client_t, node);
+}
+
+client_t *server_next_client(client_t *c)
+{
+    list_node_t *n = c->node.next;
+    return n && n != &srv.clients.head ? list_entry(n, client_t, node) : NULL;
+}
+
+void client_kill(client_t *c, client_t *self)
+{
+    if (c->closing) return;
+    if (c == self) {
+        client_close_after_reply(c);
+        return;
+    }
+    /* No more of its input runs; its pending replies are dropped with it. */
+    c->killed = true;
+    c->close_after_reply = true;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->flush_queued = false;
+    list_remove(&c->flush_node);
+    queue_flush(c);
+}
+
+void client_addr(const client_t *c, bool local, char *dst, size_t n)
+{
+    struct sockaddr_storage sa;
+    int len = sizeof(sa);
+    dst[0] = '\0';
+    int rc = local ? uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&sa, &len)
+                   : uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &len);
+    if (rc != 0) return;
+    char ip[64] = "";
+    int port = 0;
+    if (sa.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&sa;
+        uv_ip6_name(a, ip, sizeof(ip));
+        port = ntohs(a->sin6_port);
+    } else {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&sa;
+        uv_ip4_name(a, ip, sizeof(ip));
+        port = ntohs(a->sin_port);
+    }
+    snprintf(dst, n, sa.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", ip, port); /* as Redis */
+}
+
+size_t client_input_pending(const client_t *c)
+{
+    return c->inbuf.len + c->parser.line.len + c->parser.arena.len;
+}
+
+size_t client_output_pending(const client_t *c)
+{
+    return held_output(c);
+}
+
+size_t server_blocked_clients(void)
+{
+    size_t n = 0;
+    list_foreach_safe(&srv.clients, p, nx) n += list_entry(p, client_t, node)->pending > 0;
     return n;
 }

@@ -38,6 +38,8 @@ typedef struct slot {
     bool direct;        /* its answer went straight into c->out (slot_out) */
     size_t direct_from; /* c->out.len then */
     sink_t sink;        /* the slot as the cache layer sees it (slot_sink) */
+    unsigned timed_cmd; /* command table index + 1 whose duration ends here; 0: none */
+    uint64_t start_ns;  /* uv_hrtime() at its dispatch */
 } slot_t;
 
 struct client {
@@ -74,7 +76,16 @@ struct client {
     sink_proto_t proto;        /* RESP version spoken: 2 (HELLO 3 is refused) */
     sink_t now;                /* client_sink: the immediate replies */
     uint64_t last_active_ms;
-    size_t last_unsent;     /* write queue at the last idle check */
+    size_t last_unsent; /* write queue at the last idle check */
+    /* Introspection (CLIENT LIST) and timing: the commands layer sets
+     * cmd_idx (table index + 1, 0: none) and last_cmd as it dispatches. */
+    unsigned cmd_idx;
+    const char *last_cmd; /* the table's name: static */
+    uint64_t cmd_start_ns;
+    bool cmd_deferred; /* the command took a slot: its duration ends there */
+    bool slowlog_skip; /* its arguments may hold a secret: not slow-logged */
+    bool killed;       /* CLIENT KILL: closed at its next flush */
+    uint64_t created_ms;
     list_node_t node;       /* srv.clients */
     list_node_t flush_node; /* srv.flush_list (or on_check's batch) while flush_queued */
 };
@@ -141,5 +152,22 @@ void slot_finish_ok(slot_t *s, const char *err);
 
 /* Protocol error: reply, then close once the reply is flushed (as Redis). */
 void client_close_after_reply(client_t *c);
+
+/* Introspection (CLIENT LIST / KILL). The first client (newest first),
+ * the next one, NULL at the end. */
+client_t *server_first_client(void);
+client_t *server_next_client(client_t *c);
+/* Close c from another client's command: it stops reading now and is
+ * closed on the next flush (not at once: the loop may be walking the
+ * client list). c may be the caller: then after its reply. */
+void client_kill(client_t *c, client_t *self);
+/* "ip:port" ("[ip]:port" for IPv6) of the peer (local: of our end) into
+ * dst; "" if unknown. */
+void client_addr(const client_t *c, bool local, char *dst, size_t n);
+/* Bytes of input buffered and not yet run (qbuf), output queued (omem). */
+size_t client_input_pending(const client_t *c);
+size_t client_output_pending(const client_t *c);
+/* Clients waiting on a deferred reply (INFO blocked_clients). */
+size_t server_blocked_clients(void);
 
 #endif

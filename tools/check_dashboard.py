@@ -34,6 +34,8 @@ REQUIRED_DASHBOARD = [
     "luacached_stale_served_total", "luacached_backend_up",
     "luacached_policy_reloads_total", "luacached_policy_loaded",
     "luacached_lock_takeovers_total",
+    "luacached_command_duration_seconds_bucket", "luacached_redis_rtt_seconds_bucket",
+    "luacached_origin_responses_total", "luacached_l1_ns_entries",
 ]
 REQUIRED_ALERTS = [
     "luacached_backend_up", "luacached_backend_subscribed", "luacached_fetches_total",

@@ -262,6 +262,22 @@ static void test_config_flag_reads_the_file(void)
     config_reset();
 }
 
+/* SLOWLOG's thresholds: Redis's defaults; -1 (off) is a value, not a flag. */
+static void test_slowlog_options(void)
+{
+    config_reset();
+    REQUIRE(args((const char *const[]){NULL}) == 0);
+    CHECK(cfg.slowlog_slower_than == 10000 && cfg.slowlog_max_len == 128);
+    config_reset();
+    REQUIRE(args((const char *const[]){"--slowlog-slower-than", "-1", "--slowlog-max-len=0",
+                                       NULL}) == 0);
+    CHECK(cfg.slowlog_slower_than == -1 && cfg.slowlog_max_len == 0);
+    config_reset();
+    REQUIRE(args((const char *const[]){"--slowlog-slower-than", "-2", NULL}) == -1);
+    CHECK(has("--slowlog-slower-than wants a whole number from -1 to"));
+    config_reset();
+}
+
 int main(void)
 {
     RUN(test_defaults_and_every_kind);
@@ -270,6 +286,7 @@ int main(void)
     RUN(test_command_line_wins);
     RUN(test_secrets);
     RUN(test_config_flag_reads_the_file);
+    RUN(test_slowlog_options);
     for (int i = 0; i < nargs; i++)
         free(args_buf[i]);
     return check_summary("test_config");

@@ -123,12 +123,21 @@ static void test_del_matching(void)
     l1_put("lc:{uw:5:2}", 11, &e, 1000);
     l1_put("lc:{uw:50:1}", 12, &e, 1000);
     l1_put("lc:{w:5:1}", 10, &e, 1000);
+    l1_put("lc:{w:5:1}", 10, &e, 1000); /* a replacement is one item */
+    /* items per namespace, from the keys (luacached_l1_ns_entries) */
+    REQUIRE(l1_ns_entries("uw", 2) == 3 && l1_ns_entries("w", 1) == 1);
+    REQUIRE(l1_ns_entries("u", 1) == 0 && l1_ns_entries("x", 1) == 0);
     l1_del_matching("lc:{uw:5:*}", 11);
+    REQUIRE(l1_ns_entries("uw", 2) == 1 && l1_ns_entries("w", 1) == 1);
     REQUIRE(!l1_get("lc:{uw:5:1}", 11, 0, false, &out));
     REQUIRE(!l1_get("lc:{uw:5:2}", 11, 0, false, &out));
     REQUIRE(l1_get("lc:{uw:50:1}", 12, 0, false, &out));
     REQUIRE(l1_get("lc:{w:5:1}", 10, 0, false, &out));
     REQUIRE(l1_entries() == 2);
+    l1_del("lc:{w:5:1}", 10);
+    REQUIRE(l1_ns_entries("w", 1) == 0);
+    l1_clear();
+    REQUIRE(l1_ns_entries("uw", 2) == 0);
     l1_close();
 }
 

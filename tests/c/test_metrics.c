@@ -290,7 +290,7 @@ static void test_counters_exact(void)
     a.stores = 33;
     a.store_errors = 34;
     a.requests_get = 18446744073709551615ULL; /* a full uint64 prints whole */
-    metrics_ns_t ns[] = {{"alpha", &a, true}, {"zeta", &z, false}};
+    metrics_ns_t ns[] = {{"alpha", &a, true, 7}, {"zeta", &z, false, 0}};
     metrics_globals_t g = sample_globals();
     buf_t b = {0};
     metrics_render_from(&b, ns, 2, &g);
@@ -402,7 +402,7 @@ static void test_spec_families(void)
         {"luacached_l1_entries", "gauge"},
     };
     ns_stats_t s = {0};
-    metrics_ns_t ns[] = {{"w", &s, true}};
+    metrics_ns_t ns[] = {{"w", &s, true, 0}};
     metrics_globals_t g = sample_globals();
     buf_t b = {0};
     metrics_render_from(&b, ns, 1, &g);
@@ -443,7 +443,7 @@ static void test_histogram_cumulative(void)
     ns_stats_observe_fetch(&s, 0.3);
     ns_stats_observe_fetch(&s, 7);
     ns_stats_observe_fetch(&s, 100);
-    metrics_ns_t ns[] = {{"h", &s, true}};
+    metrics_ns_t ns[] = {{"h", &s, true, 0}};
     metrics_globals_t g = sample_globals();
     buf_t b = {0};
     metrics_render_from(&b, ns, 1, &g);
@@ -471,7 +471,7 @@ static void test_label_escaping_in_output(void)
 {
     ns_stats_t s = {0};
     s.misses = 1;
-    metrics_ns_t ns[] = {{"we\"ird\\name\nx", &s, true}};
+    metrics_ns_t ns[] = {{"we\"ird\\name\nx", &s, true, 0}};
     metrics_globals_t g = sample_globals();
     g.version = "v\"1";
     buf_t b = {0};

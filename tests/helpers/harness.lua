@@ -713,6 +713,14 @@ function H.ns_stats(srv, ns, from_info)
   return t
 end
 
+-- metric_value(text, 'name{labels}') -> the number of that sample of a
+-- Prometheus exposition, or nil if absent.
+function H.metric_value(text, series)
+  local pat = series:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")
+  local v = ("\n" .. text):match("\n" .. pat .. " ([^\n]+)\n")
+  return v and tonumber(v)
+end
+
 -- The "key:value" lines of an INFO reply: {key = number (or string)}.
 function H.info_fields(text)
   luassert.is_string(text)

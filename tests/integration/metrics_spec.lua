@@ -8,13 +8,7 @@ local resp = H.resp
 
 local assert_clean_exit = H.assert_clean_exit
 
-local function escape_pattern(s) return (s:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")) end
-
--- value(text, 'name{labels}') -> number of that sample, or nil if absent.
-local function value(text, series)
-  local v = ("\n" .. text):match("\n" .. escape_pattern(series) .. " ([^\n]+)\n")
-  return v and tonumber(v)
-end
+local value = H.metric_value
 
 -- Every line naming ns="NS", in order.
 local function ns_lines(text, ns)
