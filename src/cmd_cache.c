@@ -10,6 +10,7 @@
 #include "reply.h"
 #include "util.h"
 #include "warm.h"
+#include "write_behind.h"
 #include "write_through.h"
 
 /* Parse arguments first..first+n-1 as keys; replies the error on failure. */
@@ -131,7 +132,9 @@ void cmd_set(client_t *c)
     }
     cache_key_t *key = parse_keys_or_reply(c, 1, 1);
     if (!key) return;
-    if (write_through_set_wanted(key))
+    if (write_behind_set_wanted(key))
+        write_behind_set(slot_sink(client_defer(c)), key, value, vlen, ttl_ms);
+    else if (write_through_set_wanted(key))
         write_through_set(slot_sink(client_defer(c)), key, value, vlen, ttl_ms);
     else
         cache_set(slot_sink(client_defer(c)), key, value, vlen, ttl_ms);
@@ -143,7 +146,9 @@ void cmd_del(client_t *c)
     long n = client_argc(c) - 1;
     cache_key_t *keys = parse_keys_or_reply(c, 1, n);
     if (!keys) return;
-    if (write_through_del_wanted(keys, n))
+    if (write_behind_del_wanted(keys, n))
+        write_behind_del(slot_sink(client_defer(c)), keys, n);
+    else if (write_through_del_wanted(keys, n))
         write_through_del(slot_sink(client_defer(c)), keys, n);
     else
         cache_del(slot_sink(client_defer(c)), keys, n);

@@ -43,6 +43,7 @@ static const command_t command_table[] = {
     {"info", -1, CMD_ADMIN, cmd_info},
     {"stats", -1, CMD_ADMIN, cmd_info},
     {"metrics", 1, CMD_ADMIN, cmd_metrics},
+    {"writes", -2, CMD_ADMIN, cmd_writes},
 };
 
 static dict_t by_name;

@@ -58,5 +58,6 @@ void cmd_policies(client_t *c);
 void cmd_reload(client_t *c);
 void cmd_info(client_t *c);
 void cmd_metrics(client_t *c);
+void cmd_writes(client_t *c);
 
 #endif

@@ -24,6 +24,10 @@ typedef struct ns_stats {
     uint64_t reloads_ok, reloads_error;
     uint64_t stores, store_errors;
     uint64_t writes_through_ok, writes_through_error; /* write / delete at the origin */
+    /* write-behind: SET/DEL queued or refused (queue down); writes a
+     * write_batch carried, by outcome; writes moved to the dead letters */
+    uint64_t writes_behind_queued, writes_behind_queue_error, writes_behind_ok, writes_behind_error,
+        writes_behind_dead;
 } ns_stats_t;
 
 void ns_stats_observe_fetch(ns_stats_t *s, double seconds);
