@@ -12,6 +12,7 @@
 #include "store.h"
 #include "util.h"
 #include "watch.h"
+#include "write_behind.h"
 
 void cmd_policies(client_t *c)
 {
@@ -81,6 +82,7 @@ static void ns_lines(buf_t *o, const ns_t *ns)
                (unsigned long long)s->invalidations_event,
                (unsigned long long)s->invalidations_purge, (unsigned long long)s->invalidations_tag,
                (unsigned long long)s->invalidations_flush, ns->gen);
+    write_behind_info(o, ns);
 }
 
 /* INFO / STATS [ns]: Redis-style "name:value" lines grouped in sections. */

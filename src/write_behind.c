@@ -118,6 +118,21 @@ static void sample(wb_t *w)
     store_wb_status(w->q.data, w->q.len, w->dead.data, w->dead.len, 0, on_sampled, w);
 }
 
+void write_behind_info(buf_t *o, const ns_t *ns)
+{
+    if (!wb_conf(ns)) return;
+    const ns_stats_t *s = &ns->stats;
+    write_behind_gauges_t g = {0};
+    write_behind_gauges(ns, &g);
+    buf_printf(o,
+               "writes_%s:queued=%llu,queue_error=%llu,ok=%llu,error=%llu,dead_letter=%llu,"
+               "queue_depth=%lld,lag_seconds=%.3f,dead_letters=%lld\r\n",
+               ns->name, (unsigned long long)s->writes_behind_queued,
+               (unsigned long long)s->writes_behind_queue_error,
+               (unsigned long long)s->writes_behind_ok, (unsigned long long)s->writes_behind_error,
+               (unsigned long long)s->writes_behind_dead, g.depth, g.lag_seconds, g.dead);
+}
+
 bool write_behind_gauges(const ns_t *ns, write_behind_gauges_t *out)
 {
     wb_t *w = dict_get(&W.by_ns, ns->name, strlen(ns->name));
@@ -139,6 +154,9 @@ static void flush_end(wb_t *w, bool more)
 {
     w->busy = false;
     if (more) w->next_flush = 0;
+    /* draining: a flush that leaves nothing more (or cannot reach Redis)
+     * ends this instance's part */
+    if (W.draining && !more) w->drained = true;
 }
 
 static void on_acked(void *priv, const store_result_t *r)
@@ -284,7 +302,6 @@ static void on_read(void *priv, const store_xlist_t *l)
     if (l->status == STORE_ERROR && l->err && strncmp(l->err, "NOGROUP", 7) == 0)
         w->group_ok = false; /* the stream was deleted: create the group again */
     if (l->status != STORE_OK || l->n == 0) {
-        if (l->status == STORE_OK) w->drained = true;
         flush_end(w, false);
         return;
     }

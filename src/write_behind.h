@@ -62,6 +62,10 @@ typedef struct write_behind_gauges {
 } write_behind_gauges_t;
 bool write_behind_gauges(const ns_t *ns, write_behind_gauges_t *out);
 
+/* INFO / STATS ns: a "writes_NS:queued=..,..." line for a write-behind
+ * namespace (its counters and gauges); nothing for others. */
+void write_behind_info(buf_t *o, const ns_t *ns);
+
 /* This process's consumer name: host:pid:start-time. */
 const char *write_behind_consumer(void);
 

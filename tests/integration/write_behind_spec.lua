@@ -203,6 +203,8 @@ describe("write-behind", function()
     assert.matches("write_batch failed: .*origin said 500", e[5])
     assert.equal(3, e[6]) -- the first attempt and max_retries = 2
     assert.equal(1, metric(A, "wbd", "dead_letter") + metric(B, "wbd", "dead_letter"))
+    local info = (A:call("STATS", "wbd"))
+    assert.matches("writes_wbd:queued=1,queue_error=0,", info, 1, true)
     assert.matches('luacached_write_dead_letters{ns="wbd"} 1', (H.wait_until(function()
       local m = A:metrics()
       return m:find('luacached_write_dead_letters{ns="wbd"} 1', 1, true) and m
