@@ -309,3 +309,41 @@ describe("write-behind", function()
     assert.matches("w2%.lua:3: write_behind needs write_batch", out)
   end)
 end)
+
+describe("write-behind on a Redis Cluster", function()
+  local C = require "tests.helpers.cluster"
+
+  it("queues, flushes and dead-letters through the queue's master", function()
+    local origin = H.start_origin()
+    local cl = C.start_cluster{ masters = 3, replicas = 0 }
+    local kv = origin.url .. "/kv/"
+    local dir = H.write_policies{
+      wbq = wb_policy(kv, "delay = 0.1, batch = 10, max_retries = 0, claim_after = 5"),
+    }
+    local A = C.start_server{ redis_url = cl.url, policies_dir = dir }
+    for i = 1, 30 do assert.equal("OK", A:call("SET", "wbq:q" .. i, "v" .. i)) end
+    H.wait_until(function()
+      local _, body = origin:get("/_kv")
+      local values = H.json_decode(body).values
+      for i = 1, 30 do if values["q" .. i] ~= "v" .. i then return false end end
+      return true
+    end, 5, "every write landed")
+    assert.equal("v7", A:call("GET", "wbq:q7"))
+    -- the queue lives on its slot's master, the dead letters beside it
+    local q = "lc:{#wb:wbq}:q"
+    assert.equal(0, cl:master_of(q):call("XLEN", q))
+    H.http{ url = origin.url .. "/_mode", method = "POST",
+            body = H.json_encode{ mode = "error", prefix = "/kv/_batch" } }
+    assert.equal("OK", A:call("SET", "wbq:bad", "x"))
+    H.wait_until(function() return writes(A, "wbq").dead_letters == 1 end, 5, "dead letter")
+    assert.equal(1, cl:master_of(q):call("XLEN", "lc:{#wb:wbq}:dead"))
+    H.http{ url = origin.url .. "/_mode", method = "POST", body = H.json_encode{ mode = "ok" } }
+    assert.equal(1, A:call("WRITES", "wbq", "RETRY"))
+    H.wait_until(function()
+      local _, body = origin:get("/_kv")
+      return H.json_decode(body).values.bad == "x"
+    end, 5, "replayed")
+    H.assert_clean_exit(A)
+  end)
+end)
+
