@@ -361,13 +361,19 @@ static void flush_start(wb_t *w)
 static void wb_tick(wb_t *w, uint64_t now)
 {
     const policy_conf_t *c = wb_conf(w->ns);
-    if (!c || w->busy || W.stopped) return;
+    if (!c || W.stopped) return;
+    uint64_t keep_claimed = (uint64_t)(c->wb_claim_after * 1000.0 / 3);
+    if (w->busy) {
+        /* a write_batch slower than claim_after stays ours while we live */
+        if (w->n > 0 && w->items && now - w->touched_at >= keep_claimed) touch(w);
+        return;
+    }
     if (w->n > 0) { /* a failed batch waits for its retry */
         if (now >= w->retry_at) {
             touch(w);
             w->busy = true;
             run_batch(w);
-        } else if (now - w->touched_at >= (uint64_t)(c->wb_claim_after * 1000.0 / 3)) {
+        } else if (now - w->touched_at >= keep_claimed) {
             touch(w);
         }
         return;

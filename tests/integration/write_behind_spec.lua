@@ -96,6 +96,7 @@ describe("write-behind", function()
       wbd = wb_policy(kv, "delay = 0.1, batch = 50, max_retries = 2, claim_after = 5"),
       wb2 = wb_policy(kv, "delay = 0.2, batch = 20, claim_after = 5"),
       wbz = wb_policy(kv, "delay = 0.1, claim_after = 5"),
+      wbs = wb_policy(kv, "delay = 0.1, batch = 50, claim_after = 0.3", "fetch_timeout = 3,"),
     }
     A = H.start_server{ redis_port = redis.port, policies_dir = dir, metrics_port = true }
     B = H.start_server{ redis_port = redis.port, policies_dir = dir, metrics_port = true }
@@ -166,6 +167,19 @@ describe("write-behind", function()
     assert.equal(400, a + b)
     assert.is_true(a > 0 and b > 0, "both flushed: " .. a .. " and " .. b)
     for _, bt in ipairs(batches_of("d")) do assert.is_true(#bt <= 20) end
+  end)
+
+  it("a write_batch slower than claim_after stays with its instance: no write twice", function()
+    set_mode("hang", 0.8)
+    for i = 1, 10 do assert.equal("OK", A:call("SET", "wbs:s" .. i, "v" .. i)) end
+    H.wait_until(function() return #batches_of("s") >= 1 end, 5, "the slow batch applied")
+    set_mode("ok")
+    H.wait_until(function() return writes(A, "wbs").queued == 0 end, 5, "queue empty")
+    -- had another instance taken the batch over (after 0.3 s idle), its
+    -- copy, hung 0.8 s too, would land by now
+    H.sleep(0.5)
+    for id, n in pairs(write_counts("s")) do assert.equal(1, n, id .. " written " .. n .. " times") end
+    assert.equal(1, #batches_of("s"))
   end)
 
   it("a failing origin: batches are retried with backoff and land after it recovers", function()
