@@ -203,6 +203,27 @@ static void touch(wb_t *w)
     free(lens);
 }
 
+static void on_reinvalidated(void *priv, long long removed, const char *err)
+{
+    LC_UNUSED(priv);
+    LC_UNUSED(removed);
+    LC_UNUSED(err); /* best effort: the entry's TTL bounds what a failure leaves */
+}
+
+/* A delete landed at the origin: a read between the DEL and now refilled
+ * the id from the origin's old value, so the entry goes again. */
+static void reinvalidate_deletes(const wb_t *w)
+{
+    cache_key_t *keys = xcalloc(w->nitems ? w->nitems : 1, sizeof(*keys));
+    long n = 0;
+    for (size_t i = 0; i < w->nitems; i++)
+        if (!w->items[i].value)
+            keys[n++] =
+                (cache_key_t){.ns = w->ns, .id = w->items[i].id, .idlen = w->items[i].idlen};
+    if (n > 0) cache_del_keys(keys, n, false, on_reinvalidated, NULL);
+    free(keys);
+}
+
 static void on_batch(void *priv, const char *err)
 {
     wb_t *w = priv;
@@ -211,6 +232,7 @@ static void on_batch(void *priv, const char *err)
     size_t *lens;
     if (!err) {
         w->ns->stats.writes_behind_ok += w->nitems;
+        reinvalidate_deletes(w);
         sids_of(w, &sids, &lens);
         int rc = store_wb_done(w->q.data, w->q.len, sids, lens, w->n, on_acked, w);
         free(sids);
