@@ -9,6 +9,8 @@
 --   on_event(name, payload)  runs the policy's on_event and validates its
 --                   result (EVENT); returns keys, patterns, tags, flush
 --   warm()          runs the policy's warm and validates the ids (WARM)
+--   write(h, id, v), delete(h, id)  write-through SET / DEL (full ctx)
+--   write_batch(h, items)  write-behind: one batch of queued writes (full ctx)
 --
 -- on_event, warm and ttl_for run as budgeted coroutines like fetch, but
 -- their ctx has ns, now and log only: ctx.http / ctx.sleep raise a clear
