@@ -32,8 +32,12 @@ GET /kv/<id>        a writable store, for write-through policies: 200 with the
 PUT /kv/<id>        store the body; 200 with it (?upper=1: answers and stores
                     it upper-cased, a "canonical form" for tests)
 DELETE /kv/<id>     remove it; 200 (404 when there was none)
-GET /_kv            {"values":{id: body},"writes":[[method, id, body], ...]}
-                    every PUT/DELETE of /kv in arrival order
+POST /kv/_batch     write-behind batches: a JSON list of {"op":"set"|"del","id":..,
+                    "value":..}, applied to the /kv store in order; 200 {"applied":n}
+                    (400 on a malformed list, nothing applied)
+GET /_kv            {"values":{id: body},"writes":[[method, id, body], ...],
+                    "batches":[[item, ...], ...]}: every PUT/DELETE of /kv (a batch's
+                    items as PUT/DELETE too) and every batch, in arrival order
 
 "id" is an integer when the id is all digits (optionally signed), else the
 string.  owner_id is int(id) % 10 for numeric ids, 1 otherwise.
@@ -121,6 +125,7 @@ class State:
         self.chaos_counts = {}  # ns -> {"arrived": n, "ok": n, ...}
         self.kv = {}  # /kv/<id> -> body (str)
         self.kv_writes = []  # [method, id, body]
+        self.kv_batches = []  # each POST /kv/_batch's list
 
     def reset(self):
         with self.lock:
@@ -133,6 +138,7 @@ class State:
             self.chaos_counts = {}
             self.kv = {}
             self.kv_writes = []
+            self.kv_batches = []
 
     def fault_for(self, path):
         """The run-time fault mode that applies to path, or None."""
@@ -349,7 +355,8 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_json(200, dict(STATE.mode))
         elif path == "/_kv" and m == "GET":
             with STATE.lock:
-                self.send_json(200, {"values": dict(STATE.kv), "writes": list(STATE.kv_writes)})
+                self.send_json(200, {"values": dict(STATE.kv), "writes": list(STATE.kv_writes),
+                                     "batches": list(STATE.kv_batches)})
         elif path == "/_chaos" and m == "GET":
             self.send_json(200, STATE.chaos())
         else:
@@ -475,6 +482,28 @@ class Handler(BaseHTTPRequestHandler):
                 "headers": {k: v for k, v in self.headers.items()},
                 "body": body.decode("utf-8", "replace"),
             }, extra_headers)
+            return
+
+        if kind == "kv" and rid == "_batch" and self.command == "POST":
+            try:
+                items = json.loads(body.decode("utf-8"))
+                if not isinstance(items, list) or not all(
+                        isinstance(i, dict) and i.get("op") in ("set", "del")
+                        and isinstance(i.get("id"), str) for i in items):
+                    raise ValueError("want a list of {op, id, value}")
+            except ValueError as e:
+                self.send_json(400, {"error": "bad batch: %s" % e}, extra_headers)
+                return
+            with STATE.lock:
+                for i in items:
+                    if i["op"] == "set":
+                        STATE.kv[i["id"]] = str(i.get("value", ""))
+                        STATE.kv_writes.append(["PUT", i["id"], STATE.kv[i["id"]]])
+                    else:
+                        STATE.kv.pop(i["id"], None)
+                        STATE.kv_writes.append(["DELETE", i["id"], None])
+                STATE.kv_batches.append(items)
+            self.send_json(200, {"applied": len(items)}, extra_headers)
             return
 
         if kind == "kv" and rid and "/" not in rid:

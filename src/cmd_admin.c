@@ -15,6 +15,7 @@
 #include "store.h"
 #include "util.h"
 #include "watch.h"
+#include "write_behind.h"
 
 /* RESP3: a map of namespace to a map of its sha1, last_error (null when
  * none), version and ttl (a double; null when ttl is a function or the
@@ -121,6 +122,7 @@ static void ns_lines(buf_t *o, const ns_t *ns)
                (unsigned long long)s->invalidations_event,
                (unsigned long long)s->invalidations_purge, (unsigned long long)s->invalidations_tag,
                (unsigned long long)s->invalidations_flush, ns->gen);
+    write_behind_info(o, ns);
 }
 
 /* Redis's bytesToHuman: 1023B, 1.50K, 2.00M, 3.10G. */

@@ -10,6 +10,7 @@
 #include "reply.h"
 #include "util.h"
 #include "warm.h"
+#include "write_behind.h"
 #include "write_through.h"
 
 /* Parse arguments first..first+n-1 as keys; replies the error on failure. */
@@ -129,17 +130,21 @@ void cmd_set(client_t *c)
     }
     cache_key_t *key = parse_keys_or_reply(c, 1, 1);
     if (!key) return;
-    if (write_through_set_wanted(key)) {
-        /* The origin's write decides what is stored: a condition on the
+    bool behind = write_behind_set_wanted(key);
+    bool through = !behind && write_through_set_wanted(key);
+    if ((behind || through) && set_opts_conditional(&o)) {
+        /* The origin's write decides what is stored (write-through), or is
+         * queued apart from the cache (write-behind): a condition on the
          * cached entry, or its old value, would not say what the origin
-         * holds (docs/POLICIES.md, "Write-through"). */
-        if (set_opts_conditional(&o))
-            reply_error(client_reply_buf(c),
-                        "SET NX, XX, GET and KEEPTTL are not supported for namespace '%s': its "
-                        "policy writes through to the origin",
-                        key->ns->name);
-        else
-            write_through_set(slot_sink(client_defer(c)), key, value, vlen, ttl_ms);
+         * holds (docs/POLICIES.md, "Write-through", "Write-behind"). */
+        reply_error(client_reply_buf(c),
+                    "SET NX, XX, GET and KEEPTTL are not supported for namespace '%s': its "
+                    "policy writes %s the origin",
+                    key->ns->name, behind ? "behind to" : "through to");
+    } else if (behind) {
+        write_behind_set(slot_sink(client_defer(c)), key, value, vlen, ttl_ms);
+    } else if (through) {
+        write_through_set(slot_sink(client_defer(c)), key, value, vlen, ttl_ms);
     } else if (set_opts_conditional(&o)) {
         cache_set_cond(slot_sink(client_defer(c)), key, value, vlen, ttl_ms, &o);
     } else {
@@ -164,7 +169,9 @@ void cmd_del(client_t *c)
     long n = client_argc(c) - 1;
     cache_key_t *keys = parse_keys_or_reply(c, 1, n);
     if (!keys) return;
-    if (write_through_del_wanted(keys, n))
+    if (write_behind_del_wanted(keys, n))
+        write_behind_del(slot_sink(client_defer(c)), keys, n);
+    else if (write_through_del_wanted(keys, n))
         write_through_del(slot_sink(client_defer(c)), keys, n);
     else
         cache_del(slot_sink(client_defer(c)), keys, n);

@@ -51,6 +51,7 @@ static const command_t command_table[] = {
     {"stats", -1, CMD_ADMIN, cmd_info},
     {"metrics", 1, CMD_ADMIN, cmd_metrics},
     {"slowlog", -2, CMD_ADMIN, cmd_slowlog},
+    {"writes", -2, CMD_ADMIN, cmd_writes},
 };
 
 static dict_t by_name;

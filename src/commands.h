@@ -69,5 +69,6 @@ void cmd_slowlog(client_t *c);
 /* CLIENT LIST / INFO / KILL (cmd_introspect.c): false when sub is none of
  * them. */
 bool cmd_client_introspect(client_t *c, const char *sub, size_t len);
+void cmd_writes(client_t *c);
 
 #endif

@@ -48,6 +48,17 @@ void keys_gen(buf_t *out, const char *ns)
     buf_printf(out, "%s:#gen:%s", cfg.prefix, ns);
 }
 
+/* '#' cannot start a namespace name, so {#wb:NS} is no entry's hash tag. */
+void keys_wb_queue(buf_t *out, const char *ns)
+{
+    buf_printf(out, "%s:{#wb:%s}:q", cfg.prefix, ns);
+}
+
+void keys_wb_dead(buf_t *out, const char *ns)
+{
+    buf_printf(out, "%s:{#wb:%s}:dead", cfg.prefix, ns);
+}
+
 void keys_channel(buf_t *out)
 {
     buf_printf(out, "%s:#events", cfg.prefix);

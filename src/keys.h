@@ -6,6 +6,8 @@
  *   PREFIX:#tag:TAG       tag index: the entry keys carrying TAG
  *   PREFIX:#gen:NS        namespace generation (FLUSHNS)
  *   PREFIX:#events        pub/sub channel between instances
+ *   PREFIX:{#wb:NS}:q     write-behind queue of NS (a Stream, consumer group)
+ *   PREFIX:{#wb:NS}:dead  its dead letters (a Stream; same hash tag, same slot)
  *
  * The braces are a Redis Cluster hash tag: an entry and its lock share a
  * slot, so one script can check the lock and store the entry atomically. */
@@ -23,6 +25,8 @@ void keys_lock(buf_t *out, const char *entry_key, size_t len);
 void keys_tag(buf_t *out, const char *tag, size_t len);
 void keys_gen(buf_t *out, const char *ns);
 void keys_channel(buf_t *out);
+void keys_wb_queue(buf_t *out, const char *ns);
+void keys_wb_dead(buf_t *out, const char *ns);
 /* The Redis glob matching entry keys of ns whose id matches idglob (the
  * layout's own bytes escaped; the braces are not glob syntax in Redis). */
 void keys_entry_glob(buf_t *out, const char *ns, const char *idglob, size_t idlen);

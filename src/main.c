@@ -28,6 +28,7 @@
 #include "util.h"
 #include "warm.h"
 #include "watch.h"
+#include "write_behind.h"
 
 static uv_loop_t *loop;
 static uv_signal_t sig_term, sig_int, sig_hup;
@@ -104,6 +105,7 @@ static int wire_cache(void)
 static void shutdown_cache(void)
 {
     warm_shutdown();
+    write_behind_stop();
     cache_shutdown();
 }
 
@@ -130,7 +132,10 @@ static void close_everything(void)
 static void on_shutdown_tick(uv_timer_t *t)
 {
     LC_UNUSED(t);
-    bool idle = fetches_in_flight() == 0 && server_pending_replies() == 0;
+    /* A write-behind batch in flight (or a queue being drained) holds the
+     * exit too, until the grace is over. */
+    bool idle = fetches_in_flight() == 0 && server_pending_replies() == 0 &&
+                (aborted_fetches || !write_behind_busy());
     if (idle) {
         log_info("shutdown complete");
         close_everything();
@@ -171,7 +176,8 @@ static void on_signal(uv_signal_t *h, int signum)
              signum == SIGINT ? "SIGINT" : "SIGTERM", cfg.shutdown_grace_ms);
     LC_UNUSED(h);
     server_stop_listening();
-    warm_stop(); /* no new warm fetches: in-flight work finishes */
+    warm_stop();          /* no new warm fetches: in-flight work finishes */
+    write_behind_drain(); /* flush the write-behind queues at once */
     shutdown_started = mono_ms();
     uv_timer_start(&shutdown_timer, on_shutdown_tick, 0, 20);
 }
@@ -226,6 +232,7 @@ int main(int argc, char **argv)
     store_init(loop); /* before the link comes up: it loads the scripts then */
     cache_init(loop);
     if (wire_cache() != 0) return 1;
+    write_behind_init(loop);
     commands_init();
     if (server_start(loop, commands_dispatch, err, sizeof(err)) != 0) {
         log_error("%s", err);
@@ -253,6 +260,7 @@ int main(int argc, char **argv)
     uv_run(loop, UV_RUN_DEFAULT);
 
     cache_close();
+    write_behind_close();
     bus_reset();
     commands_free();
     int close_rc = uv_loop_close(loop);

@@ -22,6 +22,7 @@
 #include "server.h"
 #include "store.h"
 #include "util.h"
+#include "write_behind.h"
 
 /* ------------------------------------------------------------------------
  * Formatting helpers
@@ -178,7 +179,12 @@ static const ns_counter_family_t spec_families_2[] = {
      "delete), by mode and result.",
      "",
      {{"mode=\"through\",result=\"ok\"", FIELD(writes_through_ok)},
-      {"mode=\"through\",result=\"error\"", FIELD(writes_through_error)}}},
+      {"mode=\"through\",result=\"error\"", FIELD(writes_through_error)},
+      {"mode=\"behind\",result=\"queued\"", FIELD(writes_behind_queued)},
+      {"mode=\"behind\",result=\"queue_error\"", FIELD(writes_behind_queue_error)},
+      {"mode=\"behind\",result=\"ok\"", FIELD(writes_behind_ok)},
+      {"mode=\"behind\",result=\"error\"", FIELD(writes_behind_error)},
+      {"mode=\"behind\",result=\"dead_letter\"", FIELD(writes_behind_dead)}}},
     {"luacached_stores_total",
      "Fetch results sent to Redis for storing (none while Redis is down).",
      NULL,
@@ -388,6 +394,43 @@ void metrics_render_from(buf_t *o, const metrics_ns_t *ns, size_t nns, const met
  * Live values
  * ---------------------------------------------------------------------- */
 
+/* The write-behind gauges, sampled at each flush tick: only for
+ * write-behind namespaces, and only when there is one. */
+static void render_wb_gauges(buf_t *o)
+{
+    static const char *const names[] = {"luacached_write_queue_depth",
+                                        "luacached_write_lag_seconds",
+                                        "luacached_write_dead_letters"};
+    static const char *const helps[] = {
+        "Write-behind writes queued and not yet written (XLEN of the queue), sampled at each "
+        "flush tick.",
+        "Age of the oldest write-behind write not yet acknowledged, from its queue entry id.",
+        "Write-behind writes in the dead-letter stream (WRITES ns RETRY replays them)."};
+    size_t n = ns_count();
+    write_behind_gauges_t *g = xcalloc(n ? n : 1, sizeof(*g));
+    bool *has = xcalloc(n ? n : 1, sizeof(*has));
+    size_t any = 0;
+    for (size_t i = 0; i < n; i++)
+        any += has[i] = write_behind_gauges(ns_at(i), &g[i]);
+    char num[64];
+    for (int f = 0; any && f < 3; f++) {
+        help_type(o, names[f], helps[f], "gauge");
+        for (size_t i = 0; i < n; i++) {
+            if (!has[i]) continue;
+            buf_printf(o, "%s{ns=\"", names[f]);
+            metrics_escape_label(o, ns_at(i)->name);
+            if (f == 1) {
+                metrics_format_double(num, sizeof(num), g[i].lag_seconds);
+                buf_printf(o, "\"} %s\n", num);
+            } else {
+                buf_printf(o, "\"} %lld\n", f == 0 ? g[i].depth : g[i].dead);
+            }
+        }
+    }
+    free(g);
+    free(has);
+}
+
 void metrics_render(buf_t *out)
 {
     backend_cluster_stats_t cs;
@@ -431,4 +474,5 @@ void metrics_render(buf_t *out)
     };
     metrics_render_from(out, views, n, &g);
     free(views);
+    render_wb_gauges(out);
 }

@@ -669,6 +669,12 @@ static void read_conf(lua_State *L, int t, policy_conf_t *c)
     c->has_write = conf_bool(L, t, "has_write");
     c->has_delete = conf_bool(L, t, "has_delete");
     c->has_warm = conf_bool(L, t, "has_warm");
+    c->has_write_behind = conf_bool(L, t, "has_write_behind");
+    c->wb_delay = conf_number(L, t, "wb_delay");
+    c->wb_batch = (long)conf_number(L, t, "wb_batch");
+    c->wb_coalesce = conf_bool(L, t, "wb_coalesce");
+    c->wb_max_retries = (long)conf_number(L, t, "wb_max_retries");
+    c->wb_claim_after = conf_number(L, t, "wb_claim_after");
 }
 
 /* The whole load of one policy, in protected mode under one budget:
@@ -749,13 +755,15 @@ static int load_protected(lua_State *L)
     boot_module(L, "luacached.runtime"); /* [host, runtime] */
     lua_getfield(L, -1, "load");         /* [host, runtime, load] */
     lua_pushvalue(L, 1);                 /* [host, runtime, load, host] */
-    lua_call(L, 1, 7); /* [host, runtime, conf, fetch, ttl_for, on_event, warm, write, delete] */
-    ps->delete_ref = luaL_ref(L, LUA_REGISTRYINDEX);   /* [.., on_event, warm, write] */
-    ps->write_ref = luaL_ref(L, LUA_REGISTRYINDEX);    /* [.., on_event, warm] */
-    ps->warm_ref = luaL_ref(L, LUA_REGISTRYINDEX);     /* [.., conf, fetch, ttl_for, on_event] */
-    ps->on_event_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* [.., conf, fetch, ttl_for] */
-    ps->ttl_ref = luaL_ref(L, LUA_REGISTRYINDEX);      /* [host, runtime, conf, fetch] */
-    ps->fetch_ref = luaL_ref(L, LUA_REGISTRYINDEX);    /* [host, runtime, conf] */
+    lua_call(L, 1, 8); /* [host, runtime, conf, fetch, ttl_for, on_event, warm, write, delete,
+                          write_batch] */
+    ps->write_batch_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* [.., write, delete] */
+    ps->delete_ref = luaL_ref(L, LUA_REGISTRYINDEX);      /* [.., on_event, warm, write] */
+    ps->write_ref = luaL_ref(L, LUA_REGISTRYINDEX);       /* [.., on_event, warm] */
+    ps->warm_ref = luaL_ref(L, LUA_REGISTRYINDEX);        /* [.., conf, fetch, ttl_for, on_event] */
+    ps->on_event_ref = luaL_ref(L, LUA_REGISTRYINDEX);    /* [.., conf, fetch, ttl_for] */
+    ps->ttl_ref = luaL_ref(L, LUA_REGISTRYINDEX);         /* [host, runtime, conf, fetch] */
+    ps->fetch_ref = luaL_ref(L, LUA_REGISTRYINDEX);       /* [host, runtime, conf] */
     read_conf(L, -1, &job->p->conf);
     lua_settop(L, 0);
     return 0;
@@ -808,7 +816,7 @@ static policy_t *policy_load_src(ns_t *ns, const char *name, const char *path, c
     policy_t *p = xcalloc(1, sizeof(*p));
     pstate_t *ps = xcalloc(1, sizeof(*ps));
     ps->fetch_ref = ps->ttl_ref = ps->on_event_ref = ps->warm_ref = LUA_NOREF;
-    ps->write_ref = ps->delete_ref = LUA_NOREF;
+    ps->write_ref = ps->delete_ref = ps->write_batch_ref = LUA_NOREF;
     ps->budget = &ps->main_budget;
     p->engine_private = ps;
     p->refs = 1;

@@ -36,6 +36,13 @@ typedef struct policy_conf {
     long long version;     /* default 1 */
     bool has_on_event, has_warm;
     bool has_write, has_delete; /* write-through SET / DEL (policy_write, policy_delete) */
+    /* write_behind = {...} with write_batch (write_behind.c; docs/POLICIES.md) */
+    bool has_write_behind;
+    double wb_delay;       /* seconds between flushes; default 5 */
+    long wb_batch;         /* queued writes per write_batch call, at most; default 100 */
+    bool wb_coalesce;      /* only the last write per id of a batch; default true */
+    long wb_max_retries;   /* retries of a failed batch before dead letters; default 10 */
+    double wb_claim_after; /* seconds idle before another instance takes a batch; default 30 */
 } policy_conf_t;
 
 typedef struct ns ns_t;
@@ -212,6 +219,18 @@ typedef void (*policy_write_cb)(void *priv, const char *value, size_t len, const
 void policy_write(policy_t *p, const char *id, size_t idlen, const char *value, size_t vlen,
                   policy_write_cb cb, void *priv);
 void policy_delete(policy_t *p, const char *id, size_t idlen, policy_write_cb cb, void *priv);
+
+/* Write-behind: write_batch(items, ctx) with a full ctx, as write. items[i]
+ * is {id=, value=, op="set"|"del", seq=} (value absent for del); the strings
+ * are copied into Lua before the call starts. cb runs once: err NULL on
+ * success, else "write_batch failed: ...". */
+typedef struct policy_write_item {
+    const char *id, *value, *seq; /* value NULL: op "del" */
+    size_t idlen, vlen, seqlen;
+} policy_write_item_t;
+typedef void (*policy_batch_cb)(void *priv, const char *err);
+void policy_write_batch(policy_t *p, const policy_write_item_t *items, size_t n, policy_batch_cb cb,
+                        void *priv);
 
 /* ---- fetch: running a policy's fetch(id, ctx) as a coroutine ---- */
 

@@ -1,6 +1,6 @@
 /* policy_hooks.c: a policy's on_event, warm, ttl, write and delete
  * functions (EVENT, WARM, background warm runs, SET with a ttl function,
- * write-through SET and DEL).
+ * write-through SET and DEL, write-behind batches).
  *
  * Each runs through the coroutine runner (fetch.c, policy_run) like fetch:
  * budgeted and sliced, so a runaway fails only the command that called it
@@ -283,4 +283,69 @@ void policy_delete(policy_t *p, const char *id, size_t idlen, policy_write_cb cb
     *r = (write_run_t){id, NULL, idlen, 0, "delete", cb, priv};
     pstate_t *ps = p->engine_private;
     policy_run(p, ps->delete_ref, true, &write_ops, r, r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* write_batch(items, ctx): write-behind                                     */
+/* ------------------------------------------------------------------------ */
+
+typedef struct batch_run {
+    const policy_write_item_t *items; /* valid while pushed */
+    size_t n;
+    policy_batch_cb cb;
+    void *priv;
+} batch_run_t;
+
+/* [items]: { {id=, value=, op=, seq=}, ... } */
+static int batch_push(lua_State *L, void *arg)
+{
+    const batch_run_t *r = arg;
+    luaL_checkstack(L, 4, "write_batch items");
+    lua_createtable(L, (int)r->n, 0); /* [items] */
+    for (size_t i = 0; i < r->n; i++) {
+        const policy_write_item_t *it = &r->items[i];
+        lua_createtable(L, 0, 4); /* [items, item] */
+        lua_pushlstring(L, it->id, it->idlen);
+        lua_setfield(L, -2, "id");
+        lua_pushstring(L, it->value ? "set" : "del");
+        lua_setfield(L, -2, "op");
+        if (it->value) {
+            lua_pushlstring(L, it->value, it->vlen);
+            lua_setfield(L, -2, "value");
+        }
+        lua_pushlstring(L, it->seq, it->seqlen);
+        lua_setfield(L, -2, "seq");
+        lua_rawseti(L, -2, (lua_Integer)i + 1); /* [items] */
+    }
+    return 1;
+}
+
+static void batch_done(void *priv, lua_State *co, int nres)
+{
+    LC_UNUSED(co);
+    LC_UNUSED(nres); /* runtime.lua returns true or raises */
+    batch_run_t *r = priv;
+    r->cb(r->priv, NULL);
+    free(r);
+}
+
+static void batch_failed(void *priv, fetch_kind_t kind, const char *msg)
+{
+    LC_UNUSED(kind);
+    batch_run_t *r = priv;
+    char err[1024];
+    hook_error(err, sizeof(err), "write_batch", msg);
+    r->cb(r->priv, err);
+    free(r);
+}
+
+static const run_ops_t batch_ops = {batch_push, batch_done, batch_failed};
+
+void policy_write_batch(policy_t *p, const policy_write_item_t *items, size_t n, policy_batch_cb cb,
+                        void *priv)
+{
+    batch_run_t *r = xcalloc(1, sizeof(*r));
+    *r = (batch_run_t){items, n, cb, priv};
+    pstate_t *ps = p->engine_private;
+    policy_run(p, ps->write_batch_ref, true, &batch_ops, r, r);
 }

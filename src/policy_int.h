@@ -41,6 +41,7 @@ typedef struct pstate {
     int warm_ref;             /* registry: runtime's warm() */
     int write_ref;            /* registry: runtime's write(h, id, value) */
     int delete_ref;           /* registry: runtime's delete(h, id) */
+    int write_batch_ref;      /* registry: runtime's write_batch(h, items) */
 } pstate_t;
 
 uv_loop_t *engine_loop(void);

@@ -30,6 +30,10 @@ typedef struct ns_stats {
     /* ctx.http calls completed, by status class; error: no response
      * (transport failure, timeout, or a status outside 200..599) */
     uint64_t origin_2xx, origin_3xx, origin_4xx, origin_5xx, origin_error;
+    /* write-behind: SET/DEL queued or refused (queue down); writes a
+     * write_batch carried, by outcome; writes moved to the dead letters */
+    uint64_t writes_behind_queued, writes_behind_queue_error, writes_behind_ok, writes_behind_error,
+        writes_behind_dead;
 } ns_stats_t;
 
 void ns_stats_observe_fetch(ns_stats_t *s, double seconds);

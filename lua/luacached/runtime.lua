@@ -9,6 +9,8 @@
 --   on_event(name, payload)  runs the policy's on_event and validates its
 --                   result (EVENT); returns keys, patterns, tags, flush
 --   warm()          runs the policy's warm and validates the ids (WARM)
+--   write(h, id, v), delete(h, id)  write-through SET / DEL (full ctx)
+--   write_batch(h, items)  write-behind: one batch of queued writes (full ctx)
 --
 -- on_event, warm and ttl_for run as budgeted coroutines like fetch, but
 -- their ctx has ns, now and log only: ctx.http / ctx.sleep raise a clear
@@ -285,7 +287,7 @@ function M.new(o)
                     v = make_http(h)
                 elseif k == "sleep" then
                     v = make_sleep(h)
-                elseif k == "key" then
+                elseif k == "key" and id ~= nil then
                     v = ns .. ":" .. id
                 else
                     return nil
@@ -419,6 +421,18 @@ function M.new(o)
         return true
     end
 
+    -- Write-behind: one batch of queued writes, items = { {id=, value=,
+    -- op="set"|"del", seq=}, ... } (value nil for del; seq the queue's
+    -- entry id, increasing), with a full ctx (ctx.id is nil). Raising, or
+    -- returning false, fails the batch: it is retried (docs/POLICIES.md).
+    function rt.write_batch(h, items)
+        local fn = policy.write_batch
+        if fn == nil then error("the policy has no write_batch", 0) end
+        local r, msg = fn(items, rt.make_ctx(h, nil))
+        if r == false then error(msg ~= nil and tostring(msg) or "write_batch returned false", 0) end
+        return true
+    end
+
     return rt
 end
 
@@ -448,7 +462,7 @@ function M.load(host)
         policy = policy, conf = conf, ns = host.ns, prims = host.prims, encode = json.encode,
         decode = json.decode, can_park = sb.can_park,
     }
-    return conf, rt.fetch, rt.ttl_for, rt.on_event, rt.warm, rt.write, rt.delete
+    return conf, rt.fetch, rt.ttl_for, rt.on_event, rt.warm, rt.write, rt.delete, rt.write_batch
 end
 
 return M

@@ -78,6 +78,37 @@ M.RULES = {
     warm = func("warm"),
     write = func("write"),
     delete = func("delete"),
+    write_batch = func("write_batch"),
+    -- write_behind's sub-fields are checked by check_write_behind below.
+    write_behind = function(v)
+        if type(v) ~= "table" then
+            return "write_behind must be a table {delay=, batch=, coalesce=, max_retries=, "
+                .. "claim_after=} " .. got(v)
+        end
+    end,
+}
+
+-- write_behind's sub-fields: defaults and rules (docs/POLICIES.md).
+M.WRITE_BEHIND_DEFAULTS = { delay = 5, batch = 100, coalesce = true, max_retries = 10,
+    claim_after = 30 }
+M.MAX_WRITE_BATCH = 10000
+
+local function int_between(what, lo, hi)
+    return function(v)
+        if not (finite(v) and tointeger(v) and v >= lo and v <= hi) then
+            return fmt("%s must be an integer between %d and %d %s", what, lo, hi, got(v))
+        end
+    end
+end
+
+local WB_RULES = {
+    delay = positive("write_behind.delay"),
+    batch = int_between("write_behind.batch", 1, M.MAX_WRITE_BATCH),
+    coalesce = function(v)
+        if type(v) ~= "boolean" then return "write_behind.coalesce must be a boolean " .. got(v) end
+    end,
+    max_retries = int_between("write_behind.max_retries", 0, 1000),
+    claim_after = positive("write_behind.claim_after"),
 }
 
 local NAMES = {}
@@ -172,6 +203,42 @@ function M.check(p, source, path)
             add(k, "fetch is required: a function(id, ctx) returning the value")
         end
     end
+    -- write_behind's sub-fields, each at its own line (searched from the
+    -- field's), and the fields that go with it or exclude it.
+    local wb = p.write_behind
+    if type(wb) == "table" then
+        local from = M.field_line(lines, "write_behind") or 1
+        local function sub_line(name)
+            for i = from, #lines do
+                local rest = lines[i]:match("[{,%s]" .. name .. "%s*=(.?)")
+                    or lines[i]:match("^" .. name .. "%s*=(.?)")
+                if rest and rest ~= "=" then return i end
+            end
+            return M.field_line(lines, "write_behind") or M.return_line(lines)
+        end
+        for k, v in pairs(wb) do
+            local rule = WB_RULES[k]
+            if rule == nil then
+                errs[#errs + 1] = { line = sub_line(tostring(k)),
+                    msg = "write_behind: unknown field '" .. tostring(k)
+                        .. "' (fields are delay, batch, coalesce, max_retries and claim_after)" }
+            else
+                local msg = rule(v)
+                if msg then errs[#errs + 1] = { line = sub_line(k), msg = msg } end
+            end
+        end
+        if p.write_batch == nil then
+            add("write_behind", "write_behind needs write_batch = function(items, ctx)")
+        end
+        if p.write ~= nil then
+            add("write", "write and write_behind exclude each other (write-through or write-behind)")
+        end
+        if p.delete ~= nil then
+            add("delete", "delete and write_behind exclude each other (a write-behind DEL is queued)")
+        end
+    elseif p.write_batch ~= nil and wb == nil then
+        add("write_batch", "write_batch needs write_behind = {delay=, batch=, ...}")
+    end
     if #errs > 0 then
         -- Report the first problem in file order, like a compiler.
         sort(errs, function(a, b)
@@ -194,6 +261,12 @@ function M.check(p, source, path)
     conf.has_warm = p.warm ~= nil
     conf.has_write = p.write ~= nil
     conf.has_delete = p.delete ~= nil
+    conf.has_write_behind = wb ~= nil
+    for k, d in pairs(M.WRITE_BEHIND_DEFAULTS) do
+        local v = wb and wb[k]
+        if v == nil then v = d end
+        conf["wb_" .. k] = v
+    end
     return conf
 end
 

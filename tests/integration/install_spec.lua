@@ -39,7 +39,7 @@ describe("install", function()
   it("the installed binary checks the installed example policies with no --lua-path", function()
     local rc, out = H.run({ bin, "--check", "--policies", prefix .. "/share/luacached/policies" }, 20, elsewhere)
     assert.equal(0, rc, out)
-    assert.truthy(out:find("policies OK: 5 namespaces", 1, true), out)
+    assert.truthy(out:find("policies OK: 6 namespaces", 1, true), out)
   end)
 
   it("the installed binary finds its helpers when serving too", function()

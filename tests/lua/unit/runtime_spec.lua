@@ -309,4 +309,41 @@ describe("luacached.runtime", function()
                 .. "(got string)", err)
         end)
     end)
+
+    describe("write_batch", function()
+        local function wb(fn)
+            return rt_for({ fetch = print, write_behind = {}, write_batch = fn })
+        end
+
+        it("gets the items and a ctx with http and no id", function()
+            local seen
+            local prims = fake_prims()
+            local rt = runtime.new { policy = { fetch = print, write_behind = {},
+                write_batch = function(items, ctx)
+                    seen = { items = items, id = ctx.id, key = ctx.key, ns = ctx.ns }
+                    ctx.http.request{ method = "POST", url = "http://o/_batch", body = "x" }
+                end }, conf = {}, ns = "kv", prims = prims, encode = cjson.encode }
+            local items = { { op = "set", id = "a", value = "1", seq = "1-0" } }
+            assert.is_true(rt.write_batch("H", items))
+            assert.are.equal(items, seen.items)
+            assert.is_nil(seen.id)
+            assert.is_nil(seen.key)
+            assert.are.equal("kv", seen.ns)
+            assert.are.equal("POST", prims.calls[1].method)
+            assert.are.equal("H", prims.calls[1].h)
+        end)
+
+        it("fails on an error or a false result, with the reason", function()
+            local ok, err = pcall(wb(function() error("origin said 500", 0) end).write_batch, "H", {})
+            assert.is_false(ok)
+            assert.are.equal("origin said 500", err)
+            ok, err = pcall(wb(function() return false, "busy" end).write_batch, "H", {})
+            assert.is_false(ok)
+            assert.are.equal("busy", err)
+            ok, err = pcall(wb(function() return false end).write_batch, "H", {})
+            assert.are.equal("write_batch returned false", err)
+            assert.is_true(wb(function() return nil end).write_batch("H", {}))
+        end)
+    end)
 end)
+

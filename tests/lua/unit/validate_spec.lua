@@ -33,7 +33,9 @@ describe("luacached.validate", function()
             ttl = 300, ttl_jitter = 0, negative_ttl = 0, stale_ttl = 0, stale_if_error = 0,
             error_ttl = 0, early_refresh = 0, fetch_timeout = 5, lock_timeout = 10, l1_ttl = 1,
             warm_every = 0, version = 1, ttl_is_fn = false, has_on_event = false, has_warm = false,
-            has_write = false, has_delete = false,
+            has_write = false, has_delete = false, has_write_behind = false,
+            wb_delay = 5, wb_batch = 100, wb_coalesce = true, wb_max_retries = 10,
+            wb_claim_after = 30,
         }, conf)
     end)
 
@@ -138,4 +140,53 @@ describe("luacached.validate", function()
         local conf = assert(validate.check(setmetatable({}, { __index = base }), "return x", PATH))
         assert.are.equal(9, conf.ttl)
     end)
+
+    describe("write_behind", function()
+        local function wb_src(wb, extra)
+            return "return {\n  fetch = print,\n  write_behind = {\n" .. wb
+                .. "\n  },\n" .. (extra or "  write_batch = print,") .. "\n}\n"
+        end
+
+        it("fills the sub-fields' defaults and takes the given ones", function()
+            local conf = assert(check(wb_src("    delay = 0.2, max_retries = 0,")))
+            assert.is_true(conf.has_write_behind)
+            assert.are.equal(0.2, conf.wb_delay)
+            assert.are.equal(100, conf.wb_batch)
+            assert.is_true(conf.wb_coalesce)
+            assert.are.equal(0, conf.wb_max_retries)
+            assert.are.equal(30, conf.wb_claim_after)
+        end)
+
+        local bad = {
+            { "    delay = 0,", "policies/user.lua:4: write_behind.delay must be a number > 0 (got 0)" },
+            { "    coalesce = true,\n    batch = 0,",
+              "policies/user.lua:5: write_behind.batch must be an integer between 1 and 10000 (got 0)" },
+            { "    batch = 2.5,", "policies/user.lua:4: write_behind.batch must be an integer between 1 and 10000 (got 2.5)" },
+            { "    coalesce = 1,", "policies/user.lua:4: write_behind.coalesce must be a boolean (got 1)" },
+            { "    max_retries = -1,", "policies/user.lua:4: write_behind.max_retries must be an integer between 0 and 1000 (got -1)" },
+            { "    claim_after = 'x',", "policies/user.lua:4: write_behind.claim_after must be a number > 0 (got string)" },
+            { "    dealy = 1,", "policies/user.lua:4: write_behind: unknown field 'dealy' (fields are delay, batch, coalesce, max_retries and claim_after)" },
+        }
+        for _, c in ipairs(bad) do
+            it("refuses " .. c[1]:gsub("%s+", " "), function()
+                local conf, err = check(wb_src(c[1]))
+                assert.is_nil(conf)
+                assert.are.equal(c[2], err)
+            end)
+        end
+
+        it("refuses write_behind without write_batch, and with write or delete", function()
+            local _, err = check(wb_src("", "  ttl = 1,"))
+            assert.are.equal("policies/user.lua:3: write_behind needs write_batch = function(items, ctx)", err)
+            _, err = check(wb_src("", "  write_batch = print,\n  write = print,"))
+            assert.are.equal("policies/user.lua:7: write and write_behind exclude each other (write-through or write-behind)", err)
+            _, err = check(wb_src("", "  write_batch = print,\n  delete = print,"))
+            assert.are.equal("policies/user.lua:7: delete and write_behind exclude each other (a write-behind DEL is queued)", err)
+            _, err = check("return {\n  fetch = print,\n  write_batch = print,\n}")
+            assert.are.equal("policies/user.lua:3: write_batch needs write_behind = {delay=, batch=, ...}", err)
+            _, err = check("return {\n  fetch = print,\n  write_batch = print,\n  write_behind = 5,\n}")
+            assert.are.equal("policies/user.lua:4: write_behind must be a table {delay=, batch=, coalesce=, max_retries=, claim_after=} (got 5)", err)
+        end)
+    end)
 end)
+
