@@ -197,7 +197,7 @@ int main(int argc, char **argv)
         .mem_limit = cfg.lua_memory,
         .instr_budget = cfg.lua_budget,
     };
-    if (cfg.check) return engine_check_dir(&econf) == 0 ? 0 : 1;
+    if (cfg.check) return engine_check(&econf, cfg.check_paths, cfg.ncheck_paths) == 0 ? 0 : 1;
 
     signal(SIGPIPE, SIG_IGN);
     loop = uv_default_loop();
