@@ -133,6 +133,23 @@ static int lc_panic(lua_State *L)
 #define SLICE_NS 1000000ULL  /* Lua time before a coroutine yields to the loop */
 #define STALL_NS 25000000ULL /* Lua time a run may hold the loop where it cannot yield */
 
+/* Whether a Lua source ("@path") is one of the shipped lua/ modules. */
+static bool source_shipped(const char *source)
+{
+    size_t plen = strlen(E.lua_path);
+    return plen && source[0] == '@' && strncmp(source + 1, E.lua_path, plen) == 0;
+}
+
+/* The innermost Lua frame of L from level on that is the policy's own
+ * (outside the shipped modules), in *ar. */
+static bool policy_frame(lua_State *L, int level, lua_Debug *ar)
+{
+    for (; level < 64 && lua_getstack(L, level, ar); level++)
+        if (lua_getinfo(L, "Sl", ar) && ar->currentline > 0 && !source_shipped(ar->source))
+            return true;
+    return false;
+}
+
 /* "file:line: " of the Lua function at level of L, for the message of a
  * run the hook ends by yielding (nothing allocated: hooks may not fail). */
 static void note_where(lua_budget_t *b, lua_State *L, int level)
@@ -141,13 +158,69 @@ static void note_where(lua_budget_t *b, lua_State *L, int level)
     b->where[0] = '\0';
     /* the nearest Lua function of the policy's (pcall(string.find, ...)
      * has two C levels; the sandbox's wrappers are luacached's) */
-    size_t plen = strlen(E.lua_path);
-    for (int i = level; i < level + 12 && lua_getstack(L, i, &ar); i++) {
-        if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0) continue;
-        if (ar.source[0] == '@' && plen && strncmp(ar.source + 1, E.lua_path, plen) == 0) continue;
+    if (policy_frame(L, level, &ar))
         snprintf(b->where, sizeof(b->where), "%s:%d: ", ar.short_src, ar.currentline);
-        return;
+}
+
+/* host.where([fn]) -> "file:line: " of the policy's code that is running
+ * (so a bad ctx.http argument is reported at the policy's line, not at
+ * runtime.lua's); when no frame of it is left (the policy returned, or
+ * tail-called the helper), the line where fn is defined; else "". */
+static int l_where(lua_State *L)
+{
+    lua_Debug ar;
+    if (policy_frame(L, 1, &ar)) {
+        lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+        return 1;
     }
+    if (lua_type(L, 1) == LUA_TFUNCTION) {
+        lua_pushvalue(L, 1);
+        if (lua_getinfo(L, ">S", &ar) && ar.linedefined > 0 && !source_shipped(ar.source)) {
+            lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.linedefined);
+            return 1;
+        }
+    }
+    lua_pushliteral(L, "");
+    return 1;
+}
+
+/* If msg starts with another file's "file.lua:N: " than the policy's own
+ * frame on L from level on (an error Lua raised inside a shipped module
+ * the policy called: sandbox.lua's load, json.lua's encode), the rest of
+ * msg after it, with that frame in *ar; else NULL. */
+static const char *foreign_rest(lua_State *L, int level, const char *msg, lua_Debug *ar)
+{
+    const char *dot = msg ? strstr(msg, ".lua:") : NULL;
+    if (!dot || dot - msg > 300) return NULL;
+    const char *q = dot + 5;
+    if (*q < '0' || *q > '9') return NULL;
+    while (*q >= '0' && *q <= '9')
+        q++;
+    if (q[0] != ':' || q[1] != ' ' || !policy_frame(L, level, ar)) return NULL;
+    size_t sl = strlen(ar->short_src);
+    if ((size_t)(dot + 4 - msg) == sl && strncmp(msg, ar->short_src, sl) == 0) return NULL;
+    return q + 2;
+}
+
+/* The message handler of a policy's load: see foreign_rest. Other values
+ * are returned as they are, with nothing allocated (this also runs for a
+ * spent budget). */
+static int l_relocate(lua_State *L)
+{
+    lua_Debug ar;
+    const char *msg = lua_type(L, 1) == LUA_TSTRING ? lua_tostring(L, 1) : NULL;
+    const char *rest = foreign_rest(L, 1, msg, &ar);
+    if (rest) lua_pushfstring(L, "%s:%d: %s", ar.short_src, ar.currentline, rest);
+    return 1;
+}
+
+const char *policy_error_relocate(lua_State *co, const char *msg, char *buf, size_t len)
+{
+    lua_Debug ar;
+    const char *rest = foreign_rest(co, 0, msg, &ar);
+    if (!rest) return msg;
+    snprintf(buf, len, "%s:%d: %s", ar.short_src, ar.currentline, rest);
+    return buf;
 }
 
 /* Whether the Lua function running on L is one of the shipped lua/
@@ -155,9 +228,8 @@ static void note_where(lua_budget_t *b, lua_State *L, int level)
 static bool in_shipped_code(lua_State *L)
 {
     lua_Debug ar;
-    size_t plen = strlen(E.lua_path);
-    if (!plen || !lua_getstack(L, 0, &ar) || !lua_getinfo(L, "S", &ar)) return false;
-    return ar.source[0] == '@' && strncmp(ar.source + 1, E.lua_path, plen) == 0;
+    if (!lua_getstack(L, 0, &ar) || !lua_getinfo(L, "S", &ar)) return false;
+    return source_shipped(ar.source);
 }
 
 /* Whether the run's budget is spent; sets tripped. now: uv_hrtime(). */
@@ -761,6 +833,8 @@ static int load_protected(lua_State *L)
     lua_setfield(L, -2, "tripped");
     lua_pushcfunction(L, l_slice_taken);
     lua_setfield(L, -2, "slice_taken");
+    lua_pushcfunction(L, l_where);
+    lua_setfield(L, -2, "where");
     fetch_push_prims(L, job->ns); /* [host, prims] */
     lua_getfield(L, -1, "log");   /* [host, prims, log] */
     lua_setfield(L, -3, "log");   /* [host, prims] */
@@ -853,15 +927,17 @@ static policy_t *policy_load_src(ns_t *ns, const char *name, const char *path, c
     }
     lua_State *L = p->L;
     load_job_t job = {p, name, path, src, len, NULL};
-    lua_pushcfunction(L, load_protected); /* [fn]: light C functions do not allocate */
-    lua_pushlightuserdata(L, &job);       /* [fn, job] */
+    lua_pushcfunction(L, l_relocate);     /* [msgh]: light C functions do not allocate */
+    lua_pushcfunction(L, load_protected); /* [msgh, fn] */
+    lua_pushlightuserdata(L, &job);       /* [msgh, fn, job] */
     policy_budget_start(L, p);
-    int st = lua_pcall(L, 1, 0, 0); /* [] or [err] */
+    int st = lua_pcall(L, 1, 0, 1); /* [msgh] or [msgh, err] */
     if (st != LUA_OK) {
         free(job.warnings);
         load_error(L, st, path, err, errlen);
         goto err;
     }
+    lua_settop(L, 0);
     lua_gc(L, LUA_GCCOLLECT); /* the bootstrap's garbage */
     if (warnings)
         *warnings = job.warnings;

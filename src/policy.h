@@ -200,7 +200,7 @@ void policy_warm(policy_t *p, policy_warm_cb cb, void *priv);
 /* Seconds of freshness for a value stored by SET: ttl(id, value) when the
  * policy's ttl is a function, else conf.ttl (the callback then runs at
  * once). On failure ttl is conf's default 300 and err says
- * "ttl(id, value): ...". */
+ * "ttl failed: file:line: ...". */
 typedef void (*policy_ttl_cb)(void *priv, double ttl, const char *err);
 void policy_ttl(policy_t *p, const char *id, size_t idlen, const char *value, size_t vlen,
                 policy_ttl_cb cb, void *priv);

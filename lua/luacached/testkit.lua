@@ -385,7 +385,7 @@ end
 -- value is the string SET stores.
 function Kit:ttl(id, value)
     local st, ttl = self:run(nil, nil, self.fns.ttl_for, tostring(id), value)
-    if st ~= "ok" then return nil, "ttl(id, value): " .. tostring(ttl) end
+    if st ~= "ok" then return nil, "ttl failed: " .. tostring(ttl) end
     return ttl
 end
 

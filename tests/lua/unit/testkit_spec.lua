@@ -88,7 +88,9 @@ describe("luacached.testkit", function()
             local ok, err = pcall(ctx.http.get, "http://o/")
             return tostring(ok) .. " " .. err end }]])
         k.http:on("GET", "http://o/", { error = "Couldn't connect to server" })
-        assert.are.equal("false http GET http://o/: Couldn't connect to server", k:fetch(1).value)
+        -- at the policy's line, as in the server
+        assert.are.equal("false policies/w.lua:2: http GET http://o/: Couldn't connect to server",
+            k:fetch(1).value)
     end)
 
     it("advances the virtual clock by delays and sleeps; fetch_timeout ends the fetch", function()
