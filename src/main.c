@@ -237,7 +237,7 @@ int main(int argc, char **argv)
         return 1;
     }
     /* Hot reload (SPEC §4): watch the policies folder. */
-    watch_start(loop, cfg.policies_dir);
+    watch_start(loop, cfg.policies_dir, (uint64_t)cfg.reload_grace_ms);
     uv_timer_init(loop, &shutdown_timer);
     uv_signal_init(loop, &sig_term);
     uv_signal_init(loop, &sig_int);

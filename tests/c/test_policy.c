@@ -923,8 +923,8 @@ static void test_watch(void)
     write_file("w.lua", "return { fetch = function(id) return 'w1' end }\n");
     write_file("other.lua", "return { fetch = function(id) return 'o1' end }\n");
     REQUIRE(engine_up() == 0);
-    REQUIRE(watch_start(loop, tmpdir) == 0);
-    REQUIRE(watch_start(loop, tmpdir) == -1);
+    REQUIRE(watch_start(loop, tmpdir, 0) == 0);
+    REQUIRE(watch_start(loop, tmpdir, 0) == -1);
     ns_t *w = ns_find("w", 1);
     double t0 = now_s();
 
@@ -1079,7 +1079,7 @@ static void test_watch(void)
     watch_reload(NULL, 0, reload_cb, &rr);
     REQUIRE(rr.calls == 1 && strcmp(rr.err, "shutting down") == 0);
     /* and it can start again (the tests' next round, a restart) */
-    REQUIRE(watch_start(loop, tmpdir) == 0);
+    REQUIRE(watch_start(loop, tmpdir, 0) == 0);
     memset(&rr, 0, sizeof(rr));
     watch_reload("w", 1, reload_cb, &rr);
     run_until(&rr.calls, 1, 2);
@@ -1103,7 +1103,7 @@ static void test_watch_dir_gone(void)
     engine_conf_t c = base_conf();
     c.policies_dir = dir;
     REQUIRE(engine_up_conf(c) == 0);
-    REQUIRE(watch_start(loop, dir) == 0);
+    REQUIRE(watch_start(loop, dir, 0) == 0);
     REQUIRE(wait_serving("s", "s1", 0.5));
     /* the link dangles: nothing is removed */
     REQUIRE(unlink(dir) == 0);
@@ -1168,7 +1168,7 @@ static void test_watch_changing(void)
 {
     write_file("w.lua", "return { fetch = function(id) return 'w1' end }\n");
     REQUIRE(engine_up() == 0);
-    REQUIRE(watch_start(loop, tmpdir) == 0);
+    REQUIRE(watch_start(loop, tmpdir, 0) == 0);
     char path[600];
     snprintf(path, sizeof(path), "%s/p.lua", tmpdir);
     REQUIRE(symlink("/proc/self/status", path) == 0);
