@@ -4,7 +4,7 @@
     get_loop.py PORT NS STOPFILE [MIN]
 
 On one connection, GETs NS:<prefix>-<i> (a new id each time, so every GET
-runs the policy's fetch) one after the other, ~2 ms apart, until STOPFILE
+runs the policy's fetch) one after the other, ~1 ms apart, until STOPFILE
 exists and at least MIN (default 200) GETs were made, or 30 s passed.
 Then prints one line "gets=N errors=E" and, per distinct value prefix (the
 text before the first ':'), "value PREFIX COUNT", and the first errors as
@@ -55,7 +55,7 @@ def main():
             values[tag] = values.get(tag, 0) + 1
         else:
             errors.append("%s %s" % (kind, v))
-        time.sleep(0.002)
+        time.sleep(0.001)
     print("gets=%d errors=%d" % (gets, len(errors)))
     for tag, n in sorted(values.items()):
         print("value %s %d" % (tag, n))

@@ -434,7 +434,7 @@ describe("deploys", function()
   local function under_load(ns, tag, deploy)
     local stop = H.tmpdir("luacached-stop") .. "/stop"
     local p = H.spawn{ name = "getloop", argv = { "python3", H.root .. "/tests/helpers/get_loop.py",
-      tostring(srv.port), ns, stop, "300" } }
+      tostring(srv.port), ns, stop, "250" } }
     H.wait_until(function() return p:log():find("started", 1, true) end, 5, "GET loop started")
     deploy()
     serving(ns, tag)
@@ -447,7 +447,7 @@ describe("deploys", function()
     for t, n in out:gmatch("value (%S+) (%d+)") do r.values[t] = tonumber(n) end
     assert(r.gets, out)
     assert.equal(0, r.errors, out)
-    assert(r.gets >= 300, out)
+    assert(r.gets >= 250, out)
     return r, out
   end
 
