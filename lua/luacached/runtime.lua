@@ -66,6 +66,24 @@ function M.debug_where(fn)
     return ""
 end
 
+-- The test kit's counterpart of the engine's policy_error_relocate: msg of
+-- a run that failed on coroutine co, an error raised inside a shipped
+-- module ("json.lua:76: Cannot serialise function") moved to the policy's
+-- line found on co's stack (which an error leaves in place).
+function M.debug_relocate(co, msg)
+    if not getinfo or type(msg) ~= "string" then return msg end
+    local file, rest = msg:match("^(.-%.lua):%d+: (.*)$")
+    if not file or not shipped("@" .. file) then return msg end
+    for level = 0, 64 do
+        local info = getinfo(co, level, "Sl")
+        if not info then break end
+        if info.currentline > 0 and not shipped(info.source) then
+            return info.short_src .. ":" .. info.currentline .. ": " .. rest
+        end
+    end
+    return msg
+end
+
 M.MAX_TAGS = 1000
 M.MAX_HEADERS = 200
 -- Bounds of what on_event and warm may return.
