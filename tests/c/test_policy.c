@@ -1144,6 +1144,103 @@ static void test_watch_dir_gone(void)
     rmdir(real2);
 }
 
+/* A deleted file's namespace serves on for the grace: a file back within
+ * it is a plain reload; past it the namespace goes; RELOAD does not wait. */
+static void test_watch_grace(void)
+{
+    write_file("g.lua", "return { fetch = function(id) return 'g1' end }\n");
+    REQUIRE(engine_up() == 0);
+    REQUIRE(watch_start(loop, tmpdir, 400) == 0);
+    ns_t *g = ns_find("g", 1);
+    REQUIRE(g && wait_serving("g", "g1", 0.5));
+    char path[600];
+    snprintf(path, sizeof(path), "%s/g.lua", tmpdir);
+    /* rm, then the copy 250 ms later: never unloaded */
+    unlink(path);
+    int zero = 0;
+    run_until(&zero, 1, 0.25);
+    REQUIRE(ns_find("g", 1) == g && wait_serving("g", "g1", 0.05));
+    write_file("g.lua", "return { fetch = function(id) return 'g2' end }\n");
+    bool ok = wait_serving("g", "g2", 1.5);
+    if (!ok) watch_down();
+    REQUIRE(ok);
+    run_until(&zero, 1, 0.4); /* past the first grace: still served */
+    REQUIRE(ns_find("g", 1) == g && !g->removed);
+    /* rm for good: unloaded after the grace, not before */
+    unlink(path);
+    double t0 = now_s();
+    while (ns_find("g", 1) && now_s() - t0 < 2)
+        run_until(&zero, 1, 0.02);
+    double took = now_s() - t0;
+    if (ns_find("g", 1)) watch_down();
+    REQUIRE(ns_find("g", 1) == NULL && g->removed);
+    CHECK(took >= 0.39 && took < 1.2);
+    /* RELOAD unloads at once */
+    write_file("g.lua", "return { fetch = function(id) return 'g3' end }\n");
+    ok = wait_serving("g", "g3", 1.5);
+    if (!ok) watch_down();
+    REQUIRE(ok);
+    unlink(path);
+    reload_res_t rr = {0};
+    watch_reload("g", 1, reload_cb, &rr);
+    run_until(&rr.calls, 1, 2);
+    REQUIRE(rr.calls == 1 && strcmp(rr.err, "") == 0 && ns_find("g", 1) == NULL);
+    watch_down();
+}
+
+/* A Kubernetes ConfigMap volume: ..data -> ..v1, NAME.lua -> ..data/NAME.lua;
+ * an update renames a new ..data over the old one. Every file's new
+ * version serves; nothing is removed on the way. */
+static void test_watch_configmap(void)
+{
+    char p[1300], v[600];
+    const char *vers[] = {"..v1", "..v2"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(v, sizeof(v), "%s/%s", tmpdir, vers[i]);
+        REQUIRE(mkdir(v, 0700) == 0);
+        for (int j = 0; j < 2; j++) {
+            snprintf(p, sizeof(p), "%s/c%d.lua", v, j);
+            FILE *f = fopen(p, "w");
+            REQUIRE(f);
+            fprintf(f, "return { fetch = function(id) return 'c%d-v%d' end }\n", j, i + 1);
+            fclose(f);
+        }
+    }
+    snprintf(p, sizeof(p), "%s/..data", tmpdir);
+    REQUIRE(symlink("..v1", p) == 0);
+    for (int j = 0; j < 2; j++) {
+        char target[64];
+        snprintf(target, sizeof(target), "..data/c%d.lua", j);
+        snprintf(p, sizeof(p), "%s/c%d.lua", tmpdir, j);
+        REQUIRE(symlink(target, p) == 0);
+    }
+    REQUIRE(engine_up() == 0);
+    REQUIRE(watch_start(loop, tmpdir, 5000) == 0);
+    REQUIRE(wait_serving("c0", "c0-v1", 0.5) && wait_serving("c1", "c1-v1", 0.5));
+    char tmp[600];
+    snprintf(tmp, sizeof(tmp), "%s/..data_tmp", tmpdir);
+    snprintf(p, sizeof(p), "%s/..data", tmpdir);
+    REQUIRE(symlink("..v2", tmp) == 0 && rename(tmp, p) == 0);
+    bool ok = wait_serving("c0", "c0-v2", 1.5) && wait_serving("c1", "c1-v2", 0.1);
+    watch_down();
+    REQUIRE(ok);
+    /* clean up (wipe_dir removes files only) */
+    for (int j = 0; j < 2; j++) {
+        snprintf(p, sizeof(p), "%s/c%d.lua", tmpdir, j);
+        unlink(p);
+        for (int i = 0; i < 2; i++) {
+            snprintf(p, sizeof(p), "%s/%s/c%d.lua", tmpdir, vers[i], j);
+            unlink(p);
+        }
+    }
+    snprintf(p, sizeof(p), "%s/..data", tmpdir);
+    unlink(p);
+    for (int i = 0; i < 2; i++) {
+        snprintf(v, sizeof(v), "%s/%s", tmpdir, vers[i]);
+        rmdir(v);
+    }
+}
+
 /* A file that changes while it is read (stand-in: a /proc file, whose
  * size says 0 and whose read brings more, as a file written between the
  * read's stat and its read does) is reported as such, with EAGAIN. */
@@ -1386,6 +1483,8 @@ static const test_t tests[] = {
     {"remove_readd", test_remove_readd, false},
     {"watch", test_watch, false},
     {"watch_dir_gone", test_watch_dir_gone, false},
+    {"watch_grace", test_watch_grace, false},
+    {"watch_configmap", test_watch_configmap, false},
     {"src_read_changing", test_src_read_changing, false},
     {"watch_changing", test_watch_changing, false},
     {"check_dir", test_check_dir, false},
