@@ -605,7 +605,7 @@ static void on_set_ttl(void *priv, double ttl, const char *err)
 {
     set_job_t *j = priv;
     sink_release_input(j->sink); /* the SET below goes out before the next command */
-    if (err) log_warn("[%s] ttl function failed for SET: %s", j->ns->name, err);
+    if (err) log_warn("[%s] SET stored with the default ttl (300 s): %s", j->ns->name, err);
     long long ttl_ms = ttl_jittered_ms(ttl, j->p->conf.ttl_jitter, cache_rand());
     set_store(j->sink, j->ns, j->p, j->id, j->idlen, j->value, j->vlen, ttl_ms, &j->cond);
     policy_unref(j->p);

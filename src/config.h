@@ -22,6 +22,8 @@ typedef struct config {
     const char *log_level;
     const char *config_file; /* --config: keys named as the flags, read once at start */
     bool check;
+    const char **check_paths; /* --check's files and folders (argv's); none: --policies */
+    size_t ncheck_paths;
     /* limits (SPEC §8) */
     long maxclients;
     long timeout_s;          /* idle clients are closed after this; 0 = never */
@@ -37,6 +39,7 @@ typedef struct config {
     size_t l1_max_bytes;     /* in-process tier size */
     uint64_t lua_budget;     /* VM instructions per call into a policy */
     long shutdown_grace_ms;  /* how long in-flight requests may finish on SIGTERM */
+    long reload_grace_ms;    /* a deleted policy file unloads its namespace after this */
 
     /* SLOWLOG: what took this many microseconds (< 0: nothing), how many */
     long slowlog_slower_than;

@@ -404,9 +404,10 @@ static void fetch_resume(fetch_t *f, int nargs, bool fresh)
             f->reusable = true;
         }
     } else {
-        char buf[160];
+        char buf[160], moved[1024];
         const char *msg = error_message(co, st, buf, sizeof(buf), p->mem_limit);
         memerr = is_memerr(st, msg);
+        if (!memerr) msg = policy_error_relocate(co, msg, moved, sizeof(moved));
         if (!f->finalised) finalise_error(f, FETCH_ERROR, msg);
     }
     release(f, memerr);

@@ -203,7 +203,7 @@ int main(int argc, char **argv)
         .mem_limit = cfg.lua_memory,
         .instr_budget = cfg.lua_budget,
     };
-    if (cfg.check) return engine_check_dir(&econf) == 0 ? 0 : 1;
+    if (cfg.check) return engine_check(&econf, cfg.check_paths, cfg.ncheck_paths) == 0 ? 0 : 1;
 
     signal(SIGPIPE, SIG_IGN);
     loop = uv_default_loop();
@@ -244,7 +244,7 @@ int main(int argc, char **argv)
         return 1;
     }
     /* Hot reload (SPEC §4): watch the policies folder. */
-    watch_start(loop, cfg.policies_dir);
+    watch_start(loop, cfg.policies_dir, (uint64_t)cfg.reload_grace_ms);
     uv_timer_init(loop, &shutdown_timer);
     uv_signal_init(loop, &sig_term);
     uv_signal_init(loop, &sig_int);

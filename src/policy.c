@@ -51,6 +51,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "log.h"
 #include "lua_pattern.h"
 #include "policy_int.h"
@@ -132,6 +133,23 @@ static int lc_panic(lua_State *L)
 #define SLICE_NS 1000000ULL  /* Lua time before a coroutine yields to the loop */
 #define STALL_NS 25000000ULL /* Lua time a run may hold the loop where it cannot yield */
 
+/* Whether a Lua source ("@path") is one of the shipped lua/ modules. */
+static bool source_shipped(const char *source)
+{
+    size_t plen = strlen(E.lua_path);
+    return plen && source[0] == '@' && strncmp(source + 1, E.lua_path, plen) == 0;
+}
+
+/* The innermost Lua frame of L from level on that is the policy's own
+ * (outside the shipped modules), in *ar. */
+static bool policy_frame(lua_State *L, int level, lua_Debug *ar)
+{
+    for (; level < 64 && lua_getstack(L, level, ar); level++)
+        if (lua_getinfo(L, "Sl", ar) && ar->currentline > 0 && !source_shipped(ar->source))
+            return true;
+    return false;
+}
+
 /* "file:line: " of the Lua function at level of L, for the message of a
  * run the hook ends by yielding (nothing allocated: hooks may not fail). */
 static void note_where(lua_budget_t *b, lua_State *L, int level)
@@ -140,13 +158,69 @@ static void note_where(lua_budget_t *b, lua_State *L, int level)
     b->where[0] = '\0';
     /* the nearest Lua function of the policy's (pcall(string.find, ...)
      * has two C levels; the sandbox's wrappers are luacached's) */
-    size_t plen = strlen(E.lua_path);
-    for (int i = level; i < level + 12 && lua_getstack(L, i, &ar); i++) {
-        if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0) continue;
-        if (ar.source[0] == '@' && plen && strncmp(ar.source + 1, E.lua_path, plen) == 0) continue;
+    if (policy_frame(L, level, &ar))
         snprintf(b->where, sizeof(b->where), "%s:%d: ", ar.short_src, ar.currentline);
-        return;
+}
+
+/* host.where([fn]) -> "file:line: " of the policy's code that is running
+ * (so a bad ctx.http argument is reported at the policy's line, not at
+ * runtime.lua's); when no frame of it is left (the policy returned, or
+ * tail-called the helper), the line where fn is defined; else "". */
+static int l_where(lua_State *L)
+{
+    lua_Debug ar;
+    if (policy_frame(L, 1, &ar)) {
+        lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+        return 1;
     }
+    if (lua_type(L, 1) == LUA_TFUNCTION) {
+        lua_pushvalue(L, 1);
+        if (lua_getinfo(L, ">S", &ar) && ar.linedefined > 0 && !source_shipped(ar.source)) {
+            lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.linedefined);
+            return 1;
+        }
+    }
+    lua_pushliteral(L, "");
+    return 1;
+}
+
+/* If msg starts with another file's "file.lua:N: " than the policy's own
+ * frame on L from level on (an error Lua raised inside a shipped module
+ * the policy called: sandbox.lua's load, json.lua's encode), the rest of
+ * msg after it, with that frame in *ar; else NULL. */
+static const char *foreign_rest(lua_State *L, int level, const char *msg, lua_Debug *ar)
+{
+    const char *dot = msg ? strstr(msg, ".lua:") : NULL;
+    if (!dot || dot - msg > 300) return NULL;
+    const char *q = dot + 5;
+    if (*q < '0' || *q > '9') return NULL;
+    while (*q >= '0' && *q <= '9')
+        q++;
+    if (q[0] != ':' || q[1] != ' ' || !policy_frame(L, level, ar)) return NULL;
+    size_t sl = strlen(ar->short_src);
+    if ((size_t)(dot + 4 - msg) == sl && strncmp(msg, ar->short_src, sl) == 0) return NULL;
+    return q + 2;
+}
+
+/* The message handler of a policy's load: see foreign_rest. Other values
+ * are returned as they are, with nothing allocated (this also runs for a
+ * spent budget). */
+static int l_relocate(lua_State *L)
+{
+    lua_Debug ar;
+    const char *msg = lua_type(L, 1) == LUA_TSTRING ? lua_tostring(L, 1) : NULL;
+    const char *rest = foreign_rest(L, 1, msg, &ar);
+    if (rest) lua_pushfstring(L, "%s:%d: %s", ar.short_src, ar.currentline, rest);
+    return 1;
+}
+
+const char *policy_error_relocate(lua_State *co, const char *msg, char *buf, size_t len)
+{
+    lua_Debug ar;
+    const char *rest = foreign_rest(co, 0, msg, &ar);
+    if (!rest) return msg;
+    snprintf(buf, len, "%s:%d: %s", ar.short_src, ar.currentline, rest);
+    return buf;
 }
 
 /* Whether the Lua function running on L is one of the shipped lua/
@@ -154,9 +228,8 @@ static void note_where(lua_budget_t *b, lua_State *L, int level)
 static bool in_shipped_code(lua_State *L)
 {
     lua_Debug ar;
-    size_t plen = strlen(E.lua_path);
-    if (!plen || !lua_getstack(L, 0, &ar) || !lua_getinfo(L, "S", &ar)) return false;
-    return ar.source[0] == '@' && strncmp(ar.source + 1, E.lua_path, plen) == 0;
+    if (!lua_getstack(L, 0, &ar) || !lua_getinfo(L, "S", &ar)) return false;
+    return source_shipped(ar.source);
 }
 
 /* Whether the run's budget is spent; sets tripped. now: uv_hrtime(). */
@@ -619,7 +692,32 @@ typedef struct load_job {
     const char *ns, *path;
     const char *src;
     size_t len;
+    char *warnings; /* out: validate.lua's warnings, one a line; NULL: none */
 } load_job_t;
+
+/* conf.warnings (an array of strings) into job->warnings, one a line. */
+static void read_warnings(lua_State *L, int t, load_job_t *job)
+{
+    lua_getfield(L, t, "warnings"); /* [.., warnings] */
+    lua_Integer n = lua_istable(L, -1) ? luaL_len(L, -1) : 0;
+    buf_t b = {0};
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i); /* [.., warnings, w] */
+        size_t len;
+        const char *w = lua_tolstring(L, -1, &len);
+        if (w) {
+            if (b.len) buf_append(&b, "\n", 1);
+            buf_append(&b, w, len);
+        }
+        lua_pop(L, 1); /* [.., warnings] */
+    }
+    lua_pop(L, 1); /* [..] */
+    if (b.len) {
+        free(job->warnings);
+        job->warnings = xmemdup(b.data, b.len);
+    }
+    buf_free(&b);
+}
 
 /* Run one bootstrap module from memory in the host environment.
  * [] -> [module] */
@@ -741,6 +839,8 @@ static int load_protected(lua_State *L)
     lua_setfield(L, -2, "tripped");
     lua_pushcfunction(L, l_slice_taken);
     lua_setfield(L, -2, "slice_taken");
+    lua_pushcfunction(L, l_where);
+    lua_setfield(L, -2, "where");
     fetch_push_prims(L, job->ns); /* [host, prims] */
     lua_getfield(L, -1, "log");   /* [host, prims, log] */
     lua_setfield(L, -3, "log");   /* [host, prims] */
@@ -765,6 +865,7 @@ static int load_protected(lua_State *L)
     ps->ttl_ref = luaL_ref(L, LUA_REGISTRYINDEX);         /* [host, runtime, conf, fetch] */
     ps->fetch_ref = luaL_ref(L, LUA_REGISTRYINDEX);       /* [host, runtime, conf] */
     read_conf(L, -1, &job->p->conf);
+    read_warnings(L, -1, job);
     lua_settop(L, 0);
     return 0;
 }
@@ -809,10 +910,14 @@ void policy_src_free(policy_src_t *src)
 }
 
 /* Compile, run and validate one policy's source into a new state. NULL
- * with err "file:line: message" on failure. */
+ * with err "file:line: message" on failure (every validation error, one a
+ * line). *warnings (if warnings is given): NULL, or the combinations the
+ * docs advise against, "file:line: warning: ..." one a line, to free. */
 static policy_t *policy_load_src(ns_t *ns, const char *name, const char *path, const char *src,
-                                 size_t len, const char sha[41], char *err, size_t errlen)
+                                 size_t len, const char sha[41], char *err, size_t errlen,
+                                 char **warnings)
 {
+    if (warnings) *warnings = NULL;
     policy_t *p = xcalloc(1, sizeof(*p));
     pstate_t *ps = xcalloc(1, sizeof(*ps));
     ps->fetch_ref = ps->ttl_ref = ps->on_event_ref = ps->warm_ref = LUA_NOREF;
@@ -829,16 +934,23 @@ static policy_t *policy_load_src(ns_t *ns, const char *name, const char *path, c
         goto err;
     }
     lua_State *L = p->L;
-    load_job_t job = {p, name, path, src, len};
-    lua_pushcfunction(L, load_protected); /* [fn]: light C functions do not allocate */
-    lua_pushlightuserdata(L, &job);       /* [fn, job] */
+    load_job_t job = {p, name, path, src, len, NULL};
+    lua_pushcfunction(L, l_relocate);     /* [msgh]: light C functions do not allocate */
+    lua_pushcfunction(L, load_protected); /* [msgh, fn] */
+    lua_pushlightuserdata(L, &job);       /* [msgh, fn, job] */
     policy_budget_start(L, p);
-    int st = lua_pcall(L, 1, 0, 0); /* [] or [err] */
+    int st = lua_pcall(L, 1, 0, 1); /* [msgh] or [msgh, err] */
     if (st != LUA_OK) {
+        free(job.warnings);
         load_error(L, st, path, err, errlen);
         goto err;
     }
+    lua_settop(L, 0);
     lua_gc(L, LUA_GCCOLLECT); /* the bootstrap's garbage */
+    if (warnings)
+        *warnings = job.warnings;
+    else
+        free(job.warnings);
     return p;
 err:
     if (p->L) {
@@ -852,8 +964,9 @@ err:
 
 /* Read, then policy_load_src. sha gets the file's SHA-1 ("" when unreadable). */
 static policy_t *policy_load(ns_t *ns, const char *name, const char *path, char sha[41], char *err,
-                             size_t errlen)
+                             size_t errlen, char **warnings)
 {
+    if (warnings) *warnings = NULL;
     policy_src_t src;
     sha[0] = '\0';
     if (policy_src_read(path, &src) != 0) {
@@ -861,7 +974,7 @@ static policy_t *policy_load(ns_t *ns, const char *name, const char *path, char 
         return NULL;
     }
     memcpy(sha, src.sha1, 41);
-    policy_t *p = policy_load_src(ns, name, path, src.data, src.len, sha, err, errlen);
+    policy_t *p = policy_load_src(ns, name, path, src.data, src.len, sha, err, errlen, warnings);
     policy_src_free(&src);
     return p;
 }
@@ -1094,10 +1207,17 @@ policy_apply_t engine_apply(const char *name, const policy_src_t *src, bool forc
      * was removed, like any failed reload; docs/POLICIES.md). */
     if (!known) ns = ns_add(name);
     if (!src->data) return ns_install(ns, NULL, "", src->error);
-    char err[MAX_ERR];
-    policy_t *p =
-        policy_load_src(ns, ns->name, ns->path, src->data, src->len, src->sha1, err, sizeof(err));
-    return ns_install(ns, p, src->sha1, err);
+    char err[MAX_ERR], *warnings;
+    policy_t *p = policy_load_src(ns, ns->name, ns->path, src->data, src->len, src->sha1, err,
+                                  sizeof(err), &warnings);
+    policy_apply_t r = ns_install(ns, p, src->sha1, err);
+    /* loaded anyway: said once per version, like its errors */
+    for (char *w = warnings, *nl; w && *w; w = nl ? nl + 1 : w + strlen(w)) {
+        nl = strchr(w, '\n');
+        log_warn("policy '%s': %.*s", ns->name, nl ? (int)(nl - w) : (int)strlen(w), w);
+    }
+    free(warnings);
+    return r;
 }
 
 int engine_reload(ns_t *ns)
@@ -1279,24 +1399,58 @@ void engine_close(void)
 }
 
 typedef struct check_ctx {
-    size_t ok;
+    size_t ok, warnings;
 } check_ctx_t;
 
 static int check_one(const char *name, const char *path, void *arg)
 {
     check_ctx_t *c = arg;
-    char err[MAX_ERR], sha[41];
-    policy_t *p = policy_load(NULL, name, path, sha, err, sizeof(err));
+    char err[MAX_ERR], sha[41], *warnings;
+    policy_t *p = policy_load(NULL, name, path, sha, err, sizeof(err), &warnings);
     if (!p) {
         fprintf(stderr, "%s\n", err);
         return 1;
+    }
+    if (warnings) {
+        fprintf(stderr, "%s\n", warnings);
+        for (const char *w = warnings; w; w = strchr(w + 1, '\n'))
+            c->warnings++;
+        free(warnings);
     }
     policy_unref(p);
     c->ok++;
     return 0;
 }
 
-int engine_check_dir(const engine_conf_t *conf)
+/* One --check argument: a folder (every NAME.lua in it) or one policy
+ * file (its namespace is its name without .lua). Returns failures. */
+static int check_path(const char *path, check_ctx_t *c)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        fprintf(stderr, "%s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    if (S_ISDIR(st.st_mode)) return for_each_policy(path, check_one, c, true, NULL);
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t len = strlen(base);
+    if (!ends_with(base, ".lua")) {
+        fprintf(stderr, "%s: not a policy file (a policy is NAME.lua)\n", path);
+        return 1;
+    }
+    len -= 4;
+    if (!ns_name_valid(base, len)) {
+        fprintf(stderr, "%s: namespace name must match [A-Za-z0-9_.-]+\n", path);
+        return 1;
+    }
+    char *name = xmemdup(base, len);
+    int failures = check_one(name, path, c);
+    free(name);
+    return failures;
+}
+
+int engine_check(const engine_conf_t *conf, const char *const *paths, size_t npaths)
 {
     /* Usable without engine_init (luacached --check); then the modules are
      * read for the check only. */
@@ -1319,8 +1473,15 @@ int engine_check_dir(const engine_conf_t *conf)
         if (conf->time_limit_ms) E.time_limit_ns = conf->time_limit_ms * 1000000;
     }
     check_ctx_t c = {0};
-    int failures = for_each_policy(E.policies_dir, check_one, &c, true, NULL);
-    if (failures == 0) printf("policies OK: %zu namespaces\n", c.ok);
+    int failures = 0;
+    if (npaths == 0) failures = check_path(E.policies_dir, &c);
+    for (size_t i = 0; i < npaths; i++)
+        failures += check_path(paths[i], &c);
+    if (failures == 0)
+        printf("policies OK: %zu namespaces%s\n", c.ok,
+               c.warnings ? " (with warnings, above)" : "");
+    else
+        fprintf(stderr, "policies: %d failed, %zu OK\n", failures, c.ok);
     if (temp) {
         mods_free();
         engine_clear_conf();
@@ -1333,4 +1494,9 @@ int engine_check_dir(const engine_conf_t *conf)
     E.budget = saved.budget;
     E.time_limit_ns = saved.time_limit_ns;
     return failures;
+}
+
+int engine_check_dir(const engine_conf_t *conf)
+{
+    return engine_check(conf, NULL, 0);
 }

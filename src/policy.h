@@ -162,9 +162,12 @@ ns_t *ns_at(size_t i); /* sorted by name */
 void policy_ref(policy_t *p);
 void policy_unref(policy_t *p);
 
-/* --check: load and validate every policy in dir, print each error as
- * "file:line: message" on stderr; returns the number of failures. */
-int engine_check_dir(const engine_conf_t *conf);
+/* --check: load and validate each path (a folder: every NAME.lua in it; a
+ * file: that policy), or conf->policies_dir when npaths is 0; print every
+ * error and warning as "file:line: message" on stderr; returns the number
+ * of policies that failed (warnings do not count). */
+int engine_check(const engine_conf_t *conf, const char *const *paths, size_t npaths);
+int engine_check_dir(const engine_conf_t *conf); /* engine_check(conf, NULL, 0) */
 
 /* ---- on_event, warm and ttl: a policy's hooks (policy_hooks.c) ----
  *
@@ -205,7 +208,7 @@ void policy_warm(policy_t *p, policy_warm_cb cb, void *priv);
 /* Seconds of freshness for a value stored by SET: ttl(id, value) when the
  * policy's ttl is a function, else conf.ttl (the callback then runs at
  * once). On failure ttl is conf's default 300 and err says
- * "ttl(id, value): ...". */
+ * "ttl failed: file:line: ...". */
 typedef void (*policy_ttl_cb)(void *priv, double ttl, const char *err);
 void policy_ttl(policy_t *p, const char *id, size_t idlen, const char *value, size_t vlen,
                 policy_ttl_cb cb, void *priv);

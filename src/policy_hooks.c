@@ -54,10 +54,12 @@ static void copy_strings(lua_State *co, int idx, str_list_t *l)
     }
 }
 
-/* "<what> failed: <message>" (what: "on_event", "warm", "ttl(id, value)"). */
+/* "<what> failed: <message>" (what: "on_event", "warm", "ttl"). The
+ * message says itself what it is about ("file:line: ttl(id, value) must
+ * return ..."), so nothing more goes in front. */
 static void hook_error(char *buf, size_t len, const char *what, const char *msg)
 {
-    snprintf(buf, len, "%s%s %s", what, strcmp(what, "ttl(id, value)") ? " failed:" : ":", msg);
+    snprintf(buf, len, "%s failed: %s", what, msg);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -193,7 +195,7 @@ static void ttl_done(void *priv, lua_State *co, int nres)
     if (nres == 1 && lua_type(co, -1) == LUA_TNUMBER)
         r->cb(r->priv, lua_tonumber(co, -1), NULL);
     else
-        r->cb(r->priv, 300, "ttl(id, value): internal error: bad result");
+        r->cb(r->priv, 300, "ttl failed: internal error: bad result");
     free(r);
 }
 
@@ -202,7 +204,7 @@ static void ttl_failed(void *priv, fetch_kind_t kind, const char *msg)
     LC_UNUSED(kind);
     ttl_run_t *r = priv;
     char err[1024];
-    hook_error(err, sizeof(err), "ttl(id, value)", msg);
+    hook_error(err, sizeof(err), "ttl", msg);
     r->cb(r->priv, 300, err);
     free(r);
 }

@@ -57,6 +57,12 @@ void policy_budget_exhaust(lua_State *L, policy_t *p);
  * given back to policy_budget_leave when lua_resume returns. */
 lua_budget_t *policy_budget_enter(policy_t *p, lua_State *co, lua_budget_t *b, bool fresh);
 void policy_budget_leave(policy_t *p, lua_budget_t *prev);
+/* The error msg of a run that failed on thread co (its stack is left as it
+ * was when the error was raised): an error raised inside a shipped lua/
+ * module the policy called ("json.lua:76: Cannot serialise function") is
+ * given the policy's own line instead, written into buf. Returns msg or
+ * buf. Allocates nothing. */
+const char *policy_error_relocate(lua_State *co, const char *msg, char *buf, size_t len);
 /* The message of a run the hook stopped by yielding (b->tripped). */
 void policy_budget_message(const lua_budget_t *b, char *buf, size_t len);
 

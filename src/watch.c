@@ -27,7 +27,20 @@
  * A folder that cannot be listed (deleted, unmounted, permissions) changes
  * nothing: namespaces keep their policies; the error is logged once. A
  * folder that the path stops naming during a scan (a symlink swapped) makes
- * the scan "unstable": it is thrown away and repeated shortly. */
+ * the scan "unstable": it is thrown away and repeated shortly.
+ *
+ * Deploys (docs/POLICIES.md, "Deploys"):
+ *  - a deleted file unloads its namespace only after the grace period
+ *    (--reload-grace): `rm x.lua; cp new/x.lua .` must not answer "unknown
+ *    namespace" in between. A file back within the grace is a plain
+ *    reload; RELOAD and SIGHUP unload at once (the operator asked);
+ *  - a Kubernetes ConfigMap volume holds `..data -> ..<timestamp>` and
+ *    `x.lua -> ..data/x.lua`, and an update renames a new `..data` over the
+ *    old one. A scan reads `..data` before and after listing; if it moved,
+ *    the scan is unstable (some files may be old, some new) and repeated,
+ *    so every file of the swap is applied in one scan, on the loop, with
+ *    no request in between. Events on `..data` start a scan too (hidden
+ *    names are otherwise ignored). */
 #include "watch.h"
 
 #include <dirent.h>
@@ -50,6 +63,7 @@
 #define BURST_MAX_MS 400
 #define RACY_NS      (2 * 1000000000LL)
 #define MAX_ERRLEN   1200
+#define K8S_DATA     "..data" /* a ConfigMap volume's current version (a symlink) */
 
 typedef struct file_sig {
     uint64_t dev, ino;
@@ -89,7 +103,7 @@ typedef struct scan {
     size_t nknown;
     /* out */
     int dir_errno; /* the folder could not be listed */
-    bool unstable; /* the path named another folder (or none) once listed */
+    bool unstable; /* the path named another folder (or none) once listed, or ..data moved */
     file_sig_t dir_sig;
     scan_file_t *files; /* sorted by name */
     size_t nfiles, cap;
@@ -97,12 +111,21 @@ typedef struct scan {
     list_t reqs;
 } scan_t;
 
+/* A served namespace whose file is gone since `since` (uv_now ms). */
+typedef struct missing {
+    char *name;
+    uint64_t since;
+} missing_t;
+
 static struct watcher {
     bool started, stopping;
     uv_loop_t *loop;
     char *dir;
     uv_fs_event_t ev;
-    uv_timer_t poll, debounce;
+    uv_timer_t poll, debounce, grace;
+    uint64_t grace_ms;  /* a deleted file's namespace serves this long (--reload-grace) */
+    missing_t *missing; /* served namespaces whose file is gone, within the grace */
+    size_t nmissing;
     int open_handles;
     bool ev_active, ev_warned;
     file_sig_t ev_dir; /* the folder the inotify watch is on */
@@ -200,6 +223,8 @@ static void scan_work(uv_work_t *w)
         return;
     }
     sig_of(&st, &s->dir_sig);
+    char data_before[PATH_MAX], data_after[PATH_MAX];
+    ssize_t nb = readlinkat(dfd, K8S_DATA, data_before, sizeof(data_before));
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     int64_t now_ns = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
@@ -237,6 +262,10 @@ static void scan_work(uv_work_t *w)
         }
         s->nfiles++;
     }
+    /* A ConfigMap swapped meanwhile: the files read may be of two versions. */
+    ssize_t na = readlinkat(dfd, K8S_DATA, data_after, sizeof(data_after));
+    if (na != nb || (nb > 0 && memcmp(data_before, data_after, (size_t)nb) != 0))
+        s->unstable = true;
     closedir(d);
     if (s->nfiles) qsort(s->files, s->nfiles, sizeof(scan_file_t), file_cmp); /* NULL when empty */
     if (stat(s->dir, &st) != 0 || (uint64_t)st.st_dev != s->dir_sig.dev ||
@@ -367,6 +396,67 @@ static void warn_bad_names(const scan_t *s)
     W.nwarned = n;
 }
 
+/* ---- deleted files within the grace ---- */
+
+static missing_t *missing_find(const char *name)
+{
+    for (size_t i = 0; i < W.nmissing; i++)
+        if (strcmp(W.missing[i].name, name) == 0) return &W.missing[i];
+    return NULL;
+}
+
+static void missing_add(const char *name, uint64_t now)
+{
+    W.missing = xrealloc(W.missing, (W.nmissing + 1) * sizeof(missing_t));
+    W.missing[W.nmissing].name = xstrdup(name);
+    W.missing[W.nmissing].since = now;
+    W.nmissing++;
+}
+
+/* back: its file reappeared within the grace (said in the log) */
+static void missing_forget(const char *name, bool back)
+{
+    missing_t *m = missing_find(name);
+    if (!m) return;
+    if (back) log_info("policy file of '%s' is back within the grace: served on", name);
+    free(m->name);
+    *m = W.missing[--W.nmissing];
+}
+
+static void missing_free(void)
+{
+    for (size_t i = 0; i < W.nmissing; i++)
+        free(W.missing[i].name);
+    free(W.missing);
+    W.missing = NULL;
+    W.nmissing = 0;
+}
+
+static void on_grace(uv_timer_t *t)
+{
+    LC_UNUSED(t);
+    if (W.running)
+        W.rescan = true; /* the scan after it unloads what expired */
+    else
+        scan_start();
+}
+
+/* A scan when the first grace ends (the poll would come later). */
+static void grace_arm(void)
+{
+    if (W.nmissing == 0) {
+        uv_timer_stop(&W.grace);
+        return;
+    }
+    uint64_t now = uv_now(W.loop), next = UINT64_MAX;
+    for (size_t i = 0; i < W.nmissing; i++) {
+        uint64_t end = W.missing[i].since + W.grace_ms;
+        uint64_t left = end > now ? end - now : 0;
+        if (left < next) next = left;
+    }
+    uv_timer_start(&W.grace, on_grace, next, 0);
+}
+
 static void known_free(known_file_t *k, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -393,12 +483,28 @@ static void scan_apply(scan_t *s)
         f->result = engine_apply(f->name, &f->src, force);
         policy_src_free(&f->src); /* the error text stays for req_result */
     }
-    /* Served namespaces whose file is gone. */
+    /* Served namespaces whose file is gone: after the grace, or now when
+     * RELOAD/SIGHUP asked. */
+    uint64_t now = uv_now(W.loop);
     for (size_t i = ns_count(); i-- > 0;) {
         ns_t *ns = ns_at(i);
         const scan_file_t *f = scan_find(s, ns->name);
-        if (!f || f->bad_name) engine_remove(ns->name);
+        if (f && !f->bad_name) {
+            missing_forget(ns->name, true);
+            continue;
+        }
+        missing_t *m = missing_find(ns->name);
+        if (W.grace_ms == 0 || requested(s, ns->name) || (m && now - m->since >= W.grace_ms)) {
+            missing_forget(ns->name, false);
+            engine_remove(ns->name);
+        } else if (!m) {
+            missing_add(ns->name, now);
+            log_info("policy file %s is gone: namespace '%s' serves its last version for %llu ms "
+                     "more, then unloads unless the file is back (RELOAD unloads it now)",
+                     ns->path, ns->name, (unsigned long long)W.grace_ms);
+        }
     }
+    grace_arm();
     /* What the next poll compares against. A file not served after this
      * (never read, e.g. it appeared between two listings) is left out, so
      * the next poll reads it. */
@@ -536,9 +642,12 @@ static void on_fs_event(uv_fs_event_t *h, const char *filename, int events, int 
         return;
     }
     /* Editors' temporary and backup files (.x.swp, x.lua~, 4913) do not
-     * matter; the final rename or write to NAME.lua does. No name: the
-     * kernel dropped events, look at everything. */
-    if (filename && (filename[0] == '.' || !ends_with_lua(filename, strlen(filename)))) return;
+     * matter; the final rename or write to NAME.lua does, and a ConfigMap's
+     * ..data swapped. No name: the kernel dropped events, look at
+     * everything. */
+    if (filename && strcmp(filename, K8S_DATA) != 0 &&
+        (filename[0] == '.' || !ends_with_lua(filename, strlen(filename))))
+        return;
     kick_debounce();
 }
 
@@ -568,16 +677,18 @@ void watch_reload(const char *ns, size_t len, watch_done_cb cb, void *priv)
 /* Start and stop                                                           */
 /* ------------------------------------------------------------------------ */
 
-int watch_start(uv_loop_t *loop, const char *dir)
+int watch_start(uv_loop_t *loop, const char *dir, uint64_t grace_ms)
 {
     if (W.started || W.open_handles) return -1;
     memset(&W, 0, sizeof(W));
     W.loop = loop;
     W.dir = xstrdup(dir);
+    W.grace_ms = grace_ms;
     uv_fs_event_init(loop, &W.ev);
     uv_timer_init(loop, &W.poll);
     uv_timer_init(loop, &W.debounce);
-    W.open_handles = 3;
+    uv_timer_init(loop, &W.grace);
+    W.open_handles = 4;
     W.started = true;
     watch_gen++;
     /* Start-up may touch the disk synchronously: arm the watch now so no
@@ -607,6 +718,8 @@ void watch_stop(void)
     uv_close((uv_handle_t *)&W.ev, on_closed);
     uv_close((uv_handle_t *)&W.poll, on_closed);
     uv_close((uv_handle_t *)&W.debounce, on_closed);
+    uv_close((uv_handle_t *)&W.grace, on_closed);
+    missing_free();
     reqs_answer_all(&W.pending, "shutting down");
     if (W.running) { /* scan_done discards it; answer its requests now */
         reqs_answer_all(&W.running->reqs, "shutting down");

@@ -6,12 +6,14 @@
  * stat every NAME.lua, read and hash the ones that may have changed. Back
  * on the loop, each file is handed to engine_apply (which ignores content
  * whose sha1 did not change) and namespaces whose file is gone to
- * engine_remove. RELOAD and SIGHUP go through the same scan, forcing a
- * fresh compile. The loop never touches the disk for a reload. */
+ * engine_remove (after a grace period: a deploy's rm + cp). RELOAD and
+ * SIGHUP go through the same scan, forcing a fresh compile. The loop never touches the disk for a
+ * reload. */
 #ifndef LC_WATCH_H
 #define LC_WATCH_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 /* How one reload request ended: err NULL for success, else the text of the
@@ -19,9 +21,12 @@
  * 'ns'", "shutting down", ...). */
 typedef void (*watch_done_cb)(void *priv, const char *err);
 
-/* Start watching dir (the engine's policies folder) on loop. Not fatal if
- * inotify is unavailable: polling still runs. 0, or -1 if already started. */
-int watch_start(uv_loop_t *loop, const char *dir);
+/* Start watching dir (the engine's policies folder) on loop. A deleted
+ * file's namespace is unloaded grace_ms after the scan that found it gone
+ * (0: at once), unless the file is back by then; RELOAD/SIGHUP unload at
+ * once. Not fatal if inotify is unavailable: polling still runs. 0, or -1
+ * if already started. */
+int watch_start(uv_loop_t *loop, const char *dir, uint64_t grace_ms);
 /* Close the handles; requests not yet answered get "shutting down". A scan
  * in the threadpool finishes on its own and is then discarded. Call before
  * engine_close. */

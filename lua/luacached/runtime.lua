@@ -26,12 +26,65 @@
 --   log(level, msg)        level is "debug", "info", "warn" or "error"
 -- h is the fetch's handle: the C side refuses it once the fetch finished.
 -- Tests pass plain Lua functions instead.
+--
+-- Where errors point. A mistake the policy made (a bad ctx.http argument,
+-- a ttl function returning garbage, an invalid fetch result) is reported
+-- at the policy's own line, never at this file's: host.where(fn) walks the
+-- stack to the first frame outside the shipped lua/ modules ("file:line: "),
+-- and when there is none (the policy's frame is gone: a tail call such as
+-- `return ctx.http.get(url)`, or a result checked after it returned) it
+-- names the line where fn, the policy function that ran, is defined. An
+-- error Lua raises inside a shipped module the policy called (json's
+-- encode, the sandbox's load) is moved to the policy's line by the engine,
+-- from the stack of the failed run (policy.c, policy_error_relocate).
 local type, error, pairs, tostring, select, pcall = type, error, pairs, tostring, select, pcall
 local unpack, fmt, huge = table.unpack, string.format, math.huge
 local find = string.find
 local mtype = math.type
 
 local M = {}
+
+-- The stand-in for host.where where Lua's debug library exists (the test
+-- kit and unit tests run under plain Lua; the server's host state has no
+-- debug library and passes its own, in C): the same walk, skipping frames
+-- of the shipped modules (lua/luacached/*.lua) and C functions.
+local getinfo = rawget(_G, "debug") and debug.getinfo
+local function shipped(source) return find(source, "[/@]luacached/[%w_]+%.lua$") ~= nil end
+function M.debug_where(fn)
+    if not getinfo then return "" end
+    for level = 2, 64 do
+        local info = getinfo(level, "Sl")
+        if not info then break end
+        if info.currentline > 0 and not shipped(info.source) then
+            return info.short_src .. ":" .. info.currentline .. ": "
+        end
+    end
+    if type(fn) == "function" then
+        local info = getinfo(fn, "S")
+        if info.linedefined > 0 and not shipped(info.source) then
+            return info.short_src .. ":" .. info.linedefined .. ": "
+        end
+    end
+    return ""
+end
+
+-- The test kit's counterpart of the engine's policy_error_relocate: msg of
+-- a run that failed on coroutine co, an error raised inside a shipped
+-- module ("json.lua:76: Cannot serialise function") moved to the policy's
+-- line found on co's stack (which an error leaves in place).
+function M.debug_relocate(co, msg)
+    if not getinfo or type(msg) ~= "string" then return msg end
+    local file, rest = msg:match("^(.-%.lua):%d+: (.*)$")
+    if not file or not shipped("@" .. file) then return msg end
+    for level = 0, 64 do
+        local info = getinfo(co, level, "Sl")
+        if not info then break end
+        if info.currentline > 0 and not shipped(info.source) then
+            return info.short_src .. ":" .. info.currentline .. ": " .. rest
+        end
+    end
+    return msg
+end
 
 M.MAX_TAGS = 1000
 M.MAX_HEADERS = 200
@@ -62,46 +115,46 @@ local function nonneg(v)
 end
 
 -- Validates a request table and flattens its headers to "Name: value"
--- strings. level is where errors point (the policy's call).
-local function check_request(req, level)
+-- strings. raise(msg) reports a mistake at the policy's line.
+local function check_request(req, raise)
     if type(req) ~= "table" then
-        error("ctx.http.request expects a table {method=, url=, headers=, body=, timeout=} "
-            .. got(req), level)
+        raise("ctx.http.request expects a table {method=, url=, headers=, body=, timeout=} "
+            .. got(req))
     end
     for k in pairs(req) do
         if not REQUEST_FIELDS[k] then
-            error("ctx.http.request: unknown field '" .. tostring(k) .. "'", level)
+            raise("ctx.http.request: unknown field '" .. tostring(k) .. "'")
         end
     end
     local method = req.method or "GET"
     if type(method) ~= "string" or not find(method, "^[%w_-]+$") then
-        error("ctx.http: method must be a token such as \"GET\" " .. got(method), level)
+        raise("ctx.http: method must be a token such as \"GET\" " .. got(method))
     end
     local url = req.url
-    if type(url) ~= "string" then error("ctx.http: url must be a string " .. got(url), level) end
+    if type(url) ~= "string" then raise("ctx.http: url must be a string " .. got(url)) end
     local body = req.body
     if body ~= nil and type(body) ~= "string" then
-        error("ctx.http: body must be a string " .. got(body), level)
+        raise("ctx.http: body must be a string " .. got(body))
     end
     local timeout = req.timeout
     if timeout ~= nil and not (nonneg(timeout) and timeout > 0) then
-        error("ctx.http: timeout must be a number of seconds > 0 " .. got(timeout), level)
+        raise("ctx.http: timeout must be a number of seconds > 0 " .. got(timeout))
     end
     local hdrs, n = {}, 0
     if req.headers ~= nil then
         if type(req.headers) ~= "table" then
-            error("ctx.http: headers must be a table {Name = value} " .. got(req.headers), level)
+            raise("ctx.http: headers must be a table {Name = value} " .. got(req.headers))
         end
         for name, value in pairs(req.headers) do
             if type(name) ~= "string" or not find(name, "^[%w!#$%%&'*+.^_`|~-]+$") then
-                error("ctx.http: bad header name " .. tostring(name), level)
+                raise("ctx.http: bad header name " .. tostring(name))
             end
             if type(value) == "number" then value = tostring(value) end
             if type(value) ~= "string" or find(value, "[\r\n%z]") then
-                error("ctx.http: header " .. name .. " must have a one-line string value", level)
+                raise("ctx.http: header " .. name .. " must have a one-line string value")
             end
             n = n + 1
-            if n > M.MAX_HEADERS then error("ctx.http: too many headers", level) end
+            if n > M.MAX_HEADERS then raise("ctx.http: too many headers") end
             hdrs[n] = name .. ": " .. value
         end
     end
@@ -109,11 +162,11 @@ local function check_request(req, level)
 end
 
 -- ctx.log: level, then a message or a format and its arguments.
-local function make_log(plog)
+local function make_log(plog, raise)
     return function(level, msg, ...)
         if not LEVELS[level] then
-            error("ctx.log: level must be \"debug\", \"info\", \"warn\" or \"error\" "
-                .. got(level), 2)
+            raise("ctx.log: level must be \"debug\", \"info\", \"warn\" or \"error\" "
+                .. got(level))
         end
         if select("#", ...) > 0 then
             msg = fmt(msg, ...)
@@ -124,17 +177,17 @@ local function make_log(plog)
     end
 end
 
--- The ctx of on_event and warm: no I/O.
-local function sync_ctx(hook, ns, prims)
+-- The ctx of on_event and warm: no I/O. raise(msg) as for check_request.
+local function sync_ctx(hook, ns, prims, raise)
     local function no_io(what)
         return function()
-            error("ctx." .. what .. " is not available in " .. hook .. " (do I/O in fetch)", 2)
+            raise("ctx." .. what .. " is not available in " .. hook .. " (do I/O in fetch)")
         end
     end
     return {
         ns = ns,
         now = prims.now,
-        log = make_log(prims.log),
+        log = make_log(prims.log, raise),
         http = { get = no_io("http.get"), request = no_io("http.request") },
         sleep = no_io("sleep"),
     }
@@ -142,60 +195,63 @@ end
 
 -- An array of non-empty strings (at most max) from field of res, or {}.
 -- what prefixes messages: "result keys".
-local function string_list(v, what, max)
+local function string_list(v, what, max, at)
     if v == nil then return {} end
-    if type(v) ~= "table" then error(what .. " must be an array of strings " .. got(v), 0) end
+    if type(v) ~= "table" then error(at .. what .. " must be an array of strings " .. got(v), 0) end
     local n = #v
-    if n > max then error(fmt("%s: too many (%d, at most %d)", what, n, max), 0) end
+    if n > max then error(at .. fmt("%s: too many (%d, at most %d)", what, n, max), 0) end
     for k in pairs(v) do
         if mtype(k) ~= "integer" or k < 1 or k > n then
-            error(what .. " must be an array of strings (found key " .. tostring(k) .. ")", 0)
+            error(at .. what .. " must be an array of strings (found key " .. tostring(k) .. ")", 0)
         end
     end
     for i = 1, n do
         local x = v[i]
-        if type(x) ~= "string" then error(fmt("%s[%d] must be a string %s", what, i, got(x)), 0) end
-        if x == "" then error(fmt("%s[%d] must not be empty", what, i), 0) end
+        if type(x) ~= "string" then error(at .. fmt("%s[%d] must be a string %s", what, i, got(x)), 0) end
+        if x == "" then error(at .. fmt("%s[%d] must not be empty", what, i), 0) end
     end
     return v
 end
 
+-- at: "file:line: " of the policy's on_event / warm, for messages.
 -- The validated result of on_event: keys, patterns, tags (arrays of
 -- strings) and flush (boolean). nil means nothing to invalidate.
-function M.check_event_result(res)
+function M.check_event_result(res, at)
+    at = at or ""
     if res == nil then return {}, {}, {}, false end
     if type(res) ~= "table" then
-        error("on_event must return a table {keys=, patterns=, tags=, flush=} or nil "
+        error(at .. "on_event must return a table {keys=, patterns=, tags=, flush=} or nil "
             .. got(res), 0)
     end
     for k in pairs(res) do
         if not EVENT_FIELDS[k] then
-            error("result has an unknown field '" .. tostring(k)
+            error(at .. "result has an unknown field '" .. tostring(k)
                 .. "' (fields are keys, patterns, tags and flush)", 0)
         end
     end
-    local keys = string_list(res.keys, "result keys", M.MAX_EVENT_KEYS)
-    local patterns = string_list(res.patterns, "result patterns", M.MAX_EVENT_PATTERNS)
-    local tags = string_list(res.tags, "result tags", M.MAX_EVENT_TAGS)
+    local keys = string_list(res.keys, "result keys", M.MAX_EVENT_KEYS, at)
+    local patterns = string_list(res.patterns, "result patterns", M.MAX_EVENT_PATTERNS, at)
+    local tags = string_list(res.tags, "result tags", M.MAX_EVENT_TAGS, at)
     local flush = res.flush
     if flush == nil then flush = false end
-    if type(flush) ~= "boolean" then error("result flush must be a boolean " .. got(flush), 0) end
+    if type(flush) ~= "boolean" then error(at .. "result flush must be a boolean " .. got(flush), 0) end
     return keys, patterns, tags, flush
 end
 
 -- The validated ids warm returned: strings, integers as their decimal
 -- text. Returns a new array.
-function M.check_warm_ids(ids)
+function M.check_warm_ids(ids, at)
+    at = at or ""
     if type(ids) ~= "table" then
-        error("warm must return an array of ids (strings or integers) " .. got(ids), 0)
+        error(at .. "warm must return an array of ids (strings or integers) " .. got(ids), 0)
     end
     local n = #ids
     if n > M.MAX_WARM_IDS then
-        error(fmt("warm returned too many ids (%d, at most %d)", n, M.MAX_WARM_IDS), 0)
+        error(at .. fmt("warm returned too many ids (%d, at most %d)", n, M.MAX_WARM_IDS), 0)
     end
     for k in pairs(ids) do
         if mtype(k) ~= "integer" or k < 1 or k > n then
-            error("warm must return an array of ids (found key " .. tostring(k) .. ")", 0)
+            error(at .. "warm must return an array of ids (found key " .. tostring(k) .. ")", 0)
         end
     end
     local out = {}
@@ -204,33 +260,44 @@ function M.check_warm_ids(ids)
         if mtype(id) == "integer" then
             id = tostring(id)
         elseif type(id) ~= "string" then
-            error(fmt("warm returned ids[%d] %s: ids are strings or integers", i, got(id)), 0)
+            error(at .. fmt("warm returned ids[%d] %s: ids are strings or integers", i, got(id)), 0)
         end
         out[i] = id
     end
     return out
 end
 
--- o: {policy, conf, ns, prims, encode, decode}
+-- o: {policy, conf, ns, prims, encode, decode, can_park, where}
+-- where(fn) -> "file:line: " of the policy's code that is running, else
+-- of fn's definition, else "" (see the top of this file).
 function M.new(o)
     local policy, conf, ns, prims, encode, decode = o.policy, o.conf, o.ns, o.prims, o.encode,
         o.decode
     local can_park = o.can_park or function() return true end
+    local where = o.where or M.debug_where
     local fetch_fn = policy.fetch
     local ttl_fn = type(policy.ttl) == "function" and policy.ttl or nil
     local rt = {}
 
-    local phttp, psleep = prims.http, prims.sleep
-    local log = make_log(prims.log) -- no per-fetch state: shared by every ctx
+    -- raise_in(fn): a function raising its message at the policy's line,
+    -- fn being the policy function that runs (fetch, write, ...).
+    local function raise_in(fn)
+        return function(msg) error(where(fn) .. msg, 0) end
+    end
+    local raise_any = raise_in(nil)
 
-    -- ctx.http of the fetch whose handle is h.
-    local function make_http(h)
-        -- Levels: 1 is request(), 2 the ctx.http function, 3 the policy.
+    local phttp, psleep = prims.http, prims.sleep
+    local log = make_log(prims.log, raise_any) -- no per-fetch state: shared by every ctx
+
+    -- ctx.http of the fetch whose handle is h; fn: the policy function it
+    -- runs (for where errors point).
+    local function make_http(h, fn)
+        local raise = raise_in(fn)
         local function request(req)
-            local method, url, body, timeout, hdrs, n = check_request(req, 4)
-            if not can_park() then error(NO_PARK, 3) end
+            local method, url, body, timeout, hdrs, n = check_request(req, raise)
+            if not can_park() then raise(NO_PARK) end
             local res, err = phttp(h, method, url, body, timeout, unpack(hdrs, 1, n))
-            if res == nil then error(err, 3) end
+            if res == nil then raise(err) end
             return res
         end
         local http = {}
@@ -240,19 +307,19 @@ function M.new(o)
         end
         http.get = function(url, opts)
             if type(url) ~= "string" then
-                error("bad argument #1 to 'ctx.http.get' (url string expected, got " .. type(url)
-                    .. ")", 2)
+                raise("bad argument #1 to 'ctx.http.get' (url string expected, got " .. type(url)
+                    .. ")")
             end
             local req = { method = "GET", url = url }
             if opts ~= nil then
                 if type(opts) ~= "table" then
-                    error("bad argument #2 to 'ctx.http.get' (table expected, got " .. type(opts)
-                        .. ")", 2)
+                    raise("bad argument #2 to 'ctx.http.get' (table expected, got " .. type(opts)
+                        .. ")")
                 end
                 for k, v in pairs(opts) do
                     if not GET_OPTIONS[k] then
-                        error("ctx.http.get: unknown option '" .. tostring(k)
-                            .. "' (options are headers and timeout)", 2)
+                        raise("ctx.http.get: unknown option '" .. tostring(k)
+                            .. "' (options are headers and timeout)")
                     end
                     req[k] = v
                 end
@@ -263,12 +330,13 @@ function M.new(o)
         return http
     end
 
-    local function make_sleep(h)
+    local function make_sleep(h, fn)
+        local raise = raise_in(fn)
         return function(seconds)
             if not nonneg(seconds) then
-                error("ctx.sleep expects a number of seconds >= 0 " .. got(seconds), 2)
+                raise("ctx.sleep expects a number of seconds >= 0 " .. got(seconds))
             end
-            if not can_park() then error(NO_PARK, 2) end
+            if not can_park() then raise(NO_PARK) end
             psleep(h, seconds)
         end
     end
@@ -277,16 +345,16 @@ function M.new(o)
     -- on first use (by the metatable, protected) and then stored in ctx:
     -- most fetches use one or two of them, and each closure a fetch
     -- creates is work for the allocator and the collector on every miss.
-    function rt.make_ctx(h, id)
+    function rt.make_ctx(h, id, fn)
         local ctx = { ns = ns, id = id, now = prims.now, log = log }
         return setmetatable(ctx, {
             __metatable = false,
             __index = function(t, k)
                 local v
                 if k == "http" then
-                    v = make_http(h)
+                    v = make_http(h, fn)
                 elseif k == "sleep" then
-                    v = make_sleep(h)
+                    v = make_sleep(h, fn)
                 elseif k == "key" and id ~= nil then
                     v = ns .. ":" .. id
                 else
@@ -300,35 +368,38 @@ function M.new(o)
 
     -- Returns value, ttl, tag... ; value nil means not found (ttl is then
     -- the negative TTL). Raises with the reason when the result is invalid.
+    -- fetch has returned: its errors point at its definition (only
+    -- computed for an error: this runs on every miss)
+    local function at() return where(fetch_fn) end
     local function finish(id, v, opts)
         local ttl, tags
         if opts ~= nil then
             if type(opts) ~= "table" then
-                error("fetch's second result must be an options table {ttl=, tags=} "
+                error(at() .. "fetch's second result must be an options table {ttl=, tags=} "
                     .. got(opts), 0)
             end
             for k in pairs(opts) do
                 if k ~= "ttl" and k ~= "tags" then
-                    error("fetch returned an unknown option '" .. tostring(k)
+                    error(at() .. "fetch returned an unknown option '" .. tostring(k)
                         .. "' (options are ttl and tags)", 0)
                 end
             end
             ttl = opts.ttl
             if ttl ~= nil and not nonneg(ttl) then
-                error("fetch option ttl must be a number >= 0 " .. got(ttl), 0)
+                error(at() .. "fetch option ttl must be a number >= 0 " .. got(ttl), 0)
             end
             tags = opts.tags
             if tags ~= nil then
                 if type(tags) ~= "table" then
-                    error("fetch option tags must be an array of strings " .. got(tags), 0)
+                    error(at() .. "fetch option tags must be an array of strings " .. got(tags), 0)
                 end
                 if #tags > M.MAX_TAGS then
-                    error(fmt("fetch option tags: too many tags (%d, at most %d)", #tags,
+                    error(at() .. fmt("fetch option tags: too many tags (%d, at most %d)", #tags,
                         M.MAX_TAGS), 0)
                 end
                 for i = 1, #tags do
                     if type(tags[i]) ~= "string" then
-                        error(fmt("fetch option tags[%d] must be a string %s", i, got(tags[i])), 0)
+                        error(at() .. fmt("fetch option tags[%d] must be a string %s", i, got(tags[i])), 0)
                     end
                 end
             end
@@ -338,17 +409,17 @@ function M.new(o)
         if tv == "table" then
             local ok, s = pcall(encode, v)
             if not ok then
-                error("fetch returned a table that cannot be encoded as JSON: " .. tostring(s), 0)
+                error(at() .. "fetch returned a table that cannot be encoded as JSON: " .. tostring(s), 0)
             end
             v = s
         elseif tv ~= "string" then
-            error("fetch must return a string, a table or nil (got " .. tv .. ")", 0)
+            error(at() .. "fetch must return a string, a table or nil (got " .. tv .. ")", 0)
         end
         if ttl == nil then
             if ttl_fn then
                 ttl = ttl_fn(id, value)
                 if not nonneg(ttl) then
-                    error("ttl(id, value) must return a number >= 0 " .. got(ttl), 0)
+                    error(where(ttl_fn) .. "ttl(id, value) must return a number >= 0 " .. got(ttl), 0)
                 end
             else
                 ttl = conf.ttl
@@ -359,7 +430,7 @@ function M.new(o)
     end
 
     function rt.fetch(h, id)
-        local ctx = rt.make_ctx(h, id)
+        local ctx = rt.make_ctx(h, id, fetch_fn)
         return finish(id, fetch_fn(id, ctx))
     end
 
@@ -369,7 +440,9 @@ function M.new(o)
     function rt.ttl_for(id, value)
         if not ttl_fn then return conf.ttl end
         local ttl = ttl_fn(id, value)
-        if not nonneg(ttl) then error("ttl(id, value) must return a number >= 0 " .. got(ttl), 0) end
+        if not nonneg(ttl) then
+            error(where(ttl_fn) .. "ttl(id, value) must return a number >= 0 " .. got(ttl), 0)
+        end
         return ttl
     end
 
@@ -383,13 +456,14 @@ function M.new(o)
             local ok, v = pcall(decode, payload)
             if ok then data = v end
         end
-        return M.check_event_result(fn(name, data, sync_ctx("on_event", ns, prims)))
+        return M.check_event_result(fn(name, data, sync_ctx("on_event", ns, prims,
+            raise_in(fn))), where(fn))
     end
 
     function rt.warm()
         local fn = policy.warm
         if fn == nil then error("the policy has no warm", 0) end
-        return M.check_warm_ids(fn(sync_ctx("warm", ns, prims)))
+        return M.check_warm_ids(fn(sync_ctx("warm", ns, prims, raise_in(fn))), where(fn))
     end
 
     -- Write-through (SET with a write function): the origin first, with a
@@ -398,17 +472,18 @@ function M.new(o)
     function rt.write(h, id, value)
         local fn = policy.write
         if fn == nil then error("the policy has no write", 0) end
-        local r = fn(id, value, rt.make_ctx(h, id))
+        local r = fn(id, value, rt.make_ctx(h, id, fn))
         if r == nil then return value end
         local tr = type(r)
         if tr == "table" then
             local ok, s = pcall(encode, r)
             if not ok then
-                error("write returned a table that cannot be encoded as JSON: " .. tostring(s), 0)
+                error(where(fn) .. "write returned a table that cannot be encoded as JSON: "
+                    .. tostring(s), 0)
             end
             return s
         elseif tr ~= "string" then
-            error("write must return a string, a table or nil (got " .. tr .. ")", 0)
+            error(where(fn) .. "write must return a string, a table or nil (got " .. tr .. ")", 0)
         end
         return r
     end
@@ -417,7 +492,7 @@ function M.new(o)
     function rt.delete(h, id)
         local fn = policy.delete
         if fn == nil then error("the policy has no delete", 0) end
-        fn(id, rt.make_ctx(h, id))
+        fn(id, rt.make_ctx(h, id, fn))
         return true
     end
 
@@ -428,7 +503,7 @@ function M.new(o)
     function rt.write_batch(h, items)
         local fn = policy.write_batch
         if fn == nil then error("the policy has no write_batch", 0) end
-        local r, msg = fn(items, rt.make_ctx(h, nil))
+        local r, msg = fn(items, rt.make_ctx(h, nil, fn))
         if r == false then error(msg ~= nil and tostring(msg) or "write_batch returned false", 0) end
         return true
     end
@@ -460,7 +535,7 @@ function M.load(host)
     if not conf then error(verr, 0) end
     local rt = M.new {
         policy = policy, conf = conf, ns = host.ns, prims = host.prims, encode = json.encode,
-        decode = json.decode, can_park = sb.can_park,
+        decode = json.decode, can_park = sb.can_park, where = host.where,
     }
     return conf, rt.fetch, rt.ttl_for, rt.on_event, rt.warm, rt.write, rt.delete, rt.write_batch
 end

@@ -262,7 +262,7 @@ function Kit:run(deadline_ms, timeout_s, fn, ...)
     while true do
         self.pending = nil
         local r = table.pack(coroutine.resume(co, table.unpack(args, 1, args.n)))
-        if not r[1] then return "error", r[2] end
+        if not r[1] then return "error", runtime.debug_relocate(co, r[2]) end
         if coroutine.status(co) == "dead" then return "ok", table.unpack(r, 2, r.n) end
         local p = self.pending
         if r.n ~= 2 or r[2] ~= SENTINEL or not p then
@@ -385,7 +385,7 @@ end
 -- value is the string SET stores.
 function Kit:ttl(id, value)
     local st, ttl = self:run(nil, nil, self.fns.ttl_for, tostring(id), value)
-    if st ~= "ok" then return nil, "ttl(id, value): " .. tostring(ttl) end
+    if st ~= "ok" then return nil, "ttl failed: " .. tostring(ttl) end
     return ttl
 end
 

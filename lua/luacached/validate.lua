@@ -9,7 +9,7 @@
 -- fields are errors, so a typo such as `tll = 60` cannot silently fall back
 -- to the default.
 local type, pairs, ipairs, tostring, tointeger = type, pairs, ipairs, tostring, math.tointeger
-local huge, fmt, sort = math.huge, string.format, table.sort
+local huge, fmt, sort, concat = math.huge, string.format, table.sort, table.concat
 
 local M = {}
 
@@ -169,9 +169,36 @@ function M.suggest(name)
     return best
 end
 
+-- Combinations the docs advise against: loaded anyway, but --check and the
+-- log say so. Each is (fields it points at, test, message).
+M.WARNINGS = {
+    {
+        fields = { "fetch_timeout", "lock_timeout" },
+        test = function(c) return c.fetch_timeout >= c.lock_timeout end,
+        msg = function(c)
+            return fmt("fetch_timeout (%s s) is not below lock_timeout (%s s): a fetch that runs "
+                .. "past lock_timeout loses the fill lock, other instances fetch the same key "
+                .. "too, and its result is not stored (docs/STAMPEDE.md)",
+                tostring(c.fetch_timeout), tostring(c.lock_timeout))
+        end,
+    },
+    {
+        fields = { "warm_every" },
+        test = function(c, p) return c.warm_every > 0 and p.warm == nil end,
+        msg = function(c)
+            return fmt("warm_every = %s does nothing without a warm function",
+                tostring(c.warm_every))
+        end,
+    },
+}
+
 -- check(policy, source, path) -> conf  or  nil, "path:line: message"
+-- On failure the message holds every problem found, one "path:line:
+-- message" a line in file order (a typo does not hide the next one).
 -- conf has every field of M.DEFAULTS (ttl is 0 when it is a function) plus
--- ttl_is_fn, has_on_event and has_warm.
+-- ttl_is_fn, has_on_event, has_warm, has_write, has_delete, and warnings:
+-- an array of "path:line: warning: message" for combinations the docs
+-- advise against (M.WARNINGS), which do not stop the load.
 function M.check(p, source, path)
     local lines = lines_of(source or "")
     local function fail(line, msg)
@@ -240,12 +267,14 @@ function M.check(p, source, path)
         add("write_batch", "write_batch needs write_behind = {delay=, batch=, ...}")
     end
     if #errs > 0 then
-        -- Report the first problem in file order, like a compiler.
+        -- Every problem, in file order, like a compiler.
         sort(errs, function(a, b)
             if a.line ~= b.line then return a.line < b.line end
             return a.msg < b.msg
         end)
-        return fail(errs[1].line, errs[1].msg)
+        local out = {}
+        for i, e in ipairs(errs) do out[i] = fmt("%s:%d: %s", path, e.line, e.msg) end
+        return nil, concat(out, "\n")
     end
 
     local conf = {}
@@ -266,6 +295,15 @@ function M.check(p, source, path)
         local v = wb and wb[k]
         if v == nil then v = d end
         conf["wb_" .. k] = v
+    end
+    conf.warnings = {}
+    for _, w in ipairs(M.WARNINGS) do
+        if w.test(conf, p) then
+            local line
+            for _, f in ipairs(w.fields) do line = line or M.field_line(lines, f) end
+            line = line or M.return_line(lines)
+            conf.warnings[#conf.warnings + 1] = fmt("%s:%d: warning: %s", path, line, w.msg(conf))
+        end
     end
     return conf
 end

@@ -166,6 +166,26 @@ static void test_command_line(void)
     config_reset();
     REQUIRE(args((const char *const[]){"port", NULL}) == -1);
     CHECK(has("unexpected argument 'port'"));
+    CHECK(has("only --check takes file names"));
+
+    /* --check's files and folders, before or after it */
+    config_reset();
+    REQUIRE(args((const char *const[]){"p/a.lua", "--check", "q/", NULL}) == 0);
+    REQUIRE(cfg.check && cfg.ncheck_paths == 2);
+    CHECK(strcmp(cfg.check_paths[0], "p/a.lua") == 0 && strcmp(cfg.check_paths[1], "q/") == 0);
+    config_reset();
+    CHECK(cfg.ncheck_paths == 0 && cfg.check_paths == NULL);
+
+    /* the grace of a deleted policy file: a flag and a config-file key */
+    CHECK(cfg.reload_grace_ms == 5000);
+    REQUIRE(args((const char *const[]){"--reload-grace", "250", NULL}) == 0);
+    CHECK(cfg.reload_grace_ms == 250);
+    config_reset();
+    REQUIRE(text("reload-grace = 0\n") == 0);
+    CHECK(cfg.reload_grace_ms == 0);
+    config_reset();
+    REQUIRE(args((const char *const[]){"--reload-grace", "-1", NULL}) == -1);
+    CHECK(has("--reload-grace wants a whole number from 0 to 3600000"));
 }
 
 static void test_command_line_wins(void)

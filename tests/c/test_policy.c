@@ -923,8 +923,8 @@ static void test_watch(void)
     write_file("w.lua", "return { fetch = function(id) return 'w1' end }\n");
     write_file("other.lua", "return { fetch = function(id) return 'o1' end }\n");
     REQUIRE(engine_up() == 0);
-    REQUIRE(watch_start(loop, tmpdir) == 0);
-    REQUIRE(watch_start(loop, tmpdir) == -1);
+    REQUIRE(watch_start(loop, tmpdir, 0) == 0);
+    REQUIRE(watch_start(loop, tmpdir, 0) == -1);
     ns_t *w = ns_find("w", 1);
     double t0 = now_s();
 
@@ -1079,7 +1079,7 @@ static void test_watch(void)
     watch_reload(NULL, 0, reload_cb, &rr);
     REQUIRE(rr.calls == 1 && strcmp(rr.err, "shutting down") == 0);
     /* and it can start again (the tests' next round, a restart) */
-    REQUIRE(watch_start(loop, tmpdir) == 0);
+    REQUIRE(watch_start(loop, tmpdir, 0) == 0);
     memset(&rr, 0, sizeof(rr));
     watch_reload("w", 1, reload_cb, &rr);
     run_until(&rr.calls, 1, 2);
@@ -1103,7 +1103,7 @@ static void test_watch_dir_gone(void)
     engine_conf_t c = base_conf();
     c.policies_dir = dir;
     REQUIRE(engine_up_conf(c) == 0);
-    REQUIRE(watch_start(loop, dir) == 0);
+    REQUIRE(watch_start(loop, dir, 0) == 0);
     REQUIRE(wait_serving("s", "s1", 0.5));
     /* the link dangles: nothing is removed */
     REQUIRE(unlink(dir) == 0);
@@ -1144,6 +1144,103 @@ static void test_watch_dir_gone(void)
     rmdir(real2);
 }
 
+/* A deleted file's namespace serves on for the grace: a file back within
+ * it is a plain reload; past it the namespace goes; RELOAD does not wait. */
+static void test_watch_grace(void)
+{
+    write_file("g.lua", "return { fetch = function(id) return 'g1' end }\n");
+    REQUIRE(engine_up() == 0);
+    REQUIRE(watch_start(loop, tmpdir, 400) == 0);
+    ns_t *g = ns_find("g", 1);
+    REQUIRE(g && wait_serving("g", "g1", 0.5));
+    char path[600];
+    snprintf(path, sizeof(path), "%s/g.lua", tmpdir);
+    /* rm, then the copy 250 ms later: never unloaded */
+    unlink(path);
+    int zero = 0;
+    run_until(&zero, 1, 0.25);
+    REQUIRE(ns_find("g", 1) == g && wait_serving("g", "g1", 0.05));
+    write_file("g.lua", "return { fetch = function(id) return 'g2' end }\n");
+    bool ok = wait_serving("g", "g2", 1.5);
+    if (!ok) watch_down();
+    REQUIRE(ok);
+    run_until(&zero, 1, 0.4); /* past the first grace: still served */
+    REQUIRE(ns_find("g", 1) == g && !g->removed);
+    /* rm for good: unloaded after the grace, not before */
+    unlink(path);
+    double t0 = now_s();
+    while (ns_find("g", 1) && now_s() - t0 < 2)
+        run_until(&zero, 1, 0.02);
+    double took = now_s() - t0;
+    if (ns_find("g", 1)) watch_down();
+    REQUIRE(ns_find("g", 1) == NULL && g->removed);
+    CHECK(took >= 0.39 && took < 1.2);
+    /* RELOAD unloads at once */
+    write_file("g.lua", "return { fetch = function(id) return 'g3' end }\n");
+    ok = wait_serving("g", "g3", 1.5);
+    if (!ok) watch_down();
+    REQUIRE(ok);
+    unlink(path);
+    reload_res_t rr = {0};
+    watch_reload("g", 1, reload_cb, &rr);
+    run_until(&rr.calls, 1, 2);
+    REQUIRE(rr.calls == 1 && strcmp(rr.err, "") == 0 && ns_find("g", 1) == NULL);
+    watch_down();
+}
+
+/* A Kubernetes ConfigMap volume: ..data -> ..v1, NAME.lua -> ..data/NAME.lua;
+ * an update renames a new ..data over the old one. Every file's new
+ * version serves; nothing is removed on the way. */
+static void test_watch_configmap(void)
+{
+    char p[1300], v[600];
+    const char *vers[] = {"..v1", "..v2"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(v, sizeof(v), "%s/%s", tmpdir, vers[i]);
+        REQUIRE(mkdir(v, 0700) == 0);
+        for (int j = 0; j < 2; j++) {
+            snprintf(p, sizeof(p), "%s/c%d.lua", v, j);
+            FILE *f = fopen(p, "w");
+            REQUIRE(f);
+            fprintf(f, "return { fetch = function(id) return 'c%d-v%d' end }\n", j, i + 1);
+            fclose(f);
+        }
+    }
+    snprintf(p, sizeof(p), "%s/..data", tmpdir);
+    REQUIRE(symlink("..v1", p) == 0);
+    for (int j = 0; j < 2; j++) {
+        char target[64];
+        snprintf(target, sizeof(target), "..data/c%d.lua", j);
+        snprintf(p, sizeof(p), "%s/c%d.lua", tmpdir, j);
+        REQUIRE(symlink(target, p) == 0);
+    }
+    REQUIRE(engine_up() == 0);
+    REQUIRE(watch_start(loop, tmpdir, 5000) == 0);
+    REQUIRE(wait_serving("c0", "c0-v1", 0.5) && wait_serving("c1", "c1-v1", 0.5));
+    char tmp[600];
+    snprintf(tmp, sizeof(tmp), "%s/..data_tmp", tmpdir);
+    snprintf(p, sizeof(p), "%s/..data", tmpdir);
+    REQUIRE(symlink("..v2", tmp) == 0 && rename(tmp, p) == 0);
+    bool ok = wait_serving("c0", "c0-v2", 1.5) && wait_serving("c1", "c1-v2", 0.1);
+    watch_down();
+    REQUIRE(ok);
+    /* clean up (wipe_dir removes files only) */
+    for (int j = 0; j < 2; j++) {
+        snprintf(p, sizeof(p), "%s/c%d.lua", tmpdir, j);
+        unlink(p);
+        for (int i = 0; i < 2; i++) {
+            snprintf(p, sizeof(p), "%s/%s/c%d.lua", tmpdir, vers[i], j);
+            unlink(p);
+        }
+    }
+    snprintf(p, sizeof(p), "%s/..data", tmpdir);
+    unlink(p);
+    for (int i = 0; i < 2; i++) {
+        snprintf(v, sizeof(v), "%s/%s", tmpdir, vers[i]);
+        rmdir(v);
+    }
+}
+
 /* A file that changes while it is read (stand-in: a /proc file, whose
  * size says 0 and whose read brings more, as a file written between the
  * read's stat and its read does) is reported as such, with EAGAIN. */
@@ -1168,7 +1265,7 @@ static void test_watch_changing(void)
 {
     write_file("w.lua", "return { fetch = function(id) return 'w1' end }\n");
     REQUIRE(engine_up() == 0);
-    REQUIRE(watch_start(loop, tmpdir) == 0);
+    REQUIRE(watch_start(loop, tmpdir, 0) == 0);
     char path[600];
     snprintf(path, sizeof(path), "%s/p.lua", tmpdir);
     REQUIRE(symlink("/proc/self/status", path) == 0);
@@ -1324,8 +1421,8 @@ static void test_http(void)
     fetch_wait("h", "refused", &r, 5);
     REQUIRE(r.calls == 1 && r.kind == FETCH_OK);
     CHECK_STR_HAS(r.value, "caught:");
-    /* pcall called ctx.http.get directly: no Lua caller to name */
-    CHECK_STR_HAS(r.value, "caught:http GET http://127.0.0.1:");
+    /* pcall called ctx.http.get directly: the policy's line is still named */
+    CHECK_STR_HAS(r.value, "h.lua:4: http GET http://127.0.0.1:");
     CHECK_STR_HAS(r.value, "onnect"); /* curl's "Couldn't connect to server" */
     res_free(&r);
     fetch_wait("h", "raise", &r, 5);
@@ -1386,6 +1483,8 @@ static const test_t tests[] = {
     {"remove_readd", test_remove_readd, false},
     {"watch", test_watch, false},
     {"watch_dir_gone", test_watch_dir_gone, false},
+    {"watch_grace", test_watch_grace, false},
+    {"watch_configmap", test_watch_configmap, false},
     {"src_read_changing", test_src_read_changing, false},
     {"watch_changing", test_watch_changing, false},
     {"check_dir", test_check_dir, false},

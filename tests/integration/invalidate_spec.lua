@@ -334,8 +334,9 @@ return {
         return errtext(A:call("EVENT", "evbad", name, "{}"))
       end
       assert.matches("^ERR on_event failed: .*evbad%.lua:%d+: boom$", err("boom"))
-      assert.matches("^ERR on_event failed: result keys must be an array of strings %(got string%)$",
-        err("badkeys"))
+      -- at the policy's on_event (its result is checked after it returned)
+      assert.matches("^ERR on_event failed: .*evbad%.lua:%d+: result keys must be an array of "
+        .. "strings %(got string%)$", err("badkeys"))
       assert.equal("ERR on_event failed: result keys[2] 'nope:1': unknown namespace 'nope'",
         err("unknownns"))
       assert.equal("ERR on_event failed: result patterns[1] '*:1': PURGE pattern must start with "

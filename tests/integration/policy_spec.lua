@@ -262,3 +262,139 @@ return {
     assert_clean_exit(srv)
   end)
 end)
+
+---------------------------------------------------------------------------
+
+-- Mistakes inside ctx helpers and results are reported at the policy's own
+-- line (never at lua/luacached/runtime.lua), in the reply and the log.
+describe("policy errors name the policy's line", function()
+  local redis, srv, dir, path
+  local SRC = table.concat({
+    "local cjson = require 'cjson'",                                      -- 1
+    "return {",                                                           -- 2
+    "  fetch = function(id, ctx)",                                        -- 3
+    "    if id == 'tail' then return ctx.http.get(42) end",               -- 4
+    "    if id == 'req' then local r = ctx.http.request('x') return r end", -- 5
+    "    if id == 'json' then local s = cjson.encode(print) return s end", -- 6
+    "    if id == 'bool' then return true end",                           -- 7
+    "    return 'v'",                                                     -- 8
+    "  end,",                                                             -- 9
+    "  ttl = function(id, value)",                                        -- 10
+    "    if id == 'junk' then return 'garbage' end",                      -- 11
+    "    return 5",                                                       -- 12
+    "  end,",                                                             -- 13
+    "  on_event = function(name, data, ctx)",                             -- 14
+    "    if name == 'io' then ctx.sleep(1) end",                          -- 15
+    "    return { keys = { 5 } }",                                        -- 16
+    "  end,",                                                             -- 17
+    "}",                                                                  -- 18
+  }, "\n") .. "\n"
+
+  setup(function()
+    redis = H.start_redis()
+    dir = H.write_policies{ e = SRC }
+    path = dir .. "/e.lua"
+    srv = H.start_server{ redis_port = redis.port, policies_dir = dir, metrics_port = 0 }
+  end)
+  teardown(function()
+    if srv and srv:alive() then assert_clean_exit(srv) end
+    H.cleanup()
+  end)
+
+  it("in the error reply of GET, EVENT and the log of SET", function()
+    local c = srv:client(5)
+    local cases = {
+      { "GET", "e:tail", "ERR fetch failed: " .. path .. ":3: bad argument #1 to 'ctx.http.get' (url string expected, got number)" },
+      { "GET", "e:req", "ERR fetch failed: " .. path .. ":5: ctx.http.request expects a table" },
+      { "GET", "e:json", "ERR fetch failed: " .. path .. ":6: Cannot serialise function" },
+      { "GET", "e:bool", "ERR fetch failed: " .. path .. ":3: fetch must return a string, a table or nil (got boolean)" },
+      { "GET", "e:junk", "ERR fetch failed: " .. path .. ":10: ttl(id, value) must return a number >= 0 (got string)" },
+      { "EVENT", "e", "io", "ERR on_event failed: " .. path .. ":15: ctx.sleep is not available in on_event" },
+      { "EVENT", "e", "other", "ERR on_event failed: " .. path .. ":14: result keys[1] must be a string (got 5)" },
+    }
+    for _, case in ipairs(cases) do
+      local want = table.remove(case)
+      local e = errtext(c:call(table.unpack(case)), table.concat(case, " "))
+      assert.equal(want, e:sub(1, #want))
+      assert.falsy(e:find("luacached/", 1, true), e)
+    end
+    -- SET with a ttl function returning garbage: stored with the default,
+    -- logged once at the policy's line, without a doubled prefix
+    assert.equal("OK", c:call("SET", "e:junk", "x"))
+    local line = H.wait_until(function()
+      return srv:log():match("[^\n]*SET stored with the default ttl[^\n]*")
+    end, 5, "SET's ttl failure logged")
+    assert.truthy(line:find("[e] SET stored with the default ttl (300 s): ttl failed: " .. path
+      .. ":10: ttl(id, value) must return a number >= 0 (got string)", 1, true), line)
+    assert.falsy(line:find("ttl(id, value): ttl(id, value)", 1, true), line)
+    assert.equal(300, c:call("TTL", "e:junk"))
+    c:close()
+  end)
+end)
+
+describe("--check", function()
+  teardown(H.cleanup)
+
+  it("reports every error of a file and every file, each with file:line, and fails", function()
+    local dir = H.write_policies{
+      many = "return {\n  fetch = function(id) return id end,\n  tll = 5,\n  ttl = 'x',\n  l1_ttl = -1,\n}\n",
+      syntax = "return {\n  fetch = function(id) return id end\n  ttl = 5,\n}\n",
+      nofetch = "return {\n  ttl = 5,\n}\n",
+      good = "return { fetch = function(id) return id end }\n",
+      helper = "local s = require('cjson').encode(print)\nreturn { fetch = function(id) return id end }\n",
+    }
+    local rc, out = H.run_luacached({ "--check", "--policies", dir }, 20)
+    assert.equal(1, rc, out)
+    local want = {
+      dir .. "/many.lua:3: unknown field 'tll' (did you mean 'ttl'?)",
+      dir .. "/many.lua:4: ttl must be a number >= 0 or a function (got string)",
+      dir .. "/many.lua:5: l1_ttl must be a number >= 0 (got -1)",
+      dir .. "/syntax.lua:3: '}' expected (to close '{' at line 1) near 'ttl'",
+      dir .. "/nofetch.lua:1: fetch is required",
+      dir .. "/helper.lua:1: Cannot serialise function",
+      "policies: 4 failed, 1 OK",
+    }
+    for _, w in ipairs(want) do assert.truthy(out:find(w, 1, true), w .. "\n" .. out) end
+    assert.falsy(out:find("luacached/", 1, true), out)
+    assert.is_nil(out:find("ERROR: %a+Sanitizer"), out)
+  end)
+
+  it("checks single files, given as arguments or as --policies; warnings alone exit 0", function()
+    local dir = H.write_policies{
+      warn = "return {\n  fetch = function(id) return id end,\n  fetch_timeout = 20,\n  lock_timeout = 10,\n  warm_every = 5,\n}\n",
+      good = "return { fetch = function(id) return id end }\n",
+      bad = "return {\n  fetch = 1,\n}\n",
+    }
+    local rc, out = H.run_luacached({ "--check", dir .. "/warn.lua" }, 20)
+    assert.equal(0, rc, out)
+    assert.truthy(out:find(dir .. "/warn.lua:3: warning: fetch_timeout (20 s) is not below lock_timeout (10 s)", 1, true), out)
+    assert.truthy(out:find(dir .. "/warn.lua:5: warning: warm_every = 5 does nothing without a warm function", 1, true), out)
+    assert.truthy(out:find("policies OK: 1 namespaces (with warnings, above)", 1, true), out)
+    rc, out = H.run_luacached({ "--check", dir .. "/good.lua", dir .. "/warn.lua" }, 20)
+    assert.equal(0, rc, out)
+    assert.truthy(out:find("policies OK: 2 namespaces", 1, true), out)
+    rc, out = H.run_luacached({ "--policies", dir .. "/bad.lua", "--check" }, 20)
+    assert.equal(1, rc, out)
+    assert.truthy(out:find(dir .. "/bad.lua:2: fetch must be a function (got number)", 1, true), out)
+    assert.falsy(out:find("good.lua", 1, true), out) -- only the file named
+    rc, out = H.run_luacached({ "--check", dir .. "/nope.lua" }, 20)
+    assert.equal(1, rc, out)
+    assert.truthy(out:find(dir .. "/nope.lua: No such file or directory", 1, true), out)
+    rc, out = H.run_luacached({ "--check", dir .. "/" }, 20)
+    assert.equal(1, rc, out) -- the folder: bad.lua fails
+    -- a file name is only for --check
+    rc, out = H.run_luacached({ dir .. "/good.lua" }, 20)
+    assert.equal(2, rc, out)
+    assert.truthy(out:find("only --check takes file names", 1, true), out)
+  end)
+
+  it("the server logs a policy's warnings when it loads it", function()
+    local dir = H.write_policies{
+      warn = "return {\n  fetch = function(id) return id end,\n  lock_timeout = 2,\n}\n",
+    }
+    local srv = H.start_server{ redis_url = false, policies_dir = dir, metrics_port = 0 }
+    local log = srv:log()
+    assert.truthy(log:find("policy 'warn': " .. dir .. "/warn.lua:3: warning: fetch_timeout (5 s) is not below lock_timeout (2 s)", 1, true), log)
+    assert_clean_exit(srv)
+  end)
+end)

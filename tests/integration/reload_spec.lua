@@ -34,6 +34,18 @@ local function sha1_of(text)
   return out:match("^(%x+)")
 end
 
+-- A server on dir whose deleted files unload after grace_ms; and a client.
+local function start_watched(redis, dir, grace_ms)
+  local srv = H.start_server{ redis_port = redis.port, policies_dir = dir, metrics_port = 0,
+                              extra_args = { "--reload-grace", tostring(grace_ms) } }
+  return srv, srv:client(10)
+end
+
+local function stop_watched(srv)
+  if srv and srv:alive() then assert_clean_exit(srv) end
+  H.cleanup()
+end
+
 describe("hot reload", function()
   local redis, origin, srv, dir, c
   local seq = 0
@@ -96,14 +108,11 @@ return {
     redis = H.start_redis()
     origin = H.start_origin()
     dir = H.write_policies{ rl = pol("v1"), keep = pol("k1") }
-    srv = H.start_server{ redis_port = redis.port, policies_dir = dir, metrics_port = 0 }
-    c = srv:client(10)
+    -- a removed file unloads after the grace (see "deploys" below)
+    srv, c = start_watched(redis, dir, 300)
   end)
 
-  teardown(function()
-    if srv and srv:alive() then assert_clean_exit(srv) end
-    H.cleanup()
-  end)
+  teardown(function() stop_watched(srv) end)
 
   it("serves an edited policy within a second: its value and its ttl", function()
     local k = key("rl")
@@ -358,5 +367,162 @@ describe("hot reload of a namespace whose first load failed", function()
     H.wait_until(function() return c:call("GET", "bad:1") == "fixed:1" end, WITHIN + SLACK, "fixed")
     assert.equal("", c:call("POLICIES")[1][3])
     c:close()
+  end)
+end)
+
+-- Deploys (docs/POLICIES.md, "Deploys"): rm + cp, rsync (temp file +
+-- rename) and a Kubernetes ConfigMap's symlink swap, each under a GET load
+-- from another connection (tests/helpers/get_loop.py): no GET fails, and
+-- the new version serves. A deleted file unloads after --reload-grace (1 s
+-- here), or at once on RELOAD / SIGHUP.
+describe("deploys", function()
+  local GRACE = 1.0
+  local redis, srv, dir, c
+
+  local function pol(tag)
+    return "return {\n  ttl = 60,\n  fetch = function(id) return " .. string.format("%q", tag)
+      .. " .. ':' .. id end,\n}\n"
+  end
+
+  -- ConfigMap layout: ..data -> ..<version>, NS.lua -> ..data/NS.lua
+  local cm_seq = 0
+  local function cm_version(files)
+    cm_seq = cm_seq + 1
+    local name = "..2026_12_07_" .. cm_seq
+    assert(os.execute("mkdir " .. H.sh_quote(dir .. "/" .. name)))
+    for ns, src in pairs(files) do
+      local f = assert(io.open(dir .. "/" .. name .. "/" .. ns .. ".lua", "wb"))
+      f:write(src)
+      f:close()
+    end
+    return name
+  end
+  local function sh(cmd) assert(os.execute(cmd), cmd) end
+
+  setup(function()
+    redis = H.start_redis()
+    dir = H.write_policies{ rc = pol("rc1"), rs = pol("rs1"), gone = pol("g1"), now = pol("n1"),
+                            hup = pol("h1") }
+    local v1 = cm_version{ cm = pol("cm1"), cm2 = pol("cmb1") }
+    local q = H.sh_quote
+    sh("cd " .. q(dir) .. " && ln -s " .. v1 .. " ..data && ln -s ..data/cm.lua cm.lua"
+       .. " && ln -s ..data/cm2.lua cm2.lua")
+    srv, c = start_watched(redis, dir, math.floor(GRACE * 1000))
+  end)
+
+  teardown(function() stop_watched(srv) end)
+
+  local seq = 0
+  local function get(ns)
+    seq = seq + 1
+    return c:call("GET", ns .. ":x" .. seq)
+  end
+  local function serving(ns, tag)
+    H.wait_until(function()
+      local v = get(ns)
+      return type(v) == "string" and v:sub(1, #tag + 1) == tag .. ":"
+    end, 3, ns .. " serving " .. tag)
+  end
+  local function gone_logged(ns, from)
+    H.wait_until(function()
+      return srv:log():find("namespace '" .. ns .. "' serves its last version for", from, true)
+    end, 2, "deletion of " .. ns .. ".lua seen")
+  end
+
+  -- Runs deploy() while another connection GETs ns:... in a loop; then
+  -- waits for tag to serve and returns the loop's tallies.
+  local function under_load(ns, tag, deploy)
+    local stop = H.tmpdir("luacached-stop") .. "/stop"
+    local p = H.spawn{ name = "getloop", argv = { "python3", H.root .. "/tests/helpers/get_loop.py",
+      tostring(srv.port), ns, stop, "250" } }
+    H.wait_until(function() return p:log():find("started", 1, true) end, 5, "GET loop started")
+    deploy()
+    serving(ns, tag)
+    H.write_file(stop, "")
+    assert.equal(0, p:wait(35), p:log())
+    local out = p:log()
+    local r = { values = {} }
+    r.gets, r.errors = out:match("gets=(%d+) errors=(%d+)")
+    r.gets, r.errors = tonumber(r.gets), tonumber(r.errors)
+    for t, n in out:gmatch("value (%S+) (%d+)") do r.values[t] = tonumber(n) end
+    assert(r.gets, out)
+    assert.equal(0, r.errors, out)
+    assert(r.gets >= 250, out)
+    return r, out
+  end
+
+  it("rm then cp: no GET fails, the copy serves", function()
+    serving("rc", "rc1")
+    local staged = H.write_file(H.tmpdir("luacached-stage") .. "/rc.lua", pol("rc2"))
+    local removed
+    local r, out = under_load("rc", "rc2", function()
+      local from = #srv:log()
+      assert(os.remove(dir .. "/rc.lua"))
+      removed = H.now()
+      gone_logged("rc", from + 1) -- the watcher saw the file gone ...
+      H.sleep(0.2)                -- ... and GETs ran meanwhile
+      sh("cp " .. H.sh_quote(staged) .. " " .. H.sh_quote(dir .. "/rc.lua"))
+    end)
+    assert(r.values.rc1 and r.values.rc1 > 0, out) -- the old version served during the gap
+    assert.truthy(srv:log():find("policy file of 'rc' is back within the grace", 1, true))
+    H.sleep(math.max(0, removed + GRACE + 0.2 - H.now())) -- past the grace: still served
+    serving("rc", "rc2")
+  end)
+
+  it("rsync (temp file + rename): no GET fails, the new version serves", function()
+    serving("rs", "rs1")
+    local stage = H.tmpdir("luacached-stage")
+    H.write_file(stage .. "/rs.lua", pol("rs2"))
+    under_load("rs", "rs2", function()
+      sh("rsync " .. H.sh_quote(stage .. "/rs.lua") .. " " .. H.sh_quote(dir .. "/rs.lua"))
+    end)
+  end)
+
+  it("a ConfigMap symlink swap: no GET fails, every file's new version serves", function()
+    serving("cm", "cm1")
+    serving("cm2", "cmb1")
+    local old = "..2026_12_07_" .. cm_seq
+    local q = H.sh_quote
+    under_load("cm", "cm2", function()
+      local v2 = cm_version{ cm = pol("cm2"), cm2 = pol("cmb2") }
+      -- what the kubelet does: a new ..data_tmp, renamed over ..data, the old version deleted
+      sh("cd " .. q(dir) .. " && ln -s " .. v2 .. " ..data_tmp && mv -T ..data_tmp ..data && rm -rf " .. q(old))
+    end)
+    serving("cm2", "cmb2")
+    local list = assert(c:call("POLICIES"))
+    for i = 1, list.n do assert.equal("", list[i][3], list[i][1]) end
+  end)
+
+  it("a deleted file unloads its namespace after the grace, not before", function()
+    serving("gone", "g1")
+    local from = #srv:log()
+    assert(os.remove(dir .. "/gone.lua"))
+    local t0 = H.now()
+    gone_logged("gone", from + 1)
+    assert.equal("g1", get("gone"):match("^(g1):")) -- still served within the grace
+    H.wait_until(function()
+      local v = get("gone")
+      return H.resp.is_err(v) and v.err == "ERR unknown namespace 'gone'"
+    end, GRACE + 1.5, "gone unloaded")
+    local took = H.now() - t0
+    assert(took >= GRACE - 0.05 and took < GRACE + 1.0, "unloaded after " .. took .. " s")
+    local list = assert(c:call("POLICIES"))
+    for i = 1, list.n do assert.not_equal("gone", list[i][1]) end
+  end)
+
+  it("RELOAD and SIGHUP unload a deleted file's namespace at once", function()
+    serving("now", "n1")
+    assert(os.remove(dir .. "/now.lua"))
+    assert.equal("OK", c:call("RELOAD", "now"))
+    assert.equal("ERR unknown namespace 'now'", errtext(get("now")))
+    serving("hup", "h1")
+    assert(os.remove(dir .. "/hup.lua"))
+    local t0 = H.now()
+    srv:signal("HUP")
+    H.wait_until(function()
+      local v = get("hup")
+      return H.resp.is_err(v) and v.err == "ERR unknown namespace 'hup'"
+    end, GRACE, "hup unloaded")
+    assert(H.now() - t0 < GRACE * 0.8, "SIGHUP took " .. (H.now() - t0) .. " s")
   end)
 end)

@@ -439,7 +439,7 @@ return {
     assert.equal("OK", v, tostring(kind))
     assert_responsive(worst, slow, "ttl")
     assert.equal("x", (c:call("GET", "hooks:loop")))
-    H.wait_until(function() return srv:log():find("ttl function failed for SET", 1, true) end, 5)
+    H.wait_until(function() return srv:log():find("SET stored with the default ttl (300 s): ttl failed: ", 1, true) end, 5)
   end)
 
   it("a SET whose ttl function takes several slices comes before the next command", function()

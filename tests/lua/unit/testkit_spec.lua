@@ -88,7 +88,25 @@ describe("luacached.testkit", function()
             local ok, err = pcall(ctx.http.get, "http://o/")
             return tostring(ok) .. " " .. err end }]])
         k.http:on("GET", "http://o/", { error = "Couldn't connect to server" })
-        assert.are.equal("false http GET http://o/: Couldn't connect to server", k:fetch(1).value)
+        -- at the policy's line, as in the server
+        assert.are.equal("false policies/w.lua:2: http GET http://o/: Couldn't connect to server",
+            k:fetch(1).value)
+    end)
+
+    it("names the policy's line for errors inside helpers, as the server does", function()
+        local k = kit("local cjson = require 'cjson'\nreturn { fetch = function(id, ctx)\n"
+            .. "  if id == '1' then local s = cjson.encode(print) return s end\n"
+            .. "  local r = ctx.http.get(42)\n  return r end,\n"
+            .. "  ttl = function() return 'x' end }\n")
+        local r = k:fetch(1)
+        assert.are.equal("policies/w.lua:3: Cannot serialise function: type not supported", r.error)
+        r = k:fetch(2)
+        assert.are.equal("policies/w.lua:4: bad argument #1 to 'ctx.http.get' (url string "
+            .. "expected, got number)", r.error)
+        local ttl, err = k:ttl(1, "v")
+        assert.is_nil(ttl)
+        assert.are.equal("ttl failed: policies/w.lua:6: ttl(id, value) must return a number >= 0 "
+            .. "(got string)", err)
     end)
 
     it("advances the virtual clock by delays and sleeps; fetch_timeout ends the fetch", function()

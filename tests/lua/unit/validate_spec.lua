@@ -35,7 +35,7 @@ describe("luacached.validate", function()
             warm_every = 0, version = 1, ttl_is_fn = false, has_on_event = false, has_warm = false,
             has_write = false, has_delete = false, has_write_behind = false,
             wb_delay = 5, wb_batch = 100, wb_coalesce = true, wb_max_retries = 10,
-            wb_claim_after = 30,
+            wb_claim_after = 30, warnings = {},
         }, conf)
     end)
 
@@ -123,11 +123,34 @@ describe("luacached.validate", function()
         assert.are.equal(PATH .. ":1: unknown field [1]", err)
     end)
 
-    it("reports the first problem in file order", function()
-        local src = "return {\n  fetch = print,\n  ttl = -1,\n  tll = 2,\n}\n"
+    it("reports every problem, one a line, in file order", function()
+        local src = "return {\n  fetch = print,\n  ttl = -1,\n  tll = 2,\n  l1_ttl = 'x',\n}\n"
         local conf, err = check(src)
         assert.is_nil(conf)
-        assert.are.equal(PATH .. ":3: ttl must be a number >= 0 or a function (got -1)", err)
+        assert.are.equal(PATH .. ":3: ttl must be a number >= 0 or a function (got -1)\n"
+            .. PATH .. ":4: unknown field 'tll' (did you mean 'ttl'?)\n"
+            .. PATH .. ":5: l1_ttl must be a number >= 0 (got string)", err)
+        -- a missing fetch too, at the return
+        conf, err = check("local x = 1\nreturn {\n  ttl = 'y',\n}\n")
+        assert.is_nil(conf)
+        assert.are.equal(PATH .. ":2: fetch is required: a function(id, ctx) returning the value\n"
+            .. PATH .. ":3: ttl must be a number >= 0 or a function (got string)", err)
+    end)
+
+    it("warns about combinations the docs advise against, without failing", function()
+        local conf = assert(check("return {\n  fetch = print,\n  fetch_timeout = 20,\n"
+            .. "  lock_timeout = 10,\n  warm_every = 60,\n}\n"))
+        assert.are.equal(2, #conf.warnings)
+        assert.truthy(conf.warnings[1]:find(PATH .. ":3: warning: fetch_timeout (20 s) is not below "
+            .. "lock_timeout (10 s)", 1, true), conf.warnings[1])
+        assert.are.equal(PATH .. ":5: warning: warm_every = 60 does nothing without a warm function",
+            conf.warnings[2])
+        -- equal is not below either; the defaults (5 and 10) are fine
+        conf = assert(check("return {\n  fetch = print,\n  lock_timeout = 5,\n}\n"))
+        assert.are.equal(1, #conf.warnings)
+        assert.truthy(conf.warnings[1]:find(PATH .. ":3: warning: fetch_timeout (5 s)", 1, true))
+        conf = assert(check("return { fetch = print, warm = print, warm_every = 5 }"))
+        assert.are.same({}, conf.warnings)
     end)
 
     it("does not take `name ==` for a field", function()
