@@ -377,6 +377,28 @@ int store_wb_retry(const char *q, size_t qlen, const char *dead, size_t dlen, lo
     return send_to(q, qlen, &b, c);
 }
 
+/* KEYS queue, dead; ARGV group, min idle ms, self. XINFO's rows are flat
+ * name/value arrays (Redis 7.2 adds fields: looked up by name). */
+static const char prune_lua[] =
+    "local cs=redis.pcall('XINFO','CONSUMERS',KEYS[1],ARGV[1]) "
+    "if type(cs)~='table' or cs.err then return 0 end local n=0 "
+    "for _,c in ipairs(cs) do local f={} for j=1,#c-1,2 do f[c[j]]=c[j+1] end "
+    "if f.name~=ARGV[3] and tonumber(f.pending)==0 and tonumber(f.idle)>=tonumber(ARGV[2]) then "
+    "redis.call('XGROUP','DELCONSUMER',KEYS[1],ARGV[1],f.name) n=n+1 end end return n";
+
+int store_wb_prune(const char *q, size_t qlen, const char *dead, size_t dlen, const char *self,
+                   long long min_idle_ms, store_cb cb, void *priv)
+{
+    buf_t b = {0};
+    eval_begin(&b, prune_lua, 3, q, qlen, dead, dlen);
+    arg_str(&b, GROUP);
+    reply_bulk_ll(&b, min_idle_ms);
+    arg_str(&b, self);
+    call_t *c = call_new(RK_PLAIN, priv);
+    c->cb = cb;
+    return send_to(q, qlen, &b, c);
+}
+
 /* KEYS queue, dead; ARGV group, limit. */
 static const char status_lua[] =
     "local n=redis.call('XLEN',KEYS[1]) local p=0 "

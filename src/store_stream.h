@@ -62,6 +62,15 @@ int store_wb_bury(const char *q, size_t qlen, const char *dead, size_t dlen,
 int store_wb_retry(const char *q, size_t qlen, const char *dead, size_t dlen, long max, store_cb cb,
                    void *priv);
 
+/* Remove the group's consumers other than self that hold nothing pending
+ * and were idle at least min_idle_ms (instances gone: each process is a
+ * consumer of its own name), checked and removed in one script, so a
+ * consumer with a write in hand is never removed. OK with integer: how
+ * many went. A live instance removed anyway is made again by its next
+ * read. */
+int store_wb_prune(const char *q, size_t qlen, const char *dead, size_t dlen, const char *self,
+                   long long min_idle_ms, store_cb cb, void *priv);
+
 typedef struct store_wb_status {
     store_status_t status;
     const char *err;

@@ -34,7 +34,7 @@ typedef struct wb {
     bool busy;     /* a Redis call or write_batch of the flush is out */
     bool drained;  /* drain: a read found the queue empty */
     long appended; /* writes this instance queued since its last flush began */
-    uint64_t next_flush, retry_at, touched_at;
+    uint64_t next_flush, retry_at, touched_at, next_prune;
     /* the batch in hand: entries and the items write_batch gets */
     wb_entry_t *e;
     size_t n;
@@ -380,10 +380,33 @@ static void flush_start(wb_t *w)
         flush_end(w, false);
 }
 
+static void on_pruned(void *priv, const store_result_t *r)
+{
+    wb_t *w = priv;
+    if (r->status == STORE_OK && r->integer > 0)
+        log_info("[%s] write-behind: removed %lld consumer(s) of instances gone from the queue's "
+                 "group",
+                 w->ns->name, r->integer);
+}
+
+/* Each process joins the group under a name of its own, so consumers of
+ * instances long gone would pile up: every claim_after, remove those with
+ * nothing pending, idle for 4 claim_after (their writes were claimed by
+ * then) and 2 delays (a live instance reads every delay). */
+static void prune(wb_t *w, const policy_conf_t *c, uint64_t now)
+{
+    w->next_prune = now + (uint64_t)(c->wb_claim_after * 1000.0);
+    double idle_s =
+        4 * c->wb_claim_after > 2 * c->wb_delay ? 4 * c->wb_claim_after : 2 * c->wb_delay;
+    store_wb_prune(w->q.data, w->q.len, w->dead.data, w->dead.len, write_behind_consumer(),
+                   (long long)(idle_s * 1000.0), on_pruned, w);
+}
+
 static void wb_tick(wb_t *w, uint64_t now)
 {
     const policy_conf_t *c = wb_conf(w->ns);
     if (!c || W.stopped) return;
+    if (w->group_ok && now >= w->next_prune) prune(w, c, now);
     uint64_t keep_claimed = (uint64_t)(c->wb_claim_after * 1000.0 / 3);
     if (w->busy) {
         /* a write_batch slower than claim_after stays ours while we live */

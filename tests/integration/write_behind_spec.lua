@@ -313,6 +313,14 @@ describe("write-behind", function()
       if n == 2 then twice = twice + 1 end
     end
     assert.equal(50, twice, "duplicates: the killed batch only")
+    -- the killed instance's consumer, nothing pending now, leaves the group
+    -- once idle for 4 claim_after
+    local function consumers()
+      local rows = H.call(redis.port, "XINFO", "CONSUMERS", "lc:{#wb:wbk}:q", "luacached")
+      return type(rows) == "table" and #rows or -1
+    end
+    H.wait_until(function() return consumers() == 1 end, 10, "the dead consumer removed")
+    H.wait_until(function() return K2:log():find("removed 1 consumer", 1, true) end, 2, "logged")
     H.assert_clean_exit(K2)
   end)
 
