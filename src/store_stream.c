@@ -287,37 +287,44 @@ static void add_ids(buf_t *b, const char *const *sids, const size_t *lens, size_
         arg(b, sids[i], lens[i]);
 }
 
-int store_wb_touch(const char *q, size_t qlen, const char *consumer, const char *const *sids,
-                   const size_t *lens, size_t n)
+static void eval_begin(buf_t *b, const char *script, long nargs, const char *q, size_t qlen,
+                       const char *dead, size_t dlen);
+
+/* KEYS queue, dead; ARGV group, consumer, sid... Only entries the consumer
+ * still owns are claimed again: one another instance took over is its now. */
+static const char touch_lua[] = "local lost=0 for i=3,#ARGV do "
+                                "local p=redis.call('XPENDING',KEYS[1],ARGV[1],ARGV[i],ARGV[i],1) "
+                                "if p[1] and p[1][2]==ARGV[2] then "
+                                "redis.call('XCLAIM',KEYS[1],ARGV[1],ARGV[2],0,ARGV[i],'JUSTID') "
+                                "else lost=lost+1 end end return lost";
+
+int store_wb_touch(const char *q, size_t qlen, const char *dead, size_t dlen, const char *consumer,
+                   const char *const *sids, const size_t *lens, size_t n, store_cb cb, void *priv)
 {
     if (n == 0) return 0;
     buf_t b = {0};
-    reply_array(&b, (long)(n + 6));
-    arg_str(&b, "XCLAIM");
-    arg(&b, q, qlen);
+    eval_begin(&b, touch_lua, (long)(n + 2), q, qlen, dead, dlen);
     arg_str(&b, GROUP);
     arg_str(&b, consumer);
-    arg_str(&b, "0");
     add_ids(&b, sids, lens, n);
-    arg_str(&b, "JUSTID");
-    return send_to(q, qlen, &b, NULL);
+    call_t *c = call_new(RK_PLAIN, priv);
+    c->cb = cb;
+    return send_to(q, qlen, &b, c);
 }
 
-int store_wb_done(const char *q, size_t qlen, const char *const *sids, const size_t *lens, size_t n,
-                  store_cb cb, void *priv)
+/* KEYS queue, dead; ARGV group, sid... Acknowledged and deleted together:
+ * an entry acknowledged but left in the stream would never be delivered
+ * again and would hold the queue's length and lag for ever. */
+static const char done_lua[] = "local n=0 for s=2,#ARGV,1000 do local e=math.min(s+999,#ARGV) "
+                               "redis.call('XACK',KEYS[1],ARGV[1],unpack(ARGV,s,e)) "
+                               "n=n+redis.call('XDEL',KEYS[1],unpack(ARGV,s,e)) end return n";
+
+int store_wb_done(const char *q, size_t qlen, const char *dead, size_t dlen,
+                  const char *const *sids, const size_t *lens, size_t n, store_cb cb, void *priv)
 {
-    /* Two commands on one link, answered in order: the XDEL's reply says
-     * both were applied. */
     buf_t b = {0};
-    reply_array(&b, (long)(n + 3));
-    arg_str(&b, "XACK");
-    arg(&b, q, qlen);
+    eval_begin(&b, done_lua, (long)(n + 1), q, qlen, dead, dlen);
     arg_str(&b, GROUP);
-    add_ids(&b, sids, lens, n);
-    if (send_to(q, qlen, &b, NULL) != 0) return -1;
-    reply_array(&b, (long)(n + 2));
-    arg_str(&b, "XDEL");
-    arg(&b, q, qlen);
     add_ids(&b, sids, lens, n);
     call_t *c = call_new(RK_PLAIN, priv);
     c->cb = cb;

@@ -46,13 +46,16 @@ int store_wb_read(const char *q, size_t qlen, const char *consumer, long count, 
 /* Take over entries pending longer than min_idle_ms (XAUTOCLAIM). */
 int store_wb_claim_idle(const char *q, size_t qlen, const char *consumer, long long min_idle_ms,
                         long count, store_xlist_cb cb, void *priv);
-/* Reset the idle time of entries consumer holds (XCLAIM ... JUSTID), so
- * nobody claims a batch being retried. Fire and forget. */
-int store_wb_touch(const char *q, size_t qlen, const char *consumer, const char *const *sids,
-                   const size_t *lens, size_t n);
-/* Written: XACK and XDEL them. OK with integer: entries deleted. */
-int store_wb_done(const char *q, size_t qlen, const char *const *sids, const size_t *lens, size_t n,
-                  store_cb cb, void *priv);
+/* Reset the idle time of the entries consumer still holds (XCLAIM ...
+ * JUSTID), so nobody claims a batch being retried; one another instance
+ * took over meanwhile (this one stalled past claim_after) is left to it.
+ * OK with integer: how many were no longer ours. */
+int store_wb_touch(const char *q, size_t qlen, const char *dead, size_t dlen, const char *consumer,
+                   const char *const *sids, const size_t *lens, size_t n, store_cb cb, void *priv);
+/* Written: XACK and XDEL them, in one script. OK with integer: entries
+ * deleted. */
+int store_wb_done(const char *q, size_t qlen, const char *dead, size_t dlen,
+                  const char *const *sids, const size_t *lens, size_t n, store_cb cb, void *priv);
 /* Given up: copy each to the dead letters with err and attempts, then XACK
  * and XDEL it, in one script. OK with integer: entries moved. */
 int store_wb_bury(const char *q, size_t qlen, const char *dead, size_t dlen,

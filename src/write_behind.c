@@ -29,11 +29,15 @@ typedef struct wb_entry {
 /* Per namespace, created on first use and kept until close. */
 typedef struct wb {
     ns_t *ns;
-    buf_t q, dead; /* key names */
-    bool group_ok; /* XGROUP CREATE answered on this instance */
-    bool busy;     /* a Redis call or write_batch of the flush is out */
-    bool drained;  /* drain: a read found the queue empty */
-    long appended; /* writes this instance queued since its last flush began */
+    buf_t q, dead;     /* key names */
+    bool group_ok;     /* XGROUP CREATE answered on this instance */
+    bool busy;         /* a Redis call or write_batch of the flush is out */
+    bool bury_due;     /* the batch in hand goes to the dead letters (that failed once) */
+    bool claimed;      /* the batch in hand was taken over from another instance */
+    bool lost;         /* ... or another instance took it over from us */
+    uint64_t batch_no; /* of the batch in hand: a late touch reply is about an older one */
+    bool drained;      /* drain: a read found the queue empty */
+    long appended;     /* writes this instance queued since its last flush began */
     uint64_t next_flush, retry_at, touched_at, next_prune;
     /* the batch in hand: entries and the items write_batch gets */
     wb_entry_t *e;
@@ -89,6 +93,7 @@ static void batch_free(wb_t *w)
     w->last_err = NULL;
     w->n = w->nitems = 0;
     w->attempts = 0;
+    w->bury_due = w->claimed = w->lost = false;
 }
 
 static void sids_of(const wb_t *w, const char ***sids, size_t **lens)
@@ -167,21 +172,11 @@ static void on_acked(void *priv, const store_result_t *r)
                  "written again",
                  w->ns->name, r->status == STORE_ERROR ? r->str : "Redis unavailable");
     const policy_conf_t *c = wb_conf(w->ns);
-    bool full = c && (long)w->n >= c->wb_batch;
+    /* a full batch, or one taken over (there may be new writes to read:
+     * that flush read none), means the next flush begins at once */
+    bool more = (c && (long)w->n >= c->wb_batch) || w->claimed;
     batch_free(w);
-    flush_end(w, full);
-}
-
-static void on_buried(void *priv, const store_result_t *r)
-{
-    wb_t *w = priv;
-    if (r->status == STORE_OK) {
-        w->ns->stats.writes_behind_dead += w->nitems;
-        log_error("write-behind %s: %zu writes moved to the dead letters after %ld attempts: %s",
-                  w->ns->name, w->nitems, w->attempts, w->last_err ? w->last_err : "");
-        batch_free(w);
-    } /* else: kept in hand; the next tick tries again */
-    flush_end(w, false);
+    flush_end(w, more);
 }
 
 static uint64_t backoff_ms(const policy_conf_t *c, long attempts)
@@ -192,12 +187,77 @@ static uint64_t backoff_ms(const policy_conf_t *c, long attempts)
     return ms > MAX_BACKOFF_MS ? MAX_BACKOFF_MS : (uint64_t)ms;
 }
 
-static void touch(wb_t *w)
+static void touch(wb_t *w);
+
+/* Moving to the dead letters failed (Redis down, a dead-letter key of
+ * another type): keep the batch, and retry the move, not write_batch, with
+ * the batch's backoff. */
+static void bury_failed(wb_t *w, const char *why)
+{
+    const policy_conf_t *c = wb_conf(w->ns);
+    w->bury_due = true;
+    log_error("write-behind %s: moving %zu writes to the dead letters failed (%s); retrying",
+              w->ns->name, w->nitems, why);
+    w->retry_at = mono_ms() + (c ? backoff_ms(c, w->attempts) : MAX_BACKOFF_MS);
+    touch(w);
+    flush_end(w, false);
+}
+
+static void on_buried(void *priv, const store_result_t *r)
+{
+    wb_t *w = priv;
+    if (r->status != STORE_OK) {
+        bury_failed(w, r->status == STORE_ERROR ? r->str : "Redis unavailable");
+        return;
+    }
+    w->ns->stats.writes_behind_dead += w->nitems;
+    log_error("write-behind %s: %zu writes moved to the dead letters after %ld attempts: %s",
+              w->ns->name, w->nitems, w->attempts, w->last_err ? w->last_err : "");
+    batch_free(w);
+    flush_end(w, false);
+}
+
+static void bury(wb_t *w)
 {
     const char **sids;
     size_t *lens;
     sids_of(w, &sids, &lens);
-    store_wb_touch(w->q.data, w->q.len, write_behind_consumer(), sids, lens, w->n);
+    int rc = store_wb_bury(w->q.data, w->q.len, w->dead.data, w->dead.len, sids, lens, w->n,
+                           w->last_err ? w->last_err : "", w->attempts, on_buried, w);
+    free(sids);
+    free(lens);
+    if (rc != 0) bury_failed(w, "Redis unavailable");
+}
+
+typedef struct touch_call {
+    wb_t *w;
+    uint64_t batch_no;
+} touch_call_t;
+
+static void on_touched(void *priv, const store_result_t *r)
+{
+    touch_call_t *t = priv;
+    wb_t *w = t->w;
+    bool same = t->batch_no == w->batch_no;
+    free(t);
+    if (!same || r->status != STORE_OK || r->integer <= 0 || w->lost || w->n == 0) return;
+    w->lost = true; /* dropped when write_batch is not running (wb_tick, on_batch) */
+    log_warn("write-behind %s: %lld writes of the batch in hand were taken over by another "
+             "instance (this one stalled past claim_after): the batch is left to it",
+             w->ns->name, r->integer);
+}
+
+static void touch(wb_t *w)
+{
+    if (w->n == 0) return;
+    const char **sids;
+    size_t *lens;
+    sids_of(w, &sids, &lens);
+    touch_call_t *t = xmalloc(sizeof(*t));
+    *t = (touch_call_t){w, w->batch_no};
+    if (store_wb_touch(w->q.data, w->q.len, w->dead.data, w->dead.len, write_behind_consumer(),
+                       sids, lens, w->n, on_touched, t) != 0)
+        free(t);
     w->touched_at = mono_ms();
     free(sids);
     free(lens);
@@ -234,7 +294,8 @@ static void on_batch(void *priv, const char *err)
         w->ns->stats.writes_behind_ok += w->nitems;
         reinvalidate_deletes(w);
         sids_of(w, &sids, &lens);
-        int rc = store_wb_done(w->q.data, w->q.len, sids, lens, w->n, on_acked, w);
+        int rc = store_wb_done(w->q.data, w->q.len, w->dead.data, w->dead.len, sids, lens, w->n,
+                               on_acked, w);
         free(sids);
         free(lens);
         if (rc != 0) on_acked(w, &(store_result_t){.status = STORE_DOWN});
@@ -242,21 +303,29 @@ static void on_batch(void *priv, const char *err)
     }
     w->attempts++;
     w->ns->stats.writes_behind_error += w->nitems;
+    if (w->lost) { /* another instance has it now: it retries it */
+        batch_free(w);
+        flush_end(w, false);
+        return;
+    }
     free(w->last_err);
     w->last_err = xstrdup(err);
-    long max = c ? c->wb_max_retries : 0;
+    if (!c) { /* reloaded without write_behind meanwhile: the writes wait in the queue */
+        log_warn("write-behind %s: batch of %zu writes failed (%s); kept for a version with "
+                 "write_behind",
+                 w->ns->name, w->nitems, err);
+        w->retry_at = mono_ms() + MAX_BACKOFF_MS;
+        flush_end(w, false);
+        return;
+    }
+    long max = c->wb_max_retries;
     if (w->attempts > max && !W.stopped) {
-        sids_of(w, &sids, &lens);
-        int rc = store_wb_bury(w->q.data, w->q.len, w->dead.data, w->dead.len, sids, lens, w->n,
-                               err, w->attempts, on_buried, w);
-        free(sids);
-        free(lens);
-        if (rc != 0) flush_end(w, false);
+        bury(w);
         return;
     }
     log_warn("write-behind %s: batch of %zu writes failed (attempt %ld of %ld): %s", w->ns->name,
              w->nitems, w->attempts, max + 1, err);
-    w->retry_at = mono_ms() + (c ? backoff_ms(c, w->attempts) : MAX_BACKOFF_MS);
+    w->retry_at = mono_ms() + backoff_ms(c, w->attempts);
     touch(w);
     flush_end(w, false);
 }
@@ -299,6 +368,7 @@ static void take(wb_t *w, const store_xlist_t *l)
 {
     w->e = xcalloc(l->n, sizeof(*w->e));
     w->n = l->n;
+    w->batch_no++;
     for (size_t i = 0; i < l->n; i++) {
         const store_xentry_t *x = &l->e[i];
         wb_entry_t *e = &w->e[i];
@@ -337,6 +407,7 @@ static void on_claimed(void *priv, const store_xlist_t *l)
     if (l->status == STORE_OK && l->n > 0) {
         log_info("write-behind %s: took over %zu writes idle for %.3g s", w->ns->name, l->n,
                  c ? c->wb_claim_after : 0);
+        w->claimed = true;
         take(w, l);
         return;
     }
@@ -413,11 +484,18 @@ static void wb_tick(wb_t *w, uint64_t now)
         if (w->n > 0 && w->items && now - w->touched_at >= keep_claimed) touch(w);
         return;
     }
+    if (w->n > 0 && w->lost) { /* taken over while it waited for its retry */
+        batch_free(w);
+        return;
+    }
     if (w->n > 0) { /* a failed batch waits for its retry */
         if (now >= w->retry_at) {
             touch(w);
             w->busy = true;
-            run_batch(w);
+            if (w->bury_due)
+                bury(w);
+            else
+                run_batch(w);
         } else if (now - w->touched_at >= keep_claimed) {
             touch(w);
         }
@@ -471,6 +549,11 @@ bool write_behind_busy(void)
     for (dict_entry_t *e = dict_first(&W.by_ns, &i); e; e = dict_next(&W.by_ns, &i, e)) {
         const wb_t *w = e->value;
         if (!wb_conf(w->ns)) continue;
+        /* a removed namespace is not ticked: only a call already out holds us */
+        if (w->ns->removed) {
+            if (w->busy) return true;
+            continue;
+        }
         if (w->busy || (W.draining && !w->drained && w->n == 0)) return true;
     }
     return false;

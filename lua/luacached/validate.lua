@@ -101,14 +101,27 @@ local function int_between(what, lo, hi)
     end
 end
 
+-- seconds in (lo, hi] or [lo, hi]: a write-behind timer (ticks run every 50 ms, and
+-- the C side converts to whole milliseconds)
+local function seconds_between(what, lo, hi, lo_open)
+    return function(v)
+        local ok = finite(v) and v <= hi and (lo_open and v > lo or not lo_open and v >= lo)
+        if not ok then
+            return fmt("%s must be a number of seconds %s %g and at most %g %s", what,
+                lo_open and "above" or "from", lo, hi, got(v))
+        end
+    end
+end
+
 local WB_RULES = {
-    delay = positive("write_behind.delay"),
+    delay = seconds_between("write_behind.delay", 0, 86400, true),
     batch = int_between("write_behind.batch", 1, M.MAX_WRITE_BATCH),
     coalesce = function(v)
         if type(v) ~= "boolean" then return "write_behind.coalesce must be a boolean " .. got(v) end
     end,
     max_retries = int_between("write_behind.max_retries", 0, 1000),
-    claim_after = positive("write_behind.claim_after"),
+    -- kept claimed every claim_after / 3 by a 50 ms tick: not much shorter
+    claim_after = seconds_between("write_behind.claim_after", 0.2, 86400),
 }
 
 local NAMES = {}
