@@ -178,9 +178,9 @@ describe("SET options and EXISTS", function()
 end)
 
 describe("MULTI / EXEC / DISCARD", function()
-  local origin, srv, c
+  local redis, origin, srv, c
   setup(function()
-    _, origin, srv = start_all()
+    redis, origin, srv = start_all()
     c = srv:client()
   end)
   teardown(H.cleanup)
@@ -220,6 +220,20 @@ describe("MULTI / EXEC / DISCARD", function()
     assert.same({ 0, "integer" }, { c:call("EXISTS", "widget:m3") })
     -- the connection is out of MULTI again
     assert_err("ERR EXEC without MULTI", c:call("EXEC"))
+  end)
+
+  it("a queue past --output-limit is refused, and EXEC aborts", function()
+    local small = H.start_server{ redis_port = redis.port, policies_dir = srv.policies_dir,
+                                  extra_args = { "--output-limit", "1048576" } }
+    local m = small:client()
+    local big = string.rep("v", 300 * 1024)
+    assert.equal("OK", (m:call("MULTI")))
+    for i = 1, 3 do assert.equal("QUEUED", (m:call("SET", "widget:big" .. i, big))) end
+    assert_err("ERR queued commands exceed --output-limit (1048576 bytes)", m:call("SET", "widget:big4", big))
+    assert_err("EXECABORT Transaction discarded because of previous errors.", m:call("EXEC"))
+    assert.same({ 0, "integer" }, { m:call("EXISTS", "widget:big1") })
+    m:close()
+    H.assert_clean_exit(small)
   end)
 
   it("nested MULTI, EXEC/DISCARD without MULTI, DISCARD drops the queue", function()
