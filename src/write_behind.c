@@ -9,6 +9,7 @@
 
 #include "dict.h"
 #include "keys.h"
+#include "del_job.h"
 #include "log.h"
 #include "policy.h"
 #include "reply.h"
@@ -596,12 +597,20 @@ bool write_behind_del_wanted(const cache_key_t *keys, long nkeys)
     return false;
 }
 
-static void queue_error(buf_t *out, const store_result_t *r)
+/* "write queue unavailable: ..." for a failed append. */
+static void queue_error_text(char *out, size_t size, const store_result_t *r)
 {
     if (r && r->status == STORE_ERROR)
-        reply_error(out, "write queue unavailable: %.*s", (int)r->len, r->str);
+        snprintf(out, size, "write queue unavailable: %.*s", (int)r->len, r->str);
     else
-        reply_error(out, "write queue unavailable: Redis did not answer");
+        snprintf(out, size, "write queue unavailable: Redis did not answer");
+}
+
+static void queue_error(buf_t *out, const store_result_t *r)
+{
+    char err[256];
+    queue_error_text(err, sizeof(err), r);
+    reply_error(out, "%s", err);
 }
 
 static void queued(wb_t *w)
@@ -651,74 +660,27 @@ void write_behind_set(sink_t *sink, const cache_key_t *key, const char *value, s
         on_set_queued(j, &(store_result_t){.status = STORE_DOWN});
 }
 
-typedef struct del_job {
-    sink_t *sink;
-    long n, pending;
-    cache_key_t *keys; /* ids copied */
-    bool *failed;
-    char *first_err;
-} del_job_t;
-
 typedef struct del_one {
     del_job_t *job;
     long i;
 } del_one_t;
 
-static void on_del_removed(void *priv, long long removed, const char *err)
-{
-    del_job_t *j = priv;
-    buf_t *out = sink_out(j->sink);
-    if (j->first_err)
-        reply_error(out, "%s", j->first_err);
-    else if (err)
-        reply_error(out, "%s", err);
-    else
-        reply_int(out, removed);
-    sink_finish(j->sink);
-    for (long i = 0; i < j->n; i++)
-        free((char *)j->keys[i].id);
-    free(j->keys);
-    free(j->failed);
-    free(j->first_err);
-    free(j);
-}
-
-/* Every append answered: the keys queued (and those of other namespaces)
- * leave the cache; those whose append failed stay. */
-static void del_cached(del_job_t *j)
-{
-    sink_release_input(j->sink);
-    cache_key_t *gone = xcalloc((size_t)j->n, sizeof(*gone));
-    long k = 0;
-    for (long i = 0; i < j->n; i++)
-        if (!j->failed[i]) gone[k++] = j->keys[i];
-    if (k > 0)
-        cache_del_keys(gone, k, true, on_del_removed, j);
-    else
-        on_del_removed(j, 0, NULL);
-    free(gone);
-}
-
 static void on_del_queued(void *priv, const store_result_t *r)
 {
     del_one_t *d = priv;
     del_job_t *j = d->job;
-    wb_t *w = wb_get(j->keys[d->i].ns);
-    if (r->status != STORE_OK) {
-        j->failed[d->i] = true;
-        w->ns->stats.writes_behind_queue_error++;
-        if (!j->first_err) {
-            buf_t e = {0};
-            queue_error(&e, r);
-            /* reply_error wrote "-ERR ...\r\n": keep the text */
-            j->first_err = xmemdup(e.data + 5, e.len > 7 ? e.len - 7 : 0);
-            buf_free(&e);
-        }
-    } else {
-        queued(w);
-    }
+    long i = d->i;
     free(d);
-    if (--j->pending == 0) del_cached(j);
+    wb_t *w = wb_get(del_job_key(j, i)->ns);
+    if (r->status == STORE_OK) {
+        queued(w);
+        del_job_step_done(j, i, NULL);
+        return;
+    }
+    w->ns->stats.writes_behind_queue_error++;
+    char err[256];
+    queue_error_text(err, sizeof(err), r);
+    del_job_step_done(j, i, err);
 }
 
 void write_behind_del(sink_t *sink, const cache_key_t *keys, long nkeys)
@@ -730,28 +692,18 @@ void write_behind_del(sink_t *sink, const cache_key_t *keys, long nkeys)
             sink_finish(sink);
             return;
         }
-    del_job_t *j = xcalloc(1, sizeof(*j));
-    j->sink = sink;
-    j->n = nkeys;
-    j->keys = xcalloc((size_t)nkeys, sizeof(*j->keys));
-    j->failed = xcalloc((size_t)nkeys, sizeof(*j->failed));
+    del_job_t *j = del_job_new(sink, keys, nkeys);
     for (long i = 0; i < nkeys; i++) {
-        j->keys[i] = keys[i];
-        j->keys[i].id = xmemdup(keys[i].id, keys[i].idlen);
-    }
-    sink_hold_input(sink);
-    j->pending = 1; /* held until every append is sent */
-    for (long i = 0; i < nkeys; i++) {
-        if (!wb_conf(j->keys[i].ns)) continue;
-        wb_t *w = wb_get(j->keys[i].ns);
+        const cache_key_t *k = del_job_key(j, i);
+        if (!wb_conf(k->ns)) continue;
+        wb_t *w = wb_get(k->ns);
         del_one_t *d = xcalloc(1, sizeof(*d));
         *d = (del_one_t){j, i};
-        j->pending++;
-        if (store_wb_append(w->q.data, w->q.len, j->keys[i].id, j->keys[i].idlen, NULL, 0,
-                            on_del_queued, d) != 0)
+        del_job_step(j);
+        if (store_wb_append(w->q.data, w->q.len, k->id, k->idlen, NULL, 0, on_del_queued, d) != 0)
             on_del_queued(d, &(store_result_t){.status = STORE_DOWN});
     }
-    if (--j->pending == 0) del_cached(j);
+    del_job_started(j);
 }
 
 /* ---- WRITES ns [RETRY] --------------------------------------------------- */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "del_job.h"
 #include "policy.h"
 #include "reply.h"
 #include "util.h"
@@ -96,49 +97,6 @@ void write_through_set(sink_t *sink, const cache_key_t *key, const char *value, 
 
 /* ---- DEL ------------------------------------------------------------------ */
 
-typedef struct del_job {
-    sink_t *sink;
-    long n, pending;
-    cache_key_t *keys; /* ids copied */
-    bool *failed;
-    char *first_err;
-} del_job_t;
-
-static void on_removed(void *priv, long long removed, const char *err)
-{
-    del_job_t *j = priv;
-    buf_t *out = sink_out(j->sink);
-    if (j->first_err)
-        reply_error(out, "%s", j->first_err);
-    else if (err)
-        reply_error(out, "%s", err);
-    else
-        reply_int(out, removed);
-    sink_finish(j->sink);
-    for (long i = 0; i < j->n; i++)
-        free((char *)j->keys[i].id);
-    free(j->keys);
-    free(j->failed);
-    free(j->first_err);
-    free(j);
-}
-
-/* Every origin delete answered: invalidate the keys that are gone there
- * (and those with no delete function). */
-static void del_cached(del_job_t *j)
-{
-    sink_release_input(j->sink);
-    cache_key_t *gone = xcalloc((size_t)j->n, sizeof(*gone));
-    long k = 0;
-    for (long i = 0; i < j->n; i++)
-        if (!j->failed[i]) gone[k++] = j->keys[i];
-    if (k > 0)
-        cache_del_keys(gone, k, true, on_removed, j);
-    else
-        on_removed(j, 0, NULL);
-    free(gone);
-}
-
 typedef struct del_one {
     del_job_t *job;
     long i;
@@ -150,41 +108,30 @@ static void on_deleted(void *priv, const char *value, size_t len, const char *er
     LC_UNUSED(value);
     LC_UNUSED(len);
     del_one_t *d = priv;
-    del_job_t *j = d->job;
-    ns_t *ns = j->keys[d->i].ns;
-    if (err) {
-        j->failed[d->i] = true;
+    ns_t *ns = del_job_key(d->job, d->i)->ns;
+    if (err)
         ns->stats.writes_through_error++;
-        if (!j->first_err) j->first_err = xmemdup(err, strlen(err));
-    } else {
+    else
         ns->stats.writes_through_ok++;
-    }
     policy_unref(d->p);
+    del_job_t *j = d->job;
+    long i = d->i;
     free(d);
-    if (--j->pending == 0) del_cached(j);
+    del_job_step_done(j, i, err);
 }
 
 void write_through_del(sink_t *sink, const cache_key_t *keys, long nkeys)
 {
-    del_job_t *j = xcalloc(1, sizeof(*j));
-    j->sink = sink;
-    j->n = nkeys;
-    j->keys = xcalloc((size_t)nkeys, sizeof(*j->keys));
-    j->failed = xcalloc((size_t)nkeys, sizeof(*j->failed));
+    del_job_t *j = del_job_new(sink, keys, nkeys);
     for (long i = 0; i < nkeys; i++) {
-        j->keys[i] = keys[i];
-        j->keys[i].id = xmemdup(keys[i].id, keys[i].idlen);
-    }
-    sink_hold_input(sink);
-    j->pending = 1; /* held until every delete is started */
-    for (long i = 0; i < nkeys; i++) {
-        policy_t *p = j->keys[i].ns->cur;
+        const cache_key_t *k = del_job_key(j, i);
+        policy_t *p = k->ns->cur;
         if (!p || !p->conf.has_delete) continue;
         del_one_t *d = xcalloc(1, sizeof(*d));
         *d = (del_one_t){j, i, p};
         policy_ref(p);
-        j->pending++;
-        policy_delete(p, j->keys[i].id, j->keys[i].idlen, on_deleted, d);
+        del_job_step(j);
+        policy_delete(p, k->id, k->idlen, on_deleted, d);
     }
-    if (--j->pending == 0) del_cached(j);
+    del_job_started(j);
 }
