@@ -56,6 +56,14 @@ static call_t *call_new(reply_kind_t kind, void *priv)
     return c;
 }
 
+/* Send cmd to key's slot; cb gets the reply as a store_result_t. */
+static int send_plain(const char *key, size_t klen, buf_t *cmd, store_cb cb, void *priv)
+{
+    call_t *c = call_new(RK_PLAIN, priv);
+    c->cb = cb;
+    return send_to(key, klen, cmd, c);
+}
+
 /* ---- decoding ------------------------------------------------------------ */
 
 static bool is_str(const redisReply *r)
@@ -239,9 +247,7 @@ int store_wb_append(const char *q, size_t qlen, const char *id, size_t idlen, co
         arg_str(&b, "value");
         arg(&b, value, vlen);
     }
-    call_t *c = call_new(RK_PLAIN, priv);
-    c->cb = cb;
-    return send_to(q, qlen, &b, c);
+    return send_plain(q, qlen, &b, cb, priv);
 }
 
 int store_wb_read(const char *q, size_t qlen, const char *consumer, long count, store_xlist_cb cb,
@@ -307,9 +313,7 @@ int store_wb_touch(const char *q, size_t qlen, const char *dead, size_t dlen, co
     arg_str(&b, GROUP);
     arg_str(&b, consumer);
     add_ids(&b, sids, lens, n);
-    call_t *c = call_new(RK_PLAIN, priv);
-    c->cb = cb;
-    return send_to(q, qlen, &b, c);
+    return send_plain(q, qlen, &b, cb, priv);
 }
 
 /* KEYS queue, dead; ARGV group, sid... Acknowledged and deleted together:
@@ -326,9 +330,7 @@ int store_wb_done(const char *q, size_t qlen, const char *dead, size_t dlen,
     eval_begin(&b, done_lua, (long)(n + 1), q, qlen, dead, dlen);
     arg_str(&b, GROUP);
     add_ids(&b, sids, lens, n);
-    call_t *c = call_new(RK_PLAIN, priv);
-    c->cb = cb;
-    return send_to(q, qlen, &b, c);
+    return send_plain(q, qlen, &b, cb, priv);
 }
 
 static void eval_begin(buf_t *b, const char *script, long nargs, const char *q, size_t qlen,
@@ -360,9 +362,7 @@ int store_wb_bury(const char *q, size_t qlen, const char *dead, size_t dlen,
     arg_str(&b, err);
     reply_bulk_ll(&b, attempts);
     add_ids(&b, sids, lens, n);
-    call_t *c = call_new(RK_PLAIN, priv);
-    c->cb = cb;
-    return send_to(q, qlen, &b, c);
+    return send_plain(q, qlen, &b, cb, priv);
 }
 
 /* KEYS queue, dead; ARGV max. Only op, id and value go back. */
@@ -379,9 +379,7 @@ int store_wb_retry(const char *q, size_t qlen, const char *dead, size_t dlen, lo
     buf_t b = {0};
     eval_begin(&b, retry_lua, 1, q, qlen, dead, dlen);
     reply_bulk_ll(&b, max);
-    call_t *c = call_new(RK_PLAIN, priv);
-    c->cb = cb;
-    return send_to(q, qlen, &b, c);
+    return send_plain(q, qlen, &b, cb, priv);
 }
 
 /* KEYS queue, dead; ARGV group, min idle ms, self. XINFO's rows are flat
@@ -401,9 +399,7 @@ int store_wb_prune(const char *q, size_t qlen, const char *dead, size_t dlen, co
     arg_str(&b, GROUP);
     reply_bulk_ll(&b, min_idle_ms);
     arg_str(&b, self);
-    call_t *c = call_new(RK_PLAIN, priv);
-    c->cb = cb;
-    return send_to(q, qlen, &b, c);
+    return send_plain(q, qlen, &b, cb, priv);
 }
 
 /* KEYS queue, dead; ARGV group, limit. */
