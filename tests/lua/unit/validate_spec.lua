@@ -188,6 +188,8 @@ describe("luacached.validate", function()
             { "    coalesce = 1,", "policies/user.lua:4: write_behind.coalesce must be a boolean (got 1)" },
             { "    max_retries = -1,", "policies/user.lua:4: write_behind.max_retries must be an integer between 0 and 1000 (got -1)" },
             { "    claim_after = 'x',", "policies/user.lua:4: write_behind.claim_after must be a number of seconds from 0.2 and at most 86400 (got string)" },
+            { "    claim_after = 0.1,", "policies/user.lua:4: write_behind.claim_after must be a number of seconds from 0.2 and at most 86400 (got 0.1)" },
+            { "    delay = 1e20,", "policies/user.lua:4: write_behind.delay must be a number of seconds above 0 and at most 86400 (got 1e+20)" },
             { "    dealy = 1,", "policies/user.lua:4: write_behind: unknown field 'dealy' (fields are delay, batch, coalesce, max_retries and claim_after)" },
         }
         for _, c in ipairs(bad) do
