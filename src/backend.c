@@ -265,6 +265,11 @@ int backend_send_node(size_t node, backend_cb cb, void *priv, const char *cmd, s
     return link_send_formatted(l, cb, priv, cmd, len);
 }
 
+void backend_flush_writes(void)
+{
+    link_flush_writes();
+}
+
 void backend_barrier(void (*cb)(void *priv), void *priv)
 {
     if (be.mode == REDIS_MODE_CLUSTER)

@@ -127,6 +127,9 @@ int backend_send_node(size_t node, backend_cb cb, void *priv, const char *cmd, s
  * with one server, whose order is the order of calls): a broadcast about
  * writes on several nodes goes after them. */
 void backend_barrier(void (*cb)(void *priv), void *priv);
+/* Write what is queued on every link now (link_flush_writes): for the
+ * store's batches, sent from a prepare callback. */
+void backend_flush_writes(void);
 
 typedef struct backend_cluster_stats {
     size_t masters, masters_up;

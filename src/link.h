@@ -165,6 +165,11 @@ void link_lost(struct redis_link *link, const char *why, enum link_loss loss);
 void link_up(struct redis_link *link);
 void link_timer_cb(uv_timer_t *t);
 
+/* Write every link's queued commands now, not at the loop's next prepare
+ * phase: for a caller that queues them from a prepare callback of its own
+ * (see "Writes without waiting for writable" in link.c). */
+void link_flush_writes(void);
+
 /* Queue a command (link up or connecting; callers check state). 0 queued;
  * -1 not (nothing will be called). */
 int link_send_formatted(struct redis_link *link, link_cb cb, void *priv, const char *cmd,

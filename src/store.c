@@ -487,6 +487,9 @@ static void on_prepare(uv_prepare_t *h)
     uv_prepare_stop(h);
     reads.armed = false;
     flush_pending();
+    /* Out before the loop polls, whether link.c's prepare callback
+     * ran before this one or not. */
+    backend_flush_writes();
 }
 
 /* Send the open batch before the loop next polls. */
