@@ -8,6 +8,8 @@
  *   P <instance> <glob>               every rkey matching glob was invalidated (PURGE)
  *   T <instance> <tag>                the tag was purged (PURGETAG)
  *   G <instance> <ns> <gen>           namespace ns is at generation gen (FLUSHNS)
+ *   B <len>:<message>...              several of the above in one PUBLISH (the
+ *                                     store script's batch of F messages)
  *
  * <instance> is the sender's random id: a process ignores its own messages,
  * having applied them already. Unknown types are ignored, so an older
@@ -124,8 +126,8 @@ int bcast_gen(const ns_t *ns, long long gen, store_cb cb, void *priv)
  * Receiving
  * ------------------------------------------------------------------------- */
 
-/* "<len>:<bytes>" repeated; stops at the first malformed item. */
-static void on_keys(const char *p, size_t len)
+/* "<len>:<bytes>" repeated: fn on each item; stops at the first malformed one. */
+static void each_counted(const char *p, size_t len, void (*fn)(const char *item, size_t n))
 {
     const char *end = p + len;
     while (p < end) {
@@ -133,9 +135,14 @@ static void on_keys(const char *p, size_t len)
         long long n;
         if (!colon || parse_ll(p, (size_t)(colon - p), &n) != 0 || n < 0 || n > end - (colon + 1))
             return;
-        bus_emit(BUS_KEY_INVALIDATED, &(bus_msg_t){.key = colon + 1, .len = (size_t)n});
+        fn(colon + 1, (size_t)n);
         p = colon + 1 + n;
     }
+}
+
+static void key_invalidated(const char *rkey, size_t len)
+{
+    bus_emit(BUS_KEY_INVALIDATED, &(bus_msg_t){.key = rkey, .len = len});
 }
 
 static void on_gen(const char *p, size_t len)
@@ -147,9 +154,20 @@ static void on_gen(const char *p, size_t len)
     if (ns) bus_emit(BUS_GEN_SEEN, &(bus_msg_t){.ns = ns, .gen = gen});
 }
 
+/* One message of a "B <len>:<message>..." envelope, as if it came alone.
+ * An envelope inside one is ignored (none is sent). */
+static void enveloped(const char *msg, size_t len)
+{
+    if (len > 0 && msg[0] != 'B') bcast_on_message(msg, len);
+}
+
 void bcast_on_message(const char *msg, size_t len)
 {
     if (len < 4 || msg[1] != ' ') return;
+    if (msg[0] == 'B') {
+        each_counted(msg + 2, len - 2, enveloped);
+        return;
+    }
     const char *inst = msg + 2;
     const char *sp = memchr(inst, ' ', len - 2);
     if (!sp) return;
@@ -167,7 +185,7 @@ void bcast_on_message(const char *msg, size_t len)
         bus_emit(BUS_KEY_INVALIDATED, &m);
         break;
     case 'K':
-        on_keys(rest, rlen);
+        each_counted(rest, rlen, key_invalidated);
         break;
     case 'P':
         bus_emit(BUS_KEYS_INVALIDATED, &m);

@@ -251,17 +251,23 @@ static struct script {
                                "end redis.call('set',KEYS[1],string.format('%.0f',g)) return g"},
     /* A turn's stores if locked: ARGV[1] the channel; for each pair of
      * keys (entry, lock), args token, value, px, message: store while the
-     * lock holds token and drop the lock (1), else 0; then PUBLISH the
-     * message (if not empty), after the entry as a separate PUBLISH
-     * would be. */
-    [SC_PUT_BATCH] = {"local r,c={},ARGV[1] for n=1,#KEYS/2 do "
+     * lock holds token and drop the lock (1), else 0. Then the messages
+     * (those not empty) are published, in one PUBLISH: a lone one as it
+     * is, several as "B <len>:<message>..." (docs/STORAGE.md), which
+     * receivers unpack (bcast.c). A PUBLISH per key cost Redis about 1 us
+     * of the batch's ~5.5 per key (docs/PERFORMANCE.md); subscribers see
+     * none of them before the script ends either way. */
+    [SC_PUT_BATCH] = {"local r,c,m={},ARGV[1],{} for n=1,#KEYS/2 do "
                       "local k,l,a=KEYS[2*n-1],KEYS[2*n],4*n-2 "
                       "local g=redis.pcall('get',l) "
                       "if type(g)=='table' and g.err then r[n]=g elseif g==ARGV[a] then "
                       "local s=redis.pcall('set',k,ARGV[a+1],'px',ARGV[a+2]) "
                       "if type(s)=='table' and s.err then r[n]=s else "
                       "redis.call('del',l) r[n]=1 end else r[n]=0 end "
-                      "if #ARGV[a+3]>0 then redis.pcall('publish',c,ARGV[a+3]) end end return r"},
+                      "if #ARGV[a+3]>0 then m[#m+1]=ARGV[a+3] end end "
+                      "if #m==1 then redis.pcall('publish',c,m[1]) elseif #m>1 then "
+                      "for i=1,#m do m[i]=#m[i]..':'..m[i] end "
+                      "redis.pcall('publish',c,'B '..table.concat(m)) end return r"},
     /* PUBLISH on the node of KEYS[1] (cluster only, see store_publish). */
     [SC_PUBLISH] = {"return redis.call('publish',ARGV[1],ARGV[2])"},
 };
@@ -535,8 +541,8 @@ int store_get(const char *key, size_t len, store_cb cb, void *priv)
  *  - locks: one SET NX PX per key, then one MGET of all their entries
  *    (each key's read still comes after its own lock; a key's commands
  *    never meet another key's);
- *  - stores: one script call for the batch, each key checked, stored,
- *    unlocked and broadcast in turn.
+ *  - stores: one script call for the batch, each key checked, stored and
+ *    unlocked in turn, then one PUBLISH of the batch's messages.
  * Measured (docs/PERFORMANCE.md, issue 7): Redis pays for a call inside a
  * script about what it pays for a command, so the locks stay commands and
  * only their reads are merged; the store, a script anyway, pays its

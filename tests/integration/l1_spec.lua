@@ -158,6 +158,39 @@ describe("in-process tier", function()
     cb:close()
   end)
 
+  it("applies each broadcast of a batch envelope (B), and ignores a malformed one", function()
+    -- the store script publishes a batch's F messages as one
+    -- "B <len>:<message>..." (docs/STORAGE.md); I messages in one here,
+    -- so what each did shows: the tier drops the item
+    local c = a:client()
+    for _, id in ipairs{ "hot:7", "hot:8" } do
+      assert.is_string(c:call("GET", id))
+      poke_value(redis, "lc:{" .. id .. "}", "changed " .. id)
+      assert.is_not.equal("changed " .. id, c:call("GET", id)) -- from a's tier
+    end
+    local rc = redis:client()
+    local function envelope(msgs)
+      local parts = {}
+      for i, m in ipairs(msgs) do parts[i] = #m .. ":" .. m end
+      return "B " .. table.concat(parts)
+    end
+    -- malformed ones first: a's tier keeps both items, a keeps answering
+    for _, bad in ipairs{ "B 999:I x lc:{hot:7}", "B x:I x lc:{hot:7}", "B -1:",
+      envelope{ envelope{ "I other lc:{hot:7}" } }, "B ", "B 0:" } do
+      rc:call("PUBLISH", "lc:#events", bad)
+    end
+    assert.equal("PONG", c:call("PING"))
+    assert.is_not.equal("changed hot:7", c:call("GET", "hot:7"))
+    rc:call("PUBLISH", "lc:#events", envelope{ "I other lc:{hot:7}", "I other lc:{hot:8}" })
+    for _, id in ipairs{ "hot:7", "hot:8" } do
+      -- well before the item's l1_ttl (2 s) would drop it anyway
+      H.wait_until(function() return c:call("GET", id) == "changed " .. id end, 0.5,
+        id .. " dropped from a's tier by the envelope")
+    end
+    rc:close()
+    c:close()
+  end)
+
   it("caches not-found answers in the tier too", function()
     local c = a:client()
     assert.is_nil(c:call("GET", "hot:missing-5"))
