@@ -105,9 +105,9 @@ header
 echo "# luacached $BIN; nutcracker $(nutcracker --version 2>&1 | sed -n 's/.*nutcracker-//p'), 1 server link"
 echo "# $N GETs per round, $KEYS keys of $VALUE_SIZE bytes, median of $RUNS rounds"
 echo "# r = redis-server direct, nc = nutcracker -> same redis, lc = luacached (Redis-backed hits), l1 = luacached in-process tier"
-echo "# cpu us/req: CPU (user+sys, /proc/PID/stat) per GET of the server itself: redis-server for r, nutcracker for nc, luacached for lc/l1; +redis: of the redis-server behind nc/lc/l1"
-fmt='%-12s %10s %10s %10s %10s   %-27s %-27s %6s %6s %6s %6s   %-23s %-17s\n'
-printf "$fmt" scenario r_rps nc_rps lc_rps l1_rps "p50 ms r/nc/lc/l1" "p99 ms r/nc/lc/l1" nc/r lc/r lc/nc l1/r "cpu us/req r/nc/lc/l1" "+redis nc/lc/l1"
+echo "# cpu us/req: CPU (user+sys, /proc/PID/stat) per GET of the server itself: redis-server for r, nutcracker for nc, luacached for lc/l1; +redis: of the redis-server behind nc/lc/l1; sys: the system part of cpu (r/l1)"
+fmt='%-12s %10s %10s %10s %10s   %-27s %-27s %6s %6s %6s %6s   %-23s %-17s %-11s\n'
+printf "$fmt" scenario r_rps nc_rps lc_rps l1_rps "p50 ms r/nc/lc/l1" "p99 ms r/nc/lc/l1" nc/r lc/r lc/nc l1/r "cpu us/req r/nc/lc/l1" "+redis nc/lc/l1" "sys r/l1"
 for scenario in "${SCEN[@]}"; do
     set -- $scenario
     c=$1 p=$2
@@ -127,7 +127,8 @@ for scenario in "${SCEN[@]}"; do
     printf "$fmt" "-c $c -P $p" "$(printf %.0f "$rr")" "$(printf %.0f "$nr")" "$(printf %.0f "$lr")" "$(printf %.0f "$mr")" \
         "$(col r 2)/$(col n 2)/$(col l 2)/$(col m 2)" "$(col r 3)/$(col n 3)/$(col l 3)/$(col m 3)" \
         "$(ratio "$nr" "$rr")" "$(ratio "$lr" "$rr")" "$(ratio "$lr" "$nr")" "$(ratio "$mr" "$rr")" \
-        "$(col r 4)/$(col n 4)/$(col l 4)/$(col m 4)" "$(col n 5)/$(col l 5)/$(col m 5)"
+        "$(col r 4)/$(col n 4)/$(col l 4)/$(col m 4)" "$(col n 5)/$(col l 5)/$(col m 5)" \
+        "$(col r 6)/$(col m 6)"
     if [[ -n ${RAW:-} ]]; then
         for t in r n l m; do echo "#   $t rps per round: $(cut -d' ' -f1 "$TMP/$t" | xargs)"; done
     fi

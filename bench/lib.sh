@@ -125,23 +125,28 @@ cpu_ticks() { # pid[,pid...] | - -> their utime + stime in clock ticks (/proc/PI
     for p in ${1//,/ }; do t=$((t + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{ print $12 + $13 }'))); done
     echo "$t"
 }
+sys_ticks() { # pid -> its stime alone (field 15): the kernel's share, sockets and polling
+    sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $13 }'
+}
 per_req_us() { # ticks requests -> microseconds of CPU per request
     awk -v t="$1" -v n="$2" -v hz="$BENCH_TICK" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }'
 }
 
 # port clients pipeline namespace requests keys pid redis_pids -> "rps p50
-# p99 cpu redis_cpu": cpu is the measured server's CPU time (user + system)
-# per request in microseconds, redis_cpu that of the redis-server(s) behind
+# p99 cpu redis_cpu sys": cpu is the measured server's CPU time (user +
+# system) per request in microseconds, sys its system part alone (the
+# kernel's socket work, the same for any server answering the same
+# pipelines), redis_cpu that of the redis-server(s) behind
 # it (comma-separated pids; - for none): capacity per core, which
 # redis-benchmark's own ceiling does not cap. -r keys: the GETs spread over
 # NS:000000000000 .. NS:(keys - 1), 12 digits.
 bench_get() {
-    local out a0 b0 a1 b1
-    a0=$(cpu_ticks "$7") b0=$(cpu_ticks "$8")
+    local out a0 b0 a1 b1 s0 s1
+    a0=$(cpu_ticks "$7") b0=$(cpu_ticks "$8") s0=$(sys_ticks "$7")
     out=$(redis-benchmark -p "$1" -c "$2" -P "$3" -n "$5" -r "$6" --csv GET "$4:__rand_int__" 2>"$TMP/rb.err") ||
         { echo "error: redis-benchmark against port $1 failed: $(tail -3 "$TMP/rb.err")" >&2; exit 1; }
-    a1=$(cpu_ticks "$7") b1=$(cpu_ticks "$8")
-    echo "$(awk -F, 'NR==2 { gsub(/"/, ""); print $2, $5, $7 }' <<<"$out") $(per_req_us $((a1 - a0)) "$5") $(per_req_us $((b1 - b0)) "$5")"
+    a1=$(cpu_ticks "$7") b1=$(cpu_ticks "$8") s1=$(sys_ticks "$7")
+    echo "$(awk -F, 'NR==2 { gsub(/"/, ""); print $2, $5, $7 }' <<<"$out") $(per_req_us $((a1 - a0)) "$5") $(per_req_us $((b1 - b0)) "$5") $(per_req_us $((s1 - s0)) "$5")"
 }
 
 lc_metric() { # port prefix -> the sum of the values of the METRICS lines starting with prefix
