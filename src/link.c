@@ -114,6 +114,11 @@ static void poll_cb(uv_poll_t *handle, int status, int events)
 {
     struct link_poll *p = handle->data;
     int ev = status < 0 ? p->events : events;
+    /* On an error libuv has stopped the handle: what it watches is nothing
+     * now, so hiredis's next addRead (after a read that returned the data
+     * queued before a reset, not the reset) starts it again instead of
+     * being skipped as no change, and the error is seen at once. */
+    if (status < 0) p->events = 0;
     if (p->ac && p->direct && (ev & UV_READABLE)) {
         /* Before the connect completes, only hiredis's connect check (in
          * its write handler) can make sense of an event. */
