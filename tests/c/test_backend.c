@@ -1341,6 +1341,7 @@ static struct {
     int port;
     const char *answer;
     int conns;
+    uv_read_cb reader; /* what serves a connection (fake_read when NULL) */
 } fake;
 
 static void fake_alloc(uv_handle_t *h, size_t n, uv_buf_t *b)
@@ -1379,7 +1380,7 @@ static void fake_conn(uv_stream_t *srv, int status)
         return;
     }
     fake.conns++;
-    uv_read_start((uv_stream_t *)c, fake_alloc, fake_read);
+    uv_read_start((uv_stream_t *)c, fake_alloc, fake.reader ? fake.reader : fake_read);
 }
 
 static void fake_listen(uv_connection_cb on_conn)
@@ -1483,18 +1484,6 @@ static void rst_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     }
 }
 
-static void rst_conn(uv_stream_t *srv, int status)
-{
-    if (status < 0) return;
-    uv_tcp_t *c = xmalloc(sizeof(*c));
-    uv_tcp_init(&loop, c);
-    if (uv_accept(srv, (uv_stream_t *)c) != 0) {
-        uv_close((uv_handle_t *)c, fake_closed);
-        return;
-    }
-    uv_read_start((uv_stream_t *)c, fake_alloc, rst_read);
-}
-
 static int rst_send(struct redis_link *link, const char *fmt, ...)
 {
     va_list ap;
@@ -1519,7 +1508,8 @@ static void test_reset_behind_reply(void)
 {
     loop_begin();
     memset(&fake, 0, sizeof(fake));
-    fake_listen(rst_conn);
+    fake.reader = rst_read;
+    fake_listen(fake_conn);
     memset(&rst, 0, sizeof(rst));
     char url_text[64];
     snprintf(url_text, sizeof(url_text), "redis://127.0.0.1:%d", fake.port);
