@@ -110,6 +110,8 @@ static void link_write_progress(redisAsyncContext *ac, size_t written);
 
 static void link_read_direct(redisAsyncContext *ac);
 
+static void poll_update(struct link_poll *p, int events);
+
 static void poll_cb(uv_poll_t *handle, int status, int events)
 {
     struct link_poll *p = handle->data;
@@ -127,6 +129,10 @@ static void poll_cb(uv_poll_t *handle, int status, int events)
         else
             ev |= UV_WRITABLE;
         ev &= ~UV_READABLE;
+        /* hiredis asks to read on after its own reads; a direct link reads
+         * without it, so it watches again itself: the error behind the
+         * data it just read shows at the next poll. */
+        if (status < 0 && p->ac) poll_update(p, p->events | UV_READABLE);
     }
     /* Each call may free the context (p->ac turns NULL); p lives until the
      * close callback. */
