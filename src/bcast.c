@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "bcast_msg.h"
 #include "bus.h"
 #include "cache_int.h"
 #include "keys.h"
@@ -126,66 +127,20 @@ int bcast_gen(const ns_t *ns, long long gen, store_cb cb, void *priv)
  * Receiving
  * ------------------------------------------------------------------------- */
 
-/* "<len>:<bytes>" repeated: fn on each item; stops at the first malformed one. */
-static void each_counted(const char *p, size_t len, void (*fn)(const char *item, size_t n))
+/* One message, parsed (bcast_msg.c), emitted as what it says. */
+static void on_parsed(void *ctx, char type, const char *body, size_t len)
 {
-    const char *end = p + len;
-    while (p < end) {
-        const char *colon = memchr(p, ':', (size_t)(end - p) < 24 ? (size_t)(end - p) : 24);
-        long long n;
-        if (!colon || parse_ll(p, (size_t)(colon - p), &n) != 0 || n < 0 || n > end - (colon + 1))
-            return;
-        fn(colon + 1, (size_t)n);
-        p = colon + 1 + n;
-    }
-}
-
-static void key_invalidated(const char *rkey, size_t len)
-{
-    bus_emit(BUS_KEY_INVALIDATED, &(bus_msg_t){.key = rkey, .len = len});
-}
-
-static void on_gen(const char *p, size_t len)
-{
-    const char *sp = memchr(p, ' ', len);
+    LC_UNUSED(ctx);
+    bus_msg_t m = {.key = body, .len = len};
+    size_t ns_len;
     long long gen;
-    if (!sp || parse_ll(sp + 1, len - (size_t)(sp + 1 - p), &gen) != 0) return;
-    ns_t *ns = ns_find_any(p, (size_t)(sp - p));
-    if (ns) bus_emit(BUS_GEN_SEEN, &(bus_msg_t){.ns = ns, .gen = gen});
-}
-
-/* One message of a "B <len>:<message>..." envelope, as if it came alone.
- * An envelope inside one is ignored (none is sent). */
-static void enveloped(const char *msg, size_t len)
-{
-    if (len > 0 && msg[0] != 'B') bcast_on_message(msg, len);
-}
-
-void bcast_on_message(const char *msg, size_t len)
-{
-    if (len < 4 || msg[1] != ' ') return;
-    if (msg[0] == 'B') {
-        each_counted(msg + 2, len - 2, enveloped);
-        return;
-    }
-    const char *inst = msg + 2;
-    const char *sp = memchr(inst, ' ', len - 2);
-    if (!sp) return;
-    size_t ilen = (size_t)(sp - inst);
-    if (ilen == strlen(cache_instance_id) && memcmp(inst, cache_instance_id, ilen) == 0)
-        return; /* our own: already applied */
-    const char *rest = sp + 1;
-    size_t rlen = len - (size_t)(rest - msg);
-    bus_msg_t m = {.key = rest, .len = rlen};
-    switch (msg[0]) {
+    switch (type) {
     case 'F':
         bus_emit(BUS_FILL_LANDED, &m);
         break;
     case 'I':
+    case 'K': /* one key of a K message */
         bus_emit(BUS_KEY_INVALIDATED, &m);
-        break;
-    case 'K':
-        each_counted(rest, rlen, key_invalidated);
         break;
     case 'P':
         bus_emit(BUS_KEYS_INVALIDATED, &m);
@@ -194,11 +149,19 @@ void bcast_on_message(const char *msg, size_t len)
         bus_emit(BUS_TAG_PURGED, &m);
         break;
     case 'G':
-        on_gen(rest, rlen);
+        if (bcast_parse_gen(body, len, &ns_len, &gen) == 0) {
+            ns_t *ns = ns_find_any(body, ns_len);
+            if (ns) bus_emit(BUS_GEN_SEEN, &(bus_msg_t){.ns = ns, .gen = gen});
+        }
         break;
-    default:
+    default: /* a newer instance's: ignored */
         break;
     }
+}
+
+void bcast_on_message(const char *msg, size_t len)
+{
+    bcast_parse(msg, len, cache_instance_id, strlen(cache_instance_id), on_parsed, NULL);
 }
 
 /* ---------------------------------------------------------------------------
