@@ -326,9 +326,25 @@ end
 -- H.start_server(o), except that a luacached that exits at start raises
 -- "luacached did not start: <its last error line>": a refused --redis URL
 -- then reads as exactly that in every test that needs the server.
+-- A luacached on a cluster answers PING before every master's connection
+-- is up (reads fail open meanwhile; a write to a slot whose master is
+-- still connecting is refused): wait until INFO says all masters are up.
+local function wait_masters_up(srv, timeout)
+  H.wait_until(function()
+    local info = srv:call("INFO")
+    if type(info) ~= "string" then return false end
+    local n, up = info:match("cluster_masters:(%d+)"), info:match("cluster_masters_up:(%d+)")
+    if not n then return true end -- not a cluster (a sentinel deployment)
+    return tonumber(n) > 0 and n == up
+  end, timeout or 10, "every cluster master's connection up")
+end
+
 function C.start_server(o)
   local ok, srv = pcall(H.start_server, o)
-  if ok then return srv end
+  if ok then
+    if o.wait ~= false then wait_masters_up(srv) end
+    return srv
+  end
   local why
   for line in tostring(srv):gmatch("[^\n]+") do
     why = line:match("^%S+Z error (.*)$") or why
