@@ -217,7 +217,7 @@ static void poll_closed(uv_handle_t *h)
     free(h->data);
 }
 
-static void flusher_closed(uv_handle_t *h)
+static void free_handle_cb(uv_handle_t *h)
 {
     free(h);
 }
@@ -229,7 +229,7 @@ static void poll_cleanup(void *priv)
     list_remove(&p->flush);
     uv_close((uv_handle_t *)&p->handle, poll_closed);
     if (--attached == 0) { /* so the loop can close at shutdown */
-        uv_close((uv_handle_t *)flusher, flusher_closed);
+        uv_close((uv_handle_t *)flusher, free_handle_cb);
         flusher = NULL;
     }
 }
@@ -269,11 +269,6 @@ static void req_free(struct link_req *req)
 {
     free(req->cmd);
     free(req);
-}
-
-static void free_handle_cb(uv_handle_t *h)
-{
-    free(h);
 }
 
 bool link_live(const struct redis_link *link)

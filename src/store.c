@@ -254,7 +254,7 @@ static struct script {
      * lock holds token and drop the lock (1), else 0. Then the messages
      * (those not empty) are published, in one PUBLISH: a lone one as it
      * is, several as "B <len>:<message>..." (docs/STORAGE.md), which
-     * receivers unpack (bcast.c). A PUBLISH per key cost Redis about 1 us
+     * receivers unpack (bcast_msg.c). A PUBLISH per key cost Redis about 1 us
      * of the batch's ~5.5 per key (docs/PERFORMANCE.md); subscribers see
      * none of them before the script ends either way. */
     [SC_PUT_BATCH] = {"local r,c,m={},ARGV[1],{} for n=1,#KEYS/2 do "
