@@ -11,9 +11,11 @@
 #
 # Paths: redis-server serving GET; luacached serving a hit through Redis
 # (l1 off; counts luacached only, not the Redis behind it, which runs
-# natively); luacached serving a hit from its in-process tier. "tier hits"
-# is how many of the REQUESTS GETs luacached counted as hits of the tier the
-# path is about (from its metrics): it should be REQUESTS.
+# natively); luacached serving a hit from its in-process tier; and, only
+# when asked (PATHS=miss), luacached serving misses of fresh keys, each
+# filled by the policy's in-Lua fetch (own only, as lc). "tier hits" is how
+# many of the REQUESTS GETs luacached counted as hits of the tier the path
+# is about, or fetches for miss (from its metrics): it should be REQUESTS.
 # --top N also prints the N functions with most instructions (self cost) of
 # each REQUESTS run (startup included, so read shares, not absolutes).
 # --per-get N prints the N functions with most own instructions per GET:
@@ -48,10 +50,12 @@ bench_start redis redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appe
 wait_ping "$RPORT" redis-server
 mkdir -p "$TMP/policies"
 cat >"$TMP/policies/bench.lua" <<'LUA'
-return { ttl = 3600, l1_ttl = 0, fetch = function(id) return string.rep("x", 100) end }
+local v = string.rep("x", 100)
+return { ttl = 3600, l1_ttl = 0, fetch = function(id) return v end }
 LUA
 cat >"$TMP/policies/benchl1.lua" <<'LUA'
-return { ttl = 3600, l1_ttl = 3600, fetch = function(id) return string.rep("x", 100) end }
+local v = string.rep("x", 100)
+return { ttl = 3600, l1_ttl = 3600, fetch = function(id) return v end }
 LUA
 value=$(head -c $VALUE_SIZE /dev/zero | tr '\0' x)
 
@@ -69,7 +73,7 @@ measure() {
     redis) bench_start "vg-$path-$n" "${vg[@]}" redis-server --port "$SPORT" --bind 127.0.0.1 \
         --save '' --appendonly no ;;
     l1) ns=benchl1 ;&
-    lc) bench_start "vg-$path-$n" "${vg[@]}" "$BIN" --port "$SPORT" \
+    lc | miss) bench_start "vg-$path-$n" "${vg[@]}" "$BIN" --port "$SPORT" \
         --redis "redis://127.0.0.1:$RPORT/0" --policies "$TMP/policies" --metrics-port 0 \
         --log-level warn ;;
     esac
@@ -84,9 +88,11 @@ measure() {
         sed 's/^\(GET [^ ]*\) .*/\1/' | redis-cli -p "$SPORT" >/dev/null
     [[ $(redis-cli -p "$SPORT" get "$ns:000000000007") == "$value" ]] ||
         { echo "error: $path does not answer a warmed key" >&2; exit 1; }
+    local range=$KEYS key="$ns:__rand_int__"
+    [[ $path == miss ]] && range=1000000000 key="$ns:m:__rand_int__"
     if ((n > 0)); then
         t0=$(date +%s.%N)
-        redis-benchmark -p "$SPORT" -c 10 -P 16 -n "$n" -r $KEYS -q GET "$ns:__rand_int__" \
+        redis-benchmark -p "$SPORT" -c 10 -P 16 -n "$n" -r $range -q GET "$key" \
             >"$TMP/rb.out" 2>&1 || { echo "error: redis-benchmark failed: $(tail -3 "$TMP/rb.out")" >&2; exit 1; }
         GET_SECONDS=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
     else
@@ -94,7 +100,10 @@ measure() {
     fi
     # Both runs read the counters, so that costs the same in each.
     HITS=-
-    [[ $path != redis ]] && HITS=$(lc_metric "$SPORT" "luacached_hits_total{ns=\"$ns\",tier=\"${path/lc/redis}\"} ")
+    case $path in
+    lc | l1) HITS=$(lc_metric "$SPORT" "luacached_hits_total{ns=\"$ns\",tier=\"${path/lc/redis}\"} ") ;;
+    miss) HITS=$(lc_metric "$SPORT" "luacached_fetches_total{ns=\"$ns\",result=\"ok\"} ") ;;
+    esac
     bench_stop "$pid"
     IR=$(total_ir "$out")
     [[ -n $IR ]] || { echo "error: callgrind wrote no totals to $out" >&2; exit 1; }
@@ -115,6 +124,7 @@ for path in ${PATHS:-redis lc l1}; do
     redis) what="redis-server, GET" ;;
     lc) what="luacached, hit through Redis (own only)" ;;
     l1) what="luacached, hit from the in-process tier" ;;
+    miss) what="luacached, miss + in-Lua fetch (own only)" ;;
     esac
     printf '%-40s %14s %14s %10s %12s\n' "$what" "$full" "$idle" \
         "$(awk -v a="$full" -v b="$idle" -v n="$N" 'BEGIN { printf "%.0f", (a - b) / n }')" "$hits"

@@ -6,20 +6,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* v in decimal, then sep, at p; returns the end. Digits by hand: every
- * fill encodes seven of these, and printf cost a third of a fill's own
+#include "util.h"
+
+/* v in decimal, then sep, at p; returns the end. Not printf: every fill
+ * encodes seven of these, and printf cost a third of a fill's own
  * instructions. */
 static char *put_ll(char *p, long long v, char sep)
 {
     char tmp[24];
-    char *q = tmp + sizeof(tmp);
-    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    do {
-        *--q = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0) *--q = '-';
-    size_t n = (size_t)(tmp + sizeof(tmp) - q);
+    char *end = tmp + sizeof(tmp), *q = format_ll_back(end, v);
+    size_t n = (size_t)(end - q);
     memcpy(p, q, n);
     p[n] = sep;
     return p + n + 1;

@@ -78,7 +78,11 @@ struct fetch {
      * that turn's poll from blocking; a zero timer would not do: libuv
      * runs a timer re-armed from its callback again in the same pass. */
     uv_idle_t slice;
-    int open_handles; /* freed when all three handles are closed */
+    /* sleep and slice are made on first use (sleep_timer, slice_idle):
+     * most runs neither sleep nor outlast a slice, and each handle costs
+     * an init and a close, whose callback runs on the next loop turn. */
+    bool has_sleep, has_slice;
+    int open_handles; /* freed when all its handles are closed */
 
     wait_kind_t wait;      /* what the parked thread waits for */
     http_call_t *call;     /* WAIT_HTTP */
@@ -168,6 +172,33 @@ static void on_handle_closed(uv_handle_t *h)
     if (--f->open_handles == 0) free(f);
 }
 
+static uv_timer_t *sleep_timer(fetch_t *f)
+{
+    if (!f->has_sleep) {
+        uv_timer_init(engine_loop(), &f->sleep);
+        f->sleep.data = f;
+        f->has_sleep = true;
+        f->open_handles++;
+    }
+    return &f->sleep;
+}
+
+static uv_idle_t *slice_idle(fetch_t *f)
+{
+    if (!f->has_slice) {
+        uv_idle_init(engine_loop(), &f->slice);
+        f->slice.data = f;
+        f->has_slice = true;
+        f->open_handles++;
+    }
+    return &f->slice;
+}
+
+static void stop_sleep(fetch_t *f)
+{
+    if (f->has_sleep) uv_timer_stop(&f->sleep);
+}
+
 /* Put a finished thread (anchored by ref) in the pool, if there is room.
  * Nothing here allocates: the pool's array was sized when it was made. */
 static void keep_thread(lua_State *L, lua_State *co, int ref)
@@ -195,7 +226,7 @@ static void cancel_call(fetch_t *f)
 }
 
 /* Let go of the thread and the policy once the thread will not run again.
- * The memory is freed when libuv has closed its three handles. */
+ * The memory is freed when libuv has closed its handles. */
 static void release(fetch_t *f, bool memerr)
 {
     if (f->released) return;
@@ -231,9 +262,9 @@ static void release(fetch_t *f, bool memerr)
     }
     policy_unref(p);
     f->p = NULL;
+    if (f->has_sleep) uv_close((uv_handle_t *)&f->sleep, on_handle_closed);
+    if (f->has_slice) uv_close((uv_handle_t *)&f->slice, on_handle_closed);
     uv_close((uv_handle_t *)&f->timeout, on_handle_closed);
-    uv_close((uv_handle_t *)&f->sleep, on_handle_closed);
-    uv_close((uv_handle_t *)&f->slice, on_handle_closed);
 }
 
 /* Finalise with kind/msg. A parked thread is closed where it stands; a
@@ -242,8 +273,8 @@ static void fetch_abort(fetch_t *f, fetch_kind_t kind, const char *msg)
 {
     if (f->finalised) return;
     uv_timer_stop(&f->timeout);
-    uv_timer_stop(&f->sleep);
-    uv_idle_stop(&f->slice);
+    stop_sleep(f);
+    if (f->has_slice) uv_idle_stop(&f->slice);
     cancel_call(f);
     f->wait = WAIT_NONE;
     finalise_error(f, kind, msg);
@@ -254,7 +285,7 @@ static void fetch_abort(fetch_t *f, fetch_kind_t kind, const char *msg)
  * primitive may have started before its yield failed. */
 static void drop_io(fetch_t *f)
 {
-    uv_timer_stop(&f->sleep);
+    stop_sleep(f);
     cancel_call(f);
     if (f->wait == WAIT_SLEEP || f->wait == WAIT_HTTP) f->wait = WAIT_NONE;
 }
@@ -369,7 +400,7 @@ static void fetch_resume(fetch_t *f, int nargs, bool fresh)
             return; /* parked on I/O */
         } else if (sliced && (nres == 0 || io) && f->wait == WAIT_NONE) {
             f->wait = WAIT_SLICE;
-            uv_idle_start(&f->slice, on_slice);
+            uv_idle_start(slice_idle(f), on_slice);
             return;
         } else {
             finalise_error(f, FETCH_ERROR,
@@ -470,7 +501,7 @@ static void resume_or_defer(fetch_t *f, int nargs, bool fresh)
         f->wait = WAIT_SLICE;
         f->defer_nargs = nargs;
         f->defer_fresh = fresh;
-        uv_idle_start(&f->slice, on_slice);
+        uv_idle_start(slice_idle(f), on_slice);
         return;
     }
     fetch_resume(f, nargs, fresh);
@@ -552,7 +583,7 @@ static int prim_sleep(lua_State *L)
     luaL_argcheck(L, s >= 0, 2, "seconds must be >= 0");
     double ms = ceil(s * 1000.0);
     if (ms > 1e12) ms = 1e12; /* the fetch timeout ends it long before */
-    uv_timer_start(&f->sleep, on_sleep, (uint64_t)ms, 0);
+    uv_timer_start(sleep_timer(f), on_sleep, (uint64_t)ms, 0);
     return park(L, f, WAIT_SLEEP, sleep_k);
 }
 
@@ -760,10 +791,8 @@ static void run_start(policy_t *p, fetch_t *f, start_job_t *job)
     if (tmo_ms > 1e12) tmo_ms = 1e12;
     f->deadline_ms = mono_ms() + (uint64_t)tmo_ms;
     uv_timer_init(engine_loop(), &f->timeout);
-    uv_timer_init(engine_loop(), &f->sleep);
-    uv_idle_init(engine_loop(), &f->slice);
-    f->timeout.data = f->sleep.data = f->slice.data = f;
-    f->open_handles = 3;
+    f->timeout.data = f;
+    f->open_handles = 1;
 
     list_push_back(&F.inflight_list, &f->node);
     F.inflight++;

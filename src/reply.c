@@ -21,20 +21,6 @@ static const char *const known_codes[] = {
     "BUSY", "LOADING", "READONLY",  "NOSCRIPT",  "EXECABORT",
 };
 
-/* v in decimal, written backwards from end; returns where it starts. */
-static char *decimal(char *end, long long v)
-{
-    char *q = end;
-    /* negate in unsigned arithmetic so LLONG_MIN does not overflow */
-    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    do {
-        *--q = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0) *--q = '-';
-    return q;
-}
-
 /* Append prefix, v in decimal, CRLF: the shape of every length header.
  * Written in place; lengths under 10,000 (most of them, on every hit)
  * without the general loop. */
@@ -51,7 +37,7 @@ static void put_number_line(buf_t *b, char prefix, long long v)
         *p++ = (char)('0' + u % 10);
     } else {
         char tmp[24];
-        char *end = tmp + sizeof(tmp), *q = decimal(end, v);
+        char *end = tmp + sizeof(tmp), *q = format_ll_back(end, v);
         memcpy(p, q, (size_t)(end - q));
         p += end - q;
     }
@@ -173,6 +159,6 @@ void reply_array(buf_t *b, long n)
 void reply_bulk_ll(buf_t *b, long long v)
 {
     char tmp[24];
-    char *end = tmp + sizeof(tmp), *q = decimal(end, v);
+    char *end = tmp + sizeof(tmp), *q = format_ll_back(end, v);
     reply_bulk(b, q, (size_t)(end - q));
 }

@@ -717,6 +717,8 @@ static void send_puts(write_batch_t *b)
     sc->priv = b;
     sc->id = SC_PUT_BATCH;
     sc->slot = b->slot;
+    /* in one allocation, not a doubling per kilobyte of values */
+    buf_reserve(&sc->args, 32 + writes.cmds.len + writes.args.len);
     fmt_ll(&sc->args, writes.nkeys);
     buf_append(&sc->args, writes.cmds.data, writes.cmds.len);
     buf_append(&sc->args, writes.args.data, writes.args.len);

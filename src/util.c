@@ -66,6 +66,35 @@ uint64_t mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* Two digits per division: every fill writes seven 13-digit numbers into
+ * its entry's header, and every reply a length or more. */
+static const char digit_pairs[] = "00010203040506070809101112131415161718192021222324"
+                                  "25262728293031323334353637383940414243444546474849"
+                                  "50515253545556575859606162636465666768697071727374"
+                                  "75767778798081828384858687888990919293949596979899";
+
+char *format_ll_back(char *end, long long v)
+{
+    char *q = end;
+    /* negate in unsigned arithmetic so LLONG_MIN does not overflow */
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    while (u >= 100) {
+        unsigned d = (unsigned)(u % 100) * 2;
+        u /= 100;
+        *--q = digit_pairs[d + 1];
+        *--q = digit_pairs[d];
+    }
+    if (u >= 10) {
+        unsigned d = (unsigned)u * 2;
+        *--q = digit_pairs[d + 1];
+        *--q = digit_pairs[d];
+    } else {
+        *--q = (char)('0' + u);
+    }
+    if (v < 0) *--q = '-';
+    return q;
+}
+
 int parse_ll(const char *s, size_t len, long long *out)
 {
     char tmp[32];

@@ -25,6 +25,10 @@ uint64_t mono_ms(void);
 int parse_ll(const char *s, size_t len, long long *out);
 int parse_double(const char *s, size_t len, double *out);
 
+/* v in base 10, written backwards so that it ends just before end (at
+ * most 20 bytes: a sign and 19 digits); returns where it starts. */
+char *format_ll_back(char *end, long long v);
+
 /* Case-insensitive compare of a counted string with a C string. */
 int eq_nocase(const char *s, size_t len, const char *lit);
 

@@ -345,25 +345,43 @@ function M.new(o)
     -- on first use (by the metatable, protected) and then stored in ctx:
     -- most fetches use one or two of them, and each closure a fetch
     -- creates is work for the allocator and the collector on every miss.
-    function rt.make_ctx(h, id, fn)
-        local ctx = { ns = ns, id = id, now = prims.now, log = log }
-        return setmetatable(ctx, {
+    -- So the metatable is one per policy function, not one per ctx: what
+    -- it needs of a ctx (its fetch's handle, and the id it was made for,
+    -- as ctx.id is the policy's to change) is kept by ctx in weak-keyed
+    -- tables, whose entries go with their ctx. That is a metatable, a
+    -- closure and three upvalues fewer on every miss.
+    local ctx_h = setmetatable({}, { __mode = "k" })
+    local ctx_id = setmetatable({}, { __mode = "k" })
+    local NO_FN = {}
+    local mt_of = {} -- fn (or NO_FN) -> metatable
+    local function ctx_mt(fn)
+        local mt = mt_of[fn or NO_FN]
+        if mt then return mt end
+        mt = {
             __metatable = false,
             __index = function(t, k)
                 local v
                 if k == "http" then
-                    v = make_http(h, fn)
+                    v = make_http(ctx_h[t], fn)
                 elseif k == "sleep" then
-                    v = make_sleep(h, fn)
-                elseif k == "key" and id ~= nil then
-                    v = ns .. ":" .. id
+                    v = make_sleep(ctx_h[t], fn)
+                elseif k == "key" and ctx_id[t] ~= nil then
+                    v = ns .. ":" .. ctx_id[t]
                 else
                     return nil
                 end
                 rawset(t, k, v)
                 return v
             end,
-        })
+        }
+        mt_of[fn or NO_FN] = mt
+        return mt
+    end
+    function rt.make_ctx(h, id, fn)
+        local ctx = { ns = ns, id = id, now = prims.now, log = log }
+        if h ~= nil then ctx_h[ctx] = h end
+        if id ~= nil then ctx_id[ctx] = id end
+        return setmetatable(ctx, ctx_mt(fn))
     end
 
     -- Returns value, ttl, tag... ; value nil means not found (ttl is then

@@ -8,6 +8,7 @@
 
 #include "buf.h"
 #include "reply.h"
+#include "util.h"
 #include "check.h"
 
 /* The buffer must hold exactly the literal want (which may contain NULs);
@@ -144,6 +145,34 @@ static void test_int(void)
     buf_free(&b);
 }
 
+/* format_ll_back (util.c, behind every number in a reply or an entry
+ * header) against printf, at each digit count and its edges. */
+static void test_format_ll_back(void)
+{
+    long long vals[64];
+    size_t n = 0;
+    vals[n++] = LLONG_MIN;
+    vals[n++] = LLONG_MAX;
+    vals[n++] = LLONG_MIN + 1;
+    for (long long p = 1; n + 6 <= LC_ARRAY_LEN(vals) && p <= LLONG_MAX / 10; p *= 10) {
+        vals[n++] = p;
+        vals[n++] = p - 1;
+        vals[n++] = -p;
+        vals[n++] = -(p - 1);
+        vals[n++] = p + 1;
+        vals[n++] = 7 * p + 3;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char tmp[24], want[24];
+        char *end = tmp + sizeof(tmp), *q = format_ll_back(end, vals[i]);
+        int wl = snprintf(want, sizeof(want), "%lld", vals[i]);
+        if (end - q != wl || memcmp(q, want, (size_t)wl) != 0) {
+            fprintf(stderr, "format_ll_back(%s): got %.*s\n", want, (int)(end - q), q);
+            test_failed = 1;
+        }
+    }
+}
+
 static void test_bulk(void)
 {
     buf_t b = {0};
@@ -200,6 +229,7 @@ int main(void)
     RUN(test_error_long);
     RUN(test_error_code);
     RUN(test_int);
+    RUN(test_format_ll_back);
     RUN(test_bulk);
     RUN(test_bulk_large);
     RUN(test_nil_and_array);
