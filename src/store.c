@@ -789,12 +789,11 @@ int store_lock_read(const char *lock, size_t llen, const char *token, long long 
     it->lock_cb = cb;
     it->priv = priv;
     it->off = writes.cmds.len;
-    fmt_count(&writes.cmds, 6);
-    fmt_str(&writes.cmds, "SET");
+    static const char set_head[] = "*6\r\n$3\r\nSET\r\n", nx_px[] = "$2\r\nNX\r\n$2\r\nPX\r\n";
+    buf_append(&writes.cmds, set_head, sizeof(set_head) - 1);
     fmt_arg(&writes.cmds, lock, llen);
     fmt_str(&writes.cmds, token);
-    fmt_str(&writes.cmds, "NX");
-    fmt_str(&writes.cmds, "PX");
+    buf_append(&writes.cmds, nx_px, sizeof(nx_px) - 1);
     fmt_ll(&writes.cmds, px);
     it->len = writes.cmds.len - it->off;
     if (writes.args.len == 0) {
