@@ -53,6 +53,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "lua_alloc.h"
 #include "lua_pattern.h"
 #include "policy_int.h"
 #include "util.h"
@@ -111,14 +112,9 @@ static void *lc_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     policy_t *p = ud;
     size_t old = ptr ? osize : 0; /* without ptr, osize is a type tag */
-    if (nsize == 0) {
-        free(ptr);
-        p->mem_used -= old;
-        return NULL;
-    }
     if (nsize > old && p->mem_limit && p->mem_used + (nsize - old) > p->mem_limit) return NULL;
-    void *q = realloc(ptr, nsize);
-    if (!q) return nsize <= old ? ptr : NULL;
+    void *q = lua_alloc_block(ptr, osize, nsize);
+    if (!q && nsize > 0) return NULL; /* growing failed; shrinking cannot */
     p->mem_used = p->mem_used - old + nsize;
     return q;
 }
@@ -1394,6 +1390,7 @@ void engine_close(void)
     E.ngone = E.gonecap = 0;
     mods_free();
     engine_clear_conf();
+    lua_alloc_drain();
     E.loop = NULL;
     E.inited = false;
 }
